@@ -1,0 +1,29 @@
+"""robench: standardized, versioned benchmarks for robustness, compression and restoration.
+
+The Python API mirrors the CLI::
+
+    import robench
+    robench.run("suites/smoke.yaml")          # run (resumes; stored runs are skipped)
+    frame = robench.results()                 # pandas DataFrame, one row per run
+    robench.leaderboard("leaderboards")       # static HTML site
+
+Register your own method or model with the decorators re-exported here. Importing this
+package is cheap: torch is imported only when something runs.
+"""
+
+from robench.errors import UserError
+from robench.registry import register_dataset, register_method, register_model, register_task
+
+__version__ = "0.1.0"
+
+_API = ("run", "results", "leaderboard", "validate", "load", "ls", "RunSummary")
+
+__all__ = ["UserError", "register_dataset", "register_method", "register_model", "register_task",
+           "__version__", *_API]
+
+
+def __getattr__(name):
+    if name in _API:
+        from robench import api
+        return getattr(api, name)
+    raise AttributeError(f"module 'robench' has no attribute {name!r}")

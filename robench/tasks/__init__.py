@@ -1,0 +1,1 @@
+"""Tasks: one folder each with the same shape (task.py, methods/, domain modules)."""

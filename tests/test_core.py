@@ -291,3 +291,22 @@ def test_kill_minus_nine_loses_nothing_stored(tmp_path, cli_env):
     assert len(after) == 8 and after["id"].is_unique and set(after["status"]) == {"done"}
     for run_id, finished in before.items():  # completed runs were kept, not recomputed
         assert after.set_index("id").loc[run_id, "finished_at"] == finished
+
+
+def test_entry_point_plugins_are_loaded(tmp_path, monkeypatch):
+    """A package exposing the ``robench.plugins`` group registers on setup()."""
+    from importlib import metadata
+
+    pkg = tmp_path / "thirdparty_robench.py"
+    pkg.write_text("from robench import register_model\n"
+                   "@register_model('third-party-net')\n"
+                   "def net(num_classes=10):\n    'a model from an installed package'\n    return None\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    ep = metadata.EntryPoint(name="thirdparty", value="thirdparty_robench", group="robench.plugins")
+    monkeypatch.setattr(metadata, "entry_points", lambda group=None: [ep] if group == "robench.plugins" else [])
+    monkeypatch.setattr(registry, "_entry_points_loaded", False)
+    registry.load_entry_point_plugins()
+    try:
+        assert registry.models.entry("third-party-net").description == "a model from an installed package"
+    finally:
+        registry.models._entries.pop((None, "third-party-net"), None)

@@ -126,6 +126,19 @@ def leaderboard(out: str | Path = "leaderboards", store: str | Path | None = Non
     return write_leaderboard(frame, Path(out))
 
 
+def figures(name: str, out: str | Path = "reports", store: str | Path | None = None) -> list[Path]:
+    """Regenerate a paper's figures and report from the store (nothing is re-run)."""
+    from robench.report.figures import FIGURES, make_figures
+
+    if name not in FIGURES:
+        return make_figures(name, None, out)  # raises the did-you-mean error
+    frame = results(store)
+    if frame.empty:
+        raise UserError(f"results store {store or '.robench/results.sqlite'}: no runs yet "
+                        f"(run {FIGURES[name][1]} first)")
+    return make_figures(name, frame, out)
+
+
 def ls(kind: str | None = None, plugins: tuple = ()) -> list[dict]:
     """Registered tasks/methods/models/datasets as dicts (kind, name, task, description)."""
     from robench import registry

@@ -175,6 +175,24 @@ def leaderboard(out: Path = typer.Option(Path("leaderboards"), "--out", "-o", he
     typer.echo(f"leaderboard written: {index}")
 
 
+@app.command()
+def figures(name: Optional[str] = typer.Argument(None, help="figure set (a paper); omit to list them"),
+            out: Path = typer.Option(Path("reports"), "--out", "-o", help="output folder"),
+            store: Optional[Path] = StoreOpt):
+    """Regenerate a paper's figures and Markdown report from the store (nothing re-runs)."""
+    from robench import api
+    from robench.report.figures import FIGURES
+
+    if name is None:
+        for key, (_, suite, description) in sorted(FIGURES.items()):
+            typer.echo(f"  {key:<18} {description} (data: {suite})")
+        return
+    with _user_errors():
+        paths = api.figures(name, out, store)
+    for path in paths:
+        typer.echo(str(path))
+
+
 def main() -> None:
     app()
 

@@ -169,8 +169,8 @@ def load_builtins() -> None:
     if _builtins_loaded:
         return
     _builtins_loaded = True
-    from robench.builtins import BUILTINS
-    for kind, name, target, description, *task in BUILTINS:
+    from robench.builtins import all_builtins
+    for kind, name, target, description, *task in all_builtins():
         REGISTRIES[kind].add_lazy(name, target, description, task[0] if task else None)
 
 

@@ -1,0 +1,31 @@
+"""Paper figures: one module per paper, each reading only the results table.
+
+A figure module exposes ``make(frame, out_dir) -> list[Path]``: it writes plots and a
+Markdown report (our numbers beside the paper's, the scale we ran at, and whether the
+paper's trend held) under ``out_dir/<name>/`` and returns the files written. It never
+retrains or re-evaluates anything. Register a module in ``FIGURES`` as "module:function".
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from robench.errors import UserError
+
+# name -> ("module:function", the suite that produces its data, description)
+FIGURES: dict[str, tuple[str, str, str]] = {}
+
+
+def make_figures(name: str, frame, out_dir: str | Path) -> list[Path]:
+    import difflib
+    import importlib
+
+    if name not in FIGURES:
+        hint = difflib.get_close_matches(name, list(FIGURES), n=1)
+        known = ", ".join(sorted(FIGURES)) or "none yet"
+        raise UserError(f"unknown figure set {name!r}" + (f"; did you mean {hint[0]!r}?" if hint else f"; known: {known}"))
+    target, suite, _ = FIGURES[name]
+    module_name, func = target.split(":")
+    out = Path(out_dir) / name
+    out.mkdir(parents=True, exist_ok=True)
+    return getattr(importlib.import_module(module_name), func)(frame, out)

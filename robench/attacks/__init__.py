@@ -1,0 +1,22 @@
+"""The shared attack layer: versioned foolbox attack configs, a batched evaluator that keeps
+per-sample results, worst-case robust accuracy, ρ2, and sanity flags.
+
+    from robench.attacks import evaluate_robustness, sanity_flags
+    report = evaluate_robustness(model, x, y, "mnist-default")
+    report.as_metrics()["robust_accuracy_linf@0.1"], report.save_npz("run.npz")
+
+Importing this package does not import torch or foolbox (they load when an attack runs).
+"""
+
+from robench.attacks.configs import (ATTACKS_VERSION, PRESETS, AttackConfig, cw_l2, deepfool_l2,
+                                     fgsm, format_epsilon, get_preset, pgd_l2, pgd_linf)
+from robench.attacks.evaluate import (RobustnessReport, activation_sparsity, evaluate_robustness,
+                                      frozen, weight_sparsity)
+from robench.attacks.sanity import SanityResult, run_sanity_checks, sanity_flags, sanity_messages
+
+__all__ = [
+    "ATTACKS_VERSION", "PRESETS", "AttackConfig", "cw_l2", "deepfool_l2", "fgsm", "format_epsilon",
+    "get_preset", "pgd_l2", "pgd_linf", "RobustnessReport", "activation_sparsity",
+    "evaluate_robustness", "frozen", "weight_sparsity", "SanityResult", "run_sanity_checks",
+    "sanity_flags", "sanity_messages",
+]

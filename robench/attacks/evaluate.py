@@ -1,0 +1,446 @@
+"""Run a list of attacks on a classifier and keep every per-sample result.
+
+:func:`evaluate_robustness` returns a :class:`RobustnessReport`: per-sample arrays from
+which every robustness metric in robench is computed (and recomputed, after
+``RobustnessReport.from_npz``), so a figure never needs a re-evaluation.
+
+Conventions used everywhere in robench
+--------------------------------------
+- **Minimal norms** (``deepfool_l2``, ``cw_l2``, ...): ‖x_adv − x‖ in the attack's norm,
+  float64 (N,). A clean-misclassified point has norm **0** (no perturbation needed).
+  A point where the attack did not reach a misclassification has norm **+inf** (never
+  NaN): "not broken at any budget", which makes ``norm <= ε`` correct for every ε.
+- **Fixed-ε success** (``fgsm_linf``, ``pgd_linf``, ...): bool (N, K), foolbox's verdict
+  that the ε-clipped perturbed input is misclassified (True for clean errors as well).
+- **Robust accuracy** at ε under threat model p ∈ {l∞, l2} is the worst case over every
+  attack of norm p, point by point: a point counts as robust only if it is classified
+  correctly, no fixed-ε attack that ran at that ε succeeded on it, and every minimal-norm
+  attack of norm p needed more than ε. The ε grid of a threat is the union of the grids
+  of its fixed-ε attacks; an attack contributes only at the ε it ran at (no closure over
+  smaller ε, so a non-monotone curve still exposes a weak or masked attack).
+- **ρ2** = mean over the test points of ‖r(x)‖₂ / ‖x‖₂ with r from L2 DeepFool, where a
+  misclassified point counts as 0 (DeepFool paper / DeepDefense convention). Points where
+  DeepFool failed (inf) are left out of the mean and counted in
+  ``deepfool_l2_failure_rate``; the sanity check flags them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+
+from robench.attacks.configs import ATTACKS_VERSION, AttackConfig, format_epsilon, resolve_attacks
+from robench.errors import UserError
+
+NPZ_FORMAT = "robench-robustness-report/1"
+THREATS = ("linf", "l2")
+
+
+# -- the report -----------------------------------------------------------------------------
+
+@dataclass
+class RobustnessReport:
+    """Per-sample results of :func:`evaluate_robustness`; every metric derives from them.
+
+    labels: int64 (N,). clean_correct: bool (N,), prediction of the foolbox-wrapped model
+    (the one the attacks see). clean_correct_unwrapped: bool (N,), the plain ``model(x)``.
+    input_l2: float64 (N,), ‖x‖₂ per sample (denominator of ρ2).
+    minimal_norms: name → float64 (N,), 0 for clean errors, +inf where the attack failed.
+    success: name → bool (N, K), fixed-ε attack succeeded at ``epsilons[name][k]``.
+    epsilons: name → float64 (K,). configs: the attacks in the order they ran.
+    meta: bounds, batch size, seed, versions, timing (JSON-able).
+    """
+
+    labels: np.ndarray
+    clean_correct: np.ndarray
+    clean_correct_unwrapped: np.ndarray
+    input_l2: np.ndarray
+    minimal_norms: dict[str, np.ndarray]
+    success: dict[str, np.ndarray]
+    epsilons: dict[str, np.ndarray]
+    configs: tuple[AttackConfig, ...]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    # -- derived quantities ------------------------------------------------------------
+    @property
+    def n(self) -> int:
+        return int(self.labels.shape[0])
+
+    def config(self, name: str) -> AttackConfig:
+        for cfg in self.configs:
+            if cfg.name == name:
+                return cfg
+        raise KeyError(name)
+
+    def threat_epsilons(self, threat: str) -> np.ndarray:
+        """Sorted union of the ε grids of the fixed-ε attacks of norm ``threat``."""
+        grids = [self.epsilons[c.name] for c in self.configs if not c.minimal and c.norm == threat]
+        return np.unique(np.concatenate(grids)) if grids else np.zeros(0)
+
+    def robust_mask(self, threat: str) -> tuple[np.ndarray, np.ndarray]:
+        """(ε grid (K,), robust bool (N, K)): worst case over all attacks of that norm, per point."""
+        grid = self.threat_epsilons(threat)
+        robust = np.repeat(self.clean_correct[:, None], len(grid), axis=1)
+        for cfg in self.configs:
+            if cfg.norm != threat:
+                continue
+            if cfg.minimal:
+                robust &= ~(self.minimal_norms[cfg.name][:, None] <= grid[None, :])
+            else:
+                cols = np.searchsorted(grid, self.epsilons[cfg.name])
+                robust[:, cols] &= ~self.success[cfg.name]
+        return grid, robust
+
+    def robust_accuracy(self, threat: str) -> dict[float, float]:
+        """ε → fraction of all N points robust at ε under ``threat`` (``linf`` or ``l2``)."""
+        grid, robust = self.robust_mask(threat)
+        return {float(e): float(robust[:, k].mean()) for k, e in enumerate(grid)}
+
+    def rho2(self, name: str | None = None) -> float:
+        """Mean ‖r‖₂/‖x‖₂ of L2 DeepFool, misclassified points as 0, failures left out (NaN if none left)."""
+        norms = self.minimal_norms[name or self._deepfool_l2_name()]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = np.where(self.clean_correct, norms / self.input_l2, 0.0)
+        keep = np.isfinite(ratio)
+        return float(ratio[keep].mean()) if keep.any() else math.nan
+
+    def _deepfool_l2_name(self) -> str:
+        for cfg in self.configs:
+            if cfg.kind == "deepfool" and cfg.norm == "l2":
+                return cfg.name
+        raise KeyError("no L2 DeepFool attack in this report: rho2 needs one")
+
+    def as_metrics(self) -> dict[str, float]:
+        """Flat name → float. Names (ε written with ``%g``):
+
+        ``clean_accuracy``; ``rho2`` (if an L2 DeepFool ran); per minimal attack ``<name>_median``
+        (median norm over clean-correct points, inf if more than half failed) and
+        ``<name>_failure_rate`` (fraction of clean-correct points not broken);
+        per threat and ε ``robust_accuracy_<linf|l2>@<ε>`` (worst case over attacks);
+        per fixed-ε attack and ε ``accuracy_under_<name>@<ε>``.
+        """
+        metrics: dict[str, float] = {"clean_accuracy": float(self.clean_correct.mean())}
+        try:
+            metrics["rho2"] = self.rho2()
+        except KeyError:
+            pass
+        correct = self.clean_correct
+        for cfg in self.configs:
+            if not cfg.minimal:
+                continue
+            norms = self.minimal_norms[cfg.name][correct]
+            metrics[f"{cfg.name}_median"] = float(np.median(norms)) if norms.size else math.nan
+            metrics[f"{cfg.name}_failure_rate"] = float(np.isinf(norms).mean()) if norms.size else 0.0
+        for threat in THREATS:
+            for eps, acc in self.robust_accuracy(threat).items():
+                metrics[f"robust_accuracy_{threat}@{format_epsilon(eps)}"] = acc
+        for cfg in self.configs:
+            if cfg.minimal:
+                continue
+            broken = self.success[cfg.name]
+            for k, eps in enumerate(self.epsilons[cfg.name]):
+                metrics[f"accuracy_under_{cfg.name}@{format_epsilon(eps)}"] = float((correct & ~broken[:, k]).mean())
+        return metrics
+
+    def sanity(self, **kwargs):
+        """Shortcut for :func:`robench.attacks.sanity.run_sanity_checks`."""
+        from robench.attacks.sanity import run_sanity_checks
+        return run_sanity_checks(self, **kwargs)
+
+    # -- storage -------------------------------------------------------------------------
+    def save_npz(self, path: str | Path) -> Path:
+        """Write everything to one ``.npz`` (no pickles). Layout:
+
+        ``labels``, ``clean_correct``, ``clean_correct_unwrapped``, ``input_l2`` (N,);
+        ``norm__<name>`` (N,) per minimal attack; ``success__<name>`` (N, K) and
+        ``epsilons__<name>`` (K,) per fixed-ε attack; ``configs_json`` (list of
+        ``AttackConfig.to_dict()``) and ``meta_json`` as 0-d unicode arrays.
+        """
+        path = Path(path)
+        arrays: dict[str, np.ndarray] = {
+            "labels": self.labels, "clean_correct": self.clean_correct,
+            "clean_correct_unwrapped": self.clean_correct_unwrapped, "input_l2": self.input_l2,
+            "configs_json": np.array(json.dumps([c.to_dict() for c in self.configs])),
+            "meta_json": np.array(json.dumps({"format": NPZ_FORMAT, **self.meta})),
+        }
+        for name, norms in self.minimal_norms.items():
+            arrays[f"norm__{name}"] = norms
+        for name, success in self.success.items():
+            arrays[f"success__{name}"] = success
+            arrays[f"epsilons__{name}"] = self.epsilons[name]
+        with open(path, "wb") as fh:  # a file handle keeps numpy from appending ".npz"
+            np.savez_compressed(fh, **arrays)
+        return path
+
+    @classmethod
+    def from_npz(cls, path: str | Path) -> "RobustnessReport":
+        """Load a report written by :meth:`save_npz`; ``as_metrics()`` reproduces the original exactly."""
+        try:
+            data = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise UserError(f"robustness report {path}: cannot read ({exc}); expected an .npz written by save_npz") from None
+        with data:
+            try:
+                meta = json.loads(str(data["meta_json"]))
+                configs = tuple(AttackConfig.from_dict(d) for d in json.loads(str(data["configs_json"])))
+                if meta.pop("format", None) != NPZ_FORMAT:
+                    raise KeyError("format")
+                minimal = {c.name: data[f"norm__{c.name}"] for c in configs if c.minimal}
+                success = {c.name: data[f"success__{c.name}"] for c in configs if not c.minimal}
+                epsilons = {c.name: data[f"epsilons__{c.name}"] for c in configs if not c.minimal}
+                return cls(labels=data["labels"], clean_correct=data["clean_correct"],
+                           clean_correct_unwrapped=data["clean_correct_unwrapped"], input_l2=data["input_l2"],
+                           minimal_norms=minimal, success=success, epsilons=epsilons,
+                           configs=configs, meta=meta)
+            except KeyError as exc:
+                raise UserError(f"robustness report {path}: missing entry {exc}; expected the layout of {NPZ_FORMAT}") from None
+
+
+# -- evaluation -----------------------------------------------------------------------------
+
+def evaluate_robustness(model, x, y, attacks: str | AttackConfig | Sequence[AttackConfig], *,
+                        batch_size: int = 250, bounds: tuple[float, float] = (0.0, 1.0),
+                        seed: int = 0, device=None) -> RobustnessReport:
+    """Attack ``model`` on (x, y) with every config in ``attacks`` and keep per-sample results.
+
+    model: ``torch.nn.Module`` mapping a float batch (B, ...) to logits (B, classes).
+    x: float (N, ...) in ``bounds``; y: int (N,) class labels. ``attacks``: a preset name
+    (``"mnist-default"``, ``"smoke"``), one :class:`AttackConfig` or a sequence of them.
+    The model is evaluated in eval mode with its parameters' ``requires_grad`` switched off
+    (foolbox would otherwise leave ``.grad`` on them); both are restored afterwards.
+    ``seed`` fixes the random starts, so the same call gives the same report.
+    Inputs are validated before any attack runs; bad ones raise :class:`UserError`.
+    """
+    import torch
+
+    configs = resolve_attacks(attacks)
+    lo, hi = _check_bounds(bounds)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise UserError(f"batch_size must be a positive integer, got {batch_size!r}")
+    if not isinstance(model, torch.nn.Module):
+        raise UserError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    device = torch.device(device) if device is not None else _model_device(model)
+    x, y = _as_tensors(x, y, model)
+    _check_inputs_in_bounds(x, lo, hi)
+
+    started = time.perf_counter()
+    timings: dict[str, float] = {}
+    with frozen(model):
+        num_classes = _check_logits(model, x, y, device)
+        import foolbox as fb
+        fmodel = fb.PyTorchModel(model, bounds=(lo, hi), device=device)  # device given: never moved
+        attacks_fb = {c.name: c.build() for c in configs}
+        correct, correct_plain, input_l2 = [], [], []
+        minimal = {c.name: [] for c in configs if c.minimal}
+        success = {c.name: [] for c in configs if not c.minimal}
+        rng_devices = [device] if device.type == "cuda" else []  # random starts draw on the model's device
+        with torch.random.fork_rng(devices=rng_devices), torch.enable_grad():
+            torch.manual_seed(seed)
+            for start in range(0, len(x), batch_size):
+                xb = x[start:start + batch_size].to(device)
+                yb = y[start:start + batch_size].to(device)
+                with torch.no_grad():
+                    correct_plain.append((model(xb).argmax(1) == yb).cpu().numpy())
+                    ok = fmodel(xb).argmax(1) == yb
+                correct.append(ok.cpu().numpy())
+                input_l2.append(xb.flatten(1).double().norm(dim=1).cpu().numpy())
+                for cfg in configs:
+                    t0 = time.perf_counter()
+                    if cfg.minimal:
+                        minimal[cfg.name].append(_run_minimal(attacks_fb[cfg.name], cfg, fmodel, xb, yb, ok))
+                    else:
+                        _, _, hit = attacks_fb[cfg.name](fmodel, xb, yb, epsilons=list(cfg.epsilons))
+                        success[cfg.name].append(hit.T.cpu().numpy())  # (K, B) -> (B, K)
+                    timings[cfg.name] = timings.get(cfg.name, 0.0) + time.perf_counter() - t0
+
+    import foolbox
+    meta = {"bounds": [lo, hi], "batch_size": batch_size, "seed": seed, "num_classes": num_classes,
+            "input_shape": list(x.shape[1:]), "attacks_version": ATTACKS_VERSION,
+            "foolbox_version": foolbox.__version__, "torch_version": torch.__version__,
+            "device": str(device), "seconds_total": time.perf_counter() - started,
+            "seconds_per_attack": timings}
+    return RobustnessReport(
+        labels=y.numpy().astype(np.int64),
+        clean_correct=np.concatenate(correct).astype(bool),
+        clean_correct_unwrapped=np.concatenate(correct_plain).astype(bool),
+        input_l2=np.concatenate(input_l2).astype(np.float64),
+        minimal_norms={k: np.concatenate(v).astype(np.float64) for k, v in minimal.items()},
+        success={k: np.concatenate(v).astype(bool) for k, v in success.items()},
+        epsilons={c.name: np.asarray(c.epsilons, dtype=np.float64) for c in configs if not c.minimal},
+        configs=configs, meta=meta)
+
+
+def _run_minimal(attack, cfg: AttackConfig, fmodel, xb, yb, clean_ok) -> np.ndarray:
+    """Per-sample norm of the minimal adversarial perturbation: 0 for clean errors, inf on failure."""
+    import torch
+
+    x_adv, _, hit = attack(fmodel, xb, yb, epsilons=None)
+    delta = (x_adv - xb).flatten(1).double()
+    norms = delta.norm(dim=1) if cfg.norm == "l2" else delta.abs().amax(dim=1)
+    norms = torch.where(hit, norms, torch.full_like(norms, math.inf))
+    norms = torch.where(clean_ok, norms, torch.zeros_like(norms))
+    return norms.cpu().numpy()
+
+
+# -- model handling -------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def frozen(model) -> Iterator[None]:
+    """Eval mode and ``requires_grad=False`` on every parameter; both restored on exit.
+
+    foolbox (via eagerpy) calls ``loss.backward()``, which would accumulate ``.grad`` on
+    trainable parameters and compute weight gradients nobody uses.
+    """
+    modes = [(m, m.training) for m in model.modules()]
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    model.eval()
+    for p, _ in flags:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, flag in flags:
+            p.requires_grad_(flag)
+        for m, mode in modes:
+            m.training = mode
+
+
+def _model_device(model):
+    import torch
+    for tensor in list(model.parameters()) + list(model.buffers()):
+        return tensor.device
+    return torch.device("cpu")
+
+
+def _model_dtype(model):
+    import torch
+    for p in model.parameters():
+        if p.is_floating_point():
+            return p.dtype
+    return torch.float32
+
+
+def _check_bounds(bounds) -> tuple[float, float]:
+    try:
+        lo, hi = (float(b) for b in bounds)
+    except (TypeError, ValueError):
+        raise UserError(f"bounds must be a pair (low, high) of numbers, got {bounds!r}") from None
+    if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+        raise UserError(f"bounds must be finite with low < high, got {bounds!r}")
+    return lo, hi
+
+
+def _as_tensors(x, y, model):
+    import torch
+
+    x = torch.as_tensor(x)
+    y = torch.as_tensor(y)
+    if not x.is_floating_point():
+        raise UserError(f"inputs x must be floating point (N, ...) in the declared bounds, got dtype {x.dtype}")
+    if x.ndim < 2 or len(x) == 0:
+        raise UserError(f"inputs x must have shape (N, ...) with N >= 1, got {tuple(x.shape)}")
+    if y.ndim != 1 or y.is_floating_point() or y.dtype == torch.bool:
+        raise UserError(f"labels y must be integer class indices of shape (N,), got dtype {y.dtype} shape {tuple(y.shape)}")
+    if len(y) != len(x):
+        raise UserError(f"inputs and labels differ in length: x has {len(x)} samples, y has {len(y)}")
+    return x.detach().to("cpu", _model_dtype(model)).contiguous(), y.detach().to("cpu", torch.int64)
+
+
+def _check_inputs_in_bounds(x, lo: float, hi: float) -> None:
+    import torch
+    if not torch.isfinite(x).all():
+        raise UserError("inputs x contain NaN or inf; expected finite values in the declared bounds")
+    xmin, xmax = float(x.min()), float(x.max())
+    if xmin < lo or xmax > hi:
+        raise UserError(f"inputs x lie in [{xmin:g}, {xmax:g}], outside the declared bounds ({lo:g}, {hi:g}); "
+                        f"rescale x or pass bounds=")
+
+
+def _check_logits(model, x, y, device) -> int:
+    """Probe the model on a few inputs: it must return finite (N, classes) logits, classes ≥ 2."""
+    import torch
+
+    probe = x[:8].to(device)
+    try:
+        with torch.no_grad():
+            out = model(probe)
+    except Exception as exc:  # the model rejects the input shape, dtype, device, ...
+        raise UserError(f"model failed on inputs of shape {tuple(probe.shape)}: "
+                        f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
+    if not isinstance(out, torch.Tensor):
+        raise UserError(f"model output must be a tensor of logits (N, classes), got {type(out).__name__}")
+    if out.ndim != 2 or out.shape[0] != len(probe) or out.shape[1] < 2:
+        raise UserError(f"model output must be logits of shape (N, classes) with classes >= 2, "
+                        f"got shape {tuple(out.shape)} for {len(probe)} inputs")
+    if not out.is_floating_point() or not torch.isfinite(out).all():
+        raise UserError(f"model output must be finite floating-point logits, got dtype {out.dtype}"
+                        f"{'' if not out.is_floating_point() else ' with NaN/inf'}")
+    if out.shape[1] > 2 and bool(((out >= 0) & (out <= 1)).all()) and \
+            bool(torch.allclose(out.sum(1), torch.ones(len(out), dtype=out.dtype, device=out.device), atol=1e-4)):
+        raise UserError("model output looks like probabilities (rows in [0, 1] summing to 1); "
+                        "attacks need logits: drop the final softmax")
+    classes = int(out.shape[1])
+    ymin, ymax = int(y.min()), int(y.max())
+    if ymin < 0 or ymax >= classes:
+        raise UserError(f"labels y lie in [{ymin}, {ymax}] but the model has {classes} classes")
+    return classes
+
+
+# -- sparsity ---------------------------------------------------------------------------------
+
+def activation_sparsity(model, x, *, batch_size: int = 250) -> dict[str, float]:
+    """Fraction of exactly-zero outputs of every ``nn.ReLU`` module on inputs x.
+
+    Returns ``{"overall": f, "<module name>": f, ...}``: ``overall`` pools all ReLU outputs
+    (zeros / total elements), the others are per module (``named_modules`` names). Only
+    ``nn.ReLU`` modules are seen (a functional ``F.relu`` is invisible to hooks); a model
+    without any gives ``{"overall": nan}``. Runs in eval mode, no grad; mode restored.
+    """
+    import torch
+
+    relus = [(name, m) for name, m in model.named_modules() if isinstance(m, torch.nn.ReLU)]
+    counts = {name: [0, 0] for name, _ in relus}
+
+    def hook_for(name):
+        def hook(_module, _inputs, output):
+            counts[name][0] += int((output == 0).sum())
+            counts[name][1] += output.numel()
+        return hook
+
+    handles = [m.register_forward_hook(hook_for(name)) for name, m in relus]
+    device = _model_device(model)
+    try:
+        with frozen(model), torch.no_grad():
+            x = torch.as_tensor(x)
+            for start in range(0, len(x), batch_size):
+                model(x[start:start + batch_size].to(device, _model_dtype(model)))
+    finally:
+        for h in handles:
+            h.remove()
+    zeros = sum(c[0] for c in counts.values())
+    total = sum(c[1] for c in counts.values())
+    out = {"overall": zeros / total if total else math.nan}
+    out.update({name: z / t if t else math.nan for name, (z, t) in counts.items()})
+    return out
+
+
+def weight_sparsity(model) -> float:
+    """Fraction of exactly-zero weights over all Conv and Linear layers (biases not counted)."""
+    from torch import nn
+
+    zeros = total = 0
+    for m in model.modules():
+        if isinstance(m, (nn.Linear, nn.modules.conv._ConvNd)):
+            w = m.weight.detach()
+            zeros += int((w == 0).sum())
+            total += w.numel()
+    if total == 0:
+        raise UserError("weight_sparsity: the model has no Conv or Linear layer")
+    return zeros / total

@@ -1,0 +1,343 @@
+"""The shared attack layer: configs, per-sample evaluation, worst-case aggregation, ρ2,
+npz round trip, sanity flags and input validation, checked against closed forms (linear
+models) and an independent plain-torch PGD."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from robench.attacks import (PRESETS, AttackConfig, RobustnessReport, activation_sparsity, cw_l2,
+                             deepfool_l2, evaluate_robustness, fgsm, get_preset, pgd_l2, pgd_linf,
+                             run_sanity_checks, sanity_flags, weight_sparsity)
+from robench.errors import UserError
+
+# -- fixtures ------------------------------------------------------------------------------
+
+LINF_EPS = (0.05, 0.1, 0.2, 0.3)
+L2_EPS = (0.5, 1.0, 2.0, 3.0)
+# cheap versions of the mnist-default attacks (test budget), same kinds and grids
+CHEAP_ATTACKS = (
+    deepfool_l2(),
+    cw_l2(binary_search_steps=2, steps=30),
+    fgsm(LINF_EPS),
+    pgd_linf(LINF_EPS, steps=10),
+    pgd_l2(L2_EPS, steps=10),
+)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """On a busy 2-core box two intra-op threads make these small ops 10-80x slower (spinning
+    threads fight for the cores); one thread keeps the module at seconds. Restored after."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def mnist_mlp():
+    """A small MLP trained for a few seconds on MNIST-5k, and 200 test images."""
+    from robench.data import load_dataset
+    data = load_dataset("mnist-5k")
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(784, 64), nn.ReLU(), nn.Linear(64, 10))
+    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(3):
+        for idx in torch.randperm(4000, generator=gen).split(100):
+            opt.zero_grad()
+            F.cross_entropy(model(data.train_x[idx]), data.train_y[idx]).backward()
+            opt.step()
+    model.zero_grad(set_to_none=True)
+    return model, data.test_x[:200], data.test_y[:200]
+
+
+@pytest.fixture(scope="module")
+def mlp_report(mnist_mlp):
+    model, x, y = mnist_mlp
+    return evaluate_robustness(model, x, y, CHEAP_ATTACKS, batch_size=128)
+
+
+def linear_problem(num_classes, n=60, dim=12, seed=0):
+    """A random linear classifier and inputs well inside the bounds (-5, 5); labels = predictions
+    except the last 5, which are wrong on purpose."""
+    gen = torch.Generator().manual_seed(seed)
+    model = nn.Linear(dim, num_classes)
+    with torch.no_grad():
+        model.weight.copy_(torch.randn(num_classes, dim, generator=gen))
+        model.bias.copy_(torch.randn(num_classes, generator=gen))
+    x = torch.rand(n, dim, generator=gen) * 2 - 1
+    with torch.no_grad():
+        y = model(x).argmax(1)
+    y[-5:] = (y[-5:] + 1) % num_classes
+    return model, x, y
+
+
+def closed_form_distance(model, x, y):
+    """Exact l2 distance to the decision region's boundary of a linear classifier:
+    min over k ≠ y of |f_k − f_y| / ‖w_k − w_y‖ (binary: |w·x + b| / ‖w‖)."""
+    with torch.no_grad():
+        f = model(x).double()
+        w = model.weight.double()
+        gaps = (f - f.gather(1, y[:, None])).abs()
+        wdiff = (w[None, :, :] - w[y][:, None, :]).norm(dim=2)
+        dist = gaps / wdiff
+        dist[torch.arange(len(y)), y] = math.inf
+        return dist.min(1).values.numpy()
+
+
+def plain_pgd_linf_robust(model, x, y, eps, steps=40, seed=0):
+    """Independent PGD-l∞ (Madry et al.): random start, 40 signed steps of 2.5ε/steps.
+    Returns the bool mask of points still classified correctly."""
+    torch.manual_seed(seed)
+    step = 2.5 * eps / steps
+    x_adv = (x + torch.empty_like(x).uniform_(-eps, eps)).clamp(0, 1)
+    for _ in range(steps):
+        x_adv.requires_grad_(True)
+        grad, = torch.autograd.grad(F.cross_entropy(model(x_adv), y), x_adv)
+        x_adv = x_adv.detach() + step * grad.sign()
+        x_adv = torch.min(torch.max(x_adv, x - eps), x + eps).clamp(0, 1)
+    with torch.no_grad():
+        return ((model(x).argmax(1) == y) & (model(x_adv).argmax(1) == y)).numpy()
+
+
+def metrics_equal(a, b):
+    assert a.keys() == b.keys()
+    for k in a:
+        assert (a[k] == b[k]) or (math.isnan(a[k]) and math.isnan(b[k])), k
+
+
+# -- configs -------------------------------------------------------------------------------
+
+def test_presets_and_config_round_trip():
+    default = {c.name: c for c in get_preset("mnist-default")}
+    assert set(default) == {"deepfool_l2", "cw_l2", "fgsm_linf", "pgd_linf", "pgd_l2"}
+    assert default["deepfool_l2"].epsilons is None and default["deepfool_l2"].overshoot == 0.02
+    assert default["deepfool_l2"].steps == 50 and default["cw_l2"].minimal
+    assert default["fgsm_linf"].epsilons == default["pgd_linf"].epsilons == LINF_EPS
+    assert default["pgd_l2"].epsilons == L2_EPS
+    for configs in PRESETS.values():
+        for cfg in configs:
+            d = cfg.to_dict()
+            assert d["version"] and d["foolbox"] == cfg.foolbox_class
+            assert AttackConfig.from_dict(d) == cfg
+            cfg.build()  # every preset maps to a constructible foolbox attack
+    with pytest.raises(UserError, match="did you mean 'smoke'"):
+        get_preset("smok")
+    with pytest.raises(UserError, match="does not apply"):
+        AttackConfig("deepfool", "l2", rel_stepsize=0.1)
+    with pytest.raises(UserError, match="minimal-perturbation mode"):
+        AttackConfig("cw", "l2", epsilons=(1.0,))
+    with pytest.raises(UserError, match="does not support norm"):
+        AttackConfig("cw", "linf")
+
+
+# -- closed forms on linear models --------------------------------------------------------
+
+@pytest.mark.parametrize("num_classes", [2, 5])
+def test_deepfool_norm_matches_linear_closed_form(num_classes):
+    model, x, y = linear_problem(num_classes)
+    report = evaluate_robustness(model, x, y, [deepfool_l2(), cw_l2(steps=200, stepsize=0.01)], bounds=(-5, 5))
+    exact = closed_form_distance(model, x, y)
+    correct = report.clean_correct
+    assert correct.sum() == len(y) - 5 and not correct[-5:].any()
+    df = report.minimal_norms["deepfool_l2"]
+    # foolbox steps to the nearest hyperplane (+1e-4), then overshoots by 2%
+    assert np.all(df[correct] >= exact[correct] * (1 - 1e-5))
+    assert np.all(df[correct] <= 1.02 * (exact[correct] + 1e-4) * (1 + 1e-5) + 1e-6)
+    assert np.all(df[~correct] == 0)  # misclassified: nothing to perturb
+    # no attack can beat the exact minimum; C&W gets close on a linear model (stepsize for
+    # interior points: the MNIST default 0.1 is tuned for saturated pixels, see configs.py)
+    cw = report.minimal_norms["cw_l2"][correct]
+    assert np.all(cw >= exact[correct] * (1 - 1e-4))
+    assert np.median(cw) <= 1.05 * np.median(exact[correct])
+
+
+# -- aggregation and metrics on a constructed report ---------------------------------------
+
+def constructed_report():
+    configs = (deepfool_l2(), pgd_linf((0.1, 0.2)), fgsm((0.2, 0.3)), pgd_l2((0.5, 1.0)))
+    return RobustnessReport(
+        labels=np.zeros(4, dtype=np.int64),
+        clean_correct=np.array([True, True, True, False]),
+        clean_correct_unwrapped=np.array([True, True, True, False]),
+        input_l2=np.array([1.0, 2.0, 3.0, 4.0]),
+        minimal_norms={"deepfool_l2": np.array([0.3, 2.0, 0.9, 0.0])},
+        success={"pgd_linf": np.array([[1, 1], [0, 0], [0, 0], [1, 1]], dtype=bool),
+                 "fgsm_linf": np.array([[0, 0], [1, 1], [0, 0], [1, 1]], dtype=bool),
+                 "pgd_l2": np.zeros((4, 2), dtype=bool)},
+        epsilons={"pgd_linf": np.array([0.1, 0.2]), "fgsm_linf": np.array([0.2, 0.3]),
+                  "pgd_l2": np.array([0.5, 1.0])},
+        configs=configs, meta={"bounds": [0.0, 1.0]})
+
+
+def test_worst_case_is_the_pointwise_union_of_attacks():
+    report = constructed_report()
+    # l∞: pgd breaks point 0 (at 0.1, 0.2), fgsm breaks point 1 (at 0.2, 0.3), point 3 is wrong
+    assert report.robust_accuracy("linf") == {0.1: 0.5, 0.2: 0.25, 0.3: 0.5}
+    # l2: PGD breaks nothing, DeepFool's minimal norms 0.3 and 0.9 break points 0 and 2
+    assert report.robust_accuracy("l2") == {0.5: 0.5, 1.0: 0.25}
+    m = report.as_metrics()
+    assert m["robust_accuracy_linf@0.2"] == 0.25 and m["robust_accuracy_l2@1"] == 0.25
+    assert m["accuracy_under_pgd_linf@0.2"] == 0.5 and m["accuracy_under_fgsm_linf@0.2"] == 0.5
+    assert m["clean_accuracy"] == 0.75
+    # ρ2: ratios 0.3/1, 2/2, 0.9/3 and 0 for the misclassified point
+    assert m["rho2"] == pytest.approx((0.3 + 1.0 + 0.3 + 0.0) / 4)
+    assert m["deepfool_l2_median"] == pytest.approx(0.9)
+    flags = run_sanity_checks(report)
+    # 0.3 after 0.2 rises: only fgsm ran at 0.3 (no closure over smaller ε) → flagged
+    assert flags.flags["robust_accuracy_monotone_linf"] is False
+    assert any("0.2->0.3" in msg for msg in flags.messages)
+    assert flags.flags["robust_accuracy_monotone_l2"] and flags.flags["deepfool_l2_complete"]
+    # a DeepFool failure: inf norm, out of ρ2, counted, flagged
+    report.minimal_norms["deepfool_l2"][1] = np.inf
+    m = report.as_metrics()
+    assert m["rho2"] == pytest.approx((0.3 + 0.3 + 0.0) / 3)
+    assert m["deepfool_l2_failure_rate"] == pytest.approx(1 / 3)
+    assert sanity_flags(report)["deepfool_l2_complete"] is False
+
+
+# -- a real evaluation on a small MNIST MLP --------------------------------------------------
+
+def test_mlp_evaluation_metrics_and_sanity(mnist_mlp, mlp_report):
+    model, x, y = mnist_mlp
+    report, m = mlp_report, mlp_report.as_metrics()
+    n = len(y)
+    assert report.clean_correct.shape == (n,) and report.success["pgd_linf"].shape == (n, 4)
+    assert 0.8 < m["clean_accuracy"] < 1.0  # some misclassified points exercise the ρ2 convention
+    for threat, grid in (("linf", LINF_EPS), ("l2", L2_EPS)):
+        acc = [m[f"robust_accuracy_{threat}@{e:g}"] for e in grid]
+        assert all(b <= a for a, b in zip(acc, acc[1:])), acc  # non-increasing in ε
+        assert acc[0] <= m["clean_accuracy"] and acc[-1] <= 0.05
+    assert m["robust_accuracy_linf@0.1"] <= min(m["accuracy_under_fgsm_linf@0.1"], m["accuracy_under_pgd_linf@0.1"])
+    # ρ2 by hand: ‖r‖/‖x‖ on correct points, 0 on misclassified ones
+    with torch.no_grad():
+        correct = (model(x).argmax(1) == y).numpy()
+    xnorm = x.flatten(1).double().norm(dim=1).numpy()
+    df = report.minimal_norms["deepfool_l2"]
+    assert np.array_equal(correct, report.clean_correct)
+    assert m["rho2"] == pytest.approx(np.mean(np.where(correct, df / xnorm, 0.0)), rel=1e-12)
+    assert m["cw_l2_median"] == pytest.approx(np.median(report.minimal_norms["cw_l2"][correct]))
+    assert np.all(df[~correct] == 0) and np.all(np.isfinite(df))
+    flags = sanity_flags(report)
+    assert flags == {"robust_accuracy_monotone_linf": True, "robust_accuracy_monotone_l2": True,
+                     "robust_accuracy_near_zero_linf": True, "robust_accuracy_near_zero_l2": True,
+                     "deepfool_l2_complete": True, "wrapped_matches_unwrapped": True}
+
+
+def test_npz_round_trip_reproduces_metrics_exactly(mlp_report, tmp_path):
+    path = mlp_report.save_npz(tmp_path / "report.npz")
+    again = RobustnessReport.from_npz(path)
+    metrics_equal(mlp_report.as_metrics(), again.as_metrics())
+    assert again.configs == mlp_report.configs
+    assert sanity_flags(again) == sanity_flags(mlp_report)
+    for name, norms in mlp_report.minimal_norms.items():
+        assert np.array_equal(norms, again.minimal_norms[name])
+    with pytest.raises(UserError, match="cannot read"):
+        RobustnessReport.from_npz(tmp_path / "missing.npz")
+
+
+def test_independent_pgd_is_never_stronger_than_the_worst_case(mnist_mlp, mlp_report):
+    model, x, y = mnist_mlp
+    for eps in (0.05, 0.1):
+        independent = plain_pgd_linf_robust(model, x, y, eps).mean()
+        assert mlp_report.as_metrics()[f"robust_accuracy_linf@{eps:g}"] <= independent + 0.02
+
+
+def test_parameters_and_modes_are_restored():
+    model, x, y = linear_problem(3, n=20)
+    model = nn.Sequential(model, nn.Dropout(0.5))
+    model.train()
+    model[0].bias.requires_grad_(False)
+    report = evaluate_robustness(model, x, y, [deepfool_l2(), pgd_linf((0.1,), steps=3)], bounds=(-5, 5))
+    assert model[0].weight.requires_grad and not model[0].bias.requires_grad
+    assert model[0].weight.grad is None and model[0].bias.grad is None
+    assert model.training and model[1].training
+    # dropout was off while evaluating: exactly the 15 points labelled with the prediction are correct
+    assert report.clean_correct.sum() == 15 and np.array_equal(report.clean_correct, report.clean_correct_unwrapped)
+
+
+def test_same_seed_same_report():
+    model, x, y = linear_problem(3, n=30)
+    attacks = [pgd_l2((0.2, 0.5), steps=3)]
+    a = evaluate_robustness(model, x, y, attacks, bounds=(-5, 5), seed=1)
+    b = evaluate_robustness(model, x, y, attacks, bounds=(-5, 5), seed=1)
+    assert np.array_equal(a.success["pgd_l2"], b.success["pgd_l2"])
+
+
+def test_sparsity_helpers():
+    model = nn.Sequential(nn.Flatten(), nn.Linear(6, 4), nn.ReLU(), nn.Linear(4, 3), nn.ReLU())
+    with torch.no_grad():
+        model[1].weight[:2] = 0  # 12 of 24 + 12 weights are zero
+    assert weight_sparsity(model) == pytest.approx(12 / 36)
+    x = torch.randn(10, 6)
+    with torch.no_grad():
+        h1 = F.relu(model[1](x))
+        h2 = F.relu(model[3](h1))
+    sp = activation_sparsity(model, x, batch_size=3)
+    assert sp["2"] == pytest.approx((h1 == 0).float().mean().item())
+    assert sp["4"] == pytest.approx((h2 == 0).float().mean().item())
+    assert sp["overall"] == pytest.approx(((h1 == 0).sum() + (h2 == 0).sum()).item() / (h1.numel() + h2.numel()))
+    assert math.isnan(activation_sparsity(nn.Linear(6, 3), x)["overall"])
+
+
+# -- input validation: one line, before any attack runs ---------------------------------------
+
+class _Prob(nn.Module):
+    def forward(self, x):
+        return torch.softmax(x.flatten(1)[:, :4], dim=1)
+
+
+@pytest.mark.parametrize("case, pattern", [
+    ("scalar_output", r"logits of shape \(N, classes\)"),
+    ("tuple_output", "must be a tensor of logits"),
+    ("probabilities", "looks like probabilities"),
+    ("out_of_bounds", "outside the declared bounds"),
+    ("label_range", "model has 4 classes"),
+    ("length_mismatch", "differ in length"),
+])
+def test_bad_inputs_raise_one_line_before_attacking(case, pattern, monkeypatch):
+    monkeypatch.setattr(AttackConfig, "build", lambda self: pytest.fail("an attack was built"))
+    x = torch.rand(10, 1, 2, 2)
+    y = torch.zeros(10, dtype=torch.int64)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(4, 4))
+    if case == "scalar_output":
+        model = nn.Sequential(nn.Flatten(), nn.Linear(4, 1), nn.Flatten(0))
+    elif case == "tuple_output":
+        model = nn.Sequential(nn.Flatten(), nn.Linear(4, 4), _Tuple())
+    elif case == "probabilities":
+        model = _Prob()
+    elif case == "out_of_bounds":
+        x = x * 2
+    elif case == "label_range":
+        y[3] = 7
+    elif case == "length_mismatch":
+        y = y[:9]
+    with pytest.raises(UserError, match=pattern) as info:
+        evaluate_robustness(model, x, y, [deepfool_l2(), fgsm((0.1,))])
+    assert "\n" not in str(info.value)
+
+
+class _Tuple(nn.Module):
+    def forward(self, x):
+        return x, x
+
+
+@pytest.mark.parametrize("epsilons, pattern", [
+    ((0.3, 0.1), "strictly increasing"),
+    ((0.1, 0.1), "strictly increasing"),
+    ((-0.1, 0.1), "non-negative"),
+    ((), "empty"),
+])
+def test_bad_epsilon_grids_raise_one_line(epsilons, pattern):
+    with pytest.raises(UserError, match=pattern) as info:
+        pgd_linf(epsilons)
+    assert "\n" not in str(info.value)
+    with pytest.raises(UserError, match=pattern):  # also when configs come from stored dicts
+        evaluate_robustness(nn.Linear(4, 3), torch.rand(5, 4), torch.zeros(5, dtype=torch.int64),
+                            [{"kind": "fgsm", "norm": "linf", "epsilons": list(epsilons)}])

@@ -54,7 +54,12 @@ class Registry:
     # -- declaring -----------------------------------------------------------------
     def add_lazy(self, name: str, target: str, description: str = "", task: str | None = None):
         key = (task, name)
-        if key in self._entries:
+        existing = self._entries.get(key)
+        if existing is not None and existing.target == target:
+            existing.description = description or existing.description  # module imported first
+            existing.source = "builtin"
+            return
+        if existing is not None:
             raise UserError(f"duplicate {self._singular} name {self._label(task, name)!r}")
         self._entries[key] = Entry(self.kind, name, description, task, target)
 

@@ -237,7 +237,7 @@ def expand(suite: Suite, source: str = "<suite>") -> list[RunSpec]:
         seeds = entry.seeds if entry.seeds is not None else suite.seeds
         for task_point in _grid_points(entry.params, entry.grid):
             task_params = canonical_task_params(task_cls, task_point, source, f"{tpath}.params")
-            task_label = _label("", task_params, task_defaults, tuple(getattr(task_cls, "label_params", ())))
+            task_label = _label("", task_params, task_defaults, tuple(task_cls.label_params))
             for mi, mentry in enumerate(entry.methods):
                 mpath = f"{tpath}.methods[{mi}]"
                 try:
@@ -258,7 +258,8 @@ def expand(suite: Suite, source: str = "<suite>") -> list[RunSpec]:
                             method_params=method_params, seed=seed,
                             task_version=str(task_cls.version), method_version=str(method_cls.version),
                             task_label=task_label or "default",
-                            method_label=_label(mentry.name, method_params, defaults))
+                            method_label=_label(mentry.name, method_params, defaults,
+                                                tuple(method_cls.label_params)))
                         specs.setdefault(spec.id, spec)
     return list(specs.values())
 

@@ -27,9 +27,9 @@ class TrainSpec:
     """Everything that determines a trained baseline; its hash names the cache file."""
     model: str
     dataset: str
-    epochs: int = 8
+    epochs: int = 10
     batch_size: int = 64
-    lr: float = 0.01
+    lr: float = 0.05  # 0.01 underfits in 8 epochs (LeNet-300-100: 0.886 on mnist-5k)
     momentum: float = 0.9
     weight_decay: float = 5e-4
     seed: int = 0

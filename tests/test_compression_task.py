@@ -1,0 +1,166 @@
+"""The compression task: counting (compression ratio, sparsity, FLOPs), exports, end to end."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from pydantic import ValidationError
+from torch import nn
+
+from robench import registry
+from robench.errors import UserError
+
+registry.load_builtins()  # before the task modules register themselves (else: duplicate names)
+from robench.tasks.base import Method, RunContext
+from robench.tasks.compression import metrics
+from robench.tasks.compression.methods.dns import DynamicNetworkSurgery
+from robench.tasks.compression.methods.magnitude import MagnitudePruning
+from robench.tasks.compression.methods.random_prune import RandomPruning
+from robench.tasks.compression.task import CompressionTask
+
+TINY = dict(model="lenet-300-100", baseline_epochs=1, finetune_epochs=1, batch_size=128,
+            latency_batch_size=8, latency_repeats=2)
+
+
+def hand_model():
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(1, 2, 3),                                 # 6x6 → 4x4: 18 weights × 16 positions
+        nn.Conv2d(2, 4, 3, stride=2, padding=1, groups=2),  # 4x4 → 2x2: 36 weights × 4 positions
+        nn.Flatten(),
+        nn.Linear(16, 3),                                   # 48 weights × 1
+    )
+
+
+def test_flops_ratio_matches_a_hand_count():
+    model = hand_model()
+    with torch.no_grad():
+        model[0].weight.view(-1)[:6] = 0
+        model[1].weight.view(-1)[:9] = 0
+        model[3].weight.view(-1)[:16] = 0
+    stats = metrics.layer_stats(model, (1, 6, 6))
+    assert [s.output_positions for s in stats] == [16, 4, 1]
+    assert [s.macs_dense for s in stats] == [18 * 16, 36 * 4, 48]
+    assert [s.macs_nonzero for s in stats] == [12 * 16, 27 * 4, 32]
+    assert metrics.flops_ratio(stats) == pytest.approx((288 + 144 + 48) / (192 + 108 + 32))
+    assert metrics.weight_sparsity(stats) == pytest.approx(31 / 102)
+    total = 102 + 2 + 4 + 3
+    assert metrics.compression_ratio(model) == pytest.approx(total / (total - 31))
+
+
+def test_dense_model_counts_are_neutral():
+    model = hand_model()
+    stats = metrics.layer_stats(model, (1, 6, 6))
+    assert metrics.flops_ratio(stats) == 1.0 and metrics.compression_ratio(model) == 1.0
+    assert metrics.weight_sparsity(stats) == 0.0
+
+
+def test_sparse_inference_model_computes_the_same_function():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 5))
+    MagnitudePruning(0.95).prepare(model, None, 1, 0)
+    fast = metrics.sparse_inference_model(model)
+    assert isinstance(fast[1], metrics.CSRLinear) and isinstance(fast[3], metrics.CSRLinear)
+    x = torch.rand(7, 1, 8, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(fast(x), model(x))
+    assert isinstance(model[1], nn.Linear)  # the original is untouched
+    assert len(metrics.paired_latency_ms([model, fast], x, repeats=3)) == 2
+
+
+def test_params_are_validated():
+    with pytest.raises(ValidationError):
+        CompressionTask(finetune_epochs=0)
+    with pytest.raises(ValidationError):
+        CompressionTask(fine_tune_epochs=3)  # unknown key
+    assert CompressionTask().params.model == "lenet-5"
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def fast_runs():
+    """Load mnist-5k once for this module (parsing it takes seconds) and train on one
+    thread (much faster than two when other processes share the cores)."""
+    import robench.data
+    load, threads = robench.data.load_dataset, torch.get_num_threads()
+    cached = {}
+
+    def load_once(name, root=None):
+        if (name, root) not in cached:
+            cached[name, root] = load(name, root)
+        return cached[name, root]
+
+    robench.data.load_dataset = load_once
+    torch.set_num_threads(1)
+    yield
+    robench.data.load_dataset = load
+    torch.set_num_threads(threads)
+
+
+def run(method, seed, tmp_path, cache_dir, **params):
+    ctx = RunContext(tmp_path, cache_dir)
+    return CompressionTask(**{**TINY, **params}).run(method, seed, ctx)
+
+
+def test_end_to_end_reports_and_exports_agree(tmp_path, cache_dir):
+    result = run(MagnitudePruning(0.9, "global"), 0, tmp_path, cache_dir)
+    m = result.metrics
+    assert set(m) == set(CompressionTask.metrics_info)
+    assert all(isinstance(v, float) for v in m.values())
+    assert 0.5 < m["accuracy"] <= 1 and 0.5 < m["baseline_accuracy"] <= 1
+    assert m["accuracy_delta"] == pytest.approx(m["accuracy"] - m["baseline_accuracy"])
+    assert m["sparsity"] == pytest.approx(0.9, abs=1e-6)
+    assert m["latency_ms"] > 0 and m["speedup_measured"] == pytest.approx(m["latency_dense_ms"] / m["latency_ms"])
+
+    assert result.artifacts == {"model": "model.pt", "layers": "layers.json"}
+    state = torch.load(tmp_path / "model.pt", weights_only=True)
+    total = sum(t.numel() for t in state.values())
+    nonzero = sum(int(torch.count_nonzero(t)) for t in state.values())
+    assert m["compression_ratio"] == pytest.approx(total / nonzero)
+
+    report = json.loads((tmp_path / "layers.json").read_text())
+    layers = report["layers"]
+    assert [layer["name"] for layer in layers] == ["1", "3", "5"]
+    for layer in layers:
+        weight = state[f"{layer['name']}.weight"]
+        assert layer["weights"] == weight.numel()
+        assert layer["nonzero_weights"] == int(torch.count_nonzero(weight))
+        assert layer["sparsity"] == pytest.approx(1 - layer["nonzero_weights"] / layer["weights"])
+    assert report["total"]["params"] == total and report["total"]["nonzero_params"] == nonzero
+    assert report["total"]["macs_dense"] / report["total"]["macs_nonzero"] == pytest.approx(m["flops_ratio"])
+
+
+DETERMINISTIC = ["accuracy", "baseline_accuracy", "accuracy_delta", "compression_ratio", "sparsity", "flops_ratio"]
+
+
+def test_same_seed_same_metrics(tmp_path, cache_dir):
+    first = run(RandomPruning(0.8), 1, tmp_path / "a", cache_dir).metrics
+    second = run(RandomPruning(0.8), 1, tmp_path / "b", cache_dir).metrics
+    other = run(RandomPruning(0.8), 2, tmp_path / "c", cache_dir).metrics
+    assert {k: first[k] for k in DETERMINISTIC} == {k: second[k] for k in DETERMINISTIC}
+    assert (tmp_path / "a" / "model.pt").read_bytes() == (tmp_path / "b" / "model.pt").read_bytes()
+    assert first["baseline_accuracy"] != other["baseline_accuracy"] or first["accuracy"] != other["accuracy"]
+
+
+def test_lenet5_dns_end_to_end(tmp_path, cache_dir):
+    result = run(DynamicNetworkSurgery(), 0, tmp_path, cache_dir, model="lenet-5", batch_size=64,
+                 finetune_epochs=2)
+    m = result.metrics
+    assert m["compression_ratio"] > 10 and m["flops_ratio"] > 2
+    assert m["accuracy"] > 0.5  # 1 baseline + 2 fine-tune epochs: a sanity bound only
+    state = torch.load(tmp_path / "model.pt", weights_only=True)
+    assert list(state["0.weight"].shape) == [20, 1, 5, 5]
+
+
+def test_run_rejects_a_method_of_another_task(tmp_path, cache_dir):
+    class Other(Method):
+        def __init__(self):
+            pass
+    with pytest.raises(UserError, match="CompressionMethod"):
+        run(Other(), 0, tmp_path, cache_dir)

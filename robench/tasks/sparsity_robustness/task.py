@@ -1,0 +1,209 @@
+"""Task ``sparsity_robustness``: is a sparser network more robust? (arXiv 1810.09619)
+
+Protocol of one run (method M, target sparsity s, seed r):
+
+1. Resolve the attacks (preset ``attack_preset`` minus ``exclude_attacks``, or the explicit
+   ``attacks`` list) and check the inputs: the model's output on a few test images must be
+   (N, classes) logits, every image must lie in ``bounds``. Bad input fails here, with one
+   line, before anything is trained or attacked.
+2. Take the dense baseline trained by ``TrainSpec(model, dataset, epochs=baseline_epochs,
+   seed=r)`` from the shared cache (the same file the ``compression`` task uses).
+3. ``hooks = M.pruner(s)``; ``torch.manual_seed(r)``; ``hooks.prepare(...)``; fine-tune with
+   the ``compression`` protocol (SGD momentum 0.9, weight decay 5e-4, lr ``finetune_lr``
+   cosine-decayed to 0, batch ``batch_size``, ``finetune_epochs`` epochs, hooks as the
+   step hooks); ``model = hooks.finalize(model)``. Sparsity 0 is the dense model
+   fine-tuned with the same budget.
+4. Measure the weight sparsity (zero Conv/Linear weights); it must be within
+   ``sparsity_tolerance`` of s, else the run fails (the method did not do what was asked).
+5. Attack the first ``n_test`` points of a fixed permutation of the test split (the same
+   points for every run: :func:`attack_points`) with :func:`robench.attacks.evaluate_robustness`,
+   seed r. Export ``model.pt`` (state dict, ``torch.load(..., weights_only=True)``) and
+   ``attacks.npz`` (per-sample results, :meth:`RobustnessReport.save_npz`).
+
+Metrics: everything of ``RobustnessReport.as_metrics()`` (``clean_accuracy`` and the attack
+metrics are on the n_test attacked points), ``sanity_*`` flags as 1/0, plus
+``target_sparsity``, ``weight_sparsity``, ``activation_sparsity`` (ReLU outputs that are
+exactly 0 on the attacked points; absent for a model without ``nn.ReLU`` modules),
+``test_accuracy`` (whole test split) and ``baseline_accuracy`` (dense baseline, whole test
+split). Primary metric: ``rho2``.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, field_validator
+
+from robench.errors import UserError
+from robench.registry import register_task
+from robench.tasks.base import RunContext, Task, TaskParams, TaskResult
+from robench.tasks.sparsity_robustness.methods.prune import SparsityMethod
+
+POINTS_SEED = 0  # the attacked test points are part of the protocol, not of a run
+
+
+class SparsityRobustnessParams(TaskParams):
+    """Parameters of ``sparsity_robustness``. With the defaults (LeNet-300-100, 200 points,
+    full mnist-default preset) one run takes ≈ 12 s of CPU time on one core once the
+    baseline is cached; LeNet-5 without C&W ≈ 45 s (the attacks dominate)."""
+    model: str = Field("lenet-300-100", description="registered classifier (linear, lenet-300-100, lenet-5, a plug-in)")
+    dataset: str = "mnist-5k"
+    dataset_root: str | None = None
+    sparsity: float = Field(0.9, ge=0.0, lt=1.0, description="target fraction of zero Conv/Linear weights")
+    sparsity_tolerance: float = Field(0.01, ge=0.0, description="allowed |measured − target| weight sparsity")
+    baseline_epochs: int = Field(10, gt=0, description="epochs of the shared dense baseline")
+    finetune_epochs: int = Field(3, ge=0, description="fine-tuning budget after pruning, in epochs (every sparsity)")
+    batch_size: int = Field(64, gt=0, description="fine-tuning minibatch size")
+    finetune_lr: float = Field(0.02, gt=0, description="initial fine-tuning learning rate (cosine-decayed to 0)")
+    attack_preset: str = Field("mnist-default", description="robench.attacks preset name")
+    exclude_attacks: tuple[str, ...] = Field((), description="names of preset attacks to skip, e.g. [cw_l2]")
+    attacks: tuple[dict[str, Any], ...] | None = Field(
+        None, description="explicit AttackConfig dicts (kind, norm, epsilons, ...); replaces the preset")
+    n_test: int = Field(200, gt=0, description="test points attacked (a fixed subset, same for every run)")
+    attack_batch_size: int = Field(250, gt=0)
+    bounds: tuple[float, float] = (0.0, 1.0)
+
+    @field_validator("attacks")
+    @classmethod
+    def _attacks_resolve(cls, value):
+        if value is not None:
+            try:
+                _configs(None, (), value)
+            except UserError as exc:  # one line, at construction (suite expansion included)
+                raise UserError(f"task 'sparsity_robustness' param attacks: {exc}") from None
+        return value
+
+
+def _configs(preset: str | None, exclude, attacks):
+    from robench.attacks.configs import get_preset, resolve_attacks
+
+    if attacks is not None:
+        if not attacks:
+            raise UserError("attacks is empty; give at least one attack config or leave it null for the preset")
+        return resolve_attacks([dict(a) for a in attacks])
+    configs = get_preset(preset)
+    names = [c.name for c in configs]
+    unknown = [n for n in exclude if n not in names]
+    if unknown:
+        raise UserError(f"exclude_attacks: {unknown} not in preset {preset!r} (its attacks: {', '.join(names)})")
+    kept = tuple(c for c in configs if c.name not in exclude)
+    if not kept:
+        raise UserError(f"exclude_attacks removes every attack of preset {preset!r}")
+    return kept
+
+
+def attack_points(n_test: int, n_available: int):
+    """Indices (int64 tensor) of the attacked test points: the first ``n_test`` of a fixed
+    permutation (seed :data:`POINTS_SEED`) of the ``n_available`` test images."""
+    import torch
+    if n_test > n_available:
+        raise UserError(f"n_test={n_test} but the test split has only {n_available} images")
+    return torch.randperm(n_available, generator=torch.Generator().manual_seed(POINTS_SEED))[:n_test]
+
+
+@register_task("sparsity_robustness")
+class SparsityRobustnessTask(Task):
+    """Prune a trained classifier to a target sparsity, fine-tune, attack: ρ2 and robust accuracy."""
+    name = "sparsity_robustness"
+    version = "1"
+    Params = SparsityRobustnessParams
+    method_base = SparsityMethod
+    primary_metric = "rho2"
+    greater_is_better = True
+    label_params = ("model", "sparsity")
+    metrics_info = {
+        "rho2": ("mean DeepFool-L2 ‖r‖₂/‖x‖₂ over the attacked points, misclassified = 0", True),
+        "clean_accuracy": ("accuracy on the attacked test points", True),
+        "test_accuracy": ("accuracy of the pruned, fine-tuned model on the whole test split", True),
+        "baseline_accuracy": ("accuracy of the dense baseline on the whole test split", True),
+        "target_sparsity": ("the requested fraction of zero Conv/Linear weights", True),
+        "weight_sparsity": ("measured fraction of zero Conv/Linear weights", True),
+        "activation_sparsity": ("fraction of nn.ReLU outputs exactly 0 on the attacked points", True),
+        "deepfool_l2_median": ("median DeepFool-L2 norm over correctly classified points", True),
+        "cw_l2_median": ("median C&W-L2 norm over correctly classified points", True),
+    }
+
+    def run(self, method: SparsityMethod, seed: int, ctx: RunContext) -> TaskResult:
+        import torch
+
+        from robench.attacks import activation_sparsity, evaluate_robustness, weight_sparsity
+        from robench.attacks.evaluate import _check_bounds, _check_inputs_in_bounds, _check_logits
+        from robench.data import load_dataset
+        from robench.models import build_model
+        from robench.training import TrainSpec, accuracy, fit, make_sgd, trained_baseline
+
+        if not isinstance(method, SparsityMethod):
+            raise UserError(f"task 'sparsity_robustness' needs a SparsityMethod (methods/prune.py); "
+                            f"got {type(method).__name__}")
+        p = self.params
+        configs = _configs(p.attack_preset, p.exclude_attacks, p.attacks)
+        lo, hi = _check_bounds(p.bounds)
+
+        # -- 1. inputs, checked before anything is trained or attacked ---------------------
+        data = load_dataset(p.dataset, p.dataset_root)
+        idx = attack_points(p.n_test, len(data.test_x))
+        x, y = data.test_x[idx], data.test_y[idx]
+        for split, images in (("test", data.test_x), ("train", data.train_x)):
+            try:
+                _check_inputs_in_bounds(images, lo, hi)
+            except UserError as exc:
+                raise UserError(f"dataset {p.dataset!r} ({split} split): {exc}") from None
+        try:
+            probe = build_model(p.model, num_classes=data.num_classes)
+            classes = _check_logits(probe.eval(), x, y, torch.device("cpu"))
+        except UserError as exc:
+            raise UserError(f"model {p.model!r}: {exc}") from None
+        if classes != data.num_classes:
+            raise UserError(f"model {p.model!r}: outputs {classes} logits but dataset {p.dataset!r} "
+                            f"has {data.num_classes} classes")
+
+        # -- 2. shared dense baseline ------------------------------------------------------
+        spec = TrainSpec(model=p.model, dataset=p.dataset, epochs=p.baseline_epochs, seed=seed,
+                         dataset_root=p.dataset_root)
+        dense, info = trained_baseline(spec, ctx.cache_dir, data=data, say=ctx.say)
+        model = copy.deepcopy(dense)
+
+        # -- 3. prune and fine-tune (the compression task's protocol) -----------------------
+        hooks = method.pruner(p.sparsity)
+        steps_per_epoch = math.ceil(len(data.train_x) / p.batch_size)
+        total_steps = p.finetune_epochs * steps_per_epoch
+        torch.manual_seed(seed)
+        hooks.prepare(model, data, total_steps, seed)
+        ctx.say(f"pruning with {method!r} to {p.sparsity:g}, fine-tuning {total_steps} steps")
+        fit(model, data.train_x, data.train_y, epochs=p.finetune_epochs, batch_size=p.batch_size,
+            optimizer=make_sgd(model, p.finetune_lr), seed=seed, hooks=hooks,
+            lr_schedule=lambda step: 0.5 * p.finetune_lr * (1.0 + math.cos(math.pi * step / total_steps)))
+        model = hooks.finalize(model)
+        if not isinstance(model, torch.nn.Module):
+            raise UserError(f"method {method!r}: finalize() returned {type(model).__name__}; expected the model")
+        model.eval()
+
+        # -- 4. did the method produce the requested sparsity? -----------------------------
+        measured = weight_sparsity(model)
+        if abs(measured - p.sparsity) > p.sparsity_tolerance:
+            raise UserError(f"method {method!r}: measured weight sparsity {measured:.4f} differs from the "
+                            f"target {p.sparsity:g} by more than sparsity_tolerance={p.sparsity_tolerance:g}")
+
+        # -- 5. attack and export ----------------------------------------------------------
+        folder = Path(ctx.artifact_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        torch.save({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, folder / "model.pt")
+        ctx.say(f"attacking {p.n_test} test points with {', '.join(c.name for c in configs)}")
+        report = evaluate_robustness(model, x, y, configs, batch_size=p.attack_batch_size,
+                                     bounds=(lo, hi), seed=seed)
+        report.meta.update(test_indices_seed=POINTS_SEED, model=p.model, target_sparsity=p.sparsity)
+        report.save_npz(folder / "attacks.npz")
+
+        metrics = dict(report.as_metrics())
+        metrics.update(report.sanity().as_metrics())
+        activations = activation_sparsity(model, x)["overall"]
+        if math.isfinite(activations):
+            metrics["activation_sparsity"] = activations
+        metrics.update(target_sparsity=float(p.sparsity), weight_sparsity=measured,
+                       test_accuracy=accuracy(model, data.test_x, data.test_y),
+                       baseline_accuracy=float(info["test_accuracy"]))
+        return TaskResult(metrics={k: float(v) for k, v in metrics.items()},
+                          artifacts={"model": "model.pt", "attacks": "attacks.npz"})

@@ -1,0 +1,283 @@
+"""The sparsity_robustness task: end to end on tiny settings, the stored per-sample results
+reproduce the metrics, an independent PGD agrees, a plug-in model runs, bad input fails early."""
+
+from __future__ import annotations
+
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from robench import registry
+from robench.errors import UserError
+
+registry.load_builtins()  # before the task modules register themselves (else: duplicate names)
+from robench.attacks import RobustnessReport
+from robench.models import build_model
+from robench.registry import register_dataset, register_model
+from robench.tasks.base import Method, RunContext
+from robench.tasks.compression.methods.base import CompressionMethod
+from robench.tasks.sparsity_robustness.methods.prune import DNS, Magnitude, SparsityMethod
+from robench.tasks.sparsity_robustness.task import SparsityRobustnessTask, attack_points
+
+TINY = dict(model="linear", baseline_epochs=1, finetune_epochs=1, batch_size=128,
+            attack_preset="smoke", n_test=40)
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def fast_runs():
+    """Load mnist-5k once for this module and work on one thread (shared cores)."""
+    import robench.data
+    load, threads = robench.data.load_dataset, torch.get_num_threads()
+    cached = {}
+
+    def load_once(name, root=None):
+        if (name, root) not in cached:
+            cached[name, root] = load(name, root)
+        return cached[name, root]
+
+    robench.data.load_dataset = load_once
+    torch.set_num_threads(1)
+    yield
+    robench.data.load_dataset = load
+    torch.set_num_threads(threads)
+
+
+def run(method, tmp_path, cache_dir, seed=0, **params):
+    return SparsityRobustnessTask(**{**TINY, **params}).run(method, seed, RunContext(tmp_path, cache_dir))
+
+
+@pytest.fixture(scope="module")
+def linear_run(tmp_path_factory, cache_dir):
+    folder = tmp_path_factory.mktemp("linear")
+    return folder, run(Magnitude(), folder, cache_dir, sparsity=0.75)
+
+
+def test_end_to_end_metrics_and_artifacts(linear_run):
+    folder, result = linear_run
+    m = result.metrics
+    assert result.artifacts == {"model": "model.pt", "attacks": "attacks.npz"}
+    assert all(isinstance(v, float) for v in m.values())
+    assert m["weight_sparsity"] == pytest.approx(0.75, abs=1e-3) and m["target_sparsity"] == 0.75
+    assert 0.5 < m["clean_accuracy"] <= 1 and 0.5 < m["test_accuracy"] <= 1
+    assert m["rho2"] > 0 and m["cw_l2_median"] > 0
+    assert {"robust_accuracy_linf@0.1", "robust_accuracy_linf@0.3", "robust_accuracy_l2@1",
+            "robust_accuracy_l2@3"} <= set(m)
+    sanity = {k for k in m if k.startswith("sanity_")}
+    assert "sanity_deepfool_l2_complete" in sanity and all(m[k] in (0.0, 1.0) for k in sanity)
+    assert "activation_sparsity" not in m  # the linear model has no ReLU
+    state = torch.load(folder / "model.pt", weights_only=True)
+    zeros = sum(int((t == 0).sum()) for k, t in state.items() if k.endswith("weight"))
+    assert zeros / state["1.weight"].numel() == pytest.approx(m["weight_sparsity"])
+
+
+def test_stored_deepfool_norms_reproduce_rho2(linear_run):
+    folder, result = linear_run
+    with np.load(folder / "attacks.npz", allow_pickle=False) as data:
+        norms, x_norm = data["norm__deepfool_l2"], data["input_l2"]
+        correct, labels = data["clean_correct"], data["labels"]
+    # recomputed by hand: misclassified points count 0, failures (inf) left out
+    ratio = np.where(correct, norms / x_norm, 0.0)
+    assert np.isfinite(ratio).all()
+    assert ratio.mean() == pytest.approx(result.metrics["rho2"], rel=1e-12)
+    assert correct.mean() == pytest.approx(result.metrics["clean_accuracy"])
+    report = RobustnessReport.from_npz(folder / "attacks.npz")
+    assert report.as_metrics() == {k: v for k, v in result.metrics.items() if k in report.as_metrics()}
+    # the attacked points are the documented fixed subset of the test split
+    from robench.data import load_dataset
+    data = load_dataset("mnist-5k")
+    idx = attack_points(TINY["n_test"], len(data.test_x))
+    assert np.array_equal(labels, data.test_y[idx].numpy())
+
+
+def pgd_linf(model, x, y, eps, steps=40, restarts=2, seed=0):
+    """Plain PGD in the l∞ ball (Madry et al.): random start, steps of 2.5·ε/steps, CE loss.
+    Returns a bool (N,) mask of points still classified correctly after every restart."""
+    gen = torch.Generator().manual_seed(seed)
+    robust = model(x).argmax(1) == y
+    for _ in range(restarts):
+        delta = (torch.rand(x.shape, generator=gen) * 2 - 1) * eps
+        adv = (x + delta).clamp(0, 1)
+        for _ in range(steps):
+            adv.requires_grad_(True)
+            grad, = torch.autograd.grad(F.cross_entropy(model(adv), y), adv)
+            adv = adv.detach() + 2.5 * eps / steps * grad.sign()
+            adv = torch.min(torch.max(adv, x - eps), x + eps).clamp(0, 1)
+        with torch.no_grad():
+            robust &= model(adv).argmax(1) == y
+    return robust
+
+
+def test_independent_pgd_is_no_weaker_than_reported(linear_run):
+    folder, result = linear_run
+    from robench.data import load_dataset
+    data = load_dataset("mnist-5k")
+    idx = attack_points(TINY["n_test"], len(data.test_x))
+    model = build_model("linear", num_classes=10)
+    model.load_state_dict(torch.load(folder / "model.pt", weights_only=True))
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    robust = pgd_linf(model, data.test_x[idx], data.test_y[idx], 0.1).float().mean().item()
+    reported = result.metrics["robust_accuracy_linf@0.1"]
+    # robench's number is the worst case over FGSM and a 5-step PGD; a 40-step PGD with
+    # restarts must not find the model more robust (2 points of 40 for sampling noise)
+    assert robust <= reported + 2 / TINY["n_test"]
+    assert robust < result.metrics["clean_accuracy"]  # and the attack does something
+
+
+PLUGIN = '''
+from torch import nn
+from robench.registry import register_model
+
+@register_model("sr-test-tiny-mlp")
+def tiny_mlp(num_classes=10):
+    return nn.Sequential(nn.Flatten(), nn.Linear(784, 32), nn.ReLU(), nn.Linear(32, num_classes))
+'''
+
+
+def test_a_plugin_model_runs_through_the_task(tmp_path, cache_dir):
+    path = tmp_path / "my_model.py"
+    path.write_text(PLUGIN)
+    registry.load_plugin_file(path)
+    result = run(DNS(), tmp_path / "run", cache_dir, model="sr-test-tiny-mlp", sparsity=0.5, n_test=20)
+    m = result.metrics
+    assert abs(m["weight_sparsity"] - 0.5) <= 0.01
+    assert 0 < m["activation_sparsity"] < 1 and m["rho2"] > 0
+
+
+# -- bad input: one line, raised before any attack runs -----------------------------------
+
+@register_model("sr-test-probabilities")
+def _probabilities(num_classes=10):
+    from torch import nn
+    return nn.Sequential(nn.Flatten(), nn.Linear(784, num_classes), nn.Softmax(dim=1))
+
+
+@register_model("sr-test-flat-output")
+def _flat_output(num_classes=10):
+    from torch import nn
+    return nn.Sequential(nn.Flatten(), nn.Linear(784, num_classes), nn.Flatten(0))
+
+
+@register_dataset("sr-test-mnist-255")
+def _unscaled(root=None):
+    from robench.data import Splits, load_dataset
+    d = load_dataset("mnist-5k")
+    return Splits("sr-test-mnist-255", d.train_x * 255, d.train_y, d.test_x * 255, d.test_y, 10)
+
+
+class NoPruning(SparsityMethod):
+    """A broken method: asked for any sparsity, it prunes nothing."""
+    def __init__(self):
+        pass
+
+    def pruner(self, sparsity):
+        return CompressionMethod()
+
+
+@pytest.fixture
+def no_attacks(monkeypatch):
+    """Bad input must fail before any attack runs."""
+    import robench.attacks
+
+    def fail(*args, **kwargs):
+        raise AssertionError("an attack ran on bad input")
+    monkeypatch.setattr(robench.attacks, "evaluate_robustness", fail)
+
+
+def one_line_error(match, fn, *args, **kwargs):
+    with pytest.raises(UserError, match=match) as info:
+        fn(*args, **kwargs)
+    assert "\n" not in str(info.value)
+    return str(info.value)
+
+
+@pytest.mark.parametrize("model, match", [("sr-test-probabilities", "logits"),
+                                          ("sr-test-flat-output", r"shape \(N, classes\)")])
+def test_a_model_without_logits_is_rejected(model, match, tmp_path, cache_dir, no_attacks):
+    message = one_line_error(match, run, Magnitude(), tmp_path, cache_dir, model=model)
+    assert model in message
+    assert not list((cache_dir / "baselines").glob(f"{model}-*.pt"))  # nothing was trained
+
+
+def test_inputs_outside_bounds_are_rejected(tmp_path, cache_dir, no_attacks):
+    one_line_error(r"outside the declared bounds \(0, 1\)", run, Magnitude(), tmp_path, cache_dir,
+                   dataset="sr-test-mnist-255")
+
+
+@pytest.mark.parametrize("epsilons", [[0.3, 0.1], [0.1, 0.1]])
+def test_an_epsilon_grid_not_increasing_is_rejected(epsilons):
+    attacks = [{"kind": "deepfool", "norm": "l2"}, {"kind": "pgd", "norm": "linf", "epsilons": epsilons}]
+    one_line_error("strictly increasing", SparsityRobustnessTask, **TINY, attacks=attacks)
+
+
+def test_a_method_missing_the_target_sparsity_is_rejected(tmp_path, cache_dir, no_attacks):
+    one_line_error(r"measured weight sparsity 0\.0000 differs from the target 0\.5", run, NoPruning(),
+                   tmp_path, cache_dir, sparsity=0.5)
+
+
+def test_other_bad_params_are_one_line(tmp_path, cache_dir, no_attacks):
+    one_line_error("did you mean 'smoke'", run, Magnitude(), tmp_path, cache_dir, attack_preset="smok")
+    one_line_error("not in preset", run, Magnitude(), tmp_path, cache_dir, exclude_attacks=("cw",))
+    one_line_error("n_test=5000", run, Magnitude(), tmp_path, cache_dir, n_test=5000)
+
+    class Other(Method):
+        def __init__(self):
+            pass
+    one_line_error("SparsityMethod", run, Other(), tmp_path, cache_dir)
+
+
+# -- suites and figures --------------------------------------------------------------------
+
+def test_suites_expand():
+    from pathlib import Path
+
+    from robench.api import validate
+    root = Path(__file__).resolve().parent.parent / "suites"
+    paper = validate(root / "papers" / "sparse-robustness.yaml")
+    assert len(paper) == 3 * 7 * 3 and {s.task_params["model"] for s in paper} == {"linear", "lenet-300-100", "lenet-5"}
+    assert len({s.seed for s in paper}) >= 3
+    assert len(validate(root / "parts" / "sparsity_robustness.yaml")) == 16
+
+
+def fake_frame(tmp_path):
+    """A results table shaped like robench.api.results(): an inverted U for the MLP, a
+    decreasing curve for the linear model, three seeds, one failed sanity flag."""
+    import pandas as pd
+    rows = []
+    sparsities = [0.0, 0.5, 0.9, 0.99]
+    for model, curve in (("linear", [0.10, 0.09, 0.07, 0.03]), ("lenet-300-100", [0.10, 0.12, 0.14, 0.06])):
+        for i, s in enumerate(sparsities):
+            for seed in range(3):
+                value = curve[i] + 0.001 * seed
+                metrics = {"rho2": value, "robust_accuracy_l2@1": 4 * value, "robust_accuracy_l2@2": value,
+                           "robust_accuracy_linf@0.1": 3 * value, "test_accuracy": 0.9, "clean_accuracy": 0.9,
+                           "weight_sparsity": s, "sanity_deepfool_l2_complete": float(not (seed == 1 and s == 0.99))}
+                rows.append({"task": "sparsity_robustness", "status": "done", "method": "magnitude",
+                             "method_label": "magnitude", "seed": seed, "suites": ["sparse-robustness"],
+                             "task_params": {"model": model, "sparsity": s, "dataset": "mnist-5k",
+                                             "baseline_epochs": 10, "finetune_epochs": 3, "finetune_lr": 0.02,
+                                             "batch_size": 64, "n_test": 200, "attack_preset": "mnist-default",
+                                             "exclude_attacks": ["cw_l2"], "attacks": None},
+                             "metrics": metrics, "artifacts": {}})
+    return pd.DataFrame(rows)
+
+
+def test_figures_report_the_trend_from_the_table(tmp_path):
+    from robench.report.figures import make_figures
+    files = make_figures("sparse-robustness", fake_frame(tmp_path), tmp_path)
+    assert {f.name for f in files} == {"results.csv", "sparsity_robustness.png", "report.md"}
+    assert all(f.stat().st_size > 0 for f in files)
+    report = (tmp_path / "sparse-robustness" / "report.md").read_text()
+    assert "| lenet-300-100 | magnitude | rho2 | inverted U |" in report
+    assert "| linear | magnitude | rho2 | decreasing |" in report
+    assert "as the paper says" in report and "3 seed(s)" in report
+    assert "lenet-300-100 / magnitude / sparsity 0.99 / seed 1: deepfool_l2_complete" in report
+    assert "robust accuracy l2 at ε=1" in report

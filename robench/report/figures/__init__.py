@@ -13,7 +13,11 @@ from pathlib import Path
 from robench.errors import UserError
 
 # name -> ("module:function", the suite that produces its data, description)
-FIGURES: dict[str, tuple[str, str, str]] = {}
+FIGURES: dict[str, tuple[str, str, str]] = {
+    "deepdefense": ("robench.report.figures.deepdefense:make", "suites/papers/deepdefense.yaml", "DeepDefense: clean accuracy, rho2 and FGS accuracy per recipe and model (mean ± std), vs the paper's claim"),
+    "sparse-robustness": ("robench.report.figures.sparse_robustness:make", "suites/papers/sparse-robustness.yaml",
+                          "Sparse DNNs: rho2 and robust accuracy vs sparsity per model (mean ± std), report"),
+}
 
 
 def make_figures(name: str, frame, out_dir: str | Path) -> list[Path]:

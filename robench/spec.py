@@ -131,7 +131,7 @@ def _first_validation_error(exc: ValidationError, source: str, prefix: str = "")
     err = errors[0]
     loc = _loc(err["loc"])
     key = f"{prefix}.{loc}" if prefix and loc else (prefix or loc)
-    msg = err["msg"]
+    msg = err["msg"].removeprefix("Value error, ")
     if err["type"] == "extra_forbidden":
         missing = [_loc(e["loc"][-1:]) for e in errors if e["type"] == "missing"]
         msg = "unknown key" + (f" (expected {', '.join(missing)}?)" if missing else "")

@@ -14,6 +14,7 @@ from robench.errors import UserError
 
 # name -> ("module:function", the suite that produces its data, description)
 FIGURES: dict[str, tuple[str, str, str]] = {
+    "dlnet": ("robench.report.figures.dlnet:make", "suites/papers/dlnet.yaml", "DL-Net: PSNR vs level per method, image grid, report"),
     "deepdefense": ("robench.report.figures.deepdefense:make", "suites/papers/deepdefense.yaml", "DeepDefense: clean accuracy, rho2 and FGS accuracy per recipe and model (mean ± std), vs the paper's claim"),
     "stpio": ("robench.report.figures.stpio:make", "suites/papers/stpio.yaml", "ST-PIO room layout: error table vs published LSUN/Hedau, prediction grid, report"),
     "sparse-robustness": ("robench.report.figures.sparse_robustness:make", "suites/papers/sparse-robustness.yaml",

@@ -192,7 +192,7 @@ def no_attacks(monkeypatch):
     monkeypatch.setattr(robench.attacks, "evaluate_robustness", fail)
 
 
-def one_line_error(match, fn, *args, **kwargs):
+def check_one_line_error(match, fn, *args, **kwargs):
     with pytest.raises(UserError, match=match) as info:
         fn(*args, **kwargs)
     assert "\n" not in str(info.value)
@@ -202,36 +202,36 @@ def one_line_error(match, fn, *args, **kwargs):
 @pytest.mark.parametrize("model, match", [("sr-test-probabilities", "logits"),
                                           ("sr-test-flat-output", r"shape \(N, classes\)")])
 def test_a_model_without_logits_is_rejected(model, match, tmp_path, cache_dir, no_attacks):
-    message = one_line_error(match, run, Magnitude(), tmp_path, cache_dir, model=model)
+    message = check_one_line_error(match, run, Magnitude(), tmp_path, cache_dir, model=model)
     assert model in message
     assert not list((cache_dir / "baselines").glob(f"{model}-*.pt"))  # nothing was trained
 
 
 def test_inputs_outside_bounds_are_rejected(tmp_path, cache_dir, no_attacks):
-    one_line_error(r"outside the declared bounds \(0, 1\)", run, Magnitude(), tmp_path, cache_dir,
+    check_one_line_error(r"outside the declared bounds \(0, 1\)", run, Magnitude(), tmp_path, cache_dir,
                    dataset="sr-test-mnist-255")
 
 
 @pytest.mark.parametrize("epsilons", [[0.3, 0.1], [0.1, 0.1]])
 def test_an_epsilon_grid_not_increasing_is_rejected(epsilons):
     attacks = [{"kind": "deepfool", "norm": "l2"}, {"kind": "pgd", "norm": "linf", "epsilons": epsilons}]
-    one_line_error("strictly increasing", SparsityRobustnessTask, **TINY, attacks=attacks)
+    check_one_line_error("strictly increasing", SparsityRobustnessTask, **TINY, attacks=attacks)
 
 
 def test_a_method_missing_the_target_sparsity_is_rejected(tmp_path, cache_dir, no_attacks):
-    one_line_error(r"measured weight sparsity 0\.0000 differs from the target 0\.5", run, NoPruning(),
+    check_one_line_error(r"measured weight sparsity 0\.0000 differs from the target 0\.5", run, NoPruning(),
                    tmp_path, cache_dir, sparsity=0.5)
 
 
 def test_other_bad_params_are_one_line(tmp_path, cache_dir, no_attacks):
-    one_line_error("did you mean 'smoke'", run, Magnitude(), tmp_path, cache_dir, attack_preset="smok")
-    one_line_error("not in preset", run, Magnitude(), tmp_path, cache_dir, exclude_attacks=("cw",))
-    one_line_error("n_test=5000", run, Magnitude(), tmp_path, cache_dir, n_test=5000)
+    check_one_line_error("did you mean 'smoke'", run, Magnitude(), tmp_path, cache_dir, attack_preset="smok")
+    check_one_line_error("not in preset", run, Magnitude(), tmp_path, cache_dir, exclude_attacks=("cw",))
+    check_one_line_error("n_test=5000", run, Magnitude(), tmp_path, cache_dir, n_test=5000)
 
     class Other(Method):
         def __init__(self):
             pass
-    one_line_error("SparsityMethod", run, Other(), tmp_path, cache_dir)
+    check_one_line_error("SparsityMethod", run, Other(), tmp_path, cache_dir)
 
 
 # -- suites and figures --------------------------------------------------------------------

@@ -42,6 +42,16 @@ def smooth_images(n=4, size=16, seed=0):
     return torch.nn.functional.avg_pool2d(x, 5, stride=1, padding=2, count_include_pad=False)
 
 
+def random_tail(net):
+    """A new network's last layer is zero (it starts as the identity, so dE/dz = 0); give
+    its tail random weights so the fidelity steps have something to do."""
+    torch.manual_seed(1)
+    for conv in net.tail:
+        torch.nn.init.normal_(conv.weight, std=0.1)
+        torch.nn.init.normal_(conv.bias, std=0.01)
+    return net
+
+
 def tiny_spec(family, level, seed=0, **kw):
     base = dict(family=family, image_size=16, width=4, data="bundled", n_train=16, steps=3,
                 batch_size=4, lr=1e-3, seed=seed, level=float(level))
@@ -64,7 +74,7 @@ def problem(tmp_path, family="inpainting", seed=0):
 @pytest.mark.parametrize("training", [False, True])
 def test_every_fidelity_step_lowers_the_masked_error(family, step_size, training):
     torch.manual_seed(0)
-    model = FidelityRefinement(build_net(family, 4), steps=5, step_size=step_size)
+    model = FidelityRefinement(random_tail(build_net(family, 4)), steps=5, step_size=step_size)
     model.train(training)
     x = smooth_images(3, 16)
     level = {"inpainting": 8, "interpolation": 0.6, "super_resolution": 3}[family]
@@ -92,6 +102,7 @@ def test_fidelity_steps_descend_on_a_trained_dlnet(tmp_path):
 
 @pytest.mark.parametrize("net", [ContextEncoder(4), VDSR(4)], ids=["context-encoder", "vdsr"])
 def test_the_tail_is_affine_so_the_line_search_is_exact(net):
+    random_tail(net)
     torch.manual_seed(0)
     x = images(2, 16)
     z = net.features(x).detach()
@@ -99,9 +110,15 @@ def test_the_tail_is_affine_so_the_line_search_is_exact(net):
     assert torch.allclose(net.decode(z + v, x) - net.decode(z, x), net.tail_linear(v), atol=1e-5)
 
 
+def test_a_new_network_starts_as_the_identity():
+    for family in ("inpainting", "super_resolution"):
+        x = images(2, 16)
+        assert torch.equal(build_net(family, 4)(x), x)
+
+
 def test_dlnet_training_reaches_the_weights_and_step_sizes():
     torch.manual_seed(0)
-    model = FidelityRefinement(build_net("inpainting", 4), steps=2).train()
+    model = FidelityRefinement(random_tail(build_net("inpainting", 4)), steps=2).train()
     x = smooth_images(2, 16)
     obs = degrade("inpainting", x, 6)
     loss = (model(obs.network_input, obs.y, obs.mask, obs.forward_operator) - x).square().mean()

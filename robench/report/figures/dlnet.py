@@ -320,7 +320,8 @@ def write_report(runs, table, summary, notes, figures, out: Path) -> Path:
         if fam_table.empty:
             continue
         lines += [f"**{family}**", ""]
-        lines += _trend_lines(family, fam_table, summary)
+        params = runs[runs["family"] == family].iloc[0]["task_params"]
+        lines += _trend_lines(family, fam_table, summary, params)
         lines.append("")
     lines += ["## Figures", ""] + [f"- `{Path(f).name}`" for f in figures] + [""]
     path = out / "report.md"
@@ -328,7 +329,7 @@ def write_report(runs, table, summary, notes, figures, out: Path) -> Path:
     return path
 
 
-def _trend_lines(family, table, summary) -> list[str]:
+def _trend_lines(family, table, summary, params) -> list[str]:
     import numpy as np
 
     out = []
@@ -336,20 +337,28 @@ def _trend_lines(family, table, summary) -> list[str]:
     train = float(table["train_level"].iloc[0])
     if "base" in means.index and "oracle" in means.index:
         gap = means.loc["oracle"] - means.loc["base"]
-        off = gap[[lv for lv in gap.index if lv != train]]
-        holds = bool((off > 0).all()) if len(off) else False
+        spread = table[table["method"] == "oracle"].groupby("level")["psnr"].std()
+        off_levels = [lv for lv in gap.index if lv != train]
+        beaten = [lv for lv in off_levels if gap[lv] > 0]
         below = [lv for lv in gap.index if lv < train]
         above = [lv for lv in gap.index if lv > train]
         grows = all(np.diff(gap[below].values) <= 0) and all(np.diff(gap[above].values) >= 0)
-        out.append(f"- Base vs the level-specific oracle (oracle − base, dB): "
-                   + ", ".join(f"{lv:g}: {gap[lv]:+.2f}" for lv in gap.index) + ". "
-                   + ("The base is beaten by the oracle at every off-training level"
-                      if holds else "The oracle does **not** beat the base at every off-training level")
-                   + (", and the gap grows with the distance from the training level on both sides: "
-                      "the base peaks (relative to the oracle) at its training level — **holds**."
-                      if holds and grows else
-                      (", but the gap does not grow monotonically with the distance — **partly holds**."
-                       if holds else " — **does not hold** here.")))
+        line = ("- Base vs the level-specific oracle (oracle − base, dB, mean over seeds): "
+                + ", ".join(f"{lv:g}: {gap[lv]:+.2f}" for lv in gap.index) + ". ")
+        if off_levels and len(beaten) == len(off_levels):
+            line += ("The oracle beats the base at every off-training level"
+                     + (" and the gap grows with the distance from the training level on both sides: the "
+                        "base peaks (relative to the oracle) at its training level — **holds**." if grows else
+                        ", but the gap does not grow steadily with the distance — **mostly holds**."))
+        elif len(beaten) * 2 >= len(off_levels) > 0:
+            missed = [lv for lv in off_levels if lv not in beaten]
+            line += (f"The oracle beats the base at {len(beaten)} of {len(off_levels)} off-training levels; "
+                     "not at " + ", ".join(f"{lv:g} (oracle PSNR std over seeds {spread.get(lv, float('nan')):.2f} dB)"
+                                           for lv in missed)
+                     + " — **partly holds**.")
+        else:
+            line += "The oracle rarely beats the base away from the training level — **does not hold** here."
+        out.append(line)
     comparisons = [("dlnet", "base"), ("dlnet", "spectrum-ft"), ("dlnet", "base+paste"),
                    ("dlnet", "base-ft"), ("spectrum-ft", "base"), ("dlnet", "oracle")]
     parts = []
@@ -377,8 +386,14 @@ def _trend_lines(family, table, summary) -> list[str]:
                    "DL-Net recovers part of the gap — **partly holds**" if r > 0.1 else
                    "DL-Net does not recover the gap — **does not hold**")
         if r > 1.0:
-            verdict += " (recovery > 1: it beats the single-level oracle, which had fewer training steps)"
+            verdict += (" (recovery > 1: DL-Net beats the level-specific oracle, which sees only the network "
+                        f"input — not the mask or the operator — and trains {params['finetune_steps']} fewer minibatches)")
         out.append(f"- DL-Net recovery: {_fmt(rec)}. {verdict}.")
+        if "base" in means.index and "oracle" in means.index:
+            mean_gap = float((means.loc["oracle"] - means.loc["base"])[[lv for lv in means.columns if lv != train]].mean())
+            if mean_gap < 0.5:
+                out.append(f"- Caution: the oracle beats the base by only {mean_gap:.2f} dB on average off the "
+                           "training level, so recovery is a ratio of small, noisy differences here.")
         d_ft = _paired(summary, family, "dlnet", "spectrum-ft")
         if d_ft is not None:
             mean, std, wins, n = d_ft
@@ -391,6 +406,14 @@ def _trend_lines(family, table, summary) -> list[str]:
         paired = _paired(summary, family, "dlnet", m)
         if paired:
             out.append(f"- DL-Net − {m} (off-training PSNR): {paired[0]:+.2f} ± {paired[1]:.2f} dB.")
+        if m in means.index and "base" in means.index and train in means.columns:
+            diff = float(means.loc["base", train] - means.loc[m, train])
+            out.append(f"- At its own training level the base network is {abs(diff):.2f} dB "
+                       f"{'above' if diff >= 0 else 'below'} {m}" + (
+                           f": at this scale ({params['image_size']}-pixel crops, {params['train_steps']} "
+                           "minibatches on patches of a few bundled images) "
+                           "the classic method is the stronger restorer, and the comparison above is about "
+                           "robustness across levels, not about beating it." if diff < 0 else "."))
     return out
 
 

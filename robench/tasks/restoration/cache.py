@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-NETS_VERSION = "1"  # bump when nets.py or train_network change what a spec trains to
+NETS_VERSION = "2"  # bump when nets.py or train_network change what a spec trains to
 INTEGER_LEVEL_FAMILIES = ("inpainting", "super_resolution")
 
 

@@ -10,7 +10,8 @@ split in two so that DL-Net can work on a late feature::
 The **tail** is affine (two 3×3 convolutions with no activation between them), so
 ``x(z)`` is affine in ``z`` and, every forward operator A being linear, the fidelity term
 E(z) = ½‖M ⊙ (y − A(x(z)))‖² is an exact quadratic in z. Outputs are not clamped here
-(the task clamps to [0, 1] when it scores); training losses see the raw output.
+(the task clamps to [0, 1] when it scores); training losses see the raw output. A new
+network's last layer is zero, so it starts as the identity on its input.
 
 - :class:`ContextEncoder` (inpainting, interpolation): a small context-encoder-style
   encoder–decoder (strided convolutions down to H/4, a dilated bottleneck, upsampling
@@ -41,6 +42,13 @@ class RestorationNet(nn.Module):
     ``tail`` (a list of two ``nn.Conv2d``, applied with no activation between them)."""
 
     tail: nn.ModuleList
+
+    def zero_last_layer(self) -> None:
+        """Start as the identity on ``network_input``: the tail's last convolution is zero.
+        With a random one, the initial residual wrecks the input and, at the learning rates
+        our budgets need, training collapsed to dead ReLUs that output the input unchanged."""
+        nn.init.zeros_(self.tail[-1].weight)
+        nn.init.zeros_(self.tail[-1].bias)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -78,6 +86,7 @@ class ContextEncoder(RestorationNet):
         self.dec2 = nn.Conv2d(4 * c, 2 * c, 3, padding=1)  # H/2, after the skip from enc2
         self.dec1 = nn.Conv2d(3 * c, c, 3, padding=1)  # H, after the skip from enc1: z
         self.tail = nn.ModuleList([nn.Conv2d(c, c, 3, padding=1), nn.Conv2d(c, 3, 3, padding=1)])
+        self.zero_last_layer()
 
     def features(self, x):
         e1 = F.relu(self.enc1(x))
@@ -100,6 +109,7 @@ class VDSR(RestorationNet):
             layers += [nn.Conv2d(c, c, 3, padding=1), nn.ReLU()]
         self.body = nn.Sequential(*layers)
         self.tail = nn.ModuleList([nn.Conv2d(c, c, 3, padding=1), nn.Conv2d(c, 3, 3, padding=1)])
+        self.zero_last_layer()
 
     def features(self, x):
         return self.body(x)

@@ -79,7 +79,7 @@ class RestorationParams(TaskParams):
     train_steps: int = Field(800, gt=0, description="minibatches of the base and oracle networks")
     finetune_steps: int = Field(200, gt=0, description="minibatches of spectrum-ft, base-ft and dlnet fine-tuning")
     batch_size: int = Field(16, gt=0)
-    lr: float = Field(5e-3, gt=0, description="Adam learning rate (cosine-decayed; × 0.2 for fine-tuning)")
+    lr: float = Field(2e-3, gt=0, description="Adam learning rate (cosine-decayed; × 0.2 for fine-tuning)")
     n_test_per_image: int = Field(16, gt=0, description="bundled test crops per held-out image (3 images)")
     dataset: Literal["bundled", "folder"] = "bundled"
     root: str | None = Field(None, description="folder of test images (dataset=folder)")
@@ -142,7 +142,7 @@ def level_problem(family: str, level: float, image_size: int) -> str:
 class RestorationSpectrumTask(Task):
     """Restoration across degradation levels (DL-Net): PSNR/SSIM over a level spectrum."""
     name = "restoration_spectrum"
-    version = "1"
+    version = "2"
     Params = RestorationParams
     method_base = RestorationMethod
     primary_metric = "psnr_mean"

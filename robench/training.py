@@ -85,6 +85,24 @@ def fit(model, x, y, *, epochs: int, batch_size: int, optimizer, seed: int,
     return step
 
 
+def finetune_with_hooks(model, data, hooks, *, epochs: int, batch_size: int, lr: float, seed: int):
+    """The compression protocol's fine-tuning, shared by every task that prunes:
+    ``hooks.prepare(model, data, total_steps, seed)``, then SGD (momentum 0.9, weight decay
+    5e-4) at ``lr`` cosine-decayed to 0 over ``epochs``, with ``hooks`` as the step hooks.
+    Returns ``hooks.finalize(model)``. ``data`` is a :class:`robench.data.Splits`."""
+    import math
+
+    import torch
+
+    total_steps = epochs * math.ceil(len(data.train_x) / batch_size)
+    torch.manual_seed(seed)
+    hooks.prepare(model, data, total_steps, seed)
+    fit(model, data.train_x, data.train_y, epochs=epochs, batch_size=batch_size,
+        optimizer=make_sgd(model, lr), seed=seed, hooks=hooks,
+        lr_schedule=lambda step: 0.5 * lr * (1.0 + math.cos(math.pi * step / total_steps)))
+    return hooks.finalize(model)
+
+
 def accuracy(model, x, y, batch_size: int = 1000) -> float:
     """Top-1 accuracy in [0, 1] of ``model`` (eval mode, no grad) on (x, y)."""
     import torch

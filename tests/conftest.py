@@ -26,3 +26,25 @@ def cli_env():
 
 def robench_cmd(*args):
     return [sys.executable, "-m", "robench.cli", *map(str, args)]
+
+
+@pytest.fixture(scope="module")
+def fast_classification_runs():
+    """Load each dataset once per test module (mnist-5k parsing takes seconds) and train on
+    one thread (much faster than two when other processes share the cores)."""
+    import torch
+
+    import robench.data
+    load, threads = robench.data.load_dataset, torch.get_num_threads()
+    cached = {}
+
+    def load_once(name, root=None):
+        if (name, root) not in cached:
+            cached[name, root] = load(name, root)
+        return cached[name, root]
+
+    robench.data.load_dataset = load_once
+    torch.set_num_threads(1)
+    yield
+    robench.data.load_dataset = load
+    torch.set_num_threads(threads)

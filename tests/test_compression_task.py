@@ -84,23 +84,8 @@ def cache_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="module", autouse=True)
-def fast_runs():
-    """Load mnist-5k once for this module (parsing it takes seconds) and train on one
-    thread (much faster than two when other processes share the cores)."""
-    import robench.data
-    load, threads = robench.data.load_dataset, torch.get_num_threads()
-    cached = {}
-
-    def load_once(name, root=None):
-        if (name, root) not in cached:
-            cached[name, root] = load(name, root)
-        return cached[name, root]
-
-    robench.data.load_dataset = load_once
-    torch.set_num_threads(1)
-    yield
-    robench.data.load_dataset = load
-    torch.set_num_threads(threads)
+def fast_runs(fast_classification_runs):
+    """mnist-5k loaded once, one torch thread (see conftest)."""
 
 
 def run(method, seed, tmp_path, cache_dir, **params):

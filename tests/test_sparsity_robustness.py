@@ -31,22 +31,8 @@ def cache_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="module", autouse=True)
-def fast_runs():
-    """Load mnist-5k once for this module and work on one thread (shared cores)."""
-    import robench.data
-    load, threads = robench.data.load_dataset, torch.get_num_threads()
-    cached = {}
-
-    def load_once(name, root=None):
-        if (name, root) not in cached:
-            cached[name, root] = load(name, root)
-        return cached[name, root]
-
-    robench.data.load_dataset = load_once
-    torch.set_num_threads(1)
-    yield
-    robench.data.load_dataset = load
-    torch.set_num_threads(threads)
+def fast_runs(fast_classification_runs):
+    """mnist-5k loaded once, one torch thread (see conftest)."""
 
 
 def run(method, tmp_path, cache_dir, seed=0, **params):

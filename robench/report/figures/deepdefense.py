@@ -108,9 +108,9 @@ def verdict(table, model: str, runs=None) -> str:
         why.append(f"clean accuracy dropped by {acc_drop:.1f} points (> 1)")
     others = sub.drop(index=[v_label, d_label])
     beaten = [r for r in others.index if others.loc[r, "rho2_mean"] >= d["rho2_mean"]]
-    versus = (f" Against the other recipes (the paper's stronger claim), DeepDefense had the highest ρ2"
+    versus = (" Against the other recipes (the paper's stronger claim), DeepDefense had the highest ρ2"
               if not beaten else
-              f" The paper's stronger claim, DeepDefense ahead of the other defenses too, did not hold here: "
+              " The paper's stronger claim, DeepDefense ahead of the other defenses too, did not hold here: "
               + ", ".join(f"{r} reached ρ2 = {100 * others.loc[r, 'rho2_mean']:.2f}×10⁻² at "
                           f"{100 * others.loc[r, 'test_accuracy_mean']:.1f}% clean accuracy" for r in beaten)) \
         if len(others) else ""

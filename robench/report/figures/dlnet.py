@@ -227,7 +227,6 @@ def _fmt(values, digits=2) -> str:
 
 def _paired(summary, family, a, b, metric="psnr_offtrain_mean"):
     """(mean, std, wins, n) of a − b over the seeds both have."""
-    import numpy as np
     sub = summary[summary["family"] == family].pivot_table(index="seed", columns="method", values=metric)
     if a not in sub or b not in sub:
         return None

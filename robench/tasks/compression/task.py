@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import copy
 import json
-import math
 from pathlib import Path
 
 from pydantic import Field
@@ -75,7 +74,7 @@ class CompressionTask(Task):
 
         from robench.data import load_dataset
         from robench.tasks.compression import metrics
-        from robench.training import TrainSpec, accuracy, fit, make_sgd, trained_baseline
+        from robench.training import TrainSpec, accuracy, finetune_with_hooks, trained_baseline
 
         if not isinstance(method, CompressionMethod):
             raise UserError(f"task 'compression' needs a CompressionMethod; got {type(method).__name__}")
@@ -86,15 +85,9 @@ class CompressionTask(Task):
         dense, info = trained_baseline(spec, ctx.cache_dir, data=data, say=ctx.say)
         model = copy.deepcopy(dense)
 
-        total_steps = p.finetune_epochs * math.ceil(len(data.train_x) / p.batch_size)
-        torch.manual_seed(seed)
-        method.prepare(model, data, total_steps, seed)
-        optimizer = make_sgd(model, p.finetune_lr)
-        ctx.say(f"fine-tuning {method!r} for {total_steps} steps")
-        fit(model, data.train_x, data.train_y, epochs=p.finetune_epochs, batch_size=p.batch_size,
-            optimizer=optimizer, seed=seed, hooks=method,
-            lr_schedule=lambda step: 0.5 * p.finetune_lr * (1.0 + math.cos(math.pi * step / total_steps)))
-        model = method.finalize(model)
+        ctx.say(f"fine-tuning {method!r} for {p.finetune_epochs} epochs")
+        model = finetune_with_hooks(model, data, method, epochs=p.finetune_epochs, batch_size=p.batch_size,
+                                    lr=p.finetune_lr, seed=seed)
         if not isinstance(model, torch.nn.Module):
             raise UserError(f"method {method!r}: finalize() returned {type(model).__name__}; expected the model")
         model.eval()

@@ -108,7 +108,7 @@ class RobustTrainingTask(Task):
         import torch
 
         from robench.data import load_dataset
-        from robench.training import TrainSpec, accuracy, trained_baseline
+        from robench.training import accuracy, trained_baseline
 
         if not isinstance(method, RobustTrainingRecipe):
             raise UserError(f"task 'robust_training' needs a RobustTrainingRecipe; got {type(method).__name__}")

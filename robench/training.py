@@ -10,6 +10,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Protocol
@@ -89,18 +90,40 @@ def finetune_with_hooks(model, data, hooks, *, epochs: int, batch_size: int, lr:
     """The compression protocol's fine-tuning, shared by every task that prunes:
     ``hooks.prepare(model, data, total_steps, seed)``, then SGD (momentum 0.9, weight decay
     5e-4) at ``lr`` cosine-decayed to 0 over ``epochs``, with ``hooks`` as the step hooks.
-    Returns ``hooks.finalize(model)``. ``data`` is a :class:`robench.data.Splits`."""
-    import math
+    Returns ``hooks.finalize(model)``. ``data`` is a :class:`robench.data.Splits`.
 
+    A method may split the budget into segments (INQ's retraining phases, a pipeline's
+    stages) with ``hooks.lr_restarts(total_steps)``: the cosine schedule then restarts
+    from ``lr`` at each of those steps and decays to 0 by the end of each segment. A
+    method whose ``wants_finetuning()`` is False gets ``prepare(model, data, 0, seed)``
+    and ``finalize`` only."""
     import torch
 
-    total_steps = epochs * math.ceil(len(data.train_x) / batch_size)
+    wants = getattr(hooks, "wants_finetuning", lambda: True)()
+    total_steps = epochs * math.ceil(len(data.train_x) / batch_size) if wants else 0
     torch.manual_seed(seed)
     hooks.prepare(model, data, total_steps, seed)
-    fit(model, data.train_x, data.train_y, epochs=epochs, batch_size=batch_size,
-        optimizer=make_sgd(model, lr), seed=seed, hooks=hooks,
-        lr_schedule=lambda step: 0.5 * lr * (1.0 + math.cos(math.pi * step / total_steps)))
+    if total_steps:
+        restarts = getattr(hooks, "lr_restarts", lambda n: [])(total_steps)
+        schedule = cosine_segments(lr, total_steps, restarts)
+        fit(model, data.train_x, data.train_y, epochs=epochs, batch_size=batch_size,
+            optimizer=make_sgd(model, lr), seed=seed, hooks=hooks, lr_schedule=schedule)
     return hooks.finalize(model)
+
+
+def cosine_segments(lr: float, total_steps: int, restarts=()):
+    """``step → learning rate``: cosine decay from ``lr`` to 0 over each segment
+    [b_i, b_{i+1}), the boundaries being 0, the sorted ``restarts`` inside (0, total_steps)
+    and ``total_steps``."""
+    import bisect
+
+    bounds = [0, *sorted({int(s) for s in restarts if 0 < int(s) < total_steps}), total_steps]
+
+    def schedule(step: int) -> float:
+        i = bisect.bisect_right(bounds, step) - 1
+        start, end = bounds[min(i, len(bounds) - 2)], bounds[min(i + 1, len(bounds) - 1)]
+        return 0.5 * lr * (1.0 + math.cos(math.pi * (step - start) / max(end - start, 1)))
+    return schedule
 
 
 def accuracy(model, x, y, batch_size: int = 1000) -> float:

@@ -119,6 +119,13 @@ def test_end_to_end_reports_and_exports_agree(tmp_path, cache_dir):
         assert layer["sparsity"] == pytest.approx(1 - layer["nonzero_weights"] / layer["weights"])
     assert report["total"]["params"] == total and report["total"]["nonzero_params"] == nonzero
     assert report["total"]["macs_dense"] / report["total"]["macs_nonzero"] == pytest.approx(m["flops_ratio"])
+    for layer in layers:  # storage: each weight by its cheapest encoding, biases as float32
+        assert layer["storage"]["bits"] == metrics.weight_storage(state[f"{layer['name']}.weight"])["bits"]
+        assert isinstance(layer["inference"]["sparse"], bool)
+    biases = sum(t.numel() for k, t in state.items() if k.endswith("bias"))
+    assert report["total"]["storage_bits"] == sum(layer["storage"]["bits"] for layer in layers) + 32 * biases
+    assert m["compression_ratio_bits"] == pytest.approx(32 * total / report["total"]["storage_bits"])
+    assert 1 < m["compression_ratio_bits"] < m["compression_ratio"]  # float values + index overhead
 
 
 DETERMINISTIC = ["accuracy", "baseline_accuracy", "accuracy_delta", "compression_ratio", "sparsity", "flops_ratio"]

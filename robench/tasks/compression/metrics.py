@@ -15,11 +15,33 @@ Counts
 
     with nnz(W) = W.numel() for the dense count. Zero-padded border positions count as
     MACs (the usual convention). ``flops_ratio = Σ dense MACs / Σ nonzero MACs``.
+
+Storage (``compression_ratio_bits``)
+  ``compression_ratio_bits = 32 · (all parameters) / (bits needed to store the model)``.
+  Biases and any parameter that is not a Conv2d/Linear weight are stored as float32.
+  A weight tensor (n entries, flattened row-major; k nonzeros; K distinct nonzero values)
+  is stored with the cheapest of these encodings (:func:`weight_storage`), unless the
+  method declares its own (``CompressionMethod.storage_bits``, e.g. Network Sketching's
+  m bits per weight + 32·m bits per filter):
+
+  * value codes: either float32 (32 bits per value) or a codebook — ⌈log2 V⌉ bits per
+    value plus 32·V bits for the table of the V distinct values (V ≤ 2^16);
+  * ``dense``: every entry's value code (V = distinct values of the whole tensor);
+  * ``bitmask``: n bits of occupancy + a value code for each nonzero;
+  * ``relative-index`` (Deep Compression, Han et al. 2016): each nonzero is an entry of
+    p index bits (the gap to the previous stored entry, 1…2^p) + its value code; a gap
+    d > 2^p needs ⌈d / 2^p⌉ entries (filler entries store the value 0, so the codebook
+    gets one more value); p ∈ 1…16 is chosen per tensor to minimise the total.
+
+  INQ at b bits is then ⌈log2(2^(b−1)+1)⌉ = b bits per dense weight (plus a 17-entry
+  table), DNS-pruned float weights cost (32 + p) bits per stored entry, and DNS+INQ
+  (b − 1 + p) bits per entry.
 """
 
 from __future__ import annotations
 
 import copy
+import math
 import statistics
 import time
 from dataclasses import asdict, dataclass
@@ -129,6 +151,73 @@ def flops_ratio(stats: list[LayerStats]) -> float:
     return _ratio(sum(s.macs_dense for s in stats), sum(s.macs_nonzero for s in stats))
 
 
+# -- storage -------------------------------------------------------------------------
+FLOAT_BITS = 32
+MAX_CODEBOOK = 1 << 16
+
+
+def _value_code(n_values: int, distinct: int) -> tuple[int, str]:
+    """Cheapest bits to store ``n_values`` values drawn from ``distinct`` distinct ones."""
+    float_bits = FLOAT_BITS * n_values
+    if distinct > MAX_CODEBOOK or n_values == 0:
+        return float_bits, "float32"
+    width = max(1, math.ceil(math.log2(distinct))) if distinct > 1 else 1
+    codebook = width * n_values + FLOAT_BITS * distinct
+    return (codebook, f"codebook{width}") if codebook < float_bits else (float_bits, "float32")
+
+
+@torch.no_grad()
+def weight_storage(weight: torch.Tensor) -> dict:
+    """Bits needed to store ``weight`` with the cheapest encoding of the module docstring.
+
+    Returns ``{"bits": int, "encoding": str, "value_code": str, "index_bits": int | None}``.
+    """
+    flat = weight.detach().flatten()
+    n = flat.numel()
+    nonzero = torch.nonzero(flat).flatten()
+    k = nonzero.numel()
+    values = flat[nonzero]
+    distinct_nonzero = int(torch.unique(values).numel()) if k else 0
+    distinct_all = distinct_nonzero + (1 if k < n else 0)
+    bits, code = _value_code(n, max(distinct_all, 1))
+    best = {"bits": bits, "encoding": "dense", "value_code": code, "index_bits": None}
+    if k < n:
+        bits, code = _value_code(k, max(distinct_nonzero, 1))
+        if n + bits < best["bits"]:
+            best = {"bits": n + bits, "encoding": "bitmask", "value_code": code, "index_bits": None}
+        if k:
+            gaps = torch.diff(nonzero, prepend=torch.tensor([-1], device=nonzero.device)).double()
+        else:
+            gaps = torch.zeros(0, dtype=torch.float64)
+        for p in range(1, 17):
+            entries = int(torch.ceil(gaps / float(1 << p)).sum().item()) if k else 0
+            fillers = entries - k
+            bits, code = _value_code(entries, max(distinct_nonzero + (1 if fillers else 0), 1))
+            total = entries * p + bits
+            if total < best["bits"]:
+                best = {"bits": total, "encoding": "relative-index", "value_code": code, "index_bits": p}
+    return best
+
+
+def model_storage(model: nn.Module, method=None) -> tuple[int, list[dict]]:
+    """``(total bits, per-layer records)`` of ``model``: every Conv2d/Linear weight by
+    ``method.storage_bits(name, module)`` when it returns a number, else
+    :func:`weight_storage`; every other parameter as float32."""
+    layers = prunable_layers(model)
+    weight_ids = {id(module.weight) for _, module in layers}
+    total = FLOAT_BITS * sum(p.numel() for p in model.parameters() if id(p) not in weight_ids)
+    records = []
+    for name, module in layers:
+        declared = method.storage_bits(name, module) if method is not None else None
+        record = ({"bits": int(declared), "encoding": "method", "value_code": None, "index_bits": None}
+                  if declared is not None else weight_storage(module.weight))
+        record = {"name": name, "weights": module.weight.numel(), **record,
+                  "bits_per_weight": record["bits"] / module.weight.numel()}
+        records.append(record)
+        total += record["bits"]
+    return total, records
+
+
 # -- latency -------------------------------------------------------------------------
 class CSRLinear(nn.Module):
     """Inference-only Linear whose weight is a CSR sparse tensor (y = x Wᵀ + b)."""
@@ -146,24 +235,93 @@ class CSRLinear(nn.Module):
         return y.reshape(*leading, -1)
 
 
-SPARSE_LINEAR_MIN_SPARSITY = 0.9  # below this a CSR matmul is not faster than a dense one on CPU
+class CSRConv2d(nn.Module):
+    """Inference-only Conv2d as a CSR sparse matmul over the unfolded input (im2col):
+    y = W_csr · unfold(x) + b, W_csr of shape (out, in·kh·kw). ``groups`` must be 1."""
+
+    def __init__(self, conv: nn.Conv2d):
+        super().__init__()
+        if conv.groups != 1 or not isinstance(conv.padding, tuple):
+            raise ValueError("CSRConv2d needs groups=1 and numeric padding")
+        self.out_channels, self.kernel_size = conv.out_channels, conv.kernel_size
+        self.stride, self.padding, self.dilation = conv.stride, conv.padding, conv.dilation
+        self.weight = conv.weight.detach().reshape(conv.out_channels, -1).to_sparse_csr()
+        self.bias = None if conv.bias is None else conv.bias.detach().clone()
+
+    def forward(self, x):
+        import torch.nn.functional as F
+        n, _, h, w = x.shape
+        h_out = (h + 2 * self.padding[0] - self.dilation[0] * (self.kernel_size[0] - 1) - 1) // self.stride[0] + 1
+        w_out = (w + 2 * self.padding[1] - self.dilation[1] * (self.kernel_size[1] - 1) - 1) // self.stride[1] + 1
+        cols = F.unfold(x, self.kernel_size, dilation=self.dilation, padding=self.padding, stride=self.stride)
+        y = self.weight @ cols.transpose(0, 1).reshape(cols.shape[1], -1)  # (out, N·L)
+        y = y.reshape(self.out_channels, n, -1).transpose(0, 1)
+        if self.bias is not None:
+            y = y + self.bias[:, None]
+        return y.reshape(n, self.out_channels, h_out, w_out)
 
 
-def sparse_inference_model(model: nn.Module, min_sparsity: float = SPARSE_LINEAR_MIN_SPARSITY) -> nn.Module:
-    """A copy of ``model`` for timing, in which every Linear with at least ``min_sparsity``
-    zero weights runs as a CSR sparse matmul; convolutions stay dense (PyTorch has no
-    sparse CPU convolution). Outputs equal the model's up to float rounding."""
+SPARSE_MIN_SPARSITY = 0.5  # below this a CSR kernel is never tried
+
+
+def _sparse_version(module: nn.Module) -> nn.Module | None:
     import warnings
-
-    fast = copy.deepcopy(model).eval()
-    for name, module in list(fast.named_modules()):
+    with warnings.catch_warnings():  # "sparse CSR support is in beta"
+        warnings.simplefilter("ignore")
         if isinstance(module, nn.Linear):
-            zeros = 1.0 - int(torch.count_nonzero(module.weight)) / module.weight.numel()
-            if zeros >= min_sparsity:
-                parent = fast.get_submodule(name.rpartition(".")[0]) if "." in name else fast
-                with warnings.catch_warnings():  # "sparse CSR support is in beta"
-                    warnings.simplefilter("ignore")
-                    setattr(parent, name.rpartition(".")[2], CSRLinear(module))
+            return CSRLinear(module)
+        if isinstance(module, nn.Conv2d) and module.groups == 1 and isinstance(module.padding, tuple):
+            return CSRConv2d(module)
+    return None
+
+
+@torch.inference_mode()
+def sparse_inference_model(model: nn.Module, example: torch.Tensor | None = None,
+                           min_sparsity: float = SPARSE_MIN_SPARSITY, repeats: int = 7) -> nn.Module:
+    """A copy of ``model`` for timing in which pruned layers run on CSR sparse kernels
+    where that is faster.
+
+    Every Conv2d/Linear with at least ``min_sparsity`` zero weights gets a CSR version
+    (:class:`CSRLinear`, :class:`CSRConv2d`). With ``example`` (the batch that will be
+    timed) both versions are timed on the layer's real input (median of ``repeats``) and
+    the faster one is kept, as a deployment would; without it every candidate is
+    converted. The choices are in the copy's ``sparse_layers_`` attribute
+    (name → {"sparsity", "sparse", "dense_ms", "sparse_ms"}). Outputs equal the model's
+    up to float rounding.
+    """
+    fast = copy.deepcopy(model).eval()
+    candidates = [(name, module) for name, module in prunable_layers(fast)
+                  if 1.0 - int(torch.count_nonzero(module.weight)) / module.weight.numel() >= min_sparsity]
+    inputs: dict[str, torch.Tensor] = {}
+    if example is not None and candidates:
+        def recorder(name):
+            def hook(_module, args, _output):  # returns None: the output is left alone
+                inputs.setdefault(name, args[0].detach())
+            return hook
+
+        handles = [module.register_forward_hook(recorder(name)) for name, module in candidates]
+        try:
+            fast(example)
+        finally:
+            for handle in handles:
+                handle.remove()
+    choices = {}
+    for name, module in candidates:
+        sparse = _sparse_version(module)
+        if sparse is None:
+            continue
+        record = {"sparsity": 1.0 - int(torch.count_nonzero(module.weight)) / module.weight.numel()}
+        use = True
+        if name in inputs:
+            dense_ms, sparse_ms = paired_latency_ms([module, sparse], inputs[name], repeats, warmup=2)
+            record.update(dense_ms=dense_ms, sparse_ms=sparse_ms)
+            use = sparse_ms < dense_ms
+        record["sparse"] = use
+        choices[name] = record
+        if use:
+            parent = fast.get_submodule(name.rpartition(".")[0]) if "." in name else fast
+            setattr(parent, name.rpartition(".")[2], sparse)
+    fast.sparse_layers_ = choices
     return fast
 
 
@@ -185,4 +343,5 @@ def paired_latency_ms(models: list[nn.Module], x: torch.Tensor, repeats: int, wa
 
 
 __all__ = ["LayerStats", "layer_stats", "parameter_counts", "compression_ratio", "weight_sparsity",
-           "flops_ratio", "CSRLinear", "sparse_inference_model", "paired_latency_ms"]
+           "flops_ratio", "weight_storage", "model_storage", "CSRLinear",
+           "CSRConv2d", "sparse_inference_model", "paired_latency_ms"]

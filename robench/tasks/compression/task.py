@@ -7,12 +7,17 @@ Protocol of one run (method M, seed s):
    reused by every method, so all methods of a seed start from the same weights).
 2. ``torch.manual_seed(s)``; ``M.prepare(model, data, total_steps, s)``.
 3. Fine-tune with SGD (momentum 0.9, weight decay 5e-4, lr ``finetune_lr``, cosine-decayed
-   to 0 over the budget), batch ``batch_size``, for ``finetune_epochs`` epochs, with M as
-   the step hooks. The budget is the same for every method, ``dense`` included.
+   to 0 over the budget, restarting where ``M.lr_restarts`` says), batch ``batch_size``,
+   for ``finetune_epochs`` epochs, with M as the step hooks. The budget is the same for
+   every method, ``dense`` included; a method that compresses without retraining
+   (``M.wants_finetuning()`` False, e.g. ``sketch``) skips this step.
 4. ``model = M.finalize(model)``; its zeros are the pruned weights.
-5. Measure accuracy, parameter/FLOP compression and CPU latency; export ``model.pt``
-   (state dict, loadable with ``torch.load(..., weights_only=True)``) and ``layers.json``
-   (per-layer counts).
+5. Measure accuracy, parameter/FLOP compression, storage in bits and CPU latency of
+   ``M.inference_model`` (by default the sparse path: CSR kernels for pruned layers where
+   they are faster) against the dense baseline; add ``M.extra_metrics``; export
+   ``model.pt`` (state dict, loadable with ``torch.load(..., weights_only=True)``) and
+   ``layers.json`` (per-layer counts, sparsity, storage encoding and bits, and which
+   layers ran sparse).
 
 Latency metrics are wall-clock measurements: they vary run to run, unlike every other
 metric, which is deterministic for a given seed and machine.
@@ -50,7 +55,7 @@ class CompressionParams(TaskParams):
 class CompressionTask(Task):
     """Prune/compress a trained classifier, fine-tune with a fixed budget; accuracy vs compression."""
     name = "compression"
-    version = "1"
+    version = "2"
     Params = CompressionParams
     method_base = CompressionMethod
     primary_metric = "accuracy"
@@ -61,10 +66,14 @@ class CompressionTask(Task):
         "baseline_accuracy": ("top-1 test accuracy of the dense baseline before fine-tuning", True),
         "accuracy_delta": ("accuracy − baseline_accuracy", True),
         "compression_ratio": ("all parameters (biases included) / nonzero parameters", True),
+        "compression_ratio_bits": ("32 · all parameters / bits needed to store the model (values and "
+                                   "sparse indices; see robench.tasks.compression.metrics)", True),
+        "bits_per_weight": ("storage bits of the Conv2d/Linear weights / their number", False),
         "sparsity": ("fraction of zero weights in Conv2d/Linear layers, in [0, 1]", True),
         "flops_ratio": ("dense multiply-adds / multiply-adds with nonzero weights (conv: per output position)", True),
-        "latency_ms": ("median CPU ms of a forward pass of the compressed model "
-                       "(Linear layers ≥90% sparse run as CSR sparse matmuls)", False),
+        "latency_ms": ("median CPU ms of a forward pass of the compressed model's inference path "
+                       "(pruned layers on CSR sparse kernels where faster; sketch: associative "
+                       "binary layers)", False),
         "latency_dense_ms": ("median CPU ms of a forward pass of the dense baseline, same batch", False),
         "speedup_measured": ("latency_dense_ms / latency_ms", True),
     }
@@ -94,25 +103,34 @@ class CompressionTask(Task):
 
         test_accuracy = accuracy(model, data.test_x, data.test_y)
         stats = metrics.layer_stats(model, data.input_shape)
-        ratio = metrics.compression_ratio(model)
+        storage_bits, storage = metrics.model_storage(model, method)
+        ratio_bits = 32 * sum(t.numel() for t in model.parameters()) / storage_bits
         batch = data.test_x[torch.arange(p.latency_batch_size) % len(data.test_x)]
-        latency_dense, latency = metrics.paired_latency_ms(
-            [dense, metrics.sparse_inference_model(model)], batch, p.latency_repeats)
+        fast = method.inference_model(model, batch)
+        latency_dense, latency = metrics.paired_latency_ms([dense, fast], batch, p.latency_repeats)
 
-        artifacts = self._export(model, stats, Path(ctx.artifact_dir))
-        return TaskResult(metrics={
+        result = {
             "accuracy": test_accuracy,
             "baseline_accuracy": info["test_accuracy"],
             "accuracy_delta": test_accuracy - info["test_accuracy"],
-            "compression_ratio": ratio,
+            "compression_ratio": metrics.compression_ratio(model),
+            "compression_ratio_bits": ratio_bits,
+            "bits_per_weight": sum(r["bits"] for r in storage) / sum(r["weights"] for r in storage),
             "sparsity": metrics.weight_sparsity(stats),
             "flops_ratio": metrics.flops_ratio(stats),
             "latency_ms": latency,
             "latency_dense_ms": latency_dense,
             "speedup_measured": latency_dense / latency,
-        }, artifacts=artifacts)
+        }
+        extra = method.extra_metrics(model, data) or {}
+        clash = sorted(set(extra) & set(result))
+        if clash:
+            raise UserError(f"method {method!r}: extra_metrics() redefines the task's metric(s) {', '.join(clash)}")
+        result.update({k: float(v) for k, v in extra.items()})
+        artifacts = self._export(model, stats, storage, getattr(fast, "sparse_layers_", {}), Path(ctx.artifact_dir))
+        return TaskResult(metrics=result, artifacts=artifacts)
 
-    def _export(self, model, stats, folder: Path) -> dict[str, str]:
+    def _export(self, model, stats, storage, sparse_layers, folder: Path) -> dict[str, str]:
         import torch
 
         from robench.tasks.compression.metrics import parameter_counts
@@ -123,12 +141,15 @@ class CompressionTask(Task):
         report = {
             "model": self.params.model,
             "dataset": self.params.dataset,
-            "layers": [s.as_dict() for s in stats],
+            "layers": [{**s.as_dict(), "storage": {k: v for k, v in r.items() if k != "name"},
+                        "inference": sparse_layers.get(s.name, {"sparse": False})}
+                       for s, r in zip(stats, storage)],
             "total": {"params": total, "nonzero_params": nonzero,
                       "weights": sum(s.weights for s in stats),
                       "nonzero_weights": sum(s.nonzero_weights for s in stats),
                       "macs_dense": sum(s.macs_dense for s in stats),
-                      "macs_nonzero": sum(s.macs_nonzero for s in stats)},
+                      "macs_nonzero": sum(s.macs_nonzero for s in stats),
+                      "storage_bits": sum(r["bits"] for r in storage)},
         }
         (folder / "layers.json").write_text(json.dumps(report, indent=2) + "\n")
         return {"model": "model.pt", "layers": "layers.json"}

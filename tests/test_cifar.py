@@ -1,0 +1,209 @@
+"""CIFAR-10 (real python-pickle batches, tiny) and the CIFAR ConvNet."""
+
+import io
+import pickle
+import re
+import struct
+import subprocess
+
+import numpy as np
+import pytest
+import torch
+
+from robench.data import load_dataset
+from robench.errors import UserError
+from robench.models import build_model
+from conftest import robench_cmd
+
+N_TRAIN_PER_BATCH, N_TEST = 3, 4
+LABEL_NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+
+
+class Py2Pickler(pickle._Pickler):
+    """Pickle as the CIFAR-10 release was written (Python 2, protocol 2): byte strings are
+    Python 2 ``str`` opcodes and numpy arrays reference ``numpy.core.multiarray``. Loaded with
+    ``encoding="bytes"`` the dict keys come back as b"data", b"labels" like the real files."""
+    dispatch = pickle._Pickler.dispatch.copy()
+
+    def save_py2_str(self, obj):
+        n = len(obj)
+        self.write(pickle.SHORT_BINSTRING + bytes([n]) + obj if n < 256
+                   else pickle.BINSTRING + struct.pack("<i", n) + obj)
+        self.memoize(obj)
+
+    dispatch[bytes] = save_py2_str
+
+    def save_global(self, obj, name=None):
+        module = obj.__module__.replace("numpy._core", "numpy.core")
+        self.write(pickle.GLOBAL + f"{module}\n{name or obj.__qualname__}\n".encode())
+        self.memoize(obj)
+
+
+def dump_py2(path, obj):
+    buf = io.BytesIO()
+    Py2Pickler(buf, protocol=2).dump(obj)
+    path.write_bytes(buf.getvalue())
+
+
+def write_cifar(folder, seed=0):
+    """Write data_batch_1..5, test_batch and batches.meta; returns {file name: (data, labels)}."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    batches = {}
+    for name, n in [(f"data_batch_{i}", N_TRAIN_PER_BATCH) for i in range(1, 6)] + [("test_batch", N_TEST)]:
+        data = rng.integers(0, 256, size=(n, 3072), dtype=np.uint8)
+        labels = rng.integers(0, 10, size=n).tolist()
+        dump_py2(folder / name, {b"batch_label": name.encode(), b"labels": labels, b"data": data,
+                                 b"filenames": [f"img_{name}_{k}.png".encode() for k in range(n)]})
+        batches[name] = (data, labels)
+    dump_py2(folder / "batches.meta", {b"num_cases_per_batch": N_TRAIN_PER_BATCH, b"num_vis": 3072,
+                                       b"label_names": [s.encode() for s in LABEL_NAMES]})
+    return batches
+
+
+@pytest.fixture
+def cifar_root(tmp_path):
+    return tmp_path, write_cifar(tmp_path / "cifar-10-batches-py")
+
+
+def expected_images(data):
+    """Independent of torchvision: pixel (c, i, j) of image k is data[k, c*1024 + i*32 + j] / 255."""
+    n = len(data)
+    out = np.empty((n, 3, 32, 32), dtype=np.float64)
+    for k in range(n):
+        for c in range(3):
+            for i in range(32):
+                for j in range(32):
+                    out[k, c, i, j] = data[k, c * 1024 + i * 32 + j] / 255.0
+    return out
+
+
+def test_fixture_files_look_like_the_real_release(cifar_root):
+    root, _ = cifar_root
+    with open(root / "cifar-10-batches-py" / "data_batch_1", "rb") as fh:  # the CIFAR page's unpickle()
+        entry = pickle.load(fh, encoding="bytes")
+    assert set(entry) == {b"batch_label", b"labels", b"data", b"filenames"}
+    assert entry[b"data"].dtype == np.uint8 and entry[b"data"].shape == (N_TRAIN_PER_BATCH, 3072)
+
+
+def test_cifar10_loader_reads_python_batches(cifar_root):
+    root, batches = cifar_root
+    data = load_dataset("cifar10", str(root))
+    assert data.name == "cifar10" and data.num_classes == 10
+    assert data.train_x.shape == (5 * N_TRAIN_PER_BATCH, 3, 32, 32) and data.test_x.shape == (N_TEST, 3, 32, 32)
+    assert data.input_shape == (3, 32, 32)
+    for x, y in [(data.train_x, data.train_y), (data.test_x, data.test_y)]:
+        assert x.dtype == torch.float32 and y.dtype == torch.int64 and x.is_contiguous()
+        assert 0.0 <= x.min() and x.max() <= 1.0
+    train_data = np.concatenate([batches[f"data_batch_{i}"][0] for i in range(1, 6)])
+    train_labels = sum((batches[f"data_batch_{i}"][1] for i in range(1, 6)), [])
+    np.testing.assert_allclose(data.train_x.numpy(), expected_images(train_data), rtol=0, atol=1e-7)
+    np.testing.assert_allclose(data.test_x.numpy(), expected_images(batches["test_batch"][0]), rtol=0, atol=1e-7)
+    assert data.train_y.tolist() == train_labels and data.test_y.tolist() == batches["test_batch"][1]
+
+
+def test_cifar10_root_may_be_the_batches_folder_itself(cifar_root, tmp_path):
+    root, _ = cifar_root
+    outer = load_dataset("cifar10", str(root))
+    inner = load_dataset("cifar10", str(root / "cifar-10-batches-py"))
+    assert torch.equal(outer.train_x, inner.train_x) and torch.equal(outer.test_y, inner.test_y)
+    (tmp_path / "elsewhere").mkdir()
+    renamed = (root / "cifar-10-batches-py").rename(tmp_path / "elsewhere" / "my-cifar")
+    assert torch.equal(load_dataset("cifar10", str(renamed)).test_x, outer.test_x)
+
+
+def test_cifar10_needs_root():
+    with pytest.raises(UserError, match=r"dataset 'cifar10' needs root=.*no embedded copy") as info:
+        load_dataset("cifar10")
+    assert "\n" not in str(info.value)
+
+
+def test_cifar10_missing_files_are_named(cifar_root, tmp_path):
+    root, _ = cifar_root
+    with pytest.raises(UserError, match=re.escape(str(tmp_path / "missing")) + r" is not a folder"):
+        load_dataset("cifar10", str(tmp_path / "missing"))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(UserError) as info:
+        load_dataset("cifar10", str(empty))
+    message = str(info.value)
+    assert str(empty / "cifar-10-batches-py" / "data_batch_1") + " not found" in message
+    assert "https://www.cs.toronto.edu/~kriz/cifar.html" in message and f"extract it under {empty}" in message
+    assert "\n" not in message
+    (root / "cifar-10-batches-py" / "data_batch_3").unlink()
+    with pytest.raises(UserError, match=re.escape(str(root / "cifar-10-batches-py" / "data_batch_3")) +
+                       r" not found \(missing: data_batch_3\)"):
+        load_dataset("cifar10", str(root))
+
+
+@pytest.mark.parametrize("name, content", [
+    ("data_batch_2", b"not a pickle at all"),
+    ("test_batch", None),  # truncated: half of a valid file
+    ("batches.meta", pickle.dumps({"num_vis": 3072})),  # no label_names
+])
+def test_cifar10_corrupt_files_are_user_errors(cifar_root, name, content):
+    root, _ = cifar_root
+    path = root / "cifar-10-batches-py" / name
+    path.write_bytes(content if content is not None else path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(UserError, match=rf"dataset 'cifar10': cannot read {re.escape(str(path))} .*expected") as info:
+        load_dataset("cifar10", str(root))
+    assert "\n" not in str(info.value)
+
+
+def test_cifar10_wrong_row_size_or_labels_are_user_errors(cifar_root):
+    root, batches = cifar_root
+    folder = root / "cifar-10-batches-py"
+    data, labels = batches["test_batch"]
+    dump_py2(folder / "test_batch", {b"labels": labels, b"data": data.astype(np.int64)})
+    with pytest.raises(UserError, match=r"expected uint8 rows of 3072 bytes"):
+        load_dataset("cifar10", str(root))
+    dump_py2(folder / "test_batch", {b"labels": [0, 10, 1, 2], b"data": data})
+    with pytest.raises(UserError, match=r"range 0\.\.10; expected 0\.\.9"):
+        load_dataset("cifar10", str(root))
+
+
+def test_cli_missing_cifar_root_is_reported_without_traceback(tmp_path, cli_env):
+    # A task that fails to load its data is a failed run (stored; the suite goes on), so the
+    # message is reported, not raised: what matters is that it names the path, in plain words.
+    out = subprocess.run(robench_cmd("run", "--task", "compression", "--method", "dense",
+                                     "--param", "dataset=cifar10", "--param", "model=cifar-convnet",
+                                     "--param", f"dataset_root={tmp_path / 'missing'}",
+                                     "--store", tmp_path / "r.sqlite"),
+                         capture_output=True, text=True, env=cli_env, cwd=tmp_path, timeout=120)
+    text = " ".join((out.stdout + out.stderr).split())  # rich wraps long lines
+    assert out.returncode != 0, text
+    assert "Traceback" not in text
+    assert "dataset 'cifar10'" in text and "missing" in text and "is not a folder" in text, text
+
+
+def test_cifar_convnet_shapes_and_parameter_count():
+    from robench import registry
+
+    model = build_model("cifar-convnet", num_classes=10)
+    assert model(torch.zeros(5, 3, 32, 32)).shape == (5, 10)
+    assert build_model("cifar-convnet", num_classes=7)(torch.zeros(2, 3, 32, 32)).shape == (2, 7)
+    count = sum(p.numel() for p in model.parameters())
+    description = registry.models.entry("cifar-convnet").description
+    stated = re.search(r"\(([\d,]+) parameters\)", description).group(1)
+    assert count == int(stated.replace(",", "")) == 145_578
+    kinds = [type(m).__name__ for m in model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+    assert kinds == ["Conv2d", "Conv2d", "Conv2d", "Linear", "Linear"]
+
+
+def test_cifar_convnet_learns_on_tiny_cifar(cifar_root):
+    root, _ = cifar_root
+    data = load_dataset("cifar10", str(root))
+    torch.manual_seed(0)
+    model = build_model("cifar-convnet", num_classes=data.num_classes)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    losses = []
+    for step in range(5):
+        optimizer.zero_grad()
+        loss = loss_fn(model(data.train_x), data.train_y)
+        loss.backward()
+        if step == 0:
+            assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
+        optimizer.step()
+        losses.append(loss.item())
+    assert all(np.isfinite(losses)) and min(losses[1:]) < losses[0], losses

@@ -205,7 +205,7 @@ class _AssociativeBinary(nn.Module):
 
     def _binary_products(self, cols: torch.Tensor) -> torch.Tensor:
         """cols (n, P) → (F, P) products with every binary filter, breadth-first order."""
-        roots = self.root_bases @ cols
+        roots = self.root_bases.to(cols.dtype) @ cols
         if self.delta_crow.numel() == 1:
             return roots
         with warnings.catch_warnings():  # "sparse CSR support is in beta"

@@ -127,10 +127,12 @@ class CompressionTask(Task):
         if clash:
             raise UserError(f"method {method!r}: extra_metrics() redefines the task's metric(s) {', '.join(clash)}")
         result.update({k: float(v) for k, v in extra.items()})
-        artifacts = self._export(model, stats, storage, getattr(fast, "sparse_layers_", {}), Path(ctx.artifact_dir))
+        artifacts = self._export(model, stats, (storage_bits, storage), getattr(fast, "sparse_layers_", {}),
+                                 Path(ctx.artifact_dir))
         return TaskResult(metrics=result, artifacts=artifacts)
 
     def _export(self, model, stats, storage, sparse_layers, folder: Path) -> dict[str, str]:
+        storage_bits, storage = storage
         import torch
 
         from robench.tasks.compression.metrics import parameter_counts
@@ -149,7 +151,7 @@ class CompressionTask(Task):
                       "nonzero_weights": sum(s.nonzero_weights for s in stats),
                       "macs_dense": sum(s.macs_dense for s in stats),
                       "macs_nonzero": sum(s.macs_nonzero for s in stats),
-                      "storage_bits": sum(r["bits"] for r in storage)},
+                      "storage_bits": storage_bits},
         }
         (folder / "layers.json").write_text(json.dumps(report, indent=2) + "\n")
         return {"model": "model.pt", "layers": "layers.json"}

@@ -60,7 +60,8 @@ def cifar10(root: str | None = None) -> Splits:
             labels = np.asarray(ds.targets)
         except _PARSE_ERRORS as exc:
             bad = _first_unreadable(folder, files + (META_FILE,)) or folder
-            raise UserError(f"dataset 'cifar10': cannot read {bad} ({type(exc).__name__}: {exc}); "
+            reason = " ".join(str(exc).split())  # one line, whatever the parser said
+            raise UserError(f"dataset 'cifar10': cannot read {bad} ({type(exc).__name__}: {reason}); "
                             f"{_expected(root)}") from exc
         if images.dtype != np.uint8 or images.shape[1:] != (32, 32, 3) or labels.shape != (len(images),):
             raise UserError(f"dataset 'cifar10': {folder}/{'data_batch_*' if train else 'test_batch'} holds "

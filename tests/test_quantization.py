@@ -191,6 +191,19 @@ def test_inq_freezes_incrementally_and_exports_powers_of_two(bits):
     assert method.storage_bits("0", layers(model)["0"]) is None
 
 
+def test_frozen_weights_get_no_gradient():
+    model = small_net()
+    x, y = toy_data(n=8)
+    method = IncrementalNetworkQuantization(portions=[0.5, 1.0]).prepare(model, None, 4, seed=0)
+    method.before_forward(model, 0)
+    nn.functional.cross_entropy(model(x), y).backward()
+    method.after_backward(model, 0)
+    for name, layer in layers(model).items():
+        frozen = method.frozen_[name]
+        assert (layer.weight.grad[frozen] == 0).all()
+        assert (layer.weight.grad[~frozen] != 0).any()
+
+
 def test_magnitude_partition_freezes_the_largest_weights_first():
     model = small_net()
     trained = weights(model)
@@ -358,6 +371,24 @@ def test_uniform_ste_trains_the_float_shadow_and_exports_the_grid():
         assert torch.equal(layer.weight, quantize_uniform(shadow[name], bits))
         assert len(torch.unique(layer.weight)) <= 2 ** bits - 1
     assert method.extra_metrics(model, None) == {}
+
+
+def test_uniform_step_applies_the_gradient_at_the_quantized_weights_to_the_float_ones():
+    bits, lr = 3, 0.1
+    model = small_net()
+    x, y = toy_data(n=8)
+    start = weights(model)
+    reference = small_net()  # the same net with Q(W) loaded: its gradient is what STE applies
+    with torch.no_grad():
+        for name, layer in layers(reference).items():
+            layer.weight.copy_(quantize_uniform(start[name], bits))
+    nn.functional.cross_entropy(reference(x), y).backward()
+    method = UniformQuantization(bits=bits).prepare(model, None, 1, seed=0)
+    fit(model, x, y, epochs=1, batch_size=8, seed=0, hooks=method,
+        optimizer=torch.optim.SGD(model.parameters(), lr=lr))  # plain SGD: w ← w − lr·g
+    for name, layer in layers(model).items():
+        expected = start[name] - lr * layers(reference)[name].weight.grad
+        assert torch.allclose(layer.weight, expected, atol=1e-6)
 
 
 def test_uniform_int8_dynamic_metrics_on_a_linear_model():

@@ -250,7 +250,7 @@ def expand(suite: Suite, source: str = "<suite>") -> list[RunSpec]:
                     method_params = canonical_method_params(method_cls, method_point, source, f"{mpath}.params")
                     try:
                         method_cls(**method_params)  # constructors may reject values
-                    except (ValueError, TypeError) as exc:
+                    except (ValueError, TypeError, UserError) as exc:
                         raise UserError(f"{source}: {mpath}.params: {exc}") from None
                     for seed in seeds:
                         spec = RunSpec(

@@ -215,7 +215,7 @@ class _AssociativeBinary(nn.Module):
             increments = delta @ cols
         products = torch.cat([roots, increments])
         for start, stop, parents in self.levels:  # parents sit at smaller depths: already final
-            products[start:stop] += products.index_select(0, parents)
+            products[start:stop] += products.index_select(0, parents.to(products.device))
         return products
 
     def _combine(self, cols: torch.Tensor) -> torch.Tensor:

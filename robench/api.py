@@ -139,6 +139,14 @@ def figures(name: str, out: str | Path = "reports", store: str | Path | None = N
     return make_figures(name, frame, out)
 
 
+def check(method: str, *, task: str | None = None, params: dict | None = None, plugins: tuple = (),
+          run_task: bool = True):
+    """Check a method against its task's contract on tiny data: ``(task, [Check, ...])``
+    (see :mod:`robench.check`). Nothing is stored."""
+    from robench.check import check_method
+    return check_method(method, task, params, plugins, run_task)
+
+
 def ls(kind: str | None = None, plugins: tuple = ()) -> list[dict]:
     """Registered tasks/methods/models/datasets as dicts (kind, name, task, description)."""
     from robench import registry

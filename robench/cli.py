@@ -103,6 +103,27 @@ def validate(suite: Path = typer.Argument(..., help="suite YAML file"), plugin: 
     typer.echo(f"{suite}: valid, {len(specs)} runs", err=True)
 
 
+@app.command()
+def check(method: str = typer.Argument(..., help="registered method name (yours via --plugin)"),
+          task: Optional[str] = typer.Option(None, "--task", "-t", help="the method's task (needed only if "
+                                             "several tasks have a method of that name)"),
+          param: Optional[List[str]] = typer.Option(None, "--param", "-p", help="method parameter key=value"),
+          plugin: Optional[List[Path]] = PluginOpt,
+          quick: bool = typer.Option(False, "--quick", help="skip the end-to-end run of the task")):
+    """Check that a method honours its task's contract, on tiny data (nothing is stored)."""
+    from robench import api
+
+    with _user_errors():
+        task_name, checks = api.check(method, task=task, params=_parse_params(param),
+                                      plugins=tuple(plugin or ()), run_task=not quick)
+    for c in checks:
+        typer.echo(f"{'ok  ' if c.ok else 'FAIL'}  {c.name}" + ("" if c.ok or not c.detail else f": {c.detail}"))
+    failed = sum(not c.ok for c in checks)
+    typer.echo(f"{task_name}/{method}: {len(checks) - failed}/{len(checks)} checks passed", err=True)
+    if failed:
+        raise typer.Exit(1)
+
+
 @app.command("ls")
 def ls_(kind: Optional[str] = typer.Argument(None, help="tasks | methods | models | datasets"),
         plugin: Optional[List[Path]] = PluginOpt):

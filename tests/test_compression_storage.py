@@ -191,7 +191,7 @@ class Recorder(CompressionMethod):
 
 @pytest.fixture(scope="module")
 def recorder():
-    if ("compression", "test-recorder") not in registry.methods:
+    if ("test-recorder", "compression") not in registry.methods:
         registry.methods.add("test-recorder", Recorder, task="compression")
     return "test-recorder"
 

@@ -69,12 +69,21 @@ class Task:
     label_params: ClassVar[tuple[str, ...]] = ()  # always shown in setting labels, even at defaults
     # name → (description, greater_is_better); metrics not listed are shown as they are
     metrics_info: ClassVar[dict[str, tuple[str, bool]]] = {}
+    # task params of the quick end-to-end run of `robench check` (tiny data and budgets)
+    check_params: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, params: TaskParams | None = None, **kwargs):
         self.params = params if params is not None else self.Params(**kwargs)
 
     def run(self, method: Method, seed: int, ctx: RunContext) -> TaskResult:
         raise NotImplementedError
+
+    @classmethod
+    def conformance(cls, make_method, folder) -> list:
+        """The task's own contract checks of a method, on tiny data, for ``robench check``:
+        ``make_method()`` builds a fresh instance; ``folder`` is scratch space. Returns
+        :class:`robench.check.Check` items (none by default)."""
+        return []
 
 
 def param_names(cls: type) -> list[str]:

@@ -78,6 +78,57 @@ class CompressionTask(Task):
         "speedup_measured": ("latency_dense_ms / latency_ms", True),
     }
 
+    check_params = dict(model="lenet-300-100", baseline_epochs=1, finetune_epochs=1, batch_size=128,
+                        latency_batch_size=8, latency_repeats=2)
+
+    @classmethod
+    def conformance(cls, make_method, folder):
+        """The method contract on a tiny LeNet-5 and random data (see methods/base.py)."""
+        import torch
+
+        from robench.check import Check, guarded
+        from robench.data import Splits
+        from robench.models import build_model
+        from robench.tasks.compression import metrics
+        from robench.training import finetune_with_hooks
+
+        gen = torch.Generator().manual_seed(0)
+        x, y = torch.rand(80, 1, 28, 28, generator=gen), torch.randint(0, 10, (80,), generator=gen)
+        data = Splits("check", x[:64], y[:64], x[64:], y[64:], 10)
+
+        def compress(seed: int):
+            torch.manual_seed(0)
+            model = build_model("lenet-5")
+            ids = {n: id(p) for n, p in model.named_parameters()}
+            out = finetune_with_hooks(model, data, make_method(), epochs=1, batch_size=16, lr=0.01, seed=seed)
+            kept = {n: id(p) for n, p in model.named_parameters()} == ids
+            return out, kept
+
+        check, first = guarded("compresses a tiny LeNet-5 (prepare, step hooks, finalize)", lambda: compress(0))
+        if first is None:
+            return [check]
+        out, kept = first
+        checks = [check, Check("finalize() returns an nn.Module", isinstance(out, torch.nn.Module),
+                               f"got {type(out).__name__}")]
+        if not checks[-1].ok:
+            return checks
+        checks.append(Check("keeps the model's parameter objects (the optimizer holds them)", kept,
+                            "a hook replaced a module or parameter; edit param.data in place instead"))
+        with torch.no_grad():
+            logits = guarded("the compressed model runs", lambda: out.eval()(data.test_x))[1]
+        checks.append(Check("outputs keep their shape (N, classes)",
+                            logits is not None and tuple(logits.shape) == (16, 10),
+                            f"got {None if logits is None else tuple(logits.shape)}"))
+        finite = all(torch.isfinite(t).all() for t in out.state_dict().values() if t.is_floating_point())
+        checks.append(Check("weights are finite", bool(finite), "NaN or inf in the exported state dict"))
+        again = guarded("runs a second time", lambda: compress(0))[1]
+        same = again is not None and all(torch.equal(a, b) for a, b in
+                                         zip(out.state_dict().values(), again[0].state_dict().values()))
+        checks.append(Check("deterministic for a seed", same, "two runs with seed 0 exported different weights"))
+        checks.append(guarded("storage accounting (compression_ratio_bits)",
+                              lambda: metrics.model_storage(out, make_method()))[0])
+        return checks
+
     def run(self, method: CompressionMethod, seed: int, ctx: RunContext) -> TaskResult:
         import torch
 

@@ -148,6 +148,8 @@ class RestorationSpectrumTask(Task):
     primary_metric = "psnr_mean"
     greater_is_better = True
     label_params = ("family",)
+    check_params = dict(image_size=16, width=4, n_train=16, train_steps=3, finetune_steps=2, batch_size=4,
+                        n_test_per_image=2)
     metrics_info = {
         "psnr_mean": ("PSNR (dB, RGB, full image, 8-bit output) averaged over the test levels", True),
         "ssim_mean": ("SSIM averaged over the test levels", True),

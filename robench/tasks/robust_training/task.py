@@ -104,6 +104,51 @@ class RobustTrainingTask(Task):
         "train_cpu_seconds": ("CPU seconds (process time) of the recipe's fine-tuning", False),
     }
 
+    check_params = dict(model="lenet-300-100", baseline_epochs=1, epochs=1, n_train=256, n_test=16,
+                        deepfool_steps=10, pgd_steps=3, eval_batch_size=16)
+
+    @classmethod
+    def conformance(cls, make_method, folder):
+        """The recipe contract (methods/base.py) on a small MLP and random data."""
+        import torch
+
+        from robench.check import Check, guarded
+        from robench.models import build_model
+
+        gen = torch.Generator().manual_seed(0)
+        data = _TrainSplitOnly(torch.rand(64, 1, 28, 28, generator=gen), torch.randint(0, 10, (64,), generator=gen))
+
+        def train(seed: int):
+            torch.manual_seed(0)
+            model = build_model("lenet-300-100")
+            before = {k: v.clone() for k, v in model.state_dict().items()}
+            torch.manual_seed(seed)
+            out = make_method().train(model, data, 1, seed, batch_size=16, lr=0.01)
+            return out, before
+
+        check, first = guarded("trains for one epoch on the training split only", lambda: train(0))
+        if first is None:
+            return [check]
+        out, before = first
+        checks = [check, Check("train() returns an nn.Module", isinstance(out, torch.nn.Module),
+                               f"got {type(out).__name__}")]
+        if not checks[-1].ok:
+            return checks
+        with torch.no_grad():
+            logits = guarded("the trained model runs", lambda: out.eval()(data.train_x[:8]))[1]
+        checks.append(Check("outputs keep their shape (N, classes)",
+                            logits is not None and tuple(logits.shape) == (8, 10),
+                            f"got {None if logits is None else tuple(logits.shape)}"))
+        state = out.state_dict()
+        checks.append(Check("weights are finite", all(torch.isfinite(t).all() for t in state.values()),
+                            "NaN or inf in the trained weights"))
+        changed = any(k in before and not torch.equal(before[k], v) for k, v in state.items())
+        checks.append(Check("the weights changed (it trained)", changed, "every weight is as it was"))
+        again = guarded("trains a second time", lambda: train(0))[1]
+        same = again is not None and all(torch.equal(a, b) for a, b in zip(state.values(), again[0].state_dict().values()))
+        checks.append(Check("deterministic for a seed", same, "two runs with seed 0 gave different weights"))
+        return checks
+
     def run(self, method: RobustTrainingRecipe, seed: int, ctx: RunContext) -> TaskResult:
         import torch
 
@@ -219,3 +264,21 @@ def _head(data, n: int):
     from robench.data import Splits
     return Splits(name=data.name, train_x=data.train_x[:n], train_y=data.train_y[:n], test_x=data.test_x,
                   test_y=data.test_y, num_classes=data.num_classes)
+
+
+class _TrainSplitOnly:
+    """Training data for `robench check`: reading the test split is a contract violation."""
+    name, num_classes = "check", 10
+
+    def __init__(self, x, y):
+        self.train_x, self.train_y = x, y
+
+    @property
+    def input_shape(self):
+        return tuple(self.train_x.shape[1:])
+
+    @property
+    def test_x(self):
+        raise AssertionError("the recipe read data.test_x; recipes may use the training split only")
+
+    test_y = test_x

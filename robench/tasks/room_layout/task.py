@@ -114,6 +114,7 @@ class RoomLayoutTask(Task):
     primary_metric = "pixel_error"
     greater_is_better = False
     label_params = ("dataset", "image_size")
+    check_params = dict(image_size=64, n_train=24, n_test=8, n_test_hard=6, epochs=1, batch_size=8)
     metrics_info = {
         "pixel_error": ("LSUN pixel error on test, fraction of pixels in [0, 1] "
                         "(Hungarian-matched regions)", False),

@@ -114,6 +114,8 @@ class SparsityRobustnessTask(Task):
     primary_metric = "rho2"
     greater_is_better = True
     label_params = ("model", "sparsity")
+    check_params = dict(model="linear", baseline_epochs=1, finetune_epochs=1, batch_size=128,
+                        attack_preset="smoke", n_test=40)
     metrics_info = {
         "rho2": ("mean DeepFool-L2 ‖r‖₂/‖x‖₂ over the attacked points, misclassified = 0", True),
         "clean_accuracy": ("accuracy on the attacked test points", True),

@@ -1,0 +1,127 @@
+"""`robench check METHOD`: conformance of plug-in methods with their task's contract."""
+
+from __future__ import annotations
+
+import subprocess
+import textwrap
+
+import pytest
+
+from robench.check import check_method
+from robench.errors import UserError
+from tests.conftest import robench_cmd
+
+BAD_RECIPES = textwrap.dedent('''
+    import torch
+    from robench.registry import register_method
+    from robench.tasks.robust_training.methods.base import RobustTrainingRecipe
+    from robench.tasks.compression.methods.base import CompressionMethod
+
+
+    @register_method("robust_training", "peeks-at-test")
+    class PeeksAtTest(RobustTrainingRecipe):
+        def train(self, model, data, epochs, seed, *, batch_size=64, lr=0.01):
+            data.test_x  # not allowed
+            return model
+
+
+    @register_method("robust_training", "returns-nothing")
+    class ReturnsNothing(RobustTrainingRecipe):
+        def train(self, model, data, epochs, seed, *, batch_size=64, lr=0.01):
+            super().train(model, data, epochs, seed, batch_size=batch_size, lr=lr)
+
+
+    @register_method("robust_training", "noisy")
+    class Noisy(RobustTrainingRecipe):
+        """Ignores the seed: two runs differ."""
+        def after_step(self, model):
+            with torch.no_grad():
+                for p in model.parameters():
+                    p.add_(1e-3 * torch.randn(p.shape, generator=torch.Generator().manual_seed(
+                        int.from_bytes(__import__("os").urandom(4), "little"))))
+
+
+    @register_method("robust_training", "forgets-params")
+    class ForgetsParams(RobustTrainingRecipe):
+        def __init__(self, strength: float = 1.0):
+            self.alpha = strength  # not stored under its own name
+
+
+    @register_method("compression", "swaps-modules")
+    class SwapsModules(CompressionMethod):
+        """Replaces a layer in prepare: the optimizer then trains a detached copy."""
+        def prepare(self, model, data, total_steps, seed):
+            name, module = next((n, m) for n, m in model.named_children() if isinstance(m, torch.nn.Conv2d))
+            clone = torch.nn.Conv2d(module.in_channels, module.out_channels, module.kernel_size)
+            clone.load_state_dict(module.state_dict())
+            setattr(model, name, clone)
+            return self
+''')
+
+
+@pytest.fixture(scope="module")
+def plugin(tmp_path_factory):
+    path = tmp_path_factory.mktemp("plugins") / "bad_recipes.py"
+    path.write_text(BAD_RECIPES)
+    return str(path)
+
+
+def failures(method, plugin, **kw):
+    task, checks = check_method(method, plugins=(plugin,), run_task=False, **kw)
+    return task, {c.name: c.detail for c in checks if not c.ok}, checks
+
+
+def test_reference_recipes_pass(plugin):
+    for name in ("vanilla", "parseval"):
+        task, failed, checks = failures(name, plugin)
+        assert task == "robust_training" and failed == {} and len(checks) >= 8
+
+
+def test_reading_the_test_split_is_caught(plugin):
+    _, failed, _ = failures("peeks-at-test", plugin)
+    assert "training split only" in next(iter(failed)) and "data.test_x" in next(iter(failed.values()))
+
+
+def test_returning_nothing_is_caught(plugin):
+    _, failed, _ = failures("returns-nothing", plugin)
+    assert failed == {"train() returns an nn.Module": "got NoneType"}
+
+
+def test_ignoring_the_seed_is_caught(plugin):
+    _, failed, _ = failures("noisy", plugin)
+    assert list(failed) == ["deterministic for a seed"]
+
+
+def test_unstored_params_are_caught(plugin):
+    _, failed, _ = failures("forgets-params", plugin)
+    assert "parameters round-trip and are JSON" in failed or "constructor accepts its parameters" in failed
+
+
+def test_a_compression_hook_that_swaps_modules_is_caught(plugin):
+    task, failed, _ = failures("swaps-modules", plugin)
+    assert task == "compression" and "keeps the model's parameter objects (the optimizer holds them)" in failed
+
+
+def test_unknown_method_and_ambiguous_params_are_user_errors(plugin):
+    with pytest.raises(UserError, match="did you mean 'deepdefense'"):
+        check_method("deepdefence", plugins=(plugin,), run_task=False)
+    with pytest.raises(UserError, match=r"several tasks \(compression, sparsity_robustness\); pass --task"):
+        check_method("magnitude", plugins=(plugin,), run_task=False)
+    with pytest.raises(UserError, match="sparsty"):
+        check_method("magnitude", task="compression", params={"sparsty": 0.5}, plugins=(plugin,), run_task=False)
+
+
+def test_cli_full_check_passes_and_a_failing_one_exits_1(plugin, cli_env, tmp_path):
+    ok = subprocess.run(robench_cmd("check", "magnitude", "-t", "compression", "-p", "sparsity=0.8"), capture_output=True, text=True,
+                        env=cli_env, cwd=tmp_path, timeout=300)
+    assert ok.returncode == 0, ok.stderr
+    assert "ok    runs through 'compression' at its check settings" in ok.stdout
+    assert "compression/magnitude: 11/11 checks passed" in ok.stderr
+    bad = subprocess.run(robench_cmd("check", "returns-nothing", "--quick", "--plugin", plugin),
+                         capture_output=True, text=True, env=cli_env, cwd=tmp_path, timeout=300)
+    assert bad.returncode == 1 and "FAIL  train() returns an nn.Module: got NoneType" in bad.stdout
+    assert "Traceback" not in bad.stdout + bad.stderr
+    unknown = subprocess.run(robench_cmd("check", "no-such-method"), capture_output=True, text=True,
+                             env=cli_env, cwd=tmp_path, timeout=60)
+    assert unknown.returncode == 2 and unknown.stderr.count("\n") == 1 and "unknown method" in unknown.stderr
+    assert not list(tmp_path.glob(".robench/results.sqlite"))  # nothing stored

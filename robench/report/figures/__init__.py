@@ -19,6 +19,12 @@ FIGURES: dict[str, tuple[str, str, str]] = {
     "stpio": ("robench.report.figures.stpio:make", "suites/papers/stpio.yaml", "ST-PIO room layout: error table vs published LSUN/Hedau, prediction grid, report"),
     "sparse-robustness": ("robench.report.figures.sparse_robustness:make", "suites/papers/sparse-robustness.yaml",
                           "Sparse DNNs: rho2 and robust accuracy vs sparsity per model (mean ± std), report"),
+    "dns": ("robench.report.figures.dns:make", "suites/papers/dns.yaml",
+            "DNS: accuracy vs compression ratio, DNS vs magnitude vs no-splice (mean ± std), latency, report"),
+    "inq": ("robench.report.figures.inq:make", "suites/papers/inq.yaml",
+            "INQ: accuracy vs bit-width, incremental vs one-shot vs uniform, DNS+INQ (mean ± std), report"),
+    "sketching": ("robench.report.figures.sketching:make", "suites/papers/sketching.yaml",
+                  "Network Sketching: approximation error and accuracy vs bases m, direct vs refined, report"),
 }
 
 

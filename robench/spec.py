@@ -209,11 +209,11 @@ def _label(name: str, params: dict, defaults: dict, always: tuple = ()) -> str:
     shown = {k: v for k, v in params.items() if k in always or defaults.get(k, object()) != v}
     if not shown:
         return name
-    inner = ", ".join(f"{k}={_short(v)}" for k, v in sorted(shown.items()))
+    inner = ", ".join(f"{k}={short_value(v)}" for k, v in sorted(shown.items()))
     return f"{name}({inner})" if name else inner
 
 
-def _short(value) -> str:
+def short_value(value) -> str:
     if isinstance(value, float):
         return f"{value:g}"
     if isinstance(value, (list, dict)):

@@ -472,3 +472,22 @@ def test_header_click_sorts_in_browser(site):
             assert table.locator("thead th", has_text="pixel_error").get_attribute("aria-sort") == "descending"
         finally:
             browser.close()
+
+
+def test_a_sweep_parameter_becomes_rows_of_one_table(tmp_path):
+    """sparsity_robustness declares sparsity a sweep axis: one table, a row per sparsity."""
+    rows = []
+    for sparsity in (0.5, 0.9):
+        for seed in (0, 1):
+            row = _row("sparsity_robustness", f"model=lenet-5, sparsity={sparsity:g}", "magnitude", "magnitude",
+                       {}, seed, {"rho2": 0.1 + sparsity / 10 + seed / 100}, primary="rho2", greater_is_better=True)
+            row["task_params"] = {"model": "lenet-5", "sparsity": sparsity}
+            rows.append(row)
+    out = tmp_path / "site"
+    write_leaderboard(pd.DataFrame(rows), out, plots=False)
+    page = out / "sparsity_robustness.html"
+    (table,) = parse(page).tables
+    labels = [r["cells"][1]["text"] for r in table["rows"]]
+    assert len(labels) == 2 and all(t.count(" @ sparsity=") == 1 for t in labels)
+    assert any("magnitude @ sparsity=0.5" in t for t in labels) and any("magnitude @ sparsity=0.9" in t for t in labels)
+    assert "<h2>model=lenet-5</h2>" in page.read_text(encoding="utf-8")

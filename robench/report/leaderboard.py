@@ -157,6 +157,9 @@ def _normalize(df):
     out["method_label"] = [str(lab) if not _is_missing(lab) else m for lab, m in zip(labels, out["method"])]
     out["task_label"] = [("(default setting)" if _is_missing(v) or v == "" else str(v))
                          for v in _col(df, "task_label")]
+    for name in ("task_params", "method_params", "provenance", "artifacts"):
+        out[name] = [_as_dict(v) for v in _col(df, name)]
+    _fold_sweeps(out)
     config = _col(df, "config_id")
     # Without a config id every run is its own configuration (never merge what we cannot tell apart).
     out["config_id"] = [str(c) if not _is_missing(c) else f"{t}|{lab}|{i}"
@@ -172,13 +175,39 @@ def _normalize(df):
             m[pm] = pv
         metrics.append(m)
     out["metrics"] = metrics
-    for name in ("task_params", "method_params", "provenance", "artifacts"):
-        out[name] = [_as_dict(v) for v in _col(df, name)]
     for name in ("error", "started_at", "finished_at", "duration_s", "task_version", "method_version"):
         out[name] = _col(df, name)
     out["suites"] = [list(v) if isinstance(v, (list, tuple)) else ([] if _is_missing(v) else [str(v)])
                      for v in _col(df, "suites")]
     return out
+
+
+def _sweep_params(task: str) -> tuple[str, ...]:
+    """The task's sweep axes (``Task.sweep_params``); none for a task that is not registered here."""
+    try:
+        from robench import registry
+        registry.load_builtins()
+        return tuple(getattr(registry.tasks.get(task), "sweep_params", ()) or ())
+    except Exception:  # noqa: BLE001 — a plug-in task not loaded now: show it as stored
+        return ()
+
+
+def _fold_sweeps(out) -> None:
+    """Move the value of each sweep parameter (e.g. ``sparsity=0.9``) from the setting label
+    into the method label, so a sweep is one table with a row per value."""
+    from robench.spec import short_value
+
+    sweeps = {task: _sweep_params(task) for task in set(out["task"])}
+    for i, (task, params) in enumerate(zip(out["task"], out["task_params"])):
+        for key in sweeps[task]:
+            if key not in params:
+                continue
+            component = f"{key}={short_value(params[key])}"
+            parts = str(out.at[i, "task_label"]).split(", ")
+            if component in parts:  # (absent once folded: _normalize may run twice)
+                parts.remove(component)
+                out.at[i, "task_label"] = ", ".join(parts) or "(default setting)"
+                out.at[i, "method_label"] = f"{out.at[i, 'method_label']} @ {component}"
 
 
 # ---------------------------------------------------------------------------- tables

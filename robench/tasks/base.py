@@ -67,6 +67,9 @@ class Task:
     primary_metric: ClassVar[str] = ""
     greater_is_better: ClassVar[bool] = True
     label_params: ClassVar[tuple[str, ...]] = ()  # always shown in setting labels, even at defaults
+    # task params that are a sweep axis (e.g. sparsity): the leaderboard puts their values in
+    # the rows of one table instead of making a setting per value
+    sweep_params: ClassVar[tuple[str, ...]] = ()
     # name → (description, greater_is_better); metrics not listed are shown as they are
     metrics_info: ClassVar[dict[str, tuple[str, bool]]] = {}
     # task params of the quick end-to-end run of `robench check` (tiny data and budgets)

@@ -114,6 +114,7 @@ class SparsityRobustnessTask(Task):
     primary_metric = "rho2"
     greater_is_better = True
     label_params = ("model", "sparsity")
+    sweep_params = ("sparsity",)
     check_params = dict(model="linear", baseline_epochs=1, finetune_epochs=1, batch_size=128,
                         attack_preset="smoke", n_test=40)
     metrics_info = {

@@ -156,3 +156,52 @@ def test_run_rejects_a_method_of_another_task(tmp_path, cache_dir):
             pass
     with pytest.raises(UserError, match="CompressionMethod"):
         run(Other(), 0, tmp_path, cache_dir)
+
+
+def _powers_of_two_or_zero(tensor):
+    """Independent check (plain Python): every entry is 0 or ±2^k, k an integer; the set of k."""
+    import math
+    exponents = set()
+    for value in tensor.flatten().tolist():
+        if value == 0:
+            continue
+        mantissa, exponent = math.frexp(abs(value))
+        assert mantissa == 0.5, f"{value} is not a power of two"
+        exponents.add(exponent - 1)
+    return exponents
+
+
+def test_inq_and_dns_inq_export_powers_of_two_and_report_bits(tmp_path, cache_dir):
+    from robench.tasks.compression.methods.inq import IncrementalNetworkQuantization
+    from robench.tasks.compression.methods.pipeline import DNSThenINQ
+
+    inq = run(IncrementalNetworkQuantization(bits=4), 0, tmp_path / "inq", cache_dir)
+    state = torch.load(tmp_path / "inq" / "model.pt", weights_only=True)
+    for name, weight in state.items():
+        if name.endswith("weight"):
+            exponents = _powers_of_two_or_zero(weight)
+            assert max(exponents) - min(exponents) + 1 <= 2 ** (4 - 1) // 2  # n1 − n2 + 1 magnitudes
+    assert inq.metrics["bits"] == 4.0
+    assert inq.metrics["bits_per_weight"] < 4.1  # a 4-bit code per weight plus a tiny codebook
+
+    both = run(DNSThenINQ(dns={"c": 2.0}, inq={"bits": 5}), 0, tmp_path / "both", cache_dir, finetune_epochs=2)
+    state = torch.load(tmp_path / "both" / "model.pt", weights_only=True)
+    for name, weight in state.items():
+        if name.endswith("weight"):
+            _powers_of_two_or_zero(weight)
+    m = both.metrics
+    assert m["sparsity"] > 0.5 and m["compression_ratio"] > 2
+    # 5-bit values instead of float32 more than pay for the sparse indices
+    assert m["compression_ratio_bits"] > m["compression_ratio"]
+
+
+def test_sketch_runs_without_retraining_and_reports_its_encoding(tmp_path, cache_dir):
+    from robench.tasks.compression.methods.sketch import NetworkSketching
+
+    m = run(NetworkSketching(m=2, variant="refined"), 0, tmp_path, cache_dir).metrics
+    assert 0 < m["sketch_error"] < 0.2 and 0 < m["additions_saved"] < 1
+    # m bits per weight + 32·m bits per output filter: a bit over 2 bits per weight
+    assert 2.0 < m["bits_per_weight"] < 2.5 and m["compression_ratio_bits"] > 10
+    assert m["compression_ratio"] == pytest.approx(1.0, abs=0.01)  # nothing is zero
+    report = json.loads((tmp_path / "layers.json").read_text())
+    assert all(layer["storage"]["encoding"] == "method" for layer in report["layers"])

@@ -48,3 +48,16 @@ def fast_classification_runs():
     yield
     robench.data.load_dataset = load
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models train much faster on one thread when other processes share the cores
+    (opt in with ``pytestmark = pytest.mark.usefixtures("one_thread")``)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+

@@ -17,26 +17,10 @@ from robench.tasks.compression.methods.dns import (DynamicNetworkSurgery, Dynami
 from robench.tasks.compression.methods.magnitude import MagnitudePruning
 from robench.tasks.compression.methods.random_prune import RandomPruning
 from robench.training import fit, make_sgd
+from tests.compression_helpers import small_net, toy_data  # noqa: E402
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models train much faster on one thread when other processes share the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def small_net(seed: int = 0) -> nn.Module:
-    torch.manual_seed(seed)
-    return nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 16), nn.ReLU(),
-                         nn.Linear(16, 3))
-
-
-def toy_data(n: int = 48, seed: int = 0):
-    gen = torch.Generator().manual_seed(seed)
-    return torch.rand(n, 1, 8, 8, generator=gen), torch.randint(0, 3, (n,), generator=gen)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def weights(model):

@@ -21,12 +21,7 @@ from robench.tasks.compression.methods.pipeline import Pipeline  # noqa: E402
 from robench.training import cosine_segments, fit, make_sgd  # noqa: E402
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # -- storage -----------------------------------------------------------------------------

@@ -10,187 +10,31 @@ model, method and setting), ``accuracy_vs_compression.png`` (mean ± std over se
 axes; a second row zooms on the dense model's accuracy) and ``report.md`` (the paper's
 numbers beside ours, the scale, one verdict per claim, latency and both ratios per setting).
 
-The helpers at the top (run selection, per-run table, mean ± std summary, formatting, the
-scale lines) are shared with the ``inq`` and ``sketching`` figure modules: all three read
-runs of the same task.
+Shared helpers (run selection, summaries, formatting, ``make_paper``) are in
+``_compression.py``.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
-TASK = "compression"
+from robench.report.figures._compression import (MATCH_POINTS, dense_band, make_paper, metric_table,
+                                                 models_of, noise_points, pm, save, scale_lines, scale_title,
+                                                 z, zoom)
+
 SUITE = "dns"
-MODEL_ORDER = ("lenet-5", "lenet-300-100")
 METHODS = ("dense", "magnitude", "dns", "dns-nosplice")
 FAMILY_ORDER = ("magnitude", "dns", "dns-nosplice")
 COLORS = {"magnitude": "tab:blue", "dns": "tab:red", "dns-nosplice": "tab:orange", "dense": "black"}
 REQUIRED = ("accuracy", "compression_ratio", "compression_ratio_bits", "sparsity", "latency_ms",
             "latency_dense_ms", "speedup_measured")
-MATCH_POINTS = 1.0  # "same accuracy": mean accuracy within this many points of dense's mean
 
 # From PAPERS.md, except the keys listed in PAPER_UNVERIFIED.
 PAPER = {"lenet-5": {"dense_error": 0.91, "ratio": 108, "error": 0.91},
          "lenet-300-100": {"dense_error": 2.28, "ratio": 56, "error": 1.99}}
 PAPER_UNVERIFIED = ("dense_error",)
 UNVERIFIED = "(from the paper's Table 1, not verified by us)"
-
-
-# ------------------------------------------------------------------ shared helpers
-
-def select_runs(frame, suite: str, methods) -> tuple:
-    """(done runs, notes, failed count): ``compression`` runs of ``methods``, the suite's when
-    the store has any tagged with it, one task setting (all params but the model) per model."""
-    import pandas as pd
-
-    notes: list[str] = []
-    if frame is None or frame.empty or "task" not in frame:
-        return pd.DataFrame(), notes, 0
-    runs = frame[(frame["task"] == TASK) & frame["method"].isin(list(methods))]
-    if "suites" in runs:
-        tagged = runs["suites"].map(lambda s: suite in (s or []))
-        if tagged.any():
-            runs = runs[tagged]
-        elif not runs.empty:
-            notes.append(f"no run is tagged with the `{suite}` suite; using every stored `{TASK}` run "
-                         f"of {', '.join(methods)}")
-    failed = int((runs["status"] != "done").sum())
-    runs = runs[runs["status"] == "done"].copy()
-    if runs.empty:
-        return runs, notes, failed
-    runs["model"] = runs["task_params"].map(lambda p: p.get("model", "?"))
-    runs["task_setting"] = runs["task_params"].map(
-        lambda p: json.dumps({k: v for k, v in p.items() if k != "model"}, sort_keys=True))
-    keep = []
-    for model, group in runs.groupby("model"):
-        counts = group["task_setting"].value_counts()
-        if len(counts) > 1:
-            notes.append(f"{model}: {len(counts)} task settings in the store; using the one with "
-                         f"{counts.iloc[0]} runs ({counts.index[0]})")
-        keep.append(group[group["task_setting"] == counts.index[0]])
-    return pd.concat(keep), notes, failed
-
-
-def models_of(table) -> list[str]:
-    present = list(dict.fromkeys(table["model"]))
-    return [m for m in MODEL_ORDER if m in present] + sorted(m for m in present if m not in MODEL_ORDER)
-
-
-def long_table(runs, describe, required=()):
-    """One row per run: model, family, setting (label), key (the method's params as JSON),
-    x (the numeric sweep value, NaN if none), seed, and every metric of these runs.
-
-    ``describe(method, method_params, metrics) -> (family, setting, x)``; a family of
-    None drops the run. Metrics in ``required`` get a column (NaN) even where no run has them."""
-    import pandas as pd
-
-    names = sorted({k for m in runs["metrics"] for k in m} | set(required))
-    rows = []
-    for r in runs.itertuples(index=False):
-        params = dict(r.method_params or {})
-        family, setting, x = describe(r.method, params, r.metrics)
-        if family is None:
-            continue
-        row = {"model": r.model, "family": family, "setting": setting,
-               "key": r.method + json.dumps(params, sort_keys=True), "x": float(x), "seed": r.seed}
-        row.update({n: float(r.metrics.get(n, math.nan)) for n in names})
-        rows.append(row)
-    return pd.DataFrame(rows)
-
-
-def summarize(table):
-    """Mean, std (ddof 1; NaN for one seed) and n over seeds of every metric, one row per
-    (model, family, key)."""
-    values = [c for c in table.columns if c not in ("model", "family", "setting", "key", "x", "seed")]
-    grouped = table.groupby(["model", "family", "key", "setting", "x"], dropna=False, sort=False)
-    summary = grouped[values].agg(["mean", "std", "count"])
-    summary.columns = [f"{a}_{b}" for a, b in summary.columns]
-    summary = summary.reset_index()
-    summary["n"] = grouped.size().to_numpy()
-    return summary
-
-
-def pm(mean, std, scale: float = 1.0, digits: int = 2, unit: str = "") -> str:
-    """"mean ± std" (std left out when NaN), scaled; "—" when the mean is missing."""
-    if mean is None or not math.isfinite(float(mean)):
-        return "—"
-    text = f"{float(mean) * scale:.{digits}f}"
-    if std is not None and math.isfinite(float(std)):
-        text += f" ± {float(std) * scale:.{digits}f}"
-    return text + unit
-
-
-def noise_points(std_a, std_b) -> float:
-    """The "within noise" band of a difference of two means, in accuracy points:
-    max(2 · pooled std, 0.5 points), pooled std = sqrt((s_a² + s_b²) / 2) (NaN stds count as 0)."""
-    a = 0.0 if std_a is None or not math.isfinite(std_a) else std_a
-    b = 0.0 if std_b is None or not math.isfinite(std_b) else std_b
-    return max(2 * 100 * math.sqrt((a * a + b * b) / 2), 0.5)
-
-
-def scale_lines(runs, extra: str = "") -> list[str]:
-    lines = []
-    for model in models_of(runs):
-        group = runs[runs["model"] == model]
-        p = dict(group["task_params"].iloc[0])
-        seeds = sorted({int(s) for s in group["seed"]})
-        lines.append(f"- **{model}** on `{p.get('dataset', '?')}`: dense baseline trained "
-                     f"{p.get('baseline_epochs', '?')} epochs (shared by every method of a seed), then "
-                     f"{p.get('finetune_epochs', '?')} fine-tuning epochs per method (SGD, cosine lr from "
-                     f"{p.get('finetune_lr', '?')}, batch {p.get('batch_size', '?')}){extra}; "
-                     f"{len(seeds)} seed(s) ({', '.join(map(str, seeds))}), {len(group)} runs, "
-                     f"{group['method_label'].nunique()} configurations; latency: median of "
-                     f"{p.get('latency_repeats', '?')} CPU forward passes of {p.get('latency_batch_size', '?')} "
-                     f"images (wall-clock, varies run to run).")
-    return lines
-
-
-def scale_title(runs, model: str, retrained: bool = True) -> str:
-    """A short line of the scale for a plot title: data, budget, seeds."""
-    group = runs[runs["model"] == model]
-    p = dict(group["task_params"].iloc[0])
-    per = group.groupby("method_label")["seed"].nunique()
-    seeds = f"{per.min()} seeds" if per.min() == per.max() else f"{per.min()}–{per.max()} seeds"
-    budget = (f"{p.get('finetune_epochs', '?')} fine-tuning epochs" if retrained else
-              f"no retraining (dense: {p.get('finetune_epochs', '?')} epochs)")
-    return f"{p.get('dataset', '?')}, {budget}, {seeds}"
-
-
-def save(fig, path: Path) -> Path:
-    import matplotlib.pyplot as plt
-
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
-
-
-def dense_band(ax, mean, std, scale: float = 100.0, label: str = "dense (mean ± std)") -> None:
-    if mean is None or not math.isfinite(mean):
-        return
-    ax.axhline(mean * scale, color="black", lw=1, ls="--", label=label)
-    if std is not None and math.isfinite(std):
-        ax.axhspan((mean - std) * scale, (mean + std) * scale, color="black", alpha=0.12, lw=0)
-
-
-def zoom(ax, dense_mean, below: float = 4.0, above: float = 1.0) -> None:
-    """Accuracy axis (in %) from ``below`` points under dense to ``above`` points over it."""
-    if dense_mean is not None and math.isfinite(dense_mean):
-        ax.set_ylim(100 * dense_mean - below, 100 * dense_mean + above)
-
-
-def metric_table(summary, rows, columns) -> str:
-    """Markdown table; rows: summary rows (dicts), columns: (header, metric, scale, digits)."""
-    lines = ["| model | method | setting | seeds | " + " | ".join(h for h, *_ in columns) + " |",
-             "|" + " --- |" * (4 + len(columns))]
-    for r in rows:
-        cells = [r["model"], r["family"], r["setting"], str(int(r["n"]))]
-        for _, metric, scale, digits in columns:
-            cells.append(pm(r.get(f"{metric}_mean"), r.get(f"{metric}_std"), scale, digits))
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
 
 
 # ------------------------------------------------------------------ the table
@@ -240,7 +84,7 @@ def interpolated_accuracy(rows: list[dict], ratio: float) -> tuple[float, float]
         if x0 <= ratio <= x1:
             t = 0.0 if x1 == x0 else (math.log(ratio) - math.log(x0)) / (math.log(x1) - math.log(x0))
             return (a["accuracy_mean"] + t * (b["accuracy_mean"] - a["accuracy_mean"]),
-                    max(_z(a["accuracy_std"]), _z(b["accuracy_std"])))
+                    max(z(a["accuracy_std"]), z(b["accuracy_std"])))
     return math.nan, math.nan
 
 
@@ -284,8 +128,8 @@ def plot(summary, runs, out: Path) -> Path:
                 if not rows:
                     continue
                 ax.errorbar([r["compression_ratio_mean"] for r in rows], [100 * r["accuracy_mean"] for r in rows],
-                            xerr=[_z(r["compression_ratio_std"]) for r in rows],
-                            yerr=[100 * _z(r["accuracy_std"]) for r in rows],
+                            xerr=[z(r["compression_ratio_std"]) for r in rows],
+                            yerr=[100 * z(r["accuracy_std"]) for r in rows],
                             fmt="o-", ms=4, capsize=3, color=COLORS.get(family), label=family)
             if model in PAPER:
                 ax.axvline(PAPER[model]["ratio"], color="gray", ls=":", lw=1,
@@ -306,10 +150,6 @@ def plot(summary, runs, out: Path) -> Path:
                 ax.legend(fontsize=7, loc="lower left")
     fig.suptitle("DNS: accuracy vs compression ratio\n(mean ± std over seeds in both axes; bottom: zoom near dense)")
     return save(fig, out / "accuracy_vs_compression.png")
-
-
-def _z(v) -> float:
-    return 0.0 if v is None or not math.isfinite(v) else float(v)
 
 
 
@@ -355,7 +195,7 @@ def claim_ratio(summary, model: str) -> tuple[str, str]:
             r_mag = best_mag["compression_ratio_mean"]
             text += f" vs magnitude {pm(r_mag, best_mag['compression_ratio_std'], 1, 0)}× ({best_mag['setting']}"
             text += (", its sparsest tested setting, so a lower bound)" if best_mag is mag[-1] else ")")
-            spread = max(_z(best_dns["compression_ratio_std"]), _z(best_mag["compression_ratio_std"]))
+            spread = max(z(best_dns["compression_ratio_std"]), z(best_mag["compression_ratio_std"]))
             if r_dns > r_mag + spread:
                 first = True
                 text += f": DNS is {r_dns / r_mag:.2f}× higher (within the tested grids)"
@@ -513,18 +353,5 @@ def write_report(runs, summary, notes, failed, figure: Path, out: Path) -> Path:
 
 
 def make(frame, out_dir) -> list[Path]:
-    from robench.errors import UserError
-
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    runs, notes, failed = select_runs(frame, SUITE, METHODS)
-    if runs.empty:
-        raise UserError(f"no done '{TASK}' runs of {', '.join(METHODS)} in the store; "
-                        "run suites/papers/dns.yaml first")
-    table = long_table(runs, describe, REQUIRED)
-    summary = summarize(table)
-    csv = out / "results.csv"
-    summary.drop(columns="key").to_csv(csv, index=False)
-    figure = plot(summary, runs, out)
-    report = write_report(runs, summary, notes, failed, figure, out)
-    return [csv, figure, report]
+    return make_paper(frame, out_dir, suite=SUITE, methods=METHODS, describe=describe, required=REQUIRED,
+                      plot=plot, write_report=write_report)

@@ -14,8 +14,9 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from robench.report.figures.dns import (TASK, dense_band, long_table, metric_table, models_of, noise_points, pm,
-                                        save, scale_lines, scale_title, select_runs, summarize, zoom)
+from robench.report.figures._compression import (dense_band, make_paper, metric_table, models_of,
+                                                 noise_points, pm, save, scale_lines, scale_title, zoom)
+
 
 SUITE = "inq"
 REQUIRED = ("accuracy", "compression_ratio", "compression_ratio_bits", "bits_per_weight", "latency_ms",
@@ -309,18 +310,5 @@ def _int8_lines(summary) -> list[str]:
 
 
 def make(frame, out_dir) -> list[Path]:
-    from robench.errors import UserError
-
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    runs, notes, failed = select_runs(frame, SUITE, METHODS)
-    if runs.empty:
-        raise UserError(f"no done '{TASK}' runs of {', '.join(METHODS)} in the store; "
-                        "run suites/papers/inq.yaml first")
-    table = long_table(runs, describe, REQUIRED)
-    summary = summarize(table)
-    csv = out / "results.csv"
-    summary.drop(columns="key").to_csv(csv, index=False)
-    figure = plot(summary, runs, out)
-    report = write_report(runs, summary, notes, failed, figure, out)
-    return [csv, figure, report]
+    return make_paper(frame, out_dir, suite=SUITE, methods=METHODS, describe=describe, required=REQUIRED,
+                      plot=plot, write_report=write_report)

@@ -14,8 +14,10 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from robench.report.figures.dns import (MATCH_POINTS, TASK, dense_band, long_table, metric_table, models_of,
-                                        noise_points, pm, save, scale_lines, scale_title, select_runs, summarize)
+from robench.report.figures._compression import (MATCH_POINTS, dense_band, make_paper, metric_table,
+                                                 models_of, noise_points, pm, save, scale_lines, scale_title,
+                                                 z)
+
 
 SUITE = "sketching"
 REQUIRED = ("accuracy", "sketch_error", "additions_saved", "compression_ratio_bits", "latency_ms",
@@ -57,10 +59,6 @@ def _by_m(summary, model: str, family: str) -> dict[int, dict]:
     return {int(r["x"]): r for r in _rows(summary, model, family) if math.isfinite(r["x"])}
 
 
-def _z(v) -> float:
-    return 0.0 if v is None or not math.isfinite(v) else float(v)
-
-
 # ------------------------------------------------------------------ the plot
 
 def plot(summary, runs, out: Path) -> Path:
@@ -87,7 +85,7 @@ def plot(summary, runs, out: Path) -> Path:
                     continue
                 x = [r["x"] for r in rows]
                 y = [scale * r[f"{col}_mean"] for r in rows]
-                s = [scale * _z(r[f"{col}_std"]) for r in rows]
+                s = [scale * z(r[f"{col}_std"]) for r in rows]
                 ax.plot(x, y, "o-", ms=4, color=COLORS[family], label=f"sketch, {family}")
                 ax.fill_between(x, [a - b for a, b in zip(y, s)], [a + b for a, b in zip(y, s)],
                                 color=COLORS[family], alpha=0.15, lw=0)
@@ -104,7 +102,7 @@ def plot(summary, runs, out: Path) -> Path:
                 ax.axhline(scale * value, color=COLORS[family], ls=style, lw=1.2, label=f"{family} (m = 1)")
             if col == "accuracy":
                 for k, r in enumerate(_rows(summary, model, TUNED)):
-                    ax.errorbar([r["x"]], [100 * r["accuracy_mean"]], yerr=[100 * _z(r["accuracy_std"])],
+                    ax.errorbar([r["x"]], [100 * r["accuracy_mean"]], yerr=[100 * z(r["accuracy_std"])],
                                 fmt="D", ms=6, mfc="white", capsize=3, color=COLORS[TUNED],
                                 label="refined, a_j fine-tuned" if k == 0 else None)
             elif (sketched > 0).any():
@@ -315,18 +313,5 @@ def _finetune_lines(summary) -> list[str]:
 
 
 def make(frame, out_dir) -> list[Path]:
-    from robench.errors import UserError
-
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    runs, notes, failed = select_runs(frame, SUITE, METHODS)
-    if runs.empty:
-        raise UserError(f"no done '{TASK}' runs of {', '.join(METHODS)} in the store; "
-                        "run suites/papers/sketching.yaml first")
-    table = long_table(runs, describe, REQUIRED)
-    summary = summarize(table)
-    csv = out / "results.csv"
-    summary.drop(columns="key").to_csv(csv, index=False)
-    figure = plot(summary, runs, out)
-    report = write_report(runs, summary, notes, failed, figure, out)
-    return [csv, figure, report]
+    return make_paper(frame, out_dir, suite=SUITE, methods=METHODS, describe=describe, required=REQUIRED,
+                      plot=plot, write_report=write_report)

@@ -1,0 +1,191 @@
+"""Helpers shared by the figure modules of the ``compression`` task's papers (``dns``,
+``inq``, ``sketching``): run selection, the per-run table, mean ± std summaries,
+formatting, the scale lines, plot helpers and :func:`make_paper`, the common ``make``."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+TASK = "compression"
+MODEL_ORDER = ("lenet-5", "lenet-300-100")
+MATCH_POINTS = 1.0  # "same accuracy": mean accuracy within this many points of dense's mean
+
+
+def z(v) -> float:
+    """``v`` as a float, 0.0 for None/NaN/inf (for plot coordinates)."""
+    return 0.0 if v is None or not math.isfinite(v) else float(v)
+
+
+def make_paper(frame, out_dir, *, suite: str, methods, describe, required, plot, write_report) -> list[Path]:
+    """The ``make`` of a paper module: select the suite's runs, summarise, write
+    ``results.csv``, the plot and ``report.md``; returns the three paths."""
+    from robench.errors import UserError
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    runs, notes, failed = select_runs(frame, suite, methods)
+    if runs.empty:
+        raise UserError(f"no done '{TASK}' runs of {', '.join(methods)} in the store; "
+                        f"run suites/papers/{suite}.yaml first")
+    summary = summarize(long_table(runs, describe, required))
+    csv = out / "results.csv"
+    summary.drop(columns="key").to_csv(csv, index=False)
+    figure = plot(summary, runs, out)
+    return [csv, figure, write_report(runs, summary, notes, failed, figure, out)]
+
+
+def select_runs(frame, suite: str, methods) -> tuple:
+    """(done runs, notes, failed count): ``compression`` runs of ``methods``, the suite's when
+    the store has any tagged with it, one task setting (all params but the model) per model."""
+    import pandas as pd
+
+    notes: list[str] = []
+    if frame is None or frame.empty or "task" not in frame:
+        return pd.DataFrame(), notes, 0
+    runs = frame[(frame["task"] == TASK) & frame["method"].isin(list(methods))]
+    if "suites" in runs:
+        tagged = runs["suites"].map(lambda s: suite in (s or []))
+        if tagged.any():
+            runs = runs[tagged]
+        elif not runs.empty:
+            notes.append(f"no run is tagged with the `{suite}` suite; using every stored `{TASK}` run "
+                         f"of {', '.join(methods)}")
+    failed = int((runs["status"] != "done").sum())
+    runs = runs[runs["status"] == "done"].copy()
+    if runs.empty:
+        return runs, notes, failed
+    runs["model"] = runs["task_params"].map(lambda p: p.get("model", "?"))
+    runs["task_setting"] = runs["task_params"].map(
+        lambda p: json.dumps({k: v for k, v in p.items() if k != "model"}, sort_keys=True))
+    keep = []
+    for model, group in runs.groupby("model"):
+        counts = group["task_setting"].value_counts()
+        if len(counts) > 1:
+            notes.append(f"{model}: {len(counts)} task settings in the store; using the one with "
+                         f"{counts.iloc[0]} runs ({counts.index[0]})")
+        keep.append(group[group["task_setting"] == counts.index[0]])
+    return pd.concat(keep), notes, failed
+
+
+def models_of(table) -> list[str]:
+    present = list(dict.fromkeys(table["model"]))
+    return [m for m in MODEL_ORDER if m in present] + sorted(m for m in present if m not in MODEL_ORDER)
+
+
+def long_table(runs, describe, required=()):
+    """One row per run: model, family, setting (label), key (the method's params as JSON),
+    x (the numeric sweep value, NaN if none), seed, and every metric of these runs.
+
+    ``describe(method, method_params, metrics) -> (family, setting, x)``; a family of
+    None drops the run. Metrics in ``required`` get a column (NaN) even where no run has them."""
+    import pandas as pd
+
+    names = sorted({k for m in runs["metrics"] for k in m} | set(required))
+    rows = []
+    for r in runs.itertuples(index=False):
+        params = dict(r.method_params or {})
+        family, setting, x = describe(r.method, params, r.metrics)
+        if family is None:
+            continue
+        row = {"model": r.model, "family": family, "setting": setting,
+               "key": r.method + json.dumps(params, sort_keys=True), "x": float(x), "seed": r.seed}
+        row.update({n: float(r.metrics.get(n, math.nan)) for n in names})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def summarize(table):
+    """Mean, std (ddof 1; NaN for one seed) and n over seeds of every metric, one row per
+    (model, family, key)."""
+    values = [c for c in table.columns if c not in ("model", "family", "setting", "key", "x", "seed")]
+    grouped = table.groupby(["model", "family", "key", "setting", "x"], dropna=False, sort=False)
+    summary = grouped[values].agg(["mean", "std", "count"])
+    summary.columns = [f"{a}_{b}" for a, b in summary.columns]
+    summary = summary.reset_index()
+    summary["n"] = grouped.size().to_numpy()
+    return summary
+
+
+def pm(mean, std, scale: float = 1.0, digits: int = 2, unit: str = "") -> str:
+    """"mean ± std" (std left out when NaN), scaled; "—" when the mean is missing."""
+    if mean is None or not math.isfinite(float(mean)):
+        return "—"
+    text = f"{float(mean) * scale:.{digits}f}"
+    if std is not None and math.isfinite(float(std)):
+        text += f" ± {float(std) * scale:.{digits}f}"
+    return text + unit
+
+
+def noise_points(std_a, std_b) -> float:
+    """The "within noise" band of a difference of two means, in accuracy points:
+    max(2 · pooled std, 0.5 points), pooled std = sqrt((s_a² + s_b²) / 2) (NaN stds count as 0)."""
+    a = 0.0 if std_a is None or not math.isfinite(std_a) else std_a
+    b = 0.0 if std_b is None or not math.isfinite(std_b) else std_b
+    return max(2 * 100 * math.sqrt((a * a + b * b) / 2), 0.5)
+
+
+def scale_lines(runs, extra: str = "") -> list[str]:
+    lines = []
+    for model in models_of(runs):
+        group = runs[runs["model"] == model]
+        p = dict(group["task_params"].iloc[0])
+        seeds = sorted({int(s) for s in group["seed"]})
+        lines.append(f"- **{model}** on `{p.get('dataset', '?')}`: dense baseline trained "
+                     f"{p.get('baseline_epochs', '?')} epochs (shared by every method of a seed), then "
+                     f"{p.get('finetune_epochs', '?')} fine-tuning epochs per method (SGD, cosine lr from "
+                     f"{p.get('finetune_lr', '?')}, batch {p.get('batch_size', '?')}){extra}; "
+                     f"{len(seeds)} seed(s) ({', '.join(map(str, seeds))}), {len(group)} runs, "
+                     f"{group['method_label'].nunique()} configurations; latency: median of "
+                     f"{p.get('latency_repeats', '?')} CPU forward passes of {p.get('latency_batch_size', '?')} "
+                     f"images (wall-clock, varies run to run).")
+    return lines
+
+
+def scale_title(runs, model: str, retrained: bool = True) -> str:
+    """A short line of the scale for a plot title: data, budget, seeds."""
+    group = runs[runs["model"] == model]
+    p = dict(group["task_params"].iloc[0])
+    per = group.groupby("method_label")["seed"].nunique()
+    seeds = f"{per.min()} seeds" if per.min() == per.max() else f"{per.min()}–{per.max()} seeds"
+    budget = (f"{p.get('finetune_epochs', '?')} fine-tuning epochs" if retrained else
+              f"no retraining (dense: {p.get('finetune_epochs', '?')} epochs)")
+    return f"{p.get('dataset', '?')}, {budget}, {seeds}"
+
+
+def save(fig, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def dense_band(ax, mean, std, scale: float = 100.0, label: str = "dense (mean ± std)") -> None:
+    if mean is None or not math.isfinite(mean):
+        return
+    ax.axhline(mean * scale, color="black", lw=1, ls="--", label=label)
+    if std is not None and math.isfinite(std):
+        ax.axhspan((mean - std) * scale, (mean + std) * scale, color="black", alpha=0.12, lw=0)
+
+
+def zoom(ax, dense_mean, below: float = 4.0, above: float = 1.0) -> None:
+    """Accuracy axis (in %) from ``below`` points under dense to ``above`` points over it."""
+    if dense_mean is not None and math.isfinite(dense_mean):
+        ax.set_ylim(100 * dense_mean - below, 100 * dense_mean + above)
+
+
+def metric_table(summary, rows, columns) -> str:
+    """Markdown table; rows: summary rows (dicts), columns: (header, metric, scale, digits)."""
+    lines = ["| model | method | setting | seeds | " + " | ".join(h for h, *_ in columns) + " |",
+             "|" + " --- |" * (4 + len(columns))]
+    for r in rows:
+        cells = [r["model"], r["family"], r["setting"], str(int(r["n"]))]
+        for _, metric, scale, digits in columns:
+            cells.append(pm(r.get(f"{metric}_mean"), r.get(f"{metric}_std"), scale, digits))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+

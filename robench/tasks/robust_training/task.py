@@ -231,6 +231,10 @@ class RobustTrainingTask(Task):
             rho2 = self.evaluate(vanilla, data, (), 0).rho2()
             x_inf = float(data.test_x[:p.n_test].flatten(1).abs().amax(1).double().mean())
             eps_ref = float(rho2 * x_inf)
+            if not eps_ref > 0:
+                raise UserError(f"robust_training: eps_ref = 0 for {p.model} on {p.dataset}: the vanilla model "
+                                f"misclassifies all {p.n_test} attacked test images (rho2 = 0); expected a "
+                                f"trained classifier (raise baseline_epochs or n_test)")
             tmp = path.with_suffix(".tmp")
             tmp.write_text(json.dumps({"eps_ref": eps_ref, "rho2_vanilla": rho2, "mean_x_linf": x_inf,
                                        "baseline_key": spec.key()}))

@@ -57,7 +57,8 @@ def _compression_metrics(rng, sparsity, accuracy):
     latency_dense = 1.8 + rng.normal(0, 0.05)
     latency = latency_dense * (1 - 0.4 * sparsity) + rng.normal(0, 0.03)
     return {"accuracy": acc, "baseline_accuracy": 0.985, "accuracy_delta": acc - 0.985,
-            "compression_ratio": ratio, "sparsity": sparsity, "flops_ratio": ratio * 0.9,
+            "compression_ratio": ratio, "compression_ratio_bits": 0.8 * ratio, "sparsity": sparsity,
+            "flops_ratio": ratio * 0.9,
             "latency_ms": latency, "latency_dense_ms": latency_dense,
             "speedup_measured": latency_dense / latency}
 
@@ -365,7 +366,7 @@ def test_plots_embedded_and_valid(site):
     _, out = site
     text = (out / "compression.html").read_text()
     pngs = re.findall(r'<img src="([^"]+\.png)"', text)
-    assert len(pngs) == 2  # one per compression setting
+    assert len(pngs) == 2 * len(TASK_PLOTS["compression"])  # per compression setting
     for png in pngs:
         data = (out / png).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n"
@@ -405,7 +406,8 @@ def test_setting_with_only_failed_runs_and_missing_metric(tmp_path):
     df = make_results()
     only_failed = df[df["status"] == "failed"].assign(task_label="dataset=broken")
     no_ratio = df[(df["task"] == "compression") & (df["task_label"] == MNIST_FULL)].copy()
-    no_ratio["metrics"] = [{k: v for k, v in m.items() if k != "compression_ratio"} for m in no_ratio["metrics"]]
+    no_ratio["metrics"] = [{k: v for k, v in m.items() if not k.startswith("compression_ratio")}
+                           for m in no_ratio["metrics"]]
     no_ratio["task_label"] = "dataset=no-ratio"
     out = write_leaderboard(pd.concat([only_failed, no_ratio], ignore_index=True), tmp_path).parent
     text = (out / "compression.html").read_text()

@@ -13,7 +13,8 @@ from pathlib import Path
 # task name -> [(plot name, x metric, y metric, keyword arguments of scatter_tradeoff)].
 # write_leaderboard draws each one per setting of the task, when both metrics are present.
 TASK_PLOTS: dict[str, list[tuple[str, str, str, dict]]] = {
-    "compression": [("accuracy_vs_compression", "compression_ratio", "accuracy", dict(logx=True))],
+    "compression": [("accuracy_vs_storage", "compression_ratio_bits", "accuracy", dict(logx=True)),
+                    ("accuracy_vs_compression", "compression_ratio", "accuracy", dict(logx=True))],
 }
 
 _MARKERS = ["o", "s", "^", "D", "v", "P", "X", "<", ">", "p", "h", "*", "d", "H", "8"]

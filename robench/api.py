@@ -111,9 +111,9 @@ def results(store: str | Path | None = None, *, task: str | None = None, suite: 
     if frame.empty:
         return frame
     metric_names = sorted({k for m in frame["metrics"] for k in m})
-    for name in metric_names:
-        frame[f"metrics.{name}"] = [m.get(name, float("nan")) for m in frame["metrics"]]
-    return frame
+    columns = pd.DataFrame({f"metrics.{name}": [m.get(name, float("nan")) for m in frame["metrics"]]
+                            for name in metric_names}, index=frame.index)
+    return pd.concat([frame, columns], axis=1)
 
 
 def leaderboard(out: str | Path = "leaderboards", store: str | Path | None = None) -> Path:

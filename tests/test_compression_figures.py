@@ -117,6 +117,10 @@ def test_figures_without_runs_give_one_clear_line(tmp_path):
         with pytest.raises(UserError, match=f"run suites/papers/{name}.yaml first") as err:
             make_figures(name, other, tmp_path)
         assert "\n" not in str(err.value)
+    only_dense = suite_frame("dns", dns_metrics(True))
+    only_dense = only_dense[only_dense["method"] == "dense"]  # the DNS store read for sketching
+    with pytest.raises(UserError, match="no done 'compression' runs of sketch, bwn, sign"):
+        make_figures("sketching", only_dense, tmp_path)
 
 
 # ------------------------------------------------------------------ INQ

@@ -249,14 +249,16 @@ def expand(suite: Suite, source: str = "<suite>") -> list[RunSpec]:
                 for method_point in _grid_points(mentry.params, mentry.grid):
                     method_params = canonical_method_params(method_cls, method_point, source, f"{mpath}.params")
                     try:
-                        method_cls(**method_params)  # constructors may reject values
+                        instance = method_cls(**method_params)  # constructors may reject values
                     except (ValueError, TypeError, UserError) as exc:
                         raise UserError(f"{source}: {mpath}.params: {exc}") from None
                     for seed in seeds:
                         spec = RunSpec(
                             task=entry.task, task_params=task_params, method=mentry.name,
                             method_params=method_params, seed=seed,
-                            task_version=str(task_cls.version), method_version=str(method_cls.version),
+                            task_version=str(task_cls.version),
+                            # an instance may refine its class's version (a pipeline: its stages')
+                            method_version=str(getattr(instance, "version", method_cls.version)),
                             task_label=task_label or "default",
                             method_label=_label(mentry.name, method_params, defaults,
                                                 tuple(method_cls.label_params)))

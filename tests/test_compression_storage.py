@@ -260,3 +260,15 @@ def test_bad_pipeline_in_a_suite_is_one_line_with_the_file(tmp_path):
         expand(load_suite(suite), str(suite))
     message = str(err.value)
     assert "\n" not in message and str(suite) in message and "stages[0]" in message and "sparsity" in message
+
+
+def test_a_stage_version_bump_changes_the_pipeline_run_id(tmp_path, monkeypatch):
+    from robench.tasks.compression.methods.inq import IncrementalNetworkQuantization
+
+    suite = tmp_path / "s.yaml"
+    suite.write_text("suite: s\ntasks:\n  - task: compression\n    methods:\n      - name: dns+inq\n")
+    (before,) = expand(load_suite(suite), str(suite))
+    assert before.method_version == "1[dns@1,inq@1]"
+    monkeypatch.setattr(IncrementalNetworkQuantization, "version", "2")
+    (after,) = expand(load_suite(suite), str(suite))
+    assert after.method_version == "1[dns@1,inq@2]" and after.id != before.id

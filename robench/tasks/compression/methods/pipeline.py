@@ -21,7 +21,9 @@ restarts at each stage (and inside it where the stage asks, e.g. INQ's phases). 
 except the last one's.
 
 The compressed model is evaluated with the last stage's encoding (``storage_bits``) and
-inference path; ``extra_metrics`` of all stages are merged (later stages win).
+inference path; ``extra_metrics`` of all stages are merged (later stages win). A pipeline's
+``version`` includes its stages' versions (``1[dns@1,inq@1]``), so changing a stage method's
+version recomputes the pipeline's runs too.
 """
 
 from __future__ import annotations
@@ -69,6 +71,9 @@ class Pipeline(CompressionMethod):
         if not self.stages:
             raise ValueError("stages: expected a non-empty list of {name, params} mappings")
         self._methods = [_build_stage(i, stage) for i, stage in enumerate(self.stages)]
+        # the run id must change when a stage's method changes: fold the stages' versions in
+        self.version = f"{type(self).version}[" + ",".join(
+            f"{stage['name']}@{method.version}" for stage, method in zip(self.stages, self._methods)) + "]"
         if shares is not None:
             if len(shares) != len(self.stages) or any(float(s) < 0 for s in shares) or not sum(shares) > 0:
                 raise ValueError(f"shares: expected {len(self.stages)} non-negative numbers with a positive "

@@ -215,7 +215,8 @@ def test_deepdefense_figure_table_and_verdict(tmp_path):
     from robench.report.figures.deepdefense import make
 
     rows = []
-    for recipe, rho, acc in (("vanilla", 0.12, 0.95), ("deepdefense", 0.20, 0.95), ("adv-fgs", 0.15, 0.94)):
+    for recipe, rho, acc in (("vanilla", 0.12, 0.95), ("deepdefense", 0.20, 0.95), ("adv-fgs", 0.15, 0.94),
+                             ("deepdefense(c=10)", 0.14, 0.92)):
         for seed in range(3):
             metrics = {"rho2": rho + 0.001 * seed, "test_accuracy": acc, "fgs_accuracy@0.2x": 0.9,
                        "fgs_accuracy@0.5x": 0.7, "fgs_accuracy@1x": 0.3, "pgd_accuracy@1x": 0.2,
@@ -226,10 +227,14 @@ def test_deepdefense_figure_table_and_verdict(tmp_path):
     files = make(pd.DataFrame(rows), tmp_path)
     report = (tmp_path / "report.md").read_text()
     assert "| deepdefense | 3 | 95.0 ± 0.0 | 20.10 ± 0.10" in report
-    assert "mlp-500-150: the claim (higher ρ2 than vanilla at comparable clean accuracy) held" in report
+    # one verdict per DeepDefense configuration; DeepDefense variants are not each other's "other recipes"
+    assert "mlp-500-150 (deepdefense): the claim (higher ρ2 than vanilla at comparable clean accuracy) held" in report
     assert "highest ρ2" in report
+    assert ("mlp-500-150 (deepdefense(c=10)): the claim (higher ρ2 than vanilla at comparable clean accuracy) "
+            "did not hold") in report
+    assert "clean accuracy dropped by 3.0 points" in report and "adv-fgs reached ρ2 = 15.10" in report
     table = pd.read_csv(tmp_path / "table.csv")
-    assert list(table["recipe"]) == ["vanilla", "deepdefense", "adv-fgs"]
+    assert list(table["recipe"]) == ["vanilla", "deepdefense", "deepdefense(c=10)", "adv-fgs"]
     assert all(p.exists() for p in files)
 
 

@@ -87,14 +87,21 @@ def markdown_table(table, model: str) -> str:
 
 
 def verdict(table, model: str, runs=None) -> str:
-    """One sentence: did deepdefense beat vanilla on ρ2 at comparable clean accuracy?"""
+    """One sentence per DeepDefense configuration: did it beat vanilla on ρ2 at comparable
+    clean accuracy, and was it ahead of the other (non-DeepDefense) recipes?"""
     sub = table[table["model"] == model].set_index("recipe")
     base = {label: label.split("(")[0] for label in sub.index}  # "deepdefense(candidates=4)" → "deepdefense"
     pick = {name: [label for label, b in base.items() if b == name] for name in ("vanilla", "deepdefense")}
     if not pick["vanilla"] or not pick["deepdefense"]:
         return f"{model}: no vanilla/deepdefense pair in the store, no verdict."
-    v_label, d_label = pick["vanilla"][0], pick["deepdefense"][0]
-    v, d = sub.loc[v_label], sub.loc[d_label]
+    v_label = pick["vanilla"][0]
+    others = sub.drop(index=[v_label, *pick["deepdefense"]])
+    return "\n\n".join(_verdict_one(sub.loc[v_label], sub.loc[d_label], d_label, others, model,
+                                     several=len(pick["deepdefense"]) > 1)
+                        for d_label in pick["deepdefense"])
+
+
+def _verdict_one(v, d, d_label: str, others, model: str, several: bool) -> str:
     gain = d["rho2_mean"] / v["rho2_mean"] if v["rho2_mean"] > 0 else math.nan
     acc_drop = 100 * (v["test_accuracy_mean"] - d["test_accuracy_mean"])
     spread = 100 * max(np.nan_to_num(v["rho2_std"]), np.nan_to_num(d["rho2_std"]))
@@ -106,7 +113,6 @@ def verdict(table, model: str, runs=None) -> str:
         why.append("ρ2 is not clearly higher (difference within 2 std of the seeds)")
     if not comparable:
         why.append(f"clean accuracy dropped by {acc_drop:.1f} points (> 1)")
-    others = sub.drop(index=[v_label, d_label])
     beaten = [r for r in others.index if others.loc[r, "rho2_mean"] >= d["rho2_mean"]]
     versus = (" Against the other recipes (the paper's stronger claim), DeepDefense had the highest ρ2"
               if not beaten else
@@ -114,11 +120,12 @@ def verdict(table, model: str, runs=None) -> str:
               + ", ".join(f"{r} reached ρ2 = {100 * others.loc[r, 'rho2_mean']:.2f}×10⁻² at "
                           f"{100 * others.loc[r, 'test_accuracy_mean']:.1f}% clean accuracy" for r in beaten)) \
         if len(others) else ""
-    return (f"**{model}: the claim (higher ρ2 than vanilla at comparable clean accuracy) {held}.** DeepDefense ρ2 = {100 * d['rho2_mean']:.2f}×10⁻² vs vanilla "
+    which = f" ({d_label})" if several else ""
+    return (f"**{model}{which}: the claim (higher ρ2 than vanilla at comparable clean accuracy) {held}.** "
+            f"DeepDefense ρ2 = {100 * d['rho2_mean']:.2f}×10⁻² vs vanilla "
             f"{100 * v['rho2_mean']:.2f}×10⁻² ({gain:.2f}×), clean accuracy {100 * d['test_accuracy_mean']:.1f}% "
             f"vs {100 * v['test_accuracy_mean']:.1f}% ({d['n']} vs {v['n']} seeds)"
             + (f"; {'; '.join(why)}." if why else ".") + (versus + "." if versus else ""))
-
 
 
 def plot(table, out: Path) -> Path:

@@ -140,11 +140,11 @@ def figures(name: str, out: str | Path = "reports", store: str | Path | None = N
 
 
 def check(method: str, *, task: str | None = None, params: dict | None = None, plugins: tuple = (),
-          run_task: bool = True):
+          run_task: bool = True, on_check=None):
     """Check a method against its task's contract on tiny data: ``(task, [Check, ...])``
-    (see :mod:`robench.check`). Nothing is stored."""
+    (see :mod:`robench.check`); ``on_check(check)`` is called as each one finishes. Nothing is stored."""
     from robench.check import check_method
-    return check_method(method, task, params, plugins, run_task)
+    return check_method(method, task, params, plugins, run_task, on_check)
 
 
 def ls(kind: str | None = None, plugins: tuple = ()) -> list[dict]:

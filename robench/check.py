@@ -68,9 +68,11 @@ def resolve_task(method: str, task: str | None) -> str:
 
 
 def check_method(method: str, task: str | None = None, params: dict | None = None,
-                 plugins: tuple = (), run_task: bool = True) -> tuple[str, list[Check]]:
+                 plugins: tuple = (), run_task: bool = True,
+                 on_check: Callable[[Check], None] | None = None) -> tuple[str, list[Check]]:
     """Run every check on ``method`` (of ``task``, found from the registry when omitted).
-    Returns ``(task name, checks)``. Raises UserError for an unknown method/task or bad params."""
+    Returns ``(task name, checks)``; ``on_check`` is called with each group of checks as it
+    finishes (for progress output). Raises UserError for an unknown method/task or bad params."""
     from robench import registry
     from robench.spec import canonical_json, canonical_method_params
 
@@ -80,11 +82,12 @@ def check_method(method: str, task: str | None = None, params: dict | None = Non
     method_cls = registry.methods.get(method, task=task)
     canonical = canonical_method_params(method_cls, params or {}, "robench check", "params")
 
-    checks = [Check(f"subclasses {task_cls.method_base.__name__}",
+    checks = _Reported(on_check)
+    checks.append(Check(f"subclasses {task_cls.method_base.__name__}",
                     isinstance(method_cls, type) and issubclass(method_cls, task_cls.method_base),
-                    f"{getattr(method_cls, '__name__', method_cls)!r} does not")]
+                    f"{getattr(method_cls, '__name__', method_cls)!r} does not"))
     if not checks[0].ok:
-        return task, checks
+        return task, list(checks)
 
     def make():
         return method_cls(**canonical)
@@ -92,7 +95,7 @@ def check_method(method: str, task: str | None = None, params: dict | None = Non
     check, instance = guarded("constructor accepts its parameters", make)
     checks.append(check)
     if instance is None:
-        return task, checks
+        return task, list(checks)
 
     def params_round_trip():
         got = instance.get_params()
@@ -106,7 +109,24 @@ def check_method(method: str, task: str | None = None, params: dict | None = Non
         checks.extend(task_cls.conformance(make, Path(tmp)))
         if run_task:
             checks.extend(_run_once(task_cls, make, Path(tmp)))
-    return task, checks
+    return task, list(checks)
+
+
+class _Reported(list):
+    """A list of checks that reports each one to ``on_check`` as it is added."""
+
+    def __init__(self, on_check):
+        super().__init__()
+        self._on_check = on_check
+
+    def append(self, check: Check) -> None:
+        super().append(check)
+        if self._on_check is not None:
+            self._on_check(check)
+
+    def extend(self, checks) -> None:
+        for check in checks:
+            self.append(check)
 
 
 def _run_once(task_cls, make, folder: Path) -> list[Check]:

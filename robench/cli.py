@@ -113,11 +113,12 @@ def check(method: str = typer.Argument(..., help="registered method name (yours 
     """Check that a method honours its task's contract, on tiny data (nothing is stored)."""
     from robench import api
 
+    def show(c) -> None:  # printed as each check finishes (the end-to-end run takes seconds)
+        typer.echo(f"{'ok  ' if c.ok else 'FAIL'}  {c.name}" + ("" if c.ok or not c.detail else f": {c.detail}"))
+
     with _user_errors():
         task_name, checks = api.check(method, task=task, params=_parse_params(param),
-                                      plugins=tuple(plugin or ()), run_task=not quick)
-    for c in checks:
-        typer.echo(f"{'ok  ' if c.ok else 'FAIL'}  {c.name}" + ("" if c.ok or not c.detail else f": {c.detail}"))
+                                      plugins=tuple(plugin or ()), run_task=not quick, on_check=show)
     failed = sum(not c.ok for c in checks)
     typer.echo(f"{task_name}/{method}: {len(checks) - failed}/{len(checks)} checks passed", err=True)
     if failed:

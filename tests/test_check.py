@@ -77,6 +77,12 @@ def test_reference_recipes_pass(plugin):
         assert task == "robust_training" and failed == {} and len(checks) >= 8
 
 
+def test_each_check_is_reported_as_it_finishes(plugin):
+    seen = []
+    _, checks = check_method("returns-nothing", plugins=(plugin,), run_task=False, on_check=seen.append)
+    assert seen == checks and not seen[-1].ok
+
+
 def test_reading_the_test_split_is_caught(plugin):
     _, failed, _ = failures("peeks-at-test", plugin)
     assert "training split only" in next(iter(failed)) and "data.test_x" in next(iter(failed.values()))

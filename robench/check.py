@@ -49,6 +49,24 @@ def guarded(name: str, fn: Callable[[], Any]) -> tuple[Check, Any]:
         return Check(name, False, one_line(exc) + where), None
 
 
+def model_checks(model, x, classes: int, rerun: Callable[[], Any]) -> list[Check]:
+    """The checks every task's contract shares for the model a method returns: it runs on
+    ``x`` with (N, ``classes``) outputs, its weights are finite, and ``rerun()`` (the same
+    method, data and seed again) gives the same weights."""
+    import torch
+
+    with torch.no_grad():
+        logits = guarded("the model runs", lambda: model.eval()(x))[1]
+    shape = None if logits is None else tuple(logits.shape)
+    state = model.state_dict()
+    finite = all(bool(torch.isfinite(t).all()) for t in state.values() if t.is_floating_point())
+    again = guarded("a second run", rerun)[1]
+    same = again is not None and all(torch.equal(a, b) for a, b in zip(state.values(), again.state_dict().values()))
+    return [Check("outputs keep their shape (N, classes)", shape == (len(x), classes), f"got {shape}"),
+            Check("weights are finite", finite, "NaN or inf in the returned model's weights"),
+            Check("deterministic for a seed", same, "two runs with seed 0 gave different weights")]
+
+
 def resolve_task(method: str, task: str | None) -> str:
     from robench import registry
 

@@ -86,7 +86,7 @@ class CompressionTask(Task):
         """The method contract on a tiny LeNet-5 and random data (see methods/base.py)."""
         import torch
 
-        from robench.check import Check, guarded
+        from robench.check import Check, guarded, model_checks
         from robench.data import Splits
         from robench.models import build_model
         from robench.tasks.compression import metrics
@@ -114,17 +114,7 @@ class CompressionTask(Task):
             return checks
         checks.append(Check("keeps the model's parameter objects (the optimizer holds them)", kept,
                             "a hook replaced a module or parameter; edit param.data in place instead"))
-        with torch.no_grad():
-            logits = guarded("the compressed model runs", lambda: out.eval()(data.test_x))[1]
-        checks.append(Check("outputs keep their shape (N, classes)",
-                            logits is not None and tuple(logits.shape) == (16, 10),
-                            f"got {None if logits is None else tuple(logits.shape)}"))
-        finite = all(torch.isfinite(t).all() for t in out.state_dict().values() if t.is_floating_point())
-        checks.append(Check("weights are finite", bool(finite), "NaN or inf in the exported state dict"))
-        again = guarded("runs a second time", lambda: compress(0))[1]
-        same = again is not None and all(torch.equal(a, b) for a, b in
-                                         zip(out.state_dict().values(), again[0].state_dict().values()))
-        checks.append(Check("deterministic for a seed", same, "two runs with seed 0 exported different weights"))
+        checks += model_checks(out, data.test_x, 10, lambda: compress(0)[0])
         checks.append(guarded("storage accounting (compression_ratio_bits)",
                               lambda: metrics.model_storage(out, make_method()))[0])
         return checks

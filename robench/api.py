@@ -67,6 +67,9 @@ def run(suite: str | Path | None = None, *, task: str | None = None, methods: li
     specs = expand(parsed, source=source)
     plugin_paths = tuple(str(Path(p).resolve()) for p in plugins)
     with Store(store) as db:
+        for name in dict.fromkeys(s.task for s in specs):
+            task_cls = registry.tasks.get(name)
+            db.save_task_info(name, task_cls.version, task_cls.report_info())
         done = db.done_ids(s.id for s in specs)
         db.add_to_suite(parsed.suite, done)
         todo = [s for s in specs if s.id not in done]
@@ -98,8 +101,9 @@ def results(store: str | Path | None = None, *, task: str | None = None, suite: 
     Columns: id, config_id, suites, task, method, task_label, method_label, task_params,
     method_params, seed, status, primary_metric, greater_is_better, primary_value, metrics
     (dict), error, started_at, finished_at, duration_s, provenance (dict), artifacts
-    (name → absolute path), task_version, method_version, and one ``metrics.<name>``
-    column per metric.
+    (name → absolute path), task_version, method_version, task_info (dict: the task's
+    ``report_info()`` as last recorded, empty if never) and one ``metrics.<name>`` column
+    per metric.
     """
     import pandas as pd
 
@@ -107,9 +111,11 @@ def results(store: str | Path | None = None, *, task: str | None = None, suite: 
 
     with Store(store, create=False) as db:
         rows = db.rows(task=task, suite=suite, status=status)
+        info = db.task_info()
     frame = pd.DataFrame(rows)
     if frame.empty:
         return frame
+    frame["task_info"] = [info.get(name, {}) for name in frame["task"]]
     metric_names = sorted({k for m in frame["metrics"] for k in m})
     columns = pd.DataFrame({f"metrics.{name}": [m.get(name, float("nan")) for m in frame["metrics"]]
                             for name in metric_names}, index=frame.index)
@@ -155,7 +161,7 @@ def ls(kind: str | None = None, plugins: tuple = ()) -> list[dict]:
     kinds = registry.KINDS if kind is None else (kind,)
     if kind is not None and kind not in registry.KINDS:
         raise UserError(f"robench ls {kind}: unknown kind (expected one of: {', '.join(registry.KINDS)})")
-    return [{"kind": k, "name": e.name, "task": e.task, "description": e.description, "source": e.source}
+    return [{"kind": k, "name": e.name, "task": e.task, "description": e.doc, "source": e.source}
             for k in kinds for e in registry.REGISTRIES[k].entries()]
 
 

@@ -19,52 +19,11 @@ from __future__ import annotations
 
 import math
 import tempfile
-import traceback
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 from robench.errors import UserError
-
-
-@dataclass
-class Check:
-    name: str
-    ok: bool
-    detail: str = ""
-
-
-def one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
-
-
-def guarded(name: str, fn: Callable[[], Any]) -> tuple[Check, Any]:
-    """Run ``fn``; a raised exception becomes a failed check (its last frame in the detail)."""
-    try:
-        return Check(name, True), fn()
-    except Exception as exc:  # noqa: BLE001 — a plug-in may raise anything
-        frames = traceback.extract_tb(exc.__traceback__)
-        where = f" (at {Path(frames[-1].filename).name}:{frames[-1].lineno})" if frames else ""
-        return Check(name, False, one_line(exc) + where), None
-
-
-def model_checks(model, x, classes: int, rerun: Callable[[], Any]) -> list[Check]:
-    """The checks every task's contract shares for the model a method returns: it runs on
-    ``x`` with (N, ``classes``) outputs, its weights are finite, and ``rerun()`` (the same
-    method, data and seed again) gives the same weights."""
-    import torch
-
-    with torch.no_grad():
-        logits = guarded("the model runs", lambda: model.eval()(x))[1]
-    shape = None if logits is None else tuple(logits.shape)
-    state = model.state_dict()
-    finite = all(bool(torch.isfinite(t).all()) for t in state.values() if t.is_floating_point())
-    again = guarded("a second run", rerun)[1]
-    same = again is not None and all(torch.equal(a, b) for a, b in zip(state.values(), again.state_dict().values()))
-    return [Check("outputs keep their shape (N, classes)", shape == (len(x), classes), f"got {shape}"),
-            Check("weights are finite", finite, "NaN or inf in the returned model's weights"),
-            Check("deterministic for a seed", same, "two runs with seed 0 gave different weights")]
+from robench.tasks.contract import Check, guarded
 
 
 def resolve_task(method: str, task: str | None) -> str:
@@ -147,15 +106,20 @@ class _Reported(list):
             self.append(check)
 
 
-def _run_once(task_cls, make, folder: Path) -> list[Check]:
-    from robench.tasks.base import RunContext
+def _run_once(task_cls, make, folder: Path, device: str = "cpu") -> list[Check]:
+    from robench.seeding import seed_everything
+    from robench.tasks.base import RunContext, execute
 
     artifacts, cache = folder / "artifacts", folder / "cache"
     artifacts.mkdir()
     cache.mkdir()
     label = f"runs through '{task_cls.name}' at its check settings"
-    check, result = guarded(label, lambda: task_cls(**task_cls.check_params).run(
-        make(), 0, RunContext(artifact_dir=artifacts, cache_dir=cache)))
+
+    def run_once():
+        task, method = task_cls(**task_cls.check_params), make()
+        seed_everything(0)
+        return execute(task, method, 0, RunContext(artifact_dir=artifacts, cache_dir=cache, device=device))
+    check, result = guarded(label, run_once)
     if result is None:
         return [check]
     problems = []

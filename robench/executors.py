@@ -26,8 +26,10 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def execute_run(spec_json: str, artifact_root: str, cache_dir: str, plugins: tuple = ()) -> dict:
-    """Run one RunSpec and return its record; never raises for a failing task or method."""
+def execute_run(spec_json: str, artifact_root: str, cache_dir: str, plugins: tuple = (),
+                device: str = "cpu") -> dict:
+    """Run one RunSpec on ``device`` and return its record; never raises for a failing task
+    or method."""
     from robench import registry
     from robench.spec import RunSpec
 
@@ -42,14 +44,15 @@ def execute_run(spec_json: str, artifact_root: str, cache_dir: str, plugins: tup
         method_cls = registry.methods.get(spec.method, task=spec.task)
         record.update(primary_metric=task_cls.primary_metric, greater_is_better=task_cls.greater_is_better)
         from robench.seeding import seed_everything
-        from robench.tasks.base import RunContext
+        from robench.tasks.base import RunContext, execute
 
         tmp.mkdir(parents=True, exist_ok=True)
         Path(cache_dir).mkdir(parents=True, exist_ok=True)
-        seed_everything(spec.seed)
         task = task_cls(task_cls.Params(**spec.task_params))
         method = method_cls(**spec.method_params)
-        result = task.run(method, spec.seed, RunContext(artifact_dir=tmp, cache_dir=Path(cache_dir)))
+        seed_everything(spec.seed)  # the only place a run's global generators are seeded
+        result = execute(task, method, spec.seed, RunContext(artifact_dir=tmp, cache_dir=Path(cache_dir),
+                                                             device=device))
         metrics = {k: float(v) for k, v in result.metrics.items()}
         if task_cls.primary_metric not in metrics:
             raise RuntimeError(f"task {spec.task!r} returned no primary metric {task_cls.primary_metric!r}")

@@ -1,20 +1,27 @@
 """One registry mechanism for tasks, methods, models and datasets.
 
-Built-ins are declared lazily in :mod:`robench.builtins` as ``"module:attr"`` strings with
-their descriptions, so listing them never imports torch. Importing a built-in module runs
-its ``@register`` decorators, which resolve the lazy entry instead of duplicating it.
-Third-party code registers with the same decorators, either from a package exposing the
-entry-point group ``robench.plugins`` or from a single file given with ``--plugin``.
+A component is declared once, by its decorator (``@register_task``, ``@register_method``,
+``@register_model``, ``@register_dataset``). For the built-ins, :func:`load_builtins`
+builds a lazy index by *reading* the decorators in the package's source (``models/``,
+``data/``, ``tasks/``) without importing anything, so ``robench --help`` and ``robench ls``
+never import torch; a module is imported when one of its entries is first used, and its
+decorators then resolve the lazy entries. A new task is a folder under ``robench/tasks/``:
+nothing else lists it. Third-party code registers with the same decorators, from a package
+exposing the entry-point group ``robench.plugins`` or from a file given with ``--plugin``.
 
 Methods are scoped by task (``magnitude`` of ``compression`` and of another task are two
-entries); tasks, models and datasets live in one flat namespace each.
+entries) and must subclass their task's ``method_base``: a method of an unknown task, or
+of the wrong type, is refused when it registers. Tasks, models and datasets live in one
+flat namespace each.
 """
 
 from __future__ import annotations
 
+import ast
 import difflib
 import importlib
 import importlib.util
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,17 +30,20 @@ from typing import Any, Callable, Iterator
 from robench.errors import UserError
 
 KINDS = ("tasks", "methods", "models", "datasets")
+_SINGULAR = {"tasks": "task", "methods": "method", "models": "model", "datasets": "dataset"}
+_KIND_OF = {"task": "tasks", "method": "methods", "model": "models", "dataset": "datasets"}
 
 
 @dataclass
 class Entry:
     kind: str
     name: str
-    description: str = ""
+    description: str | None = ""  # None: read from the source when first asked for
     task: str | None = None  # methods only
     target: str | None = None  # "module:attr" for lazy entries
     obj: Any = field(default=None, repr=False)
     source: str = "builtin"
+    file: str | None = None  # the source file of a lazy built-in entry
 
     def load(self) -> Any:
         if self.obj is None:
@@ -42,6 +52,14 @@ class Entry:
             if self.obj is None:
                 self.obj = getattr(module, attr)
         return self.obj
+
+    @property
+    def doc(self) -> str:
+        """The description: given at registration, else the first line of the docstring."""
+        if self.description is None:
+            self.description = (_first_line(self.obj) if self.obj is not None
+                                else _source_docstring(self.file, self.target))
+        return self.description
 
 
 class Registry:
@@ -52,16 +70,19 @@ class Registry:
         self._entries: dict[tuple[str | None, str], Entry] = {}
 
     # -- declaring -----------------------------------------------------------------
-    def add_lazy(self, name: str, target: str, description: str = "", task: str | None = None):
+    def add_lazy(self, name: str, target: str, description: str | None = None, task: str | None = None,
+                 file: str | None = None) -> None:
         key = (task, name)
         existing = self._entries.get(key)
         if existing is not None and existing.target == target:
-            existing.description = description or existing.description  # module imported first
-            existing.source = "builtin"
+            existing.source, existing.file = "builtin", file  # its module was imported first
+            if description is not None:
+                existing.description = description
             return
         if existing is not None:
-            raise UserError(f"duplicate {self._singular} name {self._label(task, name)!r}")
-        self._entries[key] = Entry(self.kind, name, description, task, target)
+            raise UserError(f"duplicate {self._singular} name {self._label(task, name)!r}: declared in "
+                            f"{target} and {existing.target or existing.source}")
+        self._entries[key] = Entry(self.kind, name, description, task, target, file=file)
 
     def add(self, name: str, obj: Any, description: str | None = None, task: str | None = None,
             source: str = "plugin") -> Any:
@@ -72,20 +93,26 @@ class Registry:
             if existing.target == target and existing.obj in (None, obj):
                 # the lazy built-in entry's own module is being imported
                 existing.obj = obj
+                if description is not None:
+                    existing.description = description
                 return obj
             raise UserError(
                 f"duplicate {self._singular} name {self._label(task, name)!r}: already registered "
                 f"from {existing.target or existing.source}")
-        doc = description if description is not None else _first_line(obj)
-        self._entries[key] = Entry(self.kind, name, doc, task, target, obj, source)
+        self._entries[key] = Entry(self.kind, name, description, task, target, obj, source)
         return obj
 
     def register(self, name: str, *, task: str | None = None, description: str | None = None
                  ) -> Callable[[Any], Any]:
         if self.kind == "methods" and task is None:
             raise TypeError("methods are registered for a task: register_method(task, name)")
+        if not isinstance(name, str) or not name:
+            raise UserError(f"register_{self._singular}: name {name!r}; expected a non-empty string")
 
         def decorator(obj):
+            load_builtins()  # the index first, so a built-in imported directly is not a duplicate
+            if self.kind == "methods":
+                _check_method_class(task, name, obj)
             self.add(name, obj, description, task)
             if hasattr(obj, "__dict__") and not isinstance(obj, type(sys)):
                 try:
@@ -104,7 +131,7 @@ class Registry:
         if key not in self._entries:
             choices = [n for (t, n) in self._entries if t == task]
             where = f" for task {task!r}" if task else ""
-            hint = difflib.get_close_matches(name, choices, n=1, cutoff=0.5)
+            hint = difflib.get_close_matches(name, choices, n=1, cutoff=0.5) if isinstance(name, str) else []
             msg = f"unknown {self._singular} {name!r}{where}"
             msg += f"; did you mean {hint[0]!r}?" if hint else f"; known: {', '.join(sorted(choices)) or 'none'}"
             raise UserError(msg)
@@ -124,11 +151,24 @@ class Registry:
 
     @property
     def _singular(self) -> str:
-        return {"tasks": "task", "methods": "method", "models": "model", "datasets": "dataset"}[self.kind]
+        return _SINGULAR[self.kind]
 
     @staticmethod
     def _label(task, name):
         return f"{task}/{name}" if task else name
+
+
+def _check_method_class(task: str, name: str, obj: Any) -> None:
+    """A method registers for a task that exists, and subclasses that task's ``method_base``."""
+    if task not in tasks:
+        known = ", ".join(tasks.names()) or "none"
+        raise UserError(f"register_method({task!r}, {name!r}): unknown task {task!r} (known: {known}); "
+                        f"register the task first")
+    task_cls = tasks.get(task)
+    base = getattr(task_cls, "method_base", None)
+    if base is not None and not (isinstance(obj, type) and issubclass(obj, base)):
+        raise UserError(f"register_method({task!r}, {name!r}): {getattr(obj, '__name__', obj)!r} does not "
+                        f"subclass {base.__module__}.{base.__qualname__}, the base of every {task!r} method")
 
 
 def _first_line(obj) -> str:
@@ -149,7 +189,8 @@ def register_task(name: str, description: str | None = None):
 
 
 def register_method(task: str, name: str, description: str | None = None):
-    """Class decorator: ``@register_method("compression", "my-pruner")``."""
+    """Class decorator: ``@register_method("compression", "my-pruner")``; the class must
+    subclass the task's method base (e.g. ``CompressionMethod``)."""
     return methods.register(name, task=task, description=description)
 
 
@@ -163,6 +204,68 @@ def register_dataset(name: str, description: str | None = None):
     return datasets.register(name, description=description)
 
 
+# -- the built-in index, read from the decorators ------------------------------------------
+PACKAGE_ROOT = Path(__file__).resolve().parent
+_INDEXED_FOLDERS = ("models", "data", "tasks")
+# a decorator line and the class/def it decorates (other decorators may sit in between)
+_DECORATED = re.compile(r"^@register_(task|method|model|dataset)\((.*?)^(?:class|def)\s+(\w+)",
+                        re.MULTILINE | re.DOTALL)
+
+
+def scan_builtins(root: Path = PACKAGE_ROOT) -> list[dict]:
+    """Every ``@register_*`` decorator in the package's source, without importing it:
+    dicts with kind, name, task, target ("module:attr"), description (None: the docstring)
+    and file. A decorator whose name or task is not a string literal is an error."""
+    found = []
+    for folder in _INDEXED_FOLDERS:
+        for path in sorted((root / folder).rglob("*.py")):
+            text = path.read_text(encoding="utf-8")
+            if "@register_" not in text:
+                continue
+            module = ".".join(("robench", *path.relative_to(root).with_suffix("").parts))
+            for match in _DECORATED.finditer(text):
+                kind, attr = _KIND_OF[match.group(1)], match.group(3)
+                call = "@register_" + match.group(1) + "(" + match.group(2)
+                args, kwargs = _decorator_args(call, path)
+                if kind == "methods":
+                    task, name = args[:2]
+                else:
+                    task, name = None, args[0]
+                found.append({"kind": kind, "name": name, "task": task, "target": f"{module}:{attr}",
+                              "description": kwargs.get("description", args[2 if kind == "methods" else 1]
+                                                        if len(args) > (2 if kind == "methods" else 1) else None),
+                              "file": str(path)})
+    return found
+
+
+def _decorator_args(call: str, path: Path) -> tuple[list, dict]:
+    try:
+        tree = ast.parse(call.strip() + "\ndef _(): pass\n")
+        node = tree.body[0].decorator_list[0]
+        args = [ast.literal_eval(a) for a in node.args]
+        kwargs = {k.arg: ast.literal_eval(k.value) for k in node.keywords}
+    except (SyntaxError, ValueError, IndexError) as exc:
+        raise RuntimeError(f"{path}: a built-in decorator's arguments must be string literals "
+                           f"({call.splitlines()[0]}): {exc}") from None
+    return args, kwargs
+
+
+def _source_docstring(file: str | None, target: str | None) -> str:
+    """First docstring line of ``attr`` in ``file``, read without importing it."""
+    if not file or not target:
+        return ""
+    attr = target.split(":")[1]
+    try:
+        tree = ast.parse(Path(file).read_text(encoding="utf-8"))
+    except (OSError, SyntaxError):
+        return ""
+    for node in tree.body:
+        if isinstance(node, (ast.ClassDef, ast.FunctionDef)) and node.name == attr:
+            doc = (ast.get_docstring(node) or "").strip()
+            return doc.splitlines()[0] if doc else ""
+    return ""
+
+
 # -- built-ins and plug-ins -----------------------------------------------------------
 _builtins_loaded = False
 _entry_points_loaded = False
@@ -174,9 +277,8 @@ def load_builtins() -> None:
     if _builtins_loaded:
         return
     _builtins_loaded = True
-    from robench.builtins import all_builtins
-    for kind, name, target, description, *task in all_builtins():
-        REGISTRIES[kind].add_lazy(name, target, description, task[0] if task else None)
+    for e in scan_builtins():
+        REGISTRIES[e["kind"]].add_lazy(e["name"], e["target"], e["description"], e["task"], e["file"])
 
 
 def load_entry_point_plugins() -> None:
@@ -189,6 +291,8 @@ def load_entry_point_plugins() -> None:
     for ep in entry_points(group="robench.plugins"):
         try:
             loaded = ep.load()
+        except UserError:
+            raise
         except Exception as exc:  # a broken third-party package must not break robench
             raise UserError(f"plug-in entry point {ep.name!r} ({ep.value}) failed to load: {exc}") from exc
         if callable(loaded) and not isinstance(loaded, type):
@@ -202,14 +306,15 @@ def load_plugin_file(path: str | Path) -> None:
         return
     if not path.is_file():
         raise UserError(f"--plugin {path}: no such file (expected a Python file that registers methods or models)")
+    load_builtins()
     module_name = f"robench_plugin_{abs(hash(str(path))):x}"
     spec = importlib.util.spec_from_file_location(module_name, path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module
     try:
         spec.loader.exec_module(module)
-    except UserError:
-        raise
+    except UserError as exc:
+        raise UserError(f"--plugin {path}: {exc}") from None
     except SyntaxError as exc:
         raise UserError(f"--plugin {path}:{exc.lineno}: syntax error: {exc.msg}") from exc
     except Exception as exc:

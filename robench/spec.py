@@ -20,7 +20,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
-from robench.errors import UserError
+from robench.errors import UserError, validation_message
 
 
 class _Strict(BaseModel):
@@ -116,29 +116,7 @@ def parse_suite(data: dict, source: str = "<suite>") -> Suite:
     try:
         return Suite.model_validate(data)
     except ValidationError as exc:
-        raise UserError(_first_validation_error(exc, source)) from None
-
-
-def _loc(parts) -> str:
-    out = ""
-    for part in parts:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
-
-
-def _first_validation_error(exc: ValidationError, source: str, prefix: str = "") -> str:
-    errors = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")  # a typo explains a missing key
-    err = errors[0]
-    loc = _loc(err["loc"])
-    key = f"{prefix}.{loc}" if prefix and loc else (prefix or loc)
-    msg = err["msg"].removeprefix("Value error, ")
-    if err["type"] == "extra_forbidden":
-        missing = [_loc(e["loc"][-1:]) for e in errors if e["type"] == "missing"]
-        msg = "unknown key" + (f" (expected {', '.join(missing)}?)" if missing else "")
-    elif "input" in err and err["type"] not in ("missing",):
-        msg += f" (got {err['input']!r})"
-    more = f" (and {len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
-    return f"{source}: {key}: {msg}{more}"
+        raise UserError(validation_message(exc, source)) from None
 
 
 # -- expanding ---------------------------------------------------------------------------
@@ -156,7 +134,7 @@ def canonical_task_params(task_cls, params: dict, source: str, path: str) -> dic
     try:
         return task_cls.Params(**params).model_dump(mode="json")
     except ValidationError as exc:
-        raise UserError(_first_validation_error(exc, source, path)) from None
+        raise UserError(validation_message(exc, source, path)) from None
 
 
 def method_param_names(method_cls) -> list[str]:

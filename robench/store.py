@@ -53,6 +53,14 @@ CREATE TABLE IF NOT EXISTS suite_runs (
 CREATE INDEX IF NOT EXISTS runs_task ON runs(task);
 """
 
+# What the report needs to know of a task (Task.report_info), written by the driver, so the
+# report never imports a task. Additive: a store without it reads as before.
+_TASK_INFO = """
+CREATE TABLE IF NOT EXISTS task_info (
+    task TEXT PRIMARY KEY, task_version TEXT NOT NULL, info TEXT NOT NULL
+);
+"""
+
 _JSON_COLUMNS = ("task_params", "method_params", "metrics", "provenance", "artifacts")
 
 
@@ -112,7 +120,7 @@ class Store:
         if conn.execute("SELECT count(*) FROM sqlite_master WHERE type='table' AND name='runs'").fetchone()[0]:
             return
         with conn:
-            conn.executescript(_SCHEMA)
+            conn.executescript(_SCHEMA + _TASK_INFO)
             conn.executemany("INSERT INTO meta(key, value) VALUES (?, ?)",
                              [("schema", SCHEMA_NAME), ("version", str(SCHEMA_VERSION))])
 
@@ -176,7 +184,22 @@ class Store:
             if suite:
                 self.conn.execute("INSERT OR IGNORE INTO suite_runs(suite, run_id) VALUES (?, ?)", (suite, spec.id))
 
+    def save_task_info(self, task: str, version: str, info: dict[str, Any]) -> None:
+        """Record what the report needs to know of ``task`` (its ``Task.report_info()``)."""
+        with self.conn:
+            self.conn.executescript(_TASK_INFO)
+            self.conn.execute("INSERT OR REPLACE INTO task_info(task, task_version, info) VALUES (?, ?, ?)",
+                              (task, str(version), json.dumps(info, sort_keys=True)))
+
     # -- reading -----------------------------------------------------------------------
+    def task_info(self) -> dict[str, dict]:
+        """Task name → its recorded ``report_info`` (tasks never recorded are absent)."""
+        exists = self.conn.execute("SELECT count(*) FROM sqlite_master WHERE type='table' "
+                                   "AND name='task_info'").fetchone()[0]
+        if not exists:
+            return {}
+        return {task: json.loads(info) for task, info in self.conn.execute("SELECT task, info FROM task_info")}
+
     def rows(self, task: str | None = None, suite: str | None = None, status: str | None = None) -> list[dict]:
         sql = ("SELECT runs.*, (SELECT group_concat(suite, '\x1f') FROM suite_runs s WHERE s.run_id = runs.id)"
                " AS suites FROM runs")

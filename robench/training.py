@@ -1,19 +1,19 @@
-"""Shared training loop and the cache of trained baselines.
+"""The one training loop, the classification fine-tuning protocol, and trained baselines.
 
-A baseline (the dense model every compression method starts from) is trained once per
-training spec and cached under ``<cache_dir>/baselines/<hash>.pt``; concurrent workers
-wait on a file lock instead of training it twice.
+:func:`train_loop` is the loop every task trains with (a loss function per batch and
+optional step hooks); :func:`fit` is cross-entropy on it. A baseline (the dense model every
+compression method starts from) is trained once per training spec and cached under
+``<cache_dir>/baselines/`` through :func:`robench.cache.cached`.
 """
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Any, Callable, Iterable, Protocol
 
 
 class StepHooks(Protocol):
@@ -46,44 +46,88 @@ def make_sgd(model, lr: float, momentum: float = 0.9, weight_decay: float = 5e-4
     return torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
 
 
+def epoch_batches(n: int, batch_size: int, epochs: int, generator, *, min_size: int = 1):
+    """Minibatch indices of ``epochs`` passes over ``n`` samples: one lazy iterable per epoch,
+    each a fresh ``torch.randperm(n, generator=generator)`` cut into ``batch_size`` slices
+    (slices shorter than ``min_size`` are skipped). The permutation of an epoch is drawn when
+    that epoch starts, so other draws from ``generator`` in between (augmentation) keep their
+    place in the stream."""
+    import torch
+
+    def one_epoch():
+        order = torch.randperm(n, generator=generator, device=generator.device)
+        for start in range(0, n, batch_size):
+            idx = order[start:start + batch_size]
+            if len(idx) >= min_size:
+                yield idx
+    return (one_epoch() for _ in range(epochs))
+
+
+def train_loop(model, optimizer, epochs: Iterable[Iterable[Any]], loss: Callable[[Any], Any], *,
+               hooks: StepHooks | None = None, lr_schedule: Callable[[int], float] | None = None,
+               on_epoch: Callable[[int, list], None] | None = None) -> int:
+    """The one training loop: for each batch of each epoch, set the learning rate
+    (``lr_schedule(step)``), ``hooks.before_forward``, zero the gradients, ``loss(batch)``
+    (a scalar tensor; the caller puts the batch on its device), backward,
+    ``hooks.after_backward``, ``optimizer.step()``, ``hooks.after_step``. ``on_epoch(epoch,
+    losses)`` gets the epoch's detached loss tensors. The model is in train mode while it
+    runs and in eval mode after. Returns the number of steps taken."""
+    before = getattr(hooks, "before_forward", None)
+    after_backward = getattr(hooks, "after_backward", None)
+    after_step = getattr(hooks, "after_step", None)
+    step = 0
+    model.train()
+    for epoch, batches in enumerate(epochs):
+        losses = []
+        for batch in batches:
+            if lr_schedule is not None:
+                for group in optimizer.param_groups:
+                    group["lr"] = lr_schedule(step)
+            if before is not None:
+                before(model, step)
+            optimizer.zero_grad(set_to_none=True)
+            value = loss(batch)
+            value.backward()
+            if after_backward is not None:
+                after_backward(model, step)
+            optimizer.step()
+            if after_step is not None:
+                after_step(model, step)
+            losses.append(value.detach())
+            step += 1
+        if on_epoch is not None:
+            on_epoch(epoch, losses)
+    model.eval()
+    return step
+
+
 def fit(model, x, y, *, epochs: int, batch_size: int, optimizer, seed: int,
         hooks: StepHooks | None = None, on_epoch: Callable[[int], None] | None = None,
         lr_schedule: Callable[[int], float] | None = None) -> int:
     """Minibatch cross-entropy training in place; returns the number of steps taken.
 
-    x: float (N, ...) inputs, y: int64 (N,) labels. The shuffling order depends on
-    ``seed`` only, so every method sees the same batches. ``lr_schedule(step)`` if given
-    sets the learning rate before each step.
+    x: float (N, ...) inputs, y: int64 (N,) labels, on the CPU; each batch moves to the
+    model's device. The shuffling order depends on ``seed`` only (stream "batches"), so
+    every method sees the same batches. ``lr_schedule(step)`` if given sets the learning
+    rate before each step.
     """
-    import torch
     import torch.nn.functional as F
 
-    gen = torch.Generator().manual_seed(seed)
-    n = len(x)
-    step = 0
-    model.train()
-    for epoch in range(epochs):
-        order = torch.randperm(n, generator=gen)
-        for start in range(0, n, batch_size):
-            idx = order[start:start + batch_size]
-            if lr_schedule is not None:
-                for group in optimizer.param_groups:
-                    group["lr"] = lr_schedule(step)
-            if hooks is not None and hasattr(hooks, "before_forward"):
-                hooks.before_forward(model, step)
-            optimizer.zero_grad(set_to_none=True)
-            loss = F.cross_entropy(model(x[idx]), y[idx])
-            loss.backward()
-            if hooks is not None and hasattr(hooks, "after_backward"):
-                hooks.after_backward(model, step)
-            optimizer.step()
-            if hooks is not None and hasattr(hooks, "after_step"):
-                hooks.after_step(model, step)
-            step += 1
-        if on_epoch is not None:
-            on_epoch(epoch)
-    model.eval()
-    return step
+    from robench import seeding
+
+    device = _device_of(model)
+    batches = epoch_batches(len(x), batch_size, epochs, seeding.stream(seed, "batches"))
+    return train_loop(model, optimizer, batches,
+                      lambda idx: F.cross_entropy(model(x[idx].to(device)), y[idx].to(device)),
+                      hooks=hooks, lr_schedule=lr_schedule,
+                      on_epoch=None if on_epoch is None else (lambda epoch, _: on_epoch(epoch)))
+
+
+def _device_of(model):
+    import torch
+
+    first = next(iter(model.parameters()), None)
+    return first.device if first is not None else torch.device("cpu")
 
 
 def finetune_with_hooks(model, data, hooks, *, epochs: int, batch_size: int, lr: float, seed: int):
@@ -97,11 +141,8 @@ def finetune_with_hooks(model, data, hooks, *, epochs: int, batch_size: int, lr:
     from ``lr`` at each of those steps and decays to 0 by the end of each segment. A
     method whose ``wants_finetuning()`` is False gets ``prepare(model, data, 0, seed)``
     and ``finalize`` only."""
-    import torch
-
     wants = getattr(hooks, "wants_finetuning", lambda: True)()
     total_steps = epochs * math.ceil(len(data.train_x) / batch_size) if wants else 0
-    torch.manual_seed(seed)
     hooks.prepare(model, data, total_steps, seed)
     if total_steps:
         restarts = getattr(hooks, "lr_restarts", lambda n: [])(total_steps)
@@ -130,45 +171,55 @@ def accuracy(model, x, y, batch_size: int = 1000) -> float:
     """Top-1 accuracy in [0, 1] of ``model`` (eval mode, no grad) on (x, y)."""
     import torch
     model.eval()
+    device = _device_of(model)
     correct = 0
     with torch.no_grad():
         for start in range(0, len(x), batch_size):
-            correct += (model(x[start:start + batch_size]).argmax(1) == y[start:start + batch_size]).sum().item()
+            logits = model(x[start:start + batch_size].to(device))
+            correct += (logits.argmax(1).cpu() == y[start:start + batch_size].cpu()).sum().item()
     return correct / len(x)
 
 
-def trained_baseline(spec: TrainSpec, cache_dir: str | Path, data=None, say=None):
-    """Return ``(model, info)``: the dense model trained by ``spec``, from the cache if present.
+def trained_baseline(spec: TrainSpec, cache_dir: str | Path, data=None, say=None, device="cpu"):
+    """Return ``(model, info)``: the dense model trained by ``spec`` (on ``device``), from the
+    cache if present.
 
     ``data`` (a :class:`robench.data.Splits`) avoids reloading the dataset when the caller
-    has it. ``info`` holds the cache path, test accuracy and whether it was cached.
+    has it. ``info`` holds the cache path, test accuracy and whether it was cached. The
+    cached file is device-free; training and loading run on global generators seeded with
+    ``spec.seed`` and restored afterwards (:func:`robench.seeding.scoped`), so the caller's
+    random state is the same whether the cache was warm or not.
     """
     import torch
 
+    from robench import seeding
+    from robench.cache import cached
     from robench.data import load_dataset
-    from robench.models import build_model
+    from robench.models import build_model, export_state_dict
 
-    folder = Path(cache_dir) / "baselines"
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{spec.model}-{spec.dataset}-{spec.key()}.pt"
+    path = Path(cache_dir) / "baselines" / f"{spec.model}-{spec.dataset}-{spec.key()}.pt"
     data = data if data is not None else load_dataset(spec.dataset, spec.dataset_root)
-    model = build_model(spec.model, num_classes=data.num_classes)
-    with open(folder / f"{path.name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # one process trains, the others wait and load
-        cached = path.exists()
-        if cached:
-            model.load_state_dict(torch.load(path, weights_only=True))
-        else:
-            if say:
-                say(f"training baseline {spec.model} on {spec.dataset} (seed {spec.seed})")
-            torch.manual_seed(spec.seed)
-            model = build_model(spec.model, num_classes=data.num_classes)
+
+    def build():
+        return build_model(spec.model, num_classes=data.num_classes).to(device)
+
+    def train():
+        if say:
+            say(f"training baseline {spec.model} on {spec.dataset} (seed {spec.seed})")
+        with seeding.scoped(spec.seed):
+            model = build()
             fit(model, data.train_x, data.train_y, epochs=spec.epochs, batch_size=spec.batch_size,
                 optimizer=make_sgd(model, spec.lr, spec.momentum, spec.weight_decay), seed=spec.seed)
-            tmp = path.with_suffix(".tmp")
-            torch.save(model.state_dict(), tmp)
-            tmp.replace(path)  # atomic: a killed run never leaves half a baseline
+        return model
+
+    def load(p):
+        with seeding.scoped(spec.seed):
+            model = build()
+        model.load_state_dict(torch.load(p, weights_only=True))
+        return model
+
+    model, was_cached = cached(path, train, export_state_dict, load)
     model.eval()
-    info = {"path": str(path), "cached": cached, "key": spec.key(),
+    info = {"path": str(path), "cached": was_cached, "key": spec.key(),
             "test_accuracy": accuracy(model, data.test_x, data.test_y)}
     return model, info

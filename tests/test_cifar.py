@@ -183,7 +183,7 @@ def test_cifar_convnet_shapes_and_parameter_count():
     assert model(torch.zeros(5, 3, 32, 32)).shape == (5, 10)
     assert build_model("cifar-convnet", num_classes=7)(torch.zeros(2, 3, 32, 32)).shape == (2, 7)
     count = sum(p.numel() for p in model.parameters())
-    description = registry.models.entry("cifar-convnet").description
+    description = registry.models.entry("cifar-convnet").doc
     stated = re.search(r"\(([\d,]+) parameters\)", description).group(1)
     assert count == int(stated.replace(",", "")) == 145_578
     kinds = [type(m).__name__ for m in model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]

@@ -6,7 +6,6 @@ import json
 
 import pytest
 import torch
-from pydantic import ValidationError
 from torch import nn
 
 from robench import registry
@@ -71,10 +70,10 @@ def test_sparse_inference_model_computes_the_same_function():
 
 
 def test_params_are_validated():
-    with pytest.raises(ValidationError):
+    with pytest.raises(UserError, match=r"^task 'compression': params\.finetune_epochs: .*greater than 0 \(got 0\)$"):
         CompressionTask(finetune_epochs=0)
-    with pytest.raises(ValidationError):
-        CompressionTask(fine_tune_epochs=3)  # unknown key
+    with pytest.raises(UserError, match=r"^task 'compression': params\.fine_tune_epochs: unknown key"):
+        CompressionTask(fine_tune_epochs=3)
     assert CompressionTask().params.model == "lenet-5"
 
 

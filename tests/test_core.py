@@ -307,7 +307,7 @@ def test_entry_point_plugins_are_loaded(tmp_path, monkeypatch):
     monkeypatch.setattr(registry, "_entry_points_loaded", False)
     registry.load_entry_point_plugins()
     try:
-        assert registry.models.entry("third-party-net").description == "a model from an installed package"
+        assert registry.models.entry("third-party-net").doc == "a model from an installed package"
     finally:
         registry.models._entries.pop((None, "third-party-net"), None)
 
@@ -315,6 +315,6 @@ def test_entry_point_plugins_are_loaded(tmp_path, monkeypatch):
 def test_builtin_module_imported_before_listing_is_not_a_duplicate():
     code = ("import robench.tasks.compression.methods.dense as d; from robench import registry;"
             "registry.load_builtins(); e = registry.methods.entry('dense', task='compression');"
-            "assert e.load() is d.Dense and e.description.startswith('reference'); print('ok')")
+            "assert e.load() is d.Dense and e.doc.startswith('Reference'); print('ok')")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr

@@ -18,7 +18,8 @@ from robench.models import build_model
 from robench.registry import register_dataset, register_model
 from robench.tasks.base import Method, RunContext
 from robench.tasks.compression.methods.base import CompressionMethod
-from robench.tasks.sparsity_robustness.methods.prune import DNS, Magnitude, SparsityMethod
+from robench.tasks.sparsity_robustness.methods.base import SparsityMethod
+from robench.tasks.sparsity_robustness.methods.prune import DNS, Magnitude
 from robench.tasks.sparsity_robustness.task import SparsityRobustnessTask, attack_points
 
 TINY = dict(model="linear", baseline_epochs=1, finetune_epochs=1, batch_size=128,

@@ -2,9 +2,21 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 
 def build_model(name: str, **kwargs):
     """Build a registered model by name (``num_classes=``, ``in_channels=`` as it accepts)."""
     from robench import registry
     registry.load_builtins()
     return registry.models.get(name)(**kwargs)
+
+
+def export_state_dict(model, path: str | Path) -> Path:
+    """Write ``model``'s state dict to ``path``, device-free (CPU, contiguous tensors), so it
+    loads anywhere with ``torch.load(path, weights_only=True)``. Returns ``path``."""
+    import torch
+
+    path = Path(path)
+    torch.save({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, path)
+    return path

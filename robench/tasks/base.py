@@ -18,6 +18,8 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
+from robench.errors import UserError, validation_message
+
 
 class TaskParams(BaseModel):
     """Base of every task's parameter model: unknown keys are errors."""
@@ -26,10 +28,12 @@ class TaskParams(BaseModel):
 
 @dataclass
 class RunContext:
-    """What the executor hands a run: where to write, where shared caches live."""
+    """What the executor hands a run: where to write, where shared caches live, and the
+    device its models and tensors go to (an execution detail: not part of the run's id)."""
     artifact_dir: Path  # empty folder; files written here are kept with the run
     cache_dir: Path  # shared across runs and processes (trained baselines)
     progress: Any = None  # optional callable(str) for status lines; may be None
+    device: str = "cpu"  # "cpu", "cuda", "cuda:N" or "mps"
 
     def say(self, message: str) -> None:
         if self.progress is not None:
@@ -72,11 +76,32 @@ class Task:
     sweep_params: ClassVar[tuple[str, ...]] = ()
     # name → (description, greater_is_better); metrics not listed are shown as they are
     metrics_info: ClassVar[dict[str, tuple[str, bool]]] = {}
+    # metrics a reader needs first (after the primary one): the report shows these by default
+    headline_metrics: ClassVar[tuple[str, ...]] = ()
+    # plots of a setting: dicts with name, x, y (metric names) and optional logx
+    plots: ClassVar[tuple[dict[str, Any], ...]] = ()
     # task params of the quick end-to-end run of `robench check` (tiny data and budgets)
     check_params: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, params: TaskParams | None = None, **kwargs):
-        self.params = params if params is not None else self.Params(**kwargs)
+        """``Task(Params(...))`` or ``Task(key=value, ...)``; bad values raise a one-line
+        :class:`UserError` (``task 'name': params.key: what (got value)``)."""
+        from pydantic import ValidationError
+
+        try:
+            self.params = params if params is not None else self.Params(**kwargs)
+        except ValidationError as exc:
+            raise UserError(validation_message(exc, f"task {self.name!r}", "params")) from None
+
+    @classmethod
+    def report_info(cls) -> dict[str, Any]:
+        """What the report needs to know of this task, stored with its runs (JSON), so the
+        report never imports a task: primary metric, sweep axes, headline metrics, plots."""
+        return {"primary_metric": cls.primary_metric, "greater_is_better": bool(cls.greater_is_better),
+                "label_params": list(cls.label_params), "sweep_params": list(cls.sweep_params),
+                "headline_metrics": list(cls.headline_metrics),
+                "metrics_info": {k: [v[0], bool(v[1])] for k, v in cls.metrics_info.items()},
+                "plots": [dict(p) for p in cls.plots]}
 
     def run(self, method: Method, seed: int, ctx: RunContext) -> TaskResult:
         raise NotImplementedError
@@ -85,8 +110,19 @@ class Task:
     def conformance(cls, make_method, folder) -> list:
         """The task's own contract checks of a method, on tiny data, for ``robench check``:
         ``make_method()`` builds a fresh instance; ``folder`` is scratch space. Returns
-        :class:`robench.check.Check` items (none by default)."""
+        :class:`robench.tasks.contract.Check` items (none by default)."""
         return []
+
+
+def execute(task: Task, method: Method, seed: int, ctx: RunContext) -> TaskResult:
+    """Run ``task.run(method, seed, ctx)`` with ``ctx.device`` as torch's default device, so
+    every model and tensor the run creates lands there unless it says otherwise (index
+    sampling and data stay on the CPU by saying so). The executor and ``robench check``
+    call this, after seeding the run (:func:`robench.seeding.seed_everything`)."""
+    import torch
+
+    with torch.device(ctx.device):
+        return task.run(method, seed, ctx)
 
 
 def param_names(cls: type) -> list[str]:

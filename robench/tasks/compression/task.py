@@ -78,6 +78,9 @@ class CompressionTask(Task):
         "speedup_measured": ("latency_dense_ms / latency_ms", True),
     }
 
+    plots = ({"name": "accuracy_vs_storage", "x": "compression_ratio_bits", "y": "accuracy", "logx": True},
+             {"name": "accuracy_vs_compression", "x": "compression_ratio", "y": "accuracy", "logx": True})
+
     check_params = dict(model="lenet-300-100", baseline_epochs=1, finetune_epochs=1, batch_size=128,
                         latency_batch_size=8, latency_repeats=2)
 
@@ -86,7 +89,7 @@ class CompressionTask(Task):
         """The method contract on a tiny LeNet-5 and random data (see methods/base.py)."""
         import torch
 
-        from robench.check import Check, guarded, model_checks
+        from robench.tasks.contract import Check, guarded, model_checks
         from robench.data import Splits
         from robench.models import build_model
         from robench.tasks.compression import metrics

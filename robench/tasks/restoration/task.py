@@ -161,16 +161,6 @@ class RestorationSpectrumTask(Task):
         "psnr_oracle_offtrain_mean": ("the oracle networks' psnr_offtrain_mean (same seed, cached)", True),
     }
 
-    def __init__(self, params: RestorationParams | None = None, **kwargs):
-        from pydantic import ValidationError
-
-        from robench.spec import _first_validation_error
-
-        try:
-            super().__init__(params, **kwargs)
-        except ValidationError as exc:  # one line, as from a suite file
-            raise UserError(_first_validation_error(exc, "restoration_spectrum", "params")) from None
-
     def run(self, method: RestorationMethod, seed: int, ctx: RunContext) -> TaskResult:
         import numpy as np
         import torch

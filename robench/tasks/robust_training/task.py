@@ -112,7 +112,7 @@ class RobustTrainingTask(Task):
         """The recipe contract (methods/base.py) on a small MLP and random data."""
         import torch
 
-        from robench.check import Check, guarded, model_checks
+        from robench.tasks.contract import Check, guarded, model_checks
         from robench.models import build_model
 
         gen = torch.Generator().manual_seed(0)

@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from robench.errors import UserError
 from robench.registry import register_task
@@ -125,15 +125,6 @@ class RoomLayoutTask(Task):
         "corner_error_hard": ("corner error on test-hard", False),
         "type_accuracy_hard": ("room-type accuracy on test-hard", True),
     }
-
-    def __init__(self, params: TaskParams | None = None, **kwargs):
-        try:
-            super().__init__(params, **kwargs)
-        except ValidationError as exc:
-            err = exc.errors()[0]
-            where = ".".join(str(x) for x in err["loc"]) or "params"
-            msg = err["msg"].removeprefix("Value error, ")
-            raise UserError(f"task 'room_layout': {where}: {msg}") from None
 
     # ---------------------------------------------------------------- data
     def synthetic_root(self, cache_dir) -> Path:

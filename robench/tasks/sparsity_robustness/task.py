@@ -40,7 +40,7 @@ from pydantic import Field, field_validator
 from robench.errors import UserError
 from robench.registry import register_task
 from robench.tasks.base import RunContext, Task, TaskParams, TaskResult
-from robench.tasks.sparsity_robustness.methods.prune import SparsityMethod
+from robench.tasks.sparsity_robustness.methods.base import SparsityMethod
 
 POINTS_SEED = 0  # the attacked test points are part of the protocol, not of a run
 

@@ -54,7 +54,7 @@ def _build_stage(index: int, stage: Any) -> CompressionMethod:
         raise ValueError(f"{where}: {exc}" if not str(exc).startswith(where) else str(exc)) from None
 
 
-@register_method(TASK, "pipeline")
+@register_method("compression", "pipeline")
 class Pipeline(CompressionMethod):
     """Run registered compression methods in sequence within one fine-tuning budget.
 
@@ -168,7 +168,7 @@ class Pipeline(CompressionMethod):
         return merged
 
 
-@register_method(TASK, "dns+inq")
+@register_method("compression", "dns+inq")
 class DNSThenINQ(Pipeline):
     """Preset pipeline: ``dns`` (params ``dns``), then ``inq`` (params ``inq``) on the
     surviving weights with the pruned zeros kept at zero; half the budget each by default.

@@ -2,10 +2,7 @@
 methods that take the target sparsity from the task (a suite sweeps it as a task
 parameter, so one (model, method, sparsity, seed) is one run).
 
-Contract: :meth:`SparsityMethod.pruner` returns a fresh
-:class:`~robench.tasks.compression.methods.base.CompressionMethod` (the step-hook object of
-``compression``) that prunes to ``sparsity``; the task fine-tunes with it as its hooks and
-checks the measured weight sparsity of the finalized model against the target.
+The contract is :class:`~robench.tasks.sparsity_robustness.methods.base.SparsityMethod`.
 """
 
 from __future__ import annotations
@@ -13,24 +10,14 @@ from __future__ import annotations
 import torch
 
 from robench.registry import register_method
-from robench.tasks.base import Method
-from robench.tasks.compression.methods.base import CompressionMethod, check_fraction, prunable_layers
+from robench.tasks.compression.methods.base import check_fraction, prunable_layers
 from robench.tasks.compression.methods.dns import DynamicNetworkSurgery
 from robench.tasks.compression.methods.magnitude import MagnitudePruning, smallest_magnitude_mask
 from robench.tasks.compression.methods.random_prune import RandomPruning
-
-TASK = "sparsity_robustness"
-
-
-class SparsityMethod(Method):
-    """Base of every ``sparsity_robustness`` method."""
-
-    def pruner(self, sparsity: float) -> CompressionMethod:
-        """Step hooks (a ``compression`` method) that prune to ``sparsity`` in [0, 1)."""
-        raise NotImplementedError
+from robench.tasks.sparsity_robustness.methods.base import SparsityMethod
 
 
-@register_method(TASK, "magnitude")
+@register_method("sparsity_robustness", "magnitude")
 class Magnitude(SparsityMethod):
     """One-shot magnitude pruning to the target sparsity, masks fixed while fine-tuning.
 
@@ -46,7 +33,7 @@ class Magnitude(SparsityMethod):
         return MagnitudePruning(sparsity=sparsity, scope=self.scope)
 
 
-@register_method(TASK, "random")
+@register_method("sparsity_robustness", "random")
 class Random(SparsityMethod):
     """Random pruning of every layer to the target sparsity (the floor of any criterion)."""
     version = "1"
@@ -111,7 +98,7 @@ class _TargetDNS(DynamicNetworkSurgery):
         return super().finalize(model)
 
 
-@register_method(TASK, "dns")
+@register_method("sparsity_robustness", "dns")
 class DNS(SparsityMethod):
     """Dynamic Network Surgery (compression/dns) with thresholds set from the target sparsity.
 

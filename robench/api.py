@@ -41,14 +41,20 @@ def validate(suite: str | Path, plugins: tuple = ()) -> list:
 
 def run(suite: str | Path | None = None, *, task: str | None = None, methods: list[str] | None = None,
         seeds: list[int] | None = None, params: dict[str, Any] | None = None, store: str | Path | None = None,
-        workers: int = 1, executor: str = "auto", plugins: tuple = (), progress: bool = True) -> RunSummary:
+        workers: int = 1, executor: str = "auto", scheduler: str | None = None, device: str | None = None,
+        plugins: tuple = (), progress: bool = True) -> RunSummary:
     """Run a suite file, or an ad-hoc ``task`` × ``methods`` × ``seeds``; skip runs already done.
 
-    Results go to ``store`` (default ``.robench/results.sqlite``). Returns counts; failed
+    Results go to ``store`` (default ``.robench/results.sqlite``). ``executor``: ``auto``
+    (serial for one worker, else a process pool), ``serial``, ``process`` or ``dask`` (a
+    ``LocalCluster`` of ``workers`` processes, or the cluster at ``scheduler``,
+    ``tcp://host:port``). ``device``: ``auto`` (CUDA when available, else CPU), ``cpu``,
+    ``cuda``, ``cuda:N`` or ``mps``; default: the suite's ``device:``, else ``auto``. The
+    device is recorded in each run's provenance, not in its id. Returns counts; failed
     runs are stored with their traceback and do not stop the others.
     """
     from robench import registry
-    from robench.executors import make_executor, run_specs
+    from robench.executors import make_executor, resolve_device, run_specs
     from robench.spec import expand, load_suite
     from robench.store import Store
 
@@ -66,6 +72,9 @@ def run(suite: str | Path | None = None, *, task: str | None = None, methods: li
         source = "command line"
     specs = expand(parsed, source=source)
     plugin_paths = tuple(str(Path(p).resolve()) for p in plugins)
+    requested = device or parsed.device or "auto"
+    if requested not in ("auto", "cpu") and not (executor == "dask" or scheduler):
+        resolve_device(requested)  # a device this machine lacks: one line, before the store is touched
     with Store(store) as db:
         for name in dict.fromkeys(s.task for s in specs):
             task_cls = registry.tasks.get(name)
@@ -77,7 +86,12 @@ def run(suite: str | Path | None = None, *, task: str | None = None, methods: li
         if not todo:
             _say(progress, f"[bold]{parsed.suite}[/]: all {len(specs)} runs already in {db.path}; nothing to do")
             return summary
-        pool = make_executor(executor, workers, plugin_paths)
+        pool = make_executor(executor, workers, plugin_paths, scheduler)
+        try:  # the workers' device: a cluster's workers may have a GPU the driver lacks
+            run_device = pool.check_device(requested) if hasattr(pool, "check_device") else resolve_device(requested)
+        except BaseException:
+            pool.shutdown()
+            raise
         with _Progress(progress, parsed.suite, len(specs), len(specs) - len(todo)) as bar:
             def on_done(spec, record):
                 if record["status"] == "done":
@@ -87,7 +101,7 @@ def run(suite: str | Path | None = None, *, task: str | None = None, methods: li
                     summary.failed_ids.append(spec.id)
                 bar.finished(spec, record)
             try:
-                run_specs(todo, db, pool, suite=parsed.suite, plugins=plugin_paths,
+                run_specs(todo, db, pool, suite=parsed.suite, plugins=plugin_paths, device=run_device,
                           on_start=bar.started, on_done=on_done)
             finally:
                 pool.shutdown()
@@ -146,11 +160,12 @@ def figures(name: str, out: str | Path = "reports", store: str | Path | None = N
 
 
 def check(method: str, *, task: str | None = None, params: dict | None = None, plugins: tuple = (),
-          run_task: bool = True, on_check=None):
+          run_task: bool = True, on_check=None, device: str | None = "cpu"):
     """Check a method against its task's contract on tiny data: ``(task, [Check, ...])``
-    (see :mod:`robench.check`); ``on_check(check)`` is called as each one finishes. Nothing is stored."""
+    (see :mod:`robench.check`); ``on_check(check)`` is called as each one finishes; the
+    end-to-end run uses ``device``. Nothing is stored."""
     from robench.check import check_method
-    return check_method(method, task, params, plugins, run_task, on_check)
+    return check_method(method, task, params, plugins, run_task, on_check, device)
 
 
 def ls(kind: str | None = None, plugins: tuple = ()) -> list[dict]:

@@ -46,10 +46,12 @@ def resolve_task(method: str, task: str | None) -> str:
 
 def check_method(method: str, task: str | None = None, params: dict | None = None,
                  plugins: tuple = (), run_task: bool = True,
-                 on_check: Callable[[Check], None] | None = None) -> tuple[str, list[Check]]:
+                 on_check: Callable[[Check], None] | None = None,
+                 device: str | None = "cpu") -> tuple[str, list[Check]]:
     """Run every check on ``method`` (of ``task``, found from the registry when omitted).
     Returns ``(task name, checks)``; ``on_check`` is called with each group of checks as it
-    finishes (for progress output). Raises UserError for an unknown method/task or bad params."""
+    finishes (for progress output); the end-to-end run uses ``device`` (``auto``, ``cpu``,
+    ``cuda``...). Raises UserError for an unknown method/task, bad params or a missing device."""
     from robench import registry
     from robench.spec import canonical_json, canonical_method_params
 
@@ -85,7 +87,8 @@ def check_method(method: str, task: str | None = None, params: dict | None = Non
     with tempfile.TemporaryDirectory(prefix="robench-check-") as tmp:
         checks.extend(task_cls.conformance(make, Path(tmp)))
         if run_task:
-            checks.extend(_run_once(task_cls, make, Path(tmp)))
+            from robench.executors import resolve_device
+            checks.extend(_run_once(task_cls, make, Path(tmp), resolve_device(device)))
     return task, list(checks)
 
 

@@ -24,6 +24,8 @@ app = typer.Typer(
 
 StoreOpt = typer.Option(None, "--store", help="results store (SQLite file) [default: .robench/results.sqlite]")
 PluginOpt = typer.Option(None, "--plugin", help="Python file that registers methods/models (repeatable)")
+DeviceOpt = typer.Option(None, "--device", help="auto | cpu | cuda | cuda:N | mps  [default: the suite's "
+                         "device:, else auto = CUDA when available]")
 
 
 @contextlib.contextmanager
@@ -71,8 +73,11 @@ def run(
     method: Optional[List[str]] = typer.Option(None, "--method", "-m", help="ad-hoc run: method name(s), comma-separated or repeated"),
     seeds: str = typer.Option("0", "--seeds", help="ad-hoc run: comma-separated seeds"),
     param: Optional[List[str]] = typer.Option(None, "--param", "-p", help="ad-hoc run: key=value for the task or method (prefix task./method. if ambiguous)"),
-    workers: int = typer.Option(1, "--workers", "-w", help="parallel worker processes"),
-    executor: str = typer.Option("auto", "--executor", help="auto | serial | process"),
+    workers: int = typer.Option(1, "--workers", "-w", help="parallel workers (processes; Dask: LocalCluster workers)"),
+    executor: str = typer.Option("auto", "--executor", help="auto | serial | process | dask"),
+    scheduler: Optional[str] = typer.Option(None, "--scheduler", help="Dask scheduler address (tcp://HOST:PORT) "
+                                            "to run on an existing cluster instead of a LocalCluster"),
+    device: Optional[str] = DeviceOpt,
     store: Optional[Path] = StoreOpt,
     plugin: Optional[List[Path]] = PluginOpt,
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress output"),
@@ -83,7 +88,7 @@ def run(
     with _user_errors():
         summary = api.run(suite, task=task, methods=_split(method) or None, seeds=_parse_seeds(seeds),
                           params=_parse_params(param), store=store, workers=workers, executor=executor,
-                          plugins=tuple(plugin or ()), progress=not quiet)
+                          scheduler=scheduler, device=device, plugins=tuple(plugin or ()), progress=not quiet)
     typer.echo(f"{summary.suite}: {summary.total} runs — {summary.skipped} already stored, "
                f"{summary.done} done, {summary.failed} failed → {summary.store}", err=True)
     if summary.failed:
@@ -109,6 +114,7 @@ def check(method: str = typer.Argument(..., help="registered method name (yours 
                                              "several tasks have a method of that name)"),
           param: Optional[List[str]] = typer.Option(None, "--param", "-p", help="method parameter key=value"),
           plugin: Optional[List[Path]] = PluginOpt,
+          device: str = typer.Option("cpu", "--device", help="device of the end-to-end run: auto | cpu | cuda | cuda:N | mps"),
           quick: bool = typer.Option(False, "--quick", help="skip the end-to-end run of the task")):
     """Check that a method honours its task's contract, on tiny data (nothing is stored)."""
     from robench import api
@@ -118,7 +124,8 @@ def check(method: str = typer.Argument(..., help="registered method name (yours 
 
     with _user_errors():
         task_name, checks = api.check(method, task=task, params=_parse_params(param),
-                                      plugins=tuple(plugin or ()), run_task=not quick, on_check=show)
+                                      plugins=tuple(plugin or ()), run_task=not quick, on_check=show,
+                                      device=device)
     failed = sum(not c.ok for c in checks)
     typer.echo(f"{task_name}/{method}: {len(checks) - failed}/{len(checks)} checks passed", err=True)
     if failed:

@@ -1,14 +1,27 @@
-"""Everything that runs RunSpecs: serial, process pool (and room for Dask).
+"""Everything that runs RunSpecs: serial, a process pool, and Dask (a ``LocalCluster`` or any
+scheduler: SSH, Slurm/PBS through dask-jobqueue, Kubernetes).
 
-An executor has the ``concurrent.futures`` shape — ``submit(fn, *args) -> Future``,
-``capacity`` (how many runs to keep in flight) and ``shutdown()`` — so the driver loop in
-:func:`run_specs` does not care where a run executes. Workers never touch the store: they
-return a record, and the driver commits it.
+An executor has one job: ``submit_run(spec_json, artifact_root, cache_dir, plugins,
+device, needs) -> concurrent.futures.Future`` of the run's record, with ``capacity`` (how
+many runs to keep in flight) and ``shutdown()``, so the driver loop in :func:`run_specs`
+does not care where a run executes. Workers never touch the store: they return a record
+(with the run's artifact files, for Dask), and the driver commits it.
+
+Shared prerequisites (a dense baseline that every method of a seed starts from, a
+reference network) are declared by the task (``Task.prerequisites``). Under Dask each
+distinct one is a Dask task of its own, all started first and in parallel; a run that
+needs one is submitted once it is done, with its cache files inside the run's task, so it
+is computed once, workers need no shared filesystem, and a worker that dies later loses
+nothing. The process pool relies on the cache's file lock instead (one trains, the others
+wait).
 """
 
 from __future__ import annotations
 
+import io
 import os
+import tarfile
+import tempfile
 import time
 import traceback
 import uuid
@@ -19,17 +32,48 @@ from typing import Callable
 
 from robench.errors import UserError
 
-_worker_plugins: tuple = ()
+EXECUTORS = ("auto", "serial", "process", "dask")
+WORKER_RETRIES = 2  # Dask: a run whose worker dies is tried on another worker this many more times
 
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
+# -- devices -------------------------------------------------------------------------------
+def resolve_device(device: str | None) -> str:
+    """The device runs use here: ``auto`` (CUDA when available, else CPU), ``cpu``, ``cuda``,
+    ``cuda:N`` or ``mps``; a device this machine does not have is a one-line UserError."""
+    import re
+
+    requested = (device or "auto").strip().lower()
+    if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", requested):
+        raise UserError(f"--device {device}: unknown device (expected auto, cpu, cuda, cuda:N or mps)")
+    if requested == "cpu":
+        return "cpu"
+    import torch
+
+    if requested == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if requested.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise UserError(f"--device {device}: no CUDA device on this machine (torch {torch.__version__}, "
+                            f"torch.cuda.is_available() is False); use --device cpu or auto")
+        index = int(requested.split(":")[1]) if ":" in requested else 0
+        if index >= torch.cuda.device_count():
+            raise UserError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s) "
+                            f"(cuda:0 .. cuda:{torch.cuda.device_count() - 1})")
+        return requested
+    if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise UserError(f"--device {device}: MPS is not available on this machine; use --device cpu or auto")
+    return "mps"
+
+
+# -- one run ----------------------------------------------------------------------------------
 def execute_run(spec_json: str, artifact_root: str, cache_dir: str, plugins: tuple = (),
                 device: str = "cpu") -> dict:
     """Run one RunSpec on ``device`` and return its record; never raises for a failing task
-    or method."""
+    or method. Artifacts are left in ``record["artifact_tmp"]`` under ``artifact_root``."""
     from robench import registry
     from robench.spec import RunSpec
 
@@ -68,37 +112,44 @@ def execute_run(spec_json: str, artifact_root: str, cache_dir: str, plugins: tup
     from robench import provenance
 
     record.update(finished_at=_now(), duration_s=time.perf_counter() - started,
-                  provenance=provenance.collect())
+                  provenance=provenance.collect(device))
     return record
 
 
-def _init_worker(plugins: tuple, threads: int) -> None:
-    global _worker_plugins
-    _worker_plugins = plugins
+def _threads_for(workers: int) -> int:
+    return max(1, (os.cpu_count() or 1) // workers)
+
+
+def _set_threads(threads: int) -> None:
     os.environ.setdefault("OMP_NUM_THREADS", str(threads))
     import torch
 
     torch.set_num_threads(threads)
+
+
+def _init_worker(plugins: tuple, threads: int) -> None:
+    _set_threads(threads)
     from robench import registry
 
     registry.setup(plugins)
 
 
+# -- serial and process pool -------------------------------------------------------------------
 class SerialExecutor:
-    """Runs each submitted call at once, in this process."""
+    """Runs each submitted run at once, in this process."""
     name = "serial"
     capacity = 1
 
     def __init__(self, threads: int | None = None):
         self.threads = threads
 
-    def submit(self, fn: Callable, *args) -> Future:
+    def submit_run(self, spec_json, artifact_root, cache_dir, plugins, device, needs=()) -> Future:
         if self.threads:
             import torch
             torch.set_num_threads(self.threads)
         future: Future = Future()
         try:
-            future.set_result(fn(*args))
+            future.set_result(execute_run(spec_json, artifact_root, cache_dir, plugins, device))
         except BaseException as exc:  # noqa: BLE001
             if isinstance(exc, KeyboardInterrupt):
                 raise
@@ -117,30 +168,220 @@ class ProcessExecutor:
         import multiprocessing
 
         self.capacity = workers
-        threads = threads or max(1, (os.cpu_count() or 1) // workers)
         self.pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-                                        initializer=_init_worker, initargs=(tuple(plugins), threads))
+                                        initializer=_init_worker,
+                                        initargs=(tuple(plugins), threads or _threads_for(workers)))
 
-    def submit(self, fn: Callable, *args) -> Future:
-        return self.pool.submit(fn, *args)
+    def submit_run(self, spec_json, artifact_root, cache_dir, plugins, device, needs=()) -> Future:
+        return self.pool.submit(execute_run, spec_json, artifact_root, cache_dir, plugins, device)
 
     def shutdown(self) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)
 
 
-def make_executor(kind: str, workers: int, plugins: tuple = ()):
+# -- Dask ------------------------------------------------------------------------------------
+def _pack(folder: Path) -> bytes:
+    """A folder's files as an in-memory tar (how artifacts and cache files travel)."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for path in sorted(folder.rglob("*")):
+            if path.is_file():
+                tar.add(path, arcname=path.relative_to(folder).as_posix())
+    return buffer.getvalue()
+
+
+def _unpack(blob: bytes, folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(fileobj=io.BytesIO(blob), mode="r") as tar:
+        tar.extractall(folder, filter="data")  # "data": no absolute paths, links or escapes
+
+
+def _worker_cache_dir(cache_dir: str) -> Path:
+    """The driver's cache folder if this worker can use it (same machine or a shared
+    filesystem), else a folder of this worker's own."""
+    path = Path(cache_dir)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+    except OSError:
+        own = Path(tempfile.gettempdir()) / "robench-cache"
+        own.mkdir(parents=True, exist_ok=True)
+        return own
+
+
+def _install_cache_files(cache: Path, files: dict[str, bytes]) -> None:
+    """Write the prerequisites' cache files this worker lacks (atomically, as cache.cached)."""
+    for rel, blob in files.items():
+        target = cache / rel
+        if target.exists():
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.parent / f".{target.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        tmp.write_bytes(blob)
+        os.replace(tmp, target)
+
+
+def build_prerequisite(build: Callable, cache_dir: str, device: str) -> dict[str, bytes]:
+    """A Dask task: run a task's prerequisite ``build(cache_dir, device)`` (it returns the
+    cache files it made or found) and return those files' bytes by path relative to the cache."""
+    cache = _worker_cache_dir(cache_dir)
+    paths = build(cache, device)
+    files = {}
+    for path in paths:
+        path = Path(path)
+        if path.is_file():
+            files[path.relative_to(cache).as_posix()] = path.read_bytes()
+        elif path.is_dir():
+            for child in sorted(path.rglob("*")):
+                if child.is_file():
+                    files[child.relative_to(cache).as_posix()] = child.read_bytes()
+    return files
+
+
+def execute_run_remote(spec_json: str, cache_dir: str, device: str, *needed: dict) -> dict:
+    """A Dask task: :func:`execute_run` in a scratch artifact folder of the worker, after
+    installing the cache files of its prerequisites (``needed``); the artifacts come back
+    in the record (``artifact_files``: a tar), so no shared filesystem is needed."""
+    cache = _worker_cache_dir(cache_dir)
+    for files in needed:
+        _install_cache_files(cache, files)
+    with tempfile.TemporaryDirectory(prefix="robench-run-") as scratch:
+        record = execute_run(spec_json, scratch, str(cache), (), device)
+        tmp = Path(record.pop("artifact_tmp"))
+        record["artifact_files"] = _pack(tmp) if record.get("status") == "done" and tmp.is_dir() else b""
+    return record
+
+
+class DaskExecutor:
+    """Runs on a Dask cluster: a ``LocalCluster`` of ``workers`` processes on this machine
+    (threads per worker = cores / workers), or the scheduler at ``scheduler``
+    (``tcp://host:port``), which may span many machines."""
+    name = "dask"
+
+    def __init__(self, workers: int, plugins: tuple = (), scheduler: str | None = None,
+                 threads: int | None = None):
+        try:
+            import dask
+            from distributed import Client, LocalCluster
+        except ImportError:
+            raise UserError("--executor dask needs dask.distributed: pip install 'robench[dask]'") from None
+        self.cluster = None
+        dask.config.set({"distributed.scheduler.allowed-failures": WORKER_RETRIES,
+                         "distributed.admin.system-monitor.gil.enabled": False})
+        try:
+            if scheduler:
+                self.client = Client(scheduler, timeout="5s")
+                threads_per_worker = threads
+            else:
+                threads_per_worker = threads or _threads_for(workers)
+                self.cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                            host="127.0.0.1", dashboard_address=None,
+                                            worker_dashboard_address=None)
+                self.client = Client(self.cluster)
+        except OSError as exc:
+            raise UserError(f"--scheduler {scheduler}: cannot reach a Dask scheduler there ({exc}); "
+                            f"expected the address `dask scheduler` printed, e.g. tcp://10.0.0.1:8786") from None
+        except ValueError as exc:
+            raise UserError(f"--scheduler {scheduler}: {exc}; expected tcp://HOST:PORT") from None
+        sources = {Path(p).name: Path(p).read_text(encoding="utf-8") for p in plugins}
+        from robench.dask_worker import RobenchWorkerPlugin
+
+        self.client.register_plugin(RobenchWorkerPlugin(sources, threads_per_worker), name="robench")
+        info = self.client.scheduler_info()["workers"]
+        self.capacity = max(1, sum(w.get("nthreads", 1) for w in info.values())) if info else max(1, workers)
+        self._prerequisites: dict[str, object] = {}
+
+    def check_device(self, device: str) -> str:
+        """Resolve ``device`` on a worker (the driver may have no GPU where the workers do)."""
+        if not self.client.scheduler_info()["workers"]:
+            raise UserError("the Dask cluster has no workers (start `dask worker SCHEDULER_ADDRESS` on a machine)")
+        return self.client.submit(resolve_device, device, pure=False).result()
+
+    def prepare(self, prerequisites: dict[str, Callable], cache_dir: str, device: str) -> None:
+        """Start every distinct shared prerequisite at once (they run in parallel)."""
+        for key, build in prerequisites.items():
+            if key not in self._prerequisites:
+                self._prerequisites[key] = self.client.submit(build_prerequisite, build, cache_dir, device,
+                                                              pure=False)
+
+    def prerequisite_files(self, key: str) -> dict[str, bytes]:
+        """The cache files of prerequisite ``key`` (waits for it). They travel to each run
+        that needs it inside the run's task, so a worker that dies later loses nothing; a
+        prerequisite that failed gives none (the run then computes it itself, and reports)."""
+        entry = self._prerequisites.get(key)
+        if entry is None:
+            return {}
+        if not isinstance(entry, dict):
+            try:
+                entry = entry.result()
+            except Exception:  # noqa: BLE001 — the run will fail with the real traceback
+                entry = {}
+            self._prerequisites[key] = entry  # the Dask future is released
+        return entry
+
+    def submit_run(self, spec_json, artifact_root, cache_dir, plugins, device, needs=()) -> Future:
+        remote = self.client.submit(execute_run_remote, spec_json, cache_dir, device, *needs, pure=False)
+        future: Future = Future()
+        spec_id = _spec_id(spec_json)
+
+        def done(f):
+            try:
+                record = f.result()
+                blob = record.pop("artifact_files", b"")
+                tmp = Path(artifact_root) / f".partial-{spec_id}-{uuid.uuid4().hex[:8]}"
+                if blob:
+                    _unpack(blob, tmp)
+                record["artifact_tmp"] = str(tmp)
+                future.set_result(record)
+            except BaseException as exc:  # noqa: BLE001 — the worker died (KilledWorker) or similar
+                future.set_exception(exc)
+        remote.add_done_callback(done)
+        self._keep = getattr(self, "_keep", set()) | {remote}  # keep the Dask future alive
+        return future
+
+    def shutdown(self) -> None:
+        try:
+            self.client.close()
+        finally:
+            if self.cluster is not None:
+                self.cluster.close()
+
+
+def _spec_id(spec_json: str) -> str:
+    from robench.spec import RunSpec
+
+    return RunSpec.model_validate_json(spec_json).id
+
+
+def make_executor(kind: str, workers: int, plugins: tuple = (), scheduler: str | None = None):
     if workers < 1:
         raise UserError(f"--workers {workers}: expected a positive number of workers")
+    if kind not in EXECUTORS:
+        raise UserError(f"--executor {kind}: unknown executor (expected {', '.join(EXECUTORS)})")
+    if scheduler and kind not in ("dask", "auto"):
+        raise UserError(f"--scheduler goes with --executor dask (got --executor {kind})")
+    if kind == "dask" or scheduler:
+        return DaskExecutor(workers, plugins, scheduler)
     if kind == "serial" or (kind == "auto" and workers == 1):
         return SerialExecutor()
-    if kind in ("process", "auto"):
-        return ProcessExecutor(workers, plugins)
-    raise UserError(f"--executor {kind}: unknown executor (expected serial or process)")
+    return ProcessExecutor(workers, plugins)
+
+
+def _prerequisites_of(spec) -> list:
+    """The task's declared shared prerequisites of one run: ``[(key, build), ...]``."""
+    from robench import registry
+
+    task_cls = registry.tasks.get(spec.task)
+    task = task_cls(task_cls.Params(**spec.task_params))
+    method = registry.methods.get(spec.method, task=spec.task)(**spec.method_params)
+    return list(task.prerequisites(method, spec.seed))
 
 
 def run_specs(specs, store, executor, *, suite: str | None = None, plugins: tuple = (),
-              on_start: Callable | None = None, on_done: Callable | None = None) -> list[dict]:
-    """Run ``specs`` on ``executor``, committing each record to ``store`` as it finishes.
+              device: str = "cpu", on_start: Callable | None = None,
+              on_done: Callable | None = None) -> list[dict]:
+    """Run ``specs`` on ``executor`` (on ``device``), committing each record to ``store`` as
+    it finishes.
 
     Keeps at most ``executor.capacity`` runs in flight, so a crash of the driver loses
     only those. Returns the records in completion order.
@@ -151,13 +392,26 @@ def run_specs(specs, store, executor, *, suite: str | None = None, plugins: tupl
     queue = list(specs)
     in_flight: dict[Future, object] = {}
     records = []
+    needs: dict[str, list[str]] = {}
+    if hasattr(executor, "prepare"):  # Dask: shared prerequisites first, each once
+        builds: dict[str, Callable] = {}
+        for spec in queue:
+            try:
+                pairs = _prerequisites_of(spec)
+            except Exception:  # noqa: BLE001 — the run itself will report what is wrong
+                pairs = []
+            needs[spec.id] = [key for key, _ in pairs]
+            builds.update(pairs)
+        executor.prepare(builds, cache_dir, device)
 
     def fill():
         while queue and len(in_flight) < executor.capacity:
             spec = queue.pop(0)
             if on_start:
                 on_start(spec)
-            future = executor.submit(execute_run, spec.model_dump_json(), artifact_root, cache_dir, tuple(plugins))
+            files = tuple(executor.prerequisite_files(key) for key in needs.get(spec.id, ()))
+            future = executor.submit_run(spec.model_dump_json(), artifact_root, cache_dir, tuple(plugins),
+                                         device, files)
             in_flight[future] = spec
 
     fill()

@@ -1,4 +1,4 @@
-"""Where a number came from: package versions, git commit, hardware, threads."""
+"""Where a number came from: package versions, git commit, hardware, threads, device."""
 
 from __future__ import annotations
 
@@ -56,12 +56,15 @@ def _git() -> dict:
         return {"git_commit": None}
 
 
-def collect() -> dict:
-    """Provenance of a run, collected in the process that ran it."""
+def collect(device: str = "cpu") -> dict:
+    """Provenance of a run, collected in the process that ran it on ``device``."""
     info = dict(_static())
+    info["device"] = device
     torch = sys.modules.get("torch")
     if torch is not None:
         info["threads"] = torch.get_num_threads()
-        info["gpu"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-        info["device"] = "cuda" if torch.cuda.is_available() else "cpu"
+        info["gpu"] = None
+        if device.startswith("cuda") and torch.cuda.is_available():
+            info["gpu"] = torch.cuda.get_device_name(torch.device(device))
+            info["cuda"] = torch.version.cuda
     return info

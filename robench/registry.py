@@ -307,7 +307,12 @@ def load_plugin_file(path: str | Path) -> None:
     if not path.is_file():
         raise UserError(f"--plugin {path}: no such file (expected a Python file that registers methods or models)")
     load_builtins()
-    module_name = f"robench_plugin_{abs(hash(str(path))):x}"
+    # named by content, not path: a Dask worker that loads the same file from elsewhere
+    # gets the same module name, so functions pickled on the driver resolve there
+    import hashlib
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+    stem = "".join(c if c.isalnum() else "_" for c in path.stem)
+    module_name = f"robench_plugin_{stem}_{digest}"
     spec = importlib.util.spec_from_file_location(module_name, path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from robench.report import TASK_PLOTS, scatter_tradeoff, summarize_configs, write_leaderboard
+from robench.report import scatter_tradeoff, summarize_configs, write_leaderboard
 
 EVIL = "<script>alert('x')</script>"
 MNIST_5K = "dataset=mnist-5k, model=lenet-5"
@@ -25,6 +25,13 @@ MNIST_FULL = "dataset=mnist, model=lenet-300-100"
 ROOMS = "dataset=rooms-synth, size=64"
 TRACEBACK = ("Traceback (most recent call last):\n  File \"task.py\", line 42, in run\n"
              "RuntimeError: CUDA out of memory </pre><b>not bold</b>")
+
+# What robench.results() carries of the compression task (CompressionTask.report_info()):
+# the report draws the plots a task declares, and reads no task class.
+COMPRESSION_PLOTS = [{"name": "accuracy_vs_storage", "x": "compression_ratio_bits", "y": "accuracy", "logx": True},
+                     {"name": "accuracy_vs_compression", "x": "compression_ratio", "y": "accuracy", "logx": True}]
+TASK_INFO = {"compression": {"primary_metric": "accuracy", "plots": COMPRESSION_PLOTS},
+             "sparsity_robustness": {"primary_metric": "rho2", "sweep_params": ["sparsity"]}}
 
 PROVENANCE = {"robench": "0.1.0", "python": "3.11.9", "torch": "2.4.1", "numpy": "1.26.4",
               "git_commit": "0123456789abcdef", "git_dirty": False, "cpu": "Test CPU @ 3.0GHz",
@@ -47,7 +54,7 @@ def _row(task, task_label, method, method_label, method_params, seed, metrics, *
         "metrics": metrics if status == "done" else {}, "error": error,
         "started_at": f"2024-05-01T10:{seed:02d}:00+00:00", "finished_at": f"2024-05-01T10:{seed:02d}:30+00:00",
         "duration_s": 30.0 + seed, "provenance": dict(PROVENANCE), "artifacts": artifacts or {},
-        "task_version": "1", "method_version": "1",
+        "task_version": "1", "method_version": "1", "task_info": TASK_INFO.get(task, {}),
     }
 
 
@@ -366,7 +373,7 @@ def test_plots_embedded_and_valid(site):
     _, out = site
     text = (out / "compression.html").read_text()
     pngs = re.findall(r'<img src="([^"]+\.png)"', text)
-    assert len(pngs) == 2 * len(TASK_PLOTS["compression"])  # per compression setting
+    assert len(pngs) == 2 * len(COMPRESSION_PLOTS)  # per compression setting
     for png in pngs:
         data = (out / png).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n"
@@ -374,15 +381,17 @@ def test_plots_embedded_and_valid(site):
         root = ET.parse(svg).getroot()
         assert root.tag.endswith("svg")
         assert f'href="{Path(png).with_suffix(".svg").as_posix()}"' in text
-    # The layout task has no registered plot.
+    # The layout task declares no plot.
     assert "<img" not in (out / "layout.html").read_text()
 
 
 def test_scatter_tradeoff_labels_setting_and_seeds(tmp_path):
     df = make_results()
     df = df[(df["task"] == "compression") & (df["task_label"] == MNIST_FULL)]
-    name, x, y, kwargs = TASK_PLOTS["compression"][0]
-    paths = scatter_tradeoff(df, x, y, tmp_path / name, title="accuracy vs compression", **kwargs)
+    plot = COMPRESSION_PLOTS[0]
+    name = plot["name"]
+    paths = scatter_tradeoff(df, plot["x"], plot["y"], tmp_path / name, title="accuracy vs compression",
+                             logx=plot["logx"])
     assert [p.name for p in paths] == [f"{name}.png", f"{name}.svg"]
     svg = paths[1].read_text()
     ET.fromstring(svg)
@@ -477,7 +486,7 @@ def test_header_click_sorts_in_browser(site):
 
 
 def test_a_sweep_parameter_becomes_rows_of_one_table(tmp_path):
-    """sparsity_robustness declares sparsity a sweep axis: one table, a row per sparsity."""
+    """sparsity_robustness declares sparsity a sweep axis (its task_info): one table, a row per sparsity."""
     rows = []
     for sparsity in (0.5, 0.9):
         for seed in (0, 1):

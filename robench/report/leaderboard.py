@@ -6,7 +6,7 @@ Reads only the table it is given; never imports tasks, torch or the store. Layou
     index.html                 one card per task
     <task>.html                per setting (task_label): plots + sortable table of configurations
     runs/<config_id>.html      every run (seed) of one configuration, failed ones included
-    plots/<task>/*.png|svg     trade-off plots registered in ``plots.TASK_PLOTS``
+    plots/<task>/*.png|svg     the trade-off plots the task declares (``task_info["plots"]``)
 
 Every page is rendered by Jinja2 with autoescaping on and works from ``file://`` offline:
 CSS and the table-sorting script are inline, and nothing is fetched from the network.
@@ -24,47 +24,15 @@ import sys
 from collections import Counter
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
+
+from .table import as_dict, is_missing, metric_values, mode, normalize, summarize, task_info, to_float
 
 _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 _RESERVED_PAGES = {"index"}
 
 
 # ---------------------------------------------------------------------------- helpers
-
-def _as_dict(value: Any) -> dict:
-    """A dict-valued cell (metrics, params, provenance...), tolerating None/NaN/JSON text."""
-    if isinstance(value, dict):
-        return value
-    if isinstance(value, str) and value.strip().startswith("{"):
-        try:
-            loaded = json.loads(value)
-            return loaded if isinstance(loaded, dict) else {}
-        except ValueError:
-            return {}
-    return {}
-
-
-def _is_missing(value: Any) -> bool:
-    if value is None:
-        return True
-    try:
-        return bool(isinstance(value, float) and math.isnan(value))
-    except TypeError:
-        return False
-
-
-def _to_float(value: Any) -> float:
-    try:
-        out = float(value)
-    except (TypeError, ValueError):
-        return math.nan
-    return out
-
-
-def _finite(x: Any) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
-
 
 def _hash8(text: str) -> str:
     return hashlib.sha1(text.encode("utf-8")).hexdigest()[:8]
@@ -87,7 +55,7 @@ def _safe_name(name: str) -> str:
 def format_number(x: Any, digits: int = 4) -> str:
     """Compact display of a float: 4 significant digits, thousands separators for big ones,
     '—' for missing values."""
-    x = _to_float(x)
+    x = to_float(x)
     if math.isnan(x):
         return "—"
     if math.isinf(x):
@@ -99,7 +67,7 @@ def format_number(x: Any, digits: int = 4) -> str:
 
 def _format_value(value: Any) -> str:
     """Any params/provenance value as one line of text."""
-    if _is_missing(value):
+    if is_missing(value):
         return "—"
     if isinstance(value, bool):
         return str(value).lower()
@@ -111,7 +79,7 @@ def _format_value(value: Any) -> str:
 
 
 def _format_duration(seconds: Any) -> str:
-    s = _to_float(seconds)
+    s = to_float(seconds)
     if math.isnan(s):
         return "—"
     if s < 60:
@@ -130,97 +98,17 @@ def _robench_version() -> str:
         return str(getattr(sys.modules.get("robench"), "__version__", "unknown"))
 
 
-def _mode(values: Iterable[Any], default: Any = None) -> Any:
-    counts = Counter(v for v in values if not _is_missing(v))
-    return counts.most_common(1)[0][0] if counts else default
-
-
-def _col(df, name: str, default: Any = None) -> list:
-    """Column ``name`` as a list, or ``default`` repeated when the table lacks it."""
-    if name in df.columns:
-        return list(df[name])
-    return [default] * len(df)
-
-
-def _normalize(df):
-    """A copy of the results table with every column this module reads present and typed."""
-    import pandas as pd
-
-    out = pd.DataFrame(index=range(len(df)))
-    ids = [str(v) for v in _col(df, "id", None)]
-    if "id" not in df.columns:
-        ids = [f"run-{i}" for i in range(len(df))]
-    out["id"] = ids
-    out["task"] = [("(unknown task)" if _is_missing(v) else str(v)) for v in _col(df, "task")]
-    out["method"] = [("" if _is_missing(v) else str(v)) for v in _col(df, "method")]
-    labels = _col(df, "method_label")
-    out["method_label"] = [str(lab) if not _is_missing(lab) else m for lab, m in zip(labels, out["method"])]
-    out["task_label"] = [("(default setting)" if _is_missing(v) or v == "" else str(v))
-                         for v in _col(df, "task_label")]
-    for name in ("task_params", "method_params", "provenance", "artifacts"):
-        out[name] = [_as_dict(v) for v in _col(df, name)]
-    _fold_sweeps(out)
-    config = _col(df, "config_id")
-    # Without a config id every run is its own configuration (never merge what we cannot tell apart).
-    out["config_id"] = [str(c) if not _is_missing(c) else f"{t}|{lab}|{i}"
-                        for c, t, lab, i in zip(config, out["task"], out["method_label"], out["id"])]
-    out["status"] = [("unknown" if _is_missing(v) else str(v)) for v in _col(df, "status")]
-    out["seed"] = _col(df, "seed")
-    out["primary_metric"] = _col(df, "primary_metric")
-    out["greater_is_better"] = _col(df, "greater_is_better")
-    metrics = []
-    for m, pm, pv in zip(_col(df, "metrics"), out["primary_metric"], _col(df, "primary_value")):
-        m = dict(_as_dict(m))
-        if not _is_missing(pm) and pm not in m and not _is_missing(pv):
-            m[pm] = pv
-        metrics.append(m)
-    out["metrics"] = metrics
-    for name in ("error", "started_at", "finished_at", "duration_s", "task_version", "method_version"):
-        out[name] = _col(df, name)
-    out["suites"] = [list(v) if isinstance(v, (list, tuple)) else ([] if _is_missing(v) else [str(v)])
-                     for v in _col(df, "suites")]
-    return out
-
-
-def _sweep_params(task: str) -> tuple[str, ...]:
-    """The task's sweep axes (``Task.sweep_params``); none for a task that is not registered here."""
-    try:
-        from robench import registry
-        registry.load_builtins()
-        return tuple(getattr(registry.tasks.get(task), "sweep_params", ()) or ())
-    except Exception:  # noqa: BLE001 — a plug-in task not loaded now: show it as stored
-        return ()
-
-
-def _fold_sweeps(out) -> None:
-    """Move the value of each sweep parameter (e.g. ``sparsity=0.9``) from the setting label
-    into the method label, so a sweep is one table with a row per value."""
-    from robench.spec import short_value
-
-    sweeps = {task: _sweep_params(task) for task in set(out["task"])}
-    for i, (task, params) in enumerate(zip(out["task"], out["task_params"])):
-        for key in sweeps[task]:
-            if key not in params:
-                continue
-            component = f"{key}={short_value(params[key])}"
-            parts = str(out.at[i, "task_label"]).split(", ")
-            if component in parts:  # (absent once folded: _normalize may run twice)
-                parts.remove(component)
-                out.at[i, "task_label"] = ", ".join(parts) or "(default setting)"
-                out.at[i, "method_label"] = f"{out.at[i, 'method_label']} @ {component}"
-
-
 # ---------------------------------------------------------------------------- tables
 
 def metric_order(runs) -> list[str]:
     """Metric names of a setting: the primary metric first, then the others in the order
     they first appear in the runs' metric dicts."""
     seen: dict[str, None] = {}
-    primary = _mode(runs["primary_metric"]) if "primary_metric" in runs.columns else None
+    primary = mode(runs["primary_metric"]) if "primary_metric" in runs.columns else None
     if primary is not None:
         seen[str(primary)] = None
     for m in runs["metrics"]:
-        for name in _as_dict(m):
+        for name in as_dict(m):
             seen.setdefault(str(name), None)
     return list(seen)
 
@@ -237,7 +125,7 @@ def summarize_configs(runs):
     """
     import pandas as pd
 
-    runs = _normalize(runs)
+    runs = normalize(runs)
     groups = runs.groupby("config_id", sort=False)
     info = pd.DataFrame({
         "method": groups["method"].first(),
@@ -251,9 +139,8 @@ def summarize_configs(runs):
     columns = pd.MultiIndex.from_product([names, ["mean", "std", "count"]])
     if not names or done.empty:
         return info, pd.DataFrame(math.nan, index=info.index, columns=columns)
-    values = pd.DataFrame([{n: _to_float(_as_dict(m).get(n)) for n in names} for m in done["metrics"]],
-                          index=done.index, columns=names, dtype=float)
-    stats = values.groupby(done["config_id"].to_numpy()).agg(["mean", "std", "count"])
+    values = metric_values(done, names).assign(config_id=done["config_id"])
+    stats = summarize(values, "config_id", names, sort=True, flat=False)
     return info, stats.reindex(index=info.index, columns=columns)
 
 
@@ -323,8 +210,8 @@ def _setting_pages(task: str, task_file: str, setting: str, runs, out_dir: Path,
     """Render the runs pages of one setting; return the context of its section on the task page."""
     info, stats = summarize_configs(runs)
     names = metric_order(runs)
-    primary = _mode(runs["primary_metric"])
-    gib = _mode([g for g, p in zip(runs["greater_is_better"], runs["primary_metric"]) if p == primary], True)
+    primary = mode(runs["primary_metric"])
+    gib = mode([g for g, p in zip(runs["greater_is_better"], runs["primary_metric"]) if p == primary], True)
     greater_is_better = bool(gib)
     setting_id = "setting-" + _slug(setting)
 
@@ -353,12 +240,12 @@ def _setting_pages(task: str, task_file: str, setting: str, runs, out_dir: Path,
     template = env.get_template("runs.html")
     for row in rows:
         config_runs = runs[runs["config_id"] == row["config_id"]]
-        config_runs = config_runs.assign(_seed_key=[(_is_missing(s), _to_float(s) if not _is_missing(s) else 0)
+        config_runs = config_runs.assign(_seed_key=[(is_missing(s), to_float(s) if not is_missing(s) else 0)
                                                     for s in config_runs["seed"]])
         config_runs = config_runs.sort_values("_seed_key", kind="stable")
         run_list = []
         for r in config_runs.itertuples(index=False):
-            metrics = _as_dict(r.metrics)
+            metrics = as_dict(r.metrics)
             run_list.append({
                 "id": r.id, "anchor": "run-" + _safe_name(r.id), "seed": r.seed, "status": r.status,
                 "metrics": [(n, metrics[n]) for n in names if n in metrics] +
@@ -367,7 +254,7 @@ def _setting_pages(task: str, task_file: str, setting: str, runs, out_dir: Path,
                 "task_params": r.task_params, "method_params": r.method_params,
                 "provenance": r.provenance,
                 "artifacts": [(k, v, _artifact_link(v, runs_dir)) for k, v in r.artifacts.items()],
-                "error": None if _is_missing(r.error) else str(r.error),
+                "error": None if is_missing(r.error) else str(r.error),
                 "started_at": r.started_at, "finished_at": r.finished_at, "duration_s": r.duration_s,
                 "task_version": r.task_version, "method_version": r.method_version,
                 "suites": r.suites,
@@ -385,15 +272,16 @@ def _setting_pages(task: str, task_file: str, setting: str, runs, out_dir: Path,
 
     images = []
     if plots and int((runs["status"] == "done").sum()):
-        from .plots import TASK_PLOTS, scatter_tradeoff
+        from .plots import scatter_tradeoff
 
         plot_dir = out_dir / "plots" / task_file
-        for plot_name, x_metric, y_metric, kwargs in TASK_PLOTS.get(task, []):
+        for plot in task_info(runs).get("plots") or ():
+            plot_name, x_metric, y_metric = plot["name"], plot["x"], plot["y"]
             if x_metric not in names or y_metric not in names:
                 continue
             base = plot_dir / f"{_slug(setting)}--{plot_name}"
             written = scatter_tradeoff(runs, x_metric, y_metric, base,
-                                       title=f"{task}: {y_metric} vs {x_metric}", **kwargs)
+                                       title=f"{task}: {y_metric} vs {x_metric}", logx=bool(plot.get("logx")))
             paths = {p.suffix: p for p in written}
             if ".png" in paths:
                 images.append({
@@ -422,7 +310,7 @@ def write_leaderboard(df, out_dir, *, title: str = "robench leaderboard", plots:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     env = _environment()
-    runs = _normalize(df)
+    runs = normalize(df)
     generated = _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
     version = _robench_version()
 
@@ -442,9 +330,9 @@ def write_leaderboard(df, out_dir, *, title: str = "robench leaderboard", plots:
         (out_dir / f"{task_file}.html").write_text(html, encoding="utf-8")
 
         statuses = Counter(task_runs["status"])
-        finished = [str(v) for v in task_runs["finished_at"] if not _is_missing(v)]
-        run_versions = sorted({str(_as_dict(p).get("robench")) for p in task_runs["provenance"]
-                               if _as_dict(p).get("robench") is not None})
+        finished = [str(v) for v in task_runs["finished_at"] if not is_missing(v)]
+        run_versions = sorted({str(as_dict(p).get("robench")) for p in task_runs["provenance"]
+                               if as_dict(p).get("robench") is not None})
         cards.append({
             "task": task, "page": f"{task_file}.html",
             "n_settings": len(settings),

@@ -7,15 +7,9 @@ Heavy imports (matplotlib, seaborn, pandas) happen inside the functions so that
 from __future__ import annotations
 
 import math
-import re
 from pathlib import Path
 
-# task name -> [(plot name, x metric, y metric, keyword arguments of scatter_tradeoff)].
-# write_leaderboard draws each one per setting of the task, when both metrics are present.
-TASK_PLOTS: dict[str, list[tuple[str, str, str, dict]]] = {
-    "compression": [("accuracy_vs_storage", "compression_ratio_bits", "accuracy", dict(logx=True)),
-                    ("accuracy_vs_compression", "compression_ratio", "accuracy", dict(logx=True))],
-}
+from .table import metric_values, normalize, ordered, summarize
 
 _MARKERS = ["o", "s", "^", "D", "v", "P", "X", "<", ">", "p", "h", "*", "d", "H", "8"]
 
@@ -23,11 +17,6 @@ _MARKERS = ["o", "s", "^", "D", "v", "P", "X", "<", ">", "p", "h", "*", "d", "H"
 def _literal(text: str) -> str:
     """Text that matplotlib shows as written (an unescaped pair of "$" would start mathtext)."""
     return str(text).replace("$", r"\$")
-
-
-def _natural_key(text: str) -> list:
-    """Sort key putting "m2" before "m10"."""
-    return [(0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", text)]
 
 
 def _seed_text(counts) -> str:
@@ -44,27 +33,18 @@ def tradeoff_points(df, x_metric: str, y_metric: str):
     """
     import pandas as pd
 
-    from .leaderboard import _as_dict, _normalize, _to_float
-
-    runs = _normalize(df)
+    runs = normalize(df)
     runs = runs[runs["status"] == "done"]
-    rows = []
-    for r in runs.itertuples(index=False):
-        m = _as_dict(r.metrics)
-        x, y = _to_float(m.get(x_metric)), _to_float(m.get(y_metric))
-        if math.isfinite(x) and math.isfinite(y):
-            rows.append({"config_id": r.config_id, "method": r.method or r.method_label,
-                         "method_label": r.method_label, "x": x, "y": y})
+    values = metric_values(runs, [x_metric, y_metric]).set_axis(["x", "y"], axis=1)
+    both = values["x"].map(math.isfinite) & values["y"].map(math.isfinite)
     columns = ["config_id", "method", "method_label", "x_mean", "x_std", "y_mean", "y_std", "n"]
-    if not rows:
+    if not both.any():
         return pd.DataFrame(columns=columns)
-    values = pd.DataFrame(rows)
-    g = values.groupby("config_id", sort=False)
-    out = pd.DataFrame({
-        "method": g["method"].first(), "method_label": g["method_label"].first(),
-        "x_mean": g["x"].mean(), "x_std": g["x"].std(), "y_mean": g["y"].mean(), "y_std": g["y"].std(),
-        "n": g.size(),
-    }).reset_index()
+    runs, values = runs[both], values[both]
+    first = runs.drop_duplicates("config_id").set_index("config_id")
+    out = summarize(values.assign(config_id=runs["config_id"]), "config_id", ["x", "y"])
+    out["method"] = [first.at[c, "method"] or first.at[c, "method_label"] for c in out["config_id"]]
+    out["method_label"] = [first.at[c, "method_label"] for c in out["config_id"]]
     return out[columns]
 
 
@@ -97,7 +77,7 @@ def scatter_tradeoff(df, x_metric: str, y_metric: str, out_base, *, title: str,
 
     # User text (labels, method names) is shown literally: escape "$" so it is never mathtext.
     points = points.assign(method=points["method"].astype(str).map(_literal))
-    methods = sorted(points["method"].unique(), key=_natural_key)
+    methods = ordered(points["method"])
     palette = dict(zip(methods, sns.color_palette("colorblind" if len(methods) <= 10 else "husl",
                                                   n_colors=len(methods))))
     markers = {m: _MARKERS[i % len(_MARKERS)] for i, m in enumerate(methods)}

@@ -106,6 +106,16 @@ class Task:
     def run(self, method: Method, seed: int, ctx: RunContext) -> TaskResult:
         raise NotImplementedError
 
+    def prerequisites(self, method: Method, seed: int) -> list[tuple[str, Any]]:
+        """Shared work this run needs before it starts, which other runs need too (the dense
+        baseline every method of a seed starts from, a reference network): ``(key, build)``
+        pairs, where ``key`` names the work (equal keys are the same work) and
+        ``build(cache_dir, device)`` makes or finds it in the cache and returns the cache
+        paths it consists of. An executor may run each distinct one first, once, and ship its
+        files to the workers that need them; the run must still work without that (it finds
+        the cache warm, or computes it itself). None by default."""
+        return []
+
     @classmethod
     def conformance(cls, make_method, folder) -> list:
         """The task's own contract checks of a method, on tiny data, for ``robench check``:

@@ -4,6 +4,7 @@ It is a real protocol on a tiny problem: estimate the mean of a seeded Gaussian 
 the metric is the absolute error of the method's estimate. Nothing here is hard-coded.
 """
 
+import functools
 import time
 
 from robench import register_method, register_task
@@ -13,6 +14,30 @@ from robench.tasks.base import Method, Task, TaskParams, TaskResult
 class ToyParams(TaskParams):
     n: int = 50
     sleep: float = 0.0  # seconds per run, to test interruption
+    shared: bool = False  # runs of a seed first need a shared "baseline" (a cached prerequisite)
+
+
+def shared_baseline(seed, cache_dir, device="cpu"):
+    """The seed's shared prerequisite: a cached file, computed once; each computation is
+    logged in cache_dir/computed.log (tests count them)."""
+    from pathlib import Path
+
+    from robench.cache import cached
+
+    cache_dir = Path(cache_dir)
+    path = cache_dir / "toy" / f"baseline-{seed}.txt"
+
+    def compute():
+        time.sleep(0.5)  # long enough that concurrent runs would overlap
+        with open(cache_dir / "computed.log", "a") as log:
+            log.write(f"{seed}\n")
+        return f"{seed * 0.01!r}"
+    cached(path, compute, lambda value, tmp: tmp.write_text(value), lambda p: p.read_text())
+    return [path]
+
+
+def _build_baseline(seed, cache_dir, device):
+    return shared_baseline(seed, cache_dir, device)
 
 
 @register_task("toy")
@@ -24,11 +49,19 @@ class ToyTask(Task):
     greater_is_better = False
     label_params = ("n",)
 
+    def prerequisites(self, method, seed):
+        if not self.params.shared:
+            return []
+        return [(f"toy-baseline-{seed}", functools.partial(_build_baseline, seed))]
+
     def run(self, method, seed, ctx):
         import numpy as np
 
         rng = np.random.default_rng(seed)
         sample = rng.normal(loc=3.0, scale=1.0, size=self.params.n)
+        if self.params.shared:
+            offset = float(shared_baseline(seed, ctx.cache_dir)[0].read_text())
+            sample = sample + offset
         time.sleep(self.params.sleep)
         estimate = method.estimate(sample)
         (ctx.artifact_dir / "estimate.txt").write_text(f"{estimate!r}\n")

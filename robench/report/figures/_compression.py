@@ -1,12 +1,15 @@
 """Helpers shared by the figure modules of the ``compression`` task's papers (``dns``,
-``inq``, ``sketching``): run selection, the per-run table, mean ± std summaries,
-formatting, the scale lines, plot helpers and :func:`make_paper`, the common ``make``."""
+``inq``, ``sketching``): the per-run table, the scale lines, plot helpers and
+:func:`make_paper`, the common ``make``. Selection, summaries and mean ± std text are
+those of :mod:`robench.report.table`."""
 
 from __future__ import annotations
 
 import json
 import math
 from pathlib import Path
+
+from robench.report.table import order_key, pm, select_runs, summarize, to_float
 
 TASK = "compression"
 MODEL_ORDER = ("lenet-5", "lenet-300-100")
@@ -25,54 +28,40 @@ def make_paper(frame, out_dir, *, suite: str, methods, describe, required, plot,
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    runs, notes, failed = select_runs(frame, suite, methods)
+    selection = select_runs(frame, TASK, suite=suite, methods=methods, group="model", group_default="?",
+                            setting_without=("model",))
+    runs, notes, failed = selection.runs, selection.notes, selection.failed
+    if selection.tagged is False:
+        notes.insert(0, f"no run is tagged with the `{suite}` suite; using every stored `{TASK}` run "
+                        f"of {', '.join(methods)}")
     studied = [m for m in methods if m != "dense"]
     if runs.empty or not runs["method"].isin(studied).any():
         raise UserError(f"no done '{TASK}' runs of {', '.join(studied)} in the store; "
                         f"run suites/papers/{suite}.yaml first")
-    summary = summarize(long_table(runs, describe, required))
+    table = long_table(runs, describe, required)
+    summary = summarize(table, ["model", "family", "key", "setting", "x"],
+                        [c for c in table.columns if c not in ("model", "family", "setting", "key", "x", "seed")])
     csv = out / "results.csv"
     summary.drop(columns="key").to_csv(csv, index=False)
     figure = plot(summary, runs, out)
     return [csv, figure, write_report(runs, summary, notes, failed, figure, out)]
 
 
-def select_runs(frame, suite: str, methods) -> tuple:
-    """(done runs, notes, failed count): ``compression`` runs of ``methods``, the suite's when
-    the store has any tagged with it, one task setting (all params but the model) per model."""
-    import pandas as pd
-
-    notes: list[str] = []
-    if frame is None or frame.empty or "task" not in frame:
-        return pd.DataFrame(), notes, 0
-    runs = frame[(frame["task"] == TASK) & frame["method"].isin(list(methods))]
-    if "suites" in runs:
-        tagged = runs["suites"].map(lambda s: suite in (s or []))
-        if tagged.any():
-            runs = runs[tagged]
-        elif not runs.empty:
-            notes.append(f"no run is tagged with the `{suite}` suite; using every stored `{TASK}` run "
-                         f"of {', '.join(methods)}")
-    failed = int((runs["status"] != "done").sum())
-    runs = runs[runs["status"] == "done"].copy()
-    if runs.empty:
-        return runs, notes, failed
-    runs["model"] = runs["task_params"].map(lambda p: p.get("model", "?"))
-    runs["task_setting"] = runs["task_params"].map(
-        lambda p: json.dumps({k: v for k, v in p.items() if k != "model"}, sort_keys=True))
-    keep = []
-    for model, group in runs.groupby("model"):
-        counts = group["task_setting"].value_counts()
-        if len(counts) > 1:
-            notes.append(f"{model}: {len(counts)} task settings in the store; using the one with "
-                         f"{counts.iloc[0]} runs ({counts.index[0]})")
-        keep.append(group[group["task_setting"] == counts.index[0]])
-    return pd.concat(keep), notes, failed
-
-
 def models_of(table) -> list[str]:
-    present = list(dict.fromkeys(table["model"]))
-    return [m for m in MODEL_ORDER if m in present] + sorted(m for m in present if m not in MODEL_ORDER)
+    return sorted(dict.fromkeys(table["model"]), key=lambda m: order_key(m, MODEL_ORDER))
+
+
+def family_rows(summary, model: str, family: str, key=lambda r: (r["x"], r["setting"])) -> list[dict]:
+    """The summary rows (dicts) of one model and family, sorted by ``key`` (default: the
+    sweep value, then the setting)."""
+    sub = summary[(summary["model"] == model) & (summary["family"] == family)]
+    return sorted(sub.to_dict("records"), key=key)
+
+
+def first_row(summary, model: str, family: str, key=lambda r: (r["x"], r["setting"])) -> dict | None:
+    """The first of :func:`family_rows` (the dense model, a one-setting baseline), None if none."""
+    rows = family_rows(summary, model, family, key)
+    return rows[0] if rows else None
 
 
 def long_table(runs, describe, required=()):
@@ -92,31 +81,9 @@ def long_table(runs, describe, required=()):
             continue
         row = {"model": r.model, "family": family, "setting": setting,
                "key": r.method + json.dumps(params, sort_keys=True), "x": float(x), "seed": r.seed}
-        row.update({n: float(r.metrics.get(n, math.nan)) for n in names})
+        row.update({n: to_float(r.metrics.get(n)) for n in names})
         rows.append(row)
     return pd.DataFrame(rows)
-
-
-def summarize(table):
-    """Mean, std (ddof 1; NaN for one seed) and n over seeds of every metric, one row per
-    (model, family, key)."""
-    values = [c for c in table.columns if c not in ("model", "family", "setting", "key", "x", "seed")]
-    grouped = table.groupby(["model", "family", "key", "setting", "x"], dropna=False, sort=False)
-    summary = grouped[values].agg(["mean", "std", "count"])
-    summary.columns = [f"{a}_{b}" for a, b in summary.columns]
-    summary = summary.reset_index()
-    summary["n"] = grouped.size().to_numpy()
-    return summary
-
-
-def pm(mean, std, scale: float = 1.0, digits: int = 2, unit: str = "") -> str:
-    """"mean ± std" (std left out when NaN), scaled; "—" when the mean is missing."""
-    if mean is None or not math.isfinite(float(mean)):
-        return "—"
-    text = f"{float(mean) * scale:.{digits}f}"
-    if std is not None and math.isfinite(float(std)):
-        text += f" ± {float(std) * scale:.{digits}f}"
-    return text + unit
 
 
 def noise_points(std_a, std_b) -> float:

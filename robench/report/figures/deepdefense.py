@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from robench.report.table import metric_values, ordered, order_key, pm, select_runs, summarize
+
 TASK = "robust_training"
 SUITE = "deepdefense"
 RECIPE_ORDER = ("vanilla", "deepdefense", "adv-fgs", "adv-pgd", "parseval")
@@ -22,58 +24,23 @@ COLUMNS = (("test_accuracy", "clean acc. (%)"), ("rho2", "ρ2 (×10⁻²)"),
            ("train_cpu_seconds", "train CPU s"))
 
 
-def select_runs(frame):
-    """Done runs of the task (the suite's if present), one task setting per model; plus notes."""
-    import pandas as pd
-
-    runs = frame[(frame["task"] == TASK) & (frame["status"] == "done")].copy()
-    if "suites" in runs and runs["suites"].map(lambda s: SUITE in (s or [])).any():
-        runs = runs[runs["suites"].map(lambda s: SUITE in (s or []))]
-    runs["model"] = runs["task_params"].map(lambda p: p.get("model", "lenet-5"))
-    notes, keep = [], []
-    for model, group in runs.groupby("model"):
-        counts = group["task_label"].value_counts()
-        if len(counts) > 1:
-            notes.append(f"{model}: {len(counts)} task settings in the store; using '{counts.index[0]}' "
-                         f"({counts.iloc[0]} runs)")
-        keep.append(group[group["task_label"] == counts.index[0]])
-    return (pd.concat(keep) if keep else runs.iloc[0:0]), notes
-
-
-def _recipe_key(label: str):
-    base = label.split("(")[0]
-    return (RECIPE_ORDER.index(base) if base in RECIPE_ORDER else len(RECIPE_ORDER), label)
-
-
-def summarize(runs):
-    """One row per (model, recipe): n seeds and mean/std of every column metric."""
-    import pandas as pd
-
-    rows = []
-    for (model, recipe), group in runs.groupby(["model", "method_label"]):
-        row = {"model": model, "recipe": recipe, "n": len(group),
-               "eps_ref": float(group["metrics"].map(lambda m: m.get("eps_ref", math.nan)).mean())}
-        for metric, _ in COLUMNS:
-            values = group["metrics"].map(lambda m: m.get(metric, math.nan)).astype(float)
-            row[f"{metric}_mean"] = float(values.mean())
-            row[f"{metric}_std"] = float(values.std(ddof=1)) if len(values) > 1 else math.nan
-        rows.append(row)
-    table = pd.DataFrame(rows)
-    if table.empty:
-        return table
-    table["_k"] = table["recipe"].map(_recipe_key)
+def summarize_recipes(runs):
+    """One row per (model, recipe): n seeds, the mean eps_ref and mean/std of every column metric."""
+    names = [metric for metric, _ in COLUMNS]
+    values = metric_values(runs, ["eps_ref", *names]).assign(model=runs["model"], recipe=runs["method_label"])
+    summary = summarize(values, ["model", "recipe"], sort=True)
+    table = summary[["model", "recipe", "n"]].assign(eps_ref=summary["eps_ref_mean"])
+    for metric in names:
+        table[f"{metric}_mean"] = summary[f"{metric}_mean"]
+        table[f"{metric}_std"] = summary[f"{metric}_std"]
+    table["_k"] = table["recipe"].map(lambda label: order_key(label, RECIPE_ORDER))
     return table.sort_values(["model", "_k"]).drop(columns="_k").reset_index(drop=True)
 
 
 def _cell(metric: str, mean: float, std: float) -> str:
-    if not math.isfinite(mean):
-        return "–"
-    scale = 1.0 if metric == "train_cpu_seconds" else 100.0
-    digits = 0 if metric == "train_cpu_seconds" else (2 if metric == "rho2" else 1)
-    text = f"{scale * mean:.{digits}f}"
-    if math.isfinite(std):
-        text += f" ± {scale * std:.{digits}f}"
-    return text
+    if metric == "train_cpu_seconds":
+        return pm(mean, std, 1.0, 0, missing="–")
+    return pm(mean, std, 100.0, 2 if metric == "rho2" else 1, missing="–")
 
 
 def markdown_table(table, model: str) -> str:
@@ -136,7 +103,7 @@ def plot(table, out: Path) -> Path:
 
     models = list(dict.fromkeys(table["model"]))
     fig, axes = plt.subplots(1, len(models), figsize=(5.5 * len(models), 4.2), squeeze=False)
-    recipes = sorted(table["recipe"].unique(), key=_recipe_key)
+    recipes = ordered(table["recipe"], RECIPE_ORDER)
     palette = dict(zip(recipes, sns.color_palette("colorblind", len(recipes))))
     for ax, model in zip(axes[0], models):
         sub = table[table["model"] == model]
@@ -160,12 +127,13 @@ def make(frame, out_dir) -> list[Path]:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     report = out / "report.md"
-    runs, notes = select_runs(frame)
+    selection = select_runs(frame, TASK, suite=SUITE, group="model", group_default="lenet-5")
+    runs, notes = selection.runs, selection.notes
     if runs.empty:
         report.write_text("# DeepDefense\n\nNo finished `robust_training` runs in this store: "
                           "run `suites/papers/deepdefense.yaml` first.\n")
         return [report]
-    table = summarize(runs)
+    table = summarize_recipes(runs)
     csv = out / "table.csv"
     table.to_csv(csv, index=False)
     written = [csv, plot(table, out)]

@@ -11,7 +11,8 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from robench.tasks.restoration.methods.base import FINETUNE_LR_FACTOR
+from robench.report.table import mean_std, ordered, pm, select_runs
+from robench.spec import short_value
 
 TASK = "restoration_spectrum"
 SUITE = "dlnet"
@@ -20,50 +21,48 @@ LEVEL_NAMES = {"inpainting": "hole side (px)", "interpolation": "fraction of pix
                "super_resolution": "scale factor"}
 METHOD_ORDER = ("biharmonic", "bicubic", "base", "base+paste", "base-ft", "spectrum-ft", "dlnet", "oracle")
 GRID_METHODS = ("base", "dlnet")  # the grid's columns: degraded, these, ground truth
+# From the task (robench/tasks/restoration_spectrum/): fine-tuning runs at this factor × lr
+# (methods/base.py); a run whose params leave train_level unset was trained at its family's
+# default level (degradations.FAMILIES, for 64×64 crops; an inpainting hole scales with the crop).
+FINETUNE_LR_FACTOR = 0.2
+DEFAULT_TRAIN_LEVEL = {"inpainting": 20, "interpolation": 0.5, "super_resolution": 3}
+DEFAULT_LEVEL_SIZE = 64
 
 
 # ------------------------------------------------------------------ the table
 
-def select_runs(frame):
-    """Done runs of the task (the dlnet suite's if present), one task setting per family."""
-    runs = frame[(frame["task"] == TASK) & (frame["status"] == "done")].copy()
-    if "suites" in runs and runs["suites"].map(lambda s: SUITE in (s or [])).any():
-        runs = runs[runs["suites"].map(lambda s: SUITE in (s or []))]
-    runs["family"] = runs["task_params"].map(lambda p: p["family"])
-    notes = []
-    keep = []
-    for family, group in runs.groupby("family"):
-        counts = group["task_label"].value_counts()
-        if len(counts) > 1:
-            notes.append(f"{family}: {len(counts)} task settings in the store; using "
-                         f"'{counts.index[0]}' ({counts.iloc[0]} runs)")
-        keep.append(group[group["task_label"] == counts.index[0]])
-    import pandas as pd
-    selected = pd.concat(keep) if keep else runs.iloc[0:0]
-    return selected, notes
+def levels_of(params: dict, metrics: dict) -> tuple[float, tuple[float, ...]]:
+    """(training level, sorted test levels) of a run: from its task params, else the levels
+    its ``psnr@<level>`` metrics name and the family's default training level."""
+    tests = params.get("test_levels")
+    if tests is None:
+        tests = [name.split("@", 1)[1] for name in metrics if name.startswith("psnr@")]
+    train = params.get("train_level")
+    if train is None:
+        train = DEFAULT_TRAIN_LEVEL[params["family"]]
+        if params["family"] == "inpainting":
+            train = max(1, round(train * params["image_size"] / DEFAULT_LEVEL_SIZE))
+    return float(train), tuple(sorted(float(v) for v in tests))
+
+
+def level_name(level: float) -> str:
+    """A level as the task writes it in metric names: 10.0 → "10" (``psnr@10``)."""
+    return short_value(float(level))
 
 
 def level_table(runs):
     """Long table: family, method, seed, level, psnr, ssim (one row per run and level)."""
     import pandas as pd
 
-    from robench.tasks.restoration.task import format_level, resolve_levels
-    from robench.tasks.restoration.task import RestorationParams
-
     rows = []
     for r in runs.itertuples(index=False):
-        train, levels = resolve_levels(RestorationParams(**r.task_params))
+        train, levels = levels_of(r.task_params, r.metrics)
         for level in levels:
-            name = format_level(level)
+            name = level_name(level)
             rows.append({"family": r.family, "method": r.method_label, "seed": r.seed, "level": level,
                          "train_level": train, "psnr": r.metrics.get(f"psnr@{name}", math.nan),
                          "ssim": r.metrics.get(f"ssim@{name}", math.nan)})
     return pd.DataFrame(rows)
-
-
-def _method_sort_key(label: str):
-    base = label.split("(")[0]
-    return (METHOD_ORDER.index(base) if base in METHOD_ORDER else len(METHOD_ORDER), label)
 
 
 # ------------------------------------------------------------------ figures
@@ -88,7 +87,7 @@ def plot_psnr_vs_level(table, out: Path) -> Path:
     delta = relative_to_oracle(table)
     rows = 2 if not delta.empty else 1
     fig, axes = plt.subplots(rows, len(families), figsize=(5.4 * len(families), 4.3 * rows), squeeze=False)
-    methods = sorted(table["method"].unique(), key=_method_sort_key)
+    methods = ordered(table["method"], METHOD_ORDER)
     palette = dict(zip(methods, sns.color_palette("tab10", len(methods))))
     markers = dict(zip(methods, ["o", "s", "^", "D", "v", "P", "X", "<", ">", "p", "h", "*"] * 4))
     for col, family in enumerate(families):
@@ -153,7 +152,7 @@ def plot_image_grid(runs, out: Path) -> Path | None:
         first = arrays[GRID_METHODS[0]]
         truth = _as_float(first["ground_truth"])
         levels = list(first["levels"])
-        train = _train_level(sub.iloc[0])
+        train = levels_of(sub.iloc[0]["task_params"], sub.iloc[0]["metrics"])[0]
         chosen = sorted({0, int(np.argmin([abs(lv - train) for lv in levels])), len(levels) - 1})
         index = int(np.argmax(truth.reshape(len(truth), -1).std(axis=1)))
         for i in chosen:
@@ -181,11 +180,6 @@ def plot_image_grid(runs, out: Path) -> Path | None:
     fig.savefig(path, dpi=130)
     plt.close(fig)
     return path
-
-
-def _train_level(row) -> float:
-    from robench.tasks.restoration.task import RestorationParams, resolve_levels
-    return resolve_levels(RestorationParams(**row["task_params"]))[0]
 
 
 def _as_float(array):
@@ -216,13 +210,8 @@ def summary_table(runs):
 
 
 def _fmt(values, digits=2) -> str:
-    import numpy as np
-    values = np.asarray([v for v in values if v is not None and math.isfinite(v)], dtype=float)
-    if not len(values):
-        return "–"
-    if len(values) == 1:
-        return f"{values[0]:.{digits}f}"
-    return f"{values.mean():.{digits}f} ± {values.std(ddof=1):.{digits}f}"
+    """Mean ± std over the finite values (the mean alone for one, "–" for none)."""
+    return pm(*mean_std(values), digits=digits, missing="–")
 
 
 def _paired(summary, family, a, b, metric="psnr_offtrain_mean"):
@@ -249,7 +238,7 @@ def write_report(runs, table, summary, notes, figures, out: Path) -> Path:
         "training level and drops away from it; DL-Net recovers much of that gap across the",
         "spectrum (reference setup: a context encoder on 64×64 faces, PSNR on RGB, full image).",
         "",
-        "**Ours**: the `restoration_spectrum` task (see `robench/tasks/restoration/task.py`); the",
+        "**Ours**: the `restoration_spectrum` task (see `robench/tasks/restoration_spectrum/task.py`); the",
         "module takes K plain gradient steps on z, each the exact line-search step of the (quadratic)",
         "masked fidelity times a learned factor in (0, 2) — not Adam steps — so every step lowers",
         "the masked error. Levels are sampled from the whole spectrum while fine-tuning DL-Net, as for",
@@ -263,8 +252,7 @@ def write_report(runs, table, summary, notes, figures, out: Path) -> Path:
         if sub.empty:
             continue
         p = sub.iloc[0]["task_params"]
-        from robench.tasks.restoration.task import RestorationParams, resolve_levels
-        train, levels = resolve_levels(RestorationParams(**p))
+        train, levels = levels_of(p, sub.iloc[0]["metrics"])
         n_test = f"{3 * p['n_test_per_image']} bundled held-out crops" if p["dataset"] == "bundled" \
             else f"crops of {p['root']}"
         seeds = sorted(sub["seed"].unique())
@@ -298,7 +286,7 @@ def write_report(runs, table, summary, notes, figures, out: Path) -> Path:
             continue
         lines += [f"### {family}", "", "| method | PSNR mean | PSNR off-train | PSNR AUC | SSIM mean | recovery |",
                   "| --- | --- | --- | --- | --- | --- |"]
-        for method in sorted(fam["method"].unique(), key=_method_sort_key):
+        for method in ordered(fam["method"], METHOD_ORDER):
             g = fam[fam["method"] == method]
             lines.append(f"| {method} | {_fmt(g.psnr_mean)} | {_fmt(g.psnr_offtrain_mean)} | {_fmt(g.psnr_auc)} | "
                          f"{_fmt(g.ssim_mean, 3)} | {_fmt(g.recovery)} |")
@@ -307,7 +295,7 @@ def write_report(runs, table, summary, notes, figures, out: Path) -> Path:
         levels = sorted(lv["level"].unique())
         lines += ["PSNR per level:", "", "| method | " + " | ".join(f"{v:g}" for v in levels) + " |",
                   "| --- |" + " --- |" * len(levels)]
-        for method in sorted(lv["method"].unique(), key=_method_sort_key):
+        for method in ordered(lv["method"], METHOD_ORDER):
             g = lv[lv["method"] == method]
             lines.append(f"| {method} | " + " | ".join(_fmt(g[g["level"] == v]["psnr"]) for v in levels) + " |")
         lines.append("")
@@ -422,7 +410,8 @@ def make(frame, out_dir) -> list[Path]:
     from robench.errors import UserError
 
     out = Path(out_dir)
-    runs, notes = select_runs(frame)
+    selection = select_runs(frame, TASK, suite=SUITE, group="family")
+    runs, notes = selection.runs, selection.notes
     if runs.empty:
         raise UserError(f"no done '{TASK}' runs in the store; run suites/papers/dlnet.yaml first")
     table = level_table(runs)

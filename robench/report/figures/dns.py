@@ -19,9 +19,10 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from robench.report.figures._compression import (MATCH_POINTS, dense_band, make_paper, metric_table,
-                                                 models_of, noise_points, pm, save, scale_lines, scale_title,
-                                                 z, zoom)
+from robench.report.figures._compression import (MATCH_POINTS, dense_band, family_rows, first_row, make_paper,
+                                                 metric_table, models_of, noise_points, save, scale_lines,
+                                                 scale_title, z, zoom)
+from robench.report.table import pm
 
 SUITE = "dns"
 METHODS = ("dense", "magnitude", "dns", "dns-nosplice")
@@ -58,14 +59,16 @@ def describe(method: str, params: dict, metrics: dict):
     return None, None, math.nan
 
 
+def _by_ratio(row: dict) -> float:
+    return row["compression_ratio_mean"]
+
+
 def _rows(summary, model: str, family: str) -> list[dict]:
-    sub = summary[(summary["model"] == model) & (summary["family"] == family)]
-    return sorted(sub.to_dict("records"), key=lambda r: r["compression_ratio_mean"])
+    return family_rows(summary, model, family, key=_by_ratio)
 
 
 def _dense(summary, model: str) -> dict | None:
-    rows = _rows(summary, model, "dense")
-    return rows[0] if rows else None
+    return first_row(summary, model, "dense", key=_by_ratio)
 
 
 def best_matched(rows: list[dict], dense_accuracy: float) -> dict | None:

@@ -14,8 +14,10 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from robench.report.figures._compression import (dense_band, make_paper, metric_table, models_of,
-                                                 noise_points, pm, save, scale_lines, scale_title, zoom)
+from robench.report.figures._compression import (dense_band, family_rows, first_row, make_paper, metric_table,
+                                                 models_of, noise_points, save, scale_lines, scale_title,
+                                                 zoom)
+from robench.report.table import pm
 
 
 SUITE = "inq"
@@ -53,23 +55,13 @@ def describe(method: str, params: dict, metrics: dict):
     return None, None, math.nan
 
 
-def _rows(summary, model: str, family: str) -> list[dict]:
-    sub = summary[(summary["model"] == model) & (summary["family"] == family)]
-    return sorted(sub.to_dict("records"), key=lambda r: (r["x"], r["setting"]))
-
-
 def _by_bits(summary, model: str, family: str) -> dict[int, dict]:
     """bits → summary row (the first setting per bit-width, i.e. the default portions)."""
     out: dict[int, dict] = {}
-    for r in _rows(summary, model, family):
+    for r in family_rows(summary, model, family):
         if math.isfinite(r["x"]):
             out.setdefault(int(r["x"]), r)
     return out
-
-
-def _dense(summary, model: str) -> dict | None:
-    rows = _rows(summary, model, "dense")
-    return rows[0] if rows else None
 
 
 # ------------------------------------------------------------------ the plot
@@ -83,7 +75,7 @@ def plot(summary, runs, out: Path) -> Path:
     fig, axes = plt.subplots(2, len(models), figsize=(max(5.6 * len(models), 7.5), 7.6), squeeze=False)
     all_bits = sorted({int(x) for x in summary["x"] if math.isfinite(x)})
     for j, model in enumerate(models):
-        dense = _dense(summary, model)
+        dense = first_row(summary, model, "dense")
         for i in range(2):
             ax = axes[i][j]
             if dense is not None:
@@ -98,7 +90,7 @@ def plot(summary, runs, out: Path) -> Path:
                 ax.plot(x, y, "o-", ms=4, color=COLORS[family], label=family)
                 ax.fill_between(x, [a - b for a, b in zip(y, s)], [a + b for a, b in zip(y, s)],
                                 color=COLORS[family], alpha=0.15, lw=0)
-            for r in _rows(summary, model, DNS_INQ):
+            for r in family_rows(summary, model, DNS_INQ):
                 ax.errorbar([r["x"] + 0.12], [100 * r["accuracy_mean"]],
                             yerr=[100 * (r["accuracy_std"] if math.isfinite(r["accuracy_std"]) else 0.0)],
                             fmt="*", ms=11, capsize=3, color=COLORS[DNS_INQ], label=DNS_INQ)
@@ -127,7 +119,7 @@ def _gap(a: dict, b: dict) -> tuple[float, float]:
 
 def claim_float(summary, model: str) -> tuple[str, str]:
     """5-bit INQ within noise of the float model."""
-    dense, inq = _dense(summary, model), _by_bits(summary, model, INQ).get(5)
+    dense, inq = first_row(summary, model, "dense"), _by_bits(summary, model, INQ).get(5)
     if dense is None or inq is None:
         return "not testable", "no dense or no 5-bit INQ runs for this model."
     gap, band = _gap(inq, dense)
@@ -208,8 +200,8 @@ def paper_table(summary, runs) -> list[str]:
              "| ResNet-18 (ImageNet, top-1) | paper | 31.73 | 31.02 | −0.71 | — | — |",
              "| AlexNet (ImageNet, top-1) | paper | 42.76 | 42.61 | −0.15 | 53× | — |"]
     for model in models_of(summary):
-        dense, inq = _dense(summary, model), _by_bits(summary, model, INQ).get(5)
-        dns_inq = _rows(summary, model, DNS_INQ)
+        dense, inq = first_row(summary, model, "dense"), _by_bits(summary, model, INQ).get(5)
+        dns_inq = family_rows(summary, model, DNS_INQ)
         data = runs[runs["model"] == model]["task_params"].iloc[0].get("dataset", "?")
         cells = [f"{model} ({data})", "ours",
                  pm(1 - dense["accuracy_mean"], dense["accuracy_std"], 100) if dense else "—",
@@ -235,7 +227,7 @@ def bits_table(summary, model: str) -> list[str]:
             r = _by_bits(summary, model, f).get(b)
             cells.append(pm(r["accuracy_mean"], r["accuracy_std"], 100) if r else "—")
         lines.append("| " + " | ".join(cells) + " |")
-    dense = _dense(summary, model)
+    dense = first_row(summary, model, "dense")
     if dense:
         lines.append(f"| float | {pm(dense['accuracy_mean'], dense['accuracy_std'], 100)} (dense) |"
                      + " |" * (len(families) - 1))
@@ -283,7 +275,7 @@ def write_report(runs, summary, notes, failed, figure: Path, out: Path) -> Path:
     rows = []
     for model in models_of(summary):
         for family in ("dense",) + FAMILY_ORDER + (DNS_INQ,):
-            rows += _rows(summary, model, family)
+            rows += family_rows(summary, model, family)
     lines.append(metric_table(summary, rows, [
         ("accuracy (%)", "accuracy", 100, 2), ("storage ratio", "compression_ratio_bits", 1, 1),
         ("bits/weight", "bits_per_weight", 1, 2), ("param. ratio", "compression_ratio", 1, 2),
@@ -295,7 +287,7 @@ def write_report(runs, summary, notes, failed, figure: Path, out: Path) -> Path:
 
 def _int8_lines(summary) -> list[str]:
     """PyTorch int8 dynamic quantization next to the float model, from the 8-bit uniform runs."""
-    rows = [r for model in models_of(summary) for r in _rows(summary, model, UNIFORM)
+    rows = [r for model in models_of(summary) for r in family_rows(summary, model, UNIFORM)
             if math.isfinite(r.get("latency_int8_dynamic_ms_mean", math.nan))]
     if not rows:
         return []

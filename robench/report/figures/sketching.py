@@ -14,9 +14,10 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from robench.report.figures._compression import (MATCH_POINTS, dense_band, make_paper, metric_table,
-                                                 models_of, noise_points, pm, save, scale_lines, scale_title,
-                                                 z)
+from robench.report.figures._compression import (MATCH_POINTS, dense_band, family_rows, first_row, make_paper,
+                                                 metric_table, models_of, noise_points, save, scale_lines,
+                                                 scale_title, z)
+from robench.report.table import pm
 
 
 SUITE = "sketching"
@@ -45,18 +46,8 @@ def describe(method: str, params: dict, metrics: dict):
     return None, None, math.nan
 
 
-def _rows(summary, model: str, family: str) -> list[dict]:
-    sub = summary[(summary["model"] == model) & (summary["family"] == family)]
-    return sorted(sub.to_dict("records"), key=lambda r: (r["x"], r["setting"]))
-
-
-def _one(summary, model: str, family: str) -> dict | None:
-    rows = _rows(summary, model, family)
-    return rows[0] if rows else None
-
-
 def _by_m(summary, model: str, family: str) -> dict[int, dict]:
-    return {int(r["x"]): r for r in _rows(summary, model, family) if math.isfinite(r["x"])}
+    return {int(r["x"]): r for r in family_rows(summary, model, family) if math.isfinite(r["x"])}
 
 
 # ------------------------------------------------------------------ the plot
@@ -75,7 +66,7 @@ def plot(summary, runs, out: Path) -> Path:
             ax = axes[i][j]
             scale = 100.0 if col == "accuracy" else 1.0
             if col == "accuracy":
-                dense = _one(summary, model, "dense")
+                dense = first_row(summary, model, "dense")
                 if dense is not None:
                     dense_band(ax, dense["accuracy_mean"], dense["accuracy_std"], label="float (dense, mean ± std)")
             for family in VARIANTS:
@@ -91,7 +82,7 @@ def plot(summary, runs, out: Path) -> Path:
                                 color=COLORS[family], alpha=0.15, lw=0)
             sketched = summary.loc[(summary["model"] == model) & summary["family"].isin(VARIANTS), f"{col}_mean"]
             for family, style in ((BWN, "-."), (SIGN, ":")):
-                r = _one(summary, model, family)
+                r = first_row(summary, model, family)
                 if r is None or not math.isfinite(r.get(f"{col}_mean", math.nan)):
                     continue
                 value = r[f"{col}_mean"]
@@ -101,7 +92,7 @@ def plot(summary, runs, out: Path) -> Path:
                     continue
                 ax.axhline(scale * value, color=COLORS[family], ls=style, lw=1.2, label=f"{family} (m = 1)")
             if col == "accuracy":
-                for k, r in enumerate(_rows(summary, model, TUNED)):
+                for k, r in enumerate(family_rows(summary, model, TUNED)):
                     ax.errorbar([r["x"]], [100 * r["accuracy_mean"]], yerr=[100 * z(r["accuracy_std"])],
                                 fmt="D", ms=6, mfc="white", capsize=3, color=COLORS[TUNED],
                                 label="refined, a_j fine-tuned" if k == 0 else None)
@@ -123,7 +114,7 @@ def plot(summary, runs, out: Path) -> Path:
 
 def claim_falls(summary, model: str) -> tuple[str, str]:
     """Approximation error and accuracy loss fall as m grows (per variant)."""
-    dense = _one(summary, model, "dense")
+    dense = first_row(summary, model, "dense")
     parts, held, partly = [], 0, 0
     variants = [v for v in VARIANTS if len(_by_m(summary, model, v)) >= 2]
     if not variants:
@@ -175,7 +166,7 @@ def claim_refined(summary, model: str) -> tuple[str, str]:
 
 def claim_close(summary, model: str) -> tuple[str, str]:
     """A few bases come close to the float model without retraining."""
-    dense = _one(summary, model, "dense")
+    dense = first_row(summary, model, "dense")
     if dense is None:
         return "not testable", "no dense runs for this model."
     first = {}
@@ -201,7 +192,7 @@ def claim_close(summary, model: str) -> tuple[str, str]:
 
 def claim_bwn(summary, model: str) -> tuple[str, str]:
     """Sketching (refined, m ≥ 2) beats the BWN baseline."""
-    bwn, r = _one(summary, model, BWN), _by_m(summary, model, REFINED)
+    bwn, r = first_row(summary, model, BWN), _by_m(summary, model, REFINED)
     ms = [m for m in sorted(r) if m >= 2]
     if bwn is None or not ms:
         return "not testable", "no BWN or no refined m ≥ 2 runs for this model."
@@ -221,7 +212,7 @@ def cost_lines(summary) -> list[str]:
     """Additions saved by the associative implementation and its measured latency."""
     lines = []
     for model in models_of(summary):
-        rows = [x for v in VARIANTS + (BWN, SIGN) for x in _rows(summary, model, v)]
+        rows = [x for v in VARIANTS + (BWN, SIGN) for x in family_rows(summary, model, v)]
         saved = [x["additions_saved_mean"] for x in rows if math.isfinite(x.get("additions_saved_mean", math.nan))]
         speed = [x["speedup_measured_mean"] for x in rows if math.isfinite(x.get("speedup_measured_mean", math.nan))]
         if not saved and not speed:
@@ -287,7 +278,7 @@ def write_report(runs, summary, notes, failed, figure: Path, out: Path) -> Path:
     rows = []
     for model in models_of(summary):
         for family in ("dense", DIRECT, REFINED, TUNED, BWN, SIGN):
-            rows += _rows(summary, model, family)
+            rows += family_rows(summary, model, family)
     lines.append(metric_table(summary, rows, [
         ("rel. sq. error", "sketch_error", 1, 4), ("accuracy (%)", "accuracy", 100, 2),
         ("storage ratio", "compression_ratio_bits", 1, 1), ("additions saved (%)", "additions_saved", 100, 1),
@@ -302,7 +293,7 @@ def _finetune_lines(summary) -> list[str]:
     lines = []
     for model in models_of(summary):
         tuned, plain = _by_m(summary, model, TUNED), _by_m(summary, model, REFINED)
-        dense = _one(summary, model, "dense")
+        dense = first_row(summary, model, "dense")
         for m, t in sorted(tuned.items()):
             text = f"- {model}, refined m={m} with the a_j fine-tuned: {pm(t['accuracy_mean'], t['accuracy_std'], 100)}%"
             if m in plain:

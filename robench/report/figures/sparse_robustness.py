@@ -12,9 +12,11 @@ and ``report.md`` (the paper's claim, our scale, whether the trend held, failed 
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
+
+from robench.report.table import ordered, pm, select_runs, summarize
+from robench.spec import short_value
 
 TASK = "sparsity_robustness"
 SUITE = "sparse-robustness"
@@ -24,31 +26,6 @@ PREFERRED_EPS = {"l2": 1.0, "linf": 0.1}  # the ε shown when the grid has it
 
 
 # ------------------------------------------------------------------ the table
-
-def _setting(params: dict) -> str:
-    return json.dumps({k: v for k, v in params.items() if k not in ("model", "sparsity")}, sort_keys=True)
-
-
-def select_runs(frame):
-    """Done runs of the task (the suite's if present), one task setting per model."""
-    import pandas as pd
-
-    runs = frame[(frame["task"] == TASK) & (frame["status"] == "done")].copy()
-    if "suites" in runs and runs["suites"].map(lambda s: SUITE in (s or [])).any():
-        runs = runs[runs["suites"].map(lambda s: SUITE in (s or []))]
-    if runs.empty:
-        return runs, []
-    runs["model"] = runs["task_params"].map(lambda p: p["model"])
-    runs["setting"] = runs["task_params"].map(_setting)
-    notes, keep = [], []
-    for model, group in runs.groupby("model"):
-        counts = group["setting"].value_counts()
-        if len(counts) > 1:
-            notes.append(f"{model}: {len(counts)} task settings in the store; using the one with "
-                         f"{counts.iloc[0]} runs ({counts.index[0]})")
-        keep.append(group[group["setting"] == counts.index[0]])
-    return pd.concat(keep), notes
-
 
 def pick_epsilon(metric_names, threat: str) -> float | None:
     """The ε of ``robust_accuracy_<threat>@ε`` to plot: the preferred one if present, else the
@@ -64,8 +41,6 @@ def long_table(runs):
     """One row per run: model, method, seed, sparsity, weight_sparsity and the plotted metrics."""
     import pandas as pd
 
-    from robench.attacks.configs import format_epsilon
-
     names = {k for m in runs["metrics"] for k in m}
     eps = {t: pick_epsilon(names, t) for t in ("l2", "linf")}
     columns = {"rho2": "rho2", "test_accuracy": "test_accuracy", "clean_accuracy": "clean_accuracy",
@@ -73,7 +48,7 @@ def long_table(runs):
                "deepfool_l2_median": "deepfool_l2_median"}
     for threat, e in eps.items():
         if e is not None:
-            columns[f"robust_{threat}"] = f"robust_accuracy_{threat}@{format_epsilon(e)}"
+            columns[f"robust_{threat}"] = f"robust_accuracy_{threat}@{_eps_text(e)}"
     rows = []
     for r in runs.itertuples(index=False):
         row = {"model": r.model, "method": r.method_label, "seed": r.seed,
@@ -83,16 +58,18 @@ def long_table(runs):
     return pd.DataFrame(rows), eps
 
 
+def _eps_text(eps: float) -> str:
+    """ε as the attack layer writes it in metric names (``robust_accuracy_l2@1``)."""
+    return short_value(float(eps))
+
+
 def summary_table(table):
     values = [c for c in table.columns if c not in ("model", "method", "seed", "sparsity")]
-    summary = table.groupby(["model", "method", "sparsity"])[values].agg(["mean", "std", "count"])
-    summary.columns = [f"{a}_{b}" for a, b in summary.columns]
-    return summary.reset_index()
+    return summarize(table, ["model", "method", "sparsity"], values, sort=True, dropna=True, size=None)
 
 
 def _models(table):
-    present = list(dict.fromkeys(table["model"]))
-    return [m for m in MODEL_ORDER if m in present] + sorted(m for m in present if m not in MODEL_ORDER)
+    return ordered(table["model"], MODEL_ORDER)
 
 
 # ------------------------------------------------------------------ the plot
@@ -103,13 +80,11 @@ def plot(table, eps, out: Path) -> Path:
     import matplotlib.pyplot as plt
     import seaborn as sns
 
-    from robench.attacks.configs import format_epsilon
-
     models = _models(table)
     panels = [("rho2", "ρ2 (DeepFool-L2 ‖r‖/‖x‖)")]
     for threat, symbol in (("l2", "ℓ2"), ("linf", "ℓ∞")):
         if f"robust_{threat}" in table:
-            panels.append((f"robust_{threat}", f"robust acc. {symbol} ε={format_epsilon(eps[threat])}"))
+            panels.append((f"robust_{threat}", f"robust acc. {symbol} ε={_eps_text(eps[threat])}"))
     panels.append(("test_accuracy", "clean test accuracy"))
     sparsities = sorted(table["sparsity"].unique())
     position = {s: i for i, s in enumerate(sparsities)}  # even spacing: the sweep crowds near 1
@@ -203,8 +178,6 @@ def _sanity_lines(runs) -> list[str]:
 
 
 def write_report(runs, table, summary, eps, notes, figures, out: Path) -> Path:
-    from robench.attacks.configs import format_epsilon
-
     lines = ["# Sparse DNNs and adversarial robustness (arXiv 1810.09619)", "",
              "**Paper's claim.** For nonlinear DNNs, moderately higher weight sparsity gives better "
              "robustness under l2 (and l∞) attacks, while over-sparsified models become less robust "
@@ -217,7 +190,7 @@ def write_report(runs, table, summary, eps, notes, figures, out: Path) -> Path:
     lines += ["", "ρ2 counts misclassified points as 0 (DeepFool convention). Robust accuracy at ε is the "
               "worst case per point over every attack of that norm (FGSM/PGD at ε and, for l2, DeepFool's "
               "norm ≤ ε). Plotted: "
-              + ", ".join(f"robust accuracy {t} at ε={format_epsilon(e)}" for t, e in eps.items() if e is not None)
+              + ", ".join(f"robust accuracy {t} at ε={_eps_text(e)}" for t, e in eps.items() if e is not None)
               + ". Sparsity is the target; the measured weight sparsity is in results.csv.", ""]
     if notes:
         lines += ["Notes on the data used:", ""] + [f"- {n}" for n in notes] + [""]
@@ -283,8 +256,8 @@ def _markdown(summary) -> str:
             if c.endswith("_mean"):
                 row = summary[(summary["model"] == r[0]) & (summary["method"] == r[1]) & (summary["sparsity"] == r[2])]
                 std = row[c.replace("_mean", "_std")].iloc[0]
-            if isinstance(v, float):
-                cells.append(f"{v:.3f}" + (f" ± {std:.3f}" if std is not None and std == std else ""))
+            if isinstance(v, float):  # (a NaN mean reads "nan", as it always did here)
+                cells.append(pm(v, std, digits=3, missing="nan"))
             else:
                 cells.append(str(v))
         rows.append("| " + " | ".join(cells) + " |")
@@ -295,7 +268,8 @@ def make(frame, out_dir) -> list[Path]:
     from robench.errors import UserError
 
     out = Path(out_dir)
-    runs, notes = select_runs(frame)
+    selection = select_runs(frame, TASK, suite=SUITE, group="model", setting_without=("model", "sparsity"))
+    runs, notes = selection.runs, selection.notes
     if runs.empty:
         raise UserError(f"no done '{TASK}' runs in the store; run suites/papers/sparse-robustness.yaml first")
     table, eps = long_table(runs)

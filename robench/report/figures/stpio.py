@@ -17,6 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
+from robench.report.table import (column, metric_values, order_key, ordered, pm, select_runs, summarize,
+                                  to_float)
+
 # Published LSUN (validation) / Hedau (test) pixel errors in percent, from PAPERS.md.
 PUBLISHED = [
     ("Hedau et al. 2009", 24.23, 21.20),
@@ -31,63 +34,42 @@ METRICS = [("pixel_error", "pixel error, test"), ("corner_error", "corner error,
            ("corner_error_hard", "corner error, test-hard"),
            ("type_accuracy_hard", "type accuracy, test-hard")]
 METHOD_ORDER = ["prior", "geometric", "fcn", "st-pio"]
-# surface label -> overlay colour (RGB 0-1): frontal, left, right, floor, ceiling
+# surface label -> overlay colour (RGB 0-1); the task's labels 1-5 (its room_types.SURFACE_NAMES)
 SURFACE_COLOURS = {1: (0.90, 0.30, 0.25), 2: (0.25, 0.55, 0.95), 3: (0.30, 0.80, 0.35),
                    4: (0.95, 0.75, 0.15), 5: (0.70, 0.40, 0.90)}
+SURFACE_NAMES = {1: "frontal", 2: "left", 3: "right", 4: "floor", 5: "ceiling"}
 GRID_TEST, GRID_HARD = 6, 4  # columns of the prediction grid from each split
 
 
 def _runs(frame):
     """The done synthetic-rooms ``room_layout`` runs of one setting: those of the stpio
-    suite if any, else all; of several settings, the one with the most training images."""
-    runs = frame[(frame["task"] == "room_layout") & (frame["status"] == "done")].copy()
-    if runs.empty:
-        return runs, None
-    runs = runs[[dict(p).get("dataset") == "synthetic-rooms" for p in runs["task_params"]]]
-    if "suites" in runs.columns:
-        in_suite = runs[[("stpio" in (s or [])) for s in runs["suites"]]]
-        if not in_suite.empty:
-            runs = in_suite
-    if runs.empty:
-        return runs, None
-    settings = {}
-    for label, params in zip(runs["task_label"], runs["task_params"]):
-        settings.setdefault(label, dict(params))
-    label = max(settings, key=lambda k: (settings[k].get("n_train", 0), settings[k].get("n_test", 0), k))
-    return runs[runs["task_label"] == label], settings[label]
+    suite if any, else all; of several settings, the one with the most training images.
+    Returns (runs, that setting's task params)."""
+    selection = select_runs(frame, "room_layout", suite="stpio",
+                            where=lambda p: p.get("dataset") == "synthetic-rooms",
+                            prefer=lambda label, p: (p.get("n_train", 0), p.get("n_test", 0), label))
+    runs = selection.runs
+    return runs, (dict(runs["task_params"].iloc[0]) if not runs.empty else None)
 
 
-def _method_key(label: str):
-    base = label.split("(")[0]
-    rank = METHOD_ORDER.index(base) if base in METHOD_ORDER else len(METHOD_ORDER)
-    return (rank, label != base, label)
-
-
-def summarize(runs):
-    """DataFrame: one row per method label, ``<metric>_mean``/``_std`` and ``n`` seeds."""
-    import pandas as pd
-
-    rows = []
-    for label, group in runs.groupby("method_label"):
-        row = {"method": label, "n": len(group), "seeds": ",".join(str(s) for s in sorted(group["seed"]))}
-        for metric, _ in METRICS:
-            values = np.array([dict(m).get(metric, math.nan) for m in group["metrics"]], dtype=float)
-            values = values[np.isfinite(values)]
-            row[f"{metric}_mean"] = float(values.mean()) if len(values) else math.nan
-            row[f"{metric}_std"] = float(values.std(ddof=1)) if len(values) > 1 else math.nan
-        row["duration_s_mean"] = float(np.mean(group["duration_s"])) if "duration_s" in group else math.nan
-        rows.append(row)
-    table = pd.DataFrame(rows)
-    return table.sort_values("method", key=lambda col: col.map(_method_key)).reset_index(drop=True)
+def summarize_methods(runs):
+    """DataFrame: one row per method label, ``n`` seeds, ``<metric>_mean``/``_std`` and the mean run time."""
+    names = [metric for metric, _ in METRICS]
+    values = metric_values(runs, names).assign(method=runs["method_label"],
+                                               duration_s=[to_float(v) for v in column(runs, "duration_s")])
+    summary = summarize(values, "method", [*names, "duration_s"], sort=True)
+    seeds = runs.groupby("method_label")["seed"].agg(lambda s: ",".join(str(v) for v in sorted(s)))
+    table = summary[["method", "n"]].assign(seeds=summary["method"].map(seeds))
+    for metric in names:
+        table[f"{metric}_mean"] = summary[f"{metric}_mean"]
+        table[f"{metric}_std"] = summary[f"{metric}_std"]
+    table["duration_s_mean"] = summary["duration_s_mean"]
+    return table.sort_values("method", key=lambda col: col.map(lambda label: order_key(label, METHOD_ORDER))
+                             ).reset_index(drop=True)
 
 
 def _pct(mean: float, std: float, accuracy: bool = False) -> str:
-    if not math.isfinite(mean):
-        return "–"
-    text = f"{100 * mean:.1f}" if accuracy else f"{100 * mean:.2f}"
-    if math.isfinite(std):
-        text += f" ± {100 * std:.1f}" if accuracy else f" ± {100 * std:.2f}"
-    return text
+    return pm(mean, std, 100, 1 if accuracy else 2, missing="–")
 
 
 def _markdown_table(table) -> str:
@@ -174,9 +156,6 @@ def _grid(runs, out: Path) -> tuple[Path | None, list[str]]:
     import matplotlib.pyplot as plt
     from matplotlib.patches import Patch
 
-    from robench.tasks.room_layout.room_types import SURFACE_NAMES
-    from robench.tasks.room_layout.task import load_predictions
-
     notes = []
     chosen = {}
     for label, group in runs.groupby("method_label"):
@@ -189,7 +168,7 @@ def _grid(runs, out: Path) -> tuple[Path | None, list[str]]:
             notes.append(f"{label}: no predictions artifact found")
     if not chosen:
         return None, notes
-    labels = sorted(chosen, key=_method_key)
+    labels = ordered(chosen, METHOD_ORDER)
     first = chosen[labels[0]][1]
     columns = [("test", i) for i in range(min(GRID_TEST, len(first["test"]["preview_images"])))]
     if "test-hard" in first:
@@ -236,6 +215,16 @@ def _grid(runs, out: Path) -> tuple[Path | None, list[str]]:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path, notes
+
+
+def load_predictions(path) -> dict[str, dict[str, np.ndarray]]:
+    """A run's ``predictions.npz`` as {split name: {field: array}}: the task writes the split
+    names in ``splits`` and each split's fields as ``<split, "-" as "_">_<field>``."""
+    with np.load(path, allow_pickle=False) as data:
+        arrays = dict(data)
+    prefixes = {str(split): str(split).replace("-", "_") + "_" for split in arrays["splits"]}
+    return {split: {name.removeprefix(prefix): a for name, a in arrays.items() if name.startswith(prefix)}
+            for split, prefix in prefixes.items()}
 
 
 def _wall_time(runs) -> tuple[float, float]:
@@ -323,7 +312,7 @@ def make(frame, out_dir) -> list[Path]:
         report.write_text("# ST-PIO room layout\n\nNo finished `room_layout` runs on "
                           "`synthetic-rooms` in this store: run `suites/papers/stpio.yaml` first.\n")
         return [report]
-    table = summarize(runs)
+    table = summarize_methods(runs)
     written = []
     csv = out / "results.csv"
     table.to_csv(csv, index=False)

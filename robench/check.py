@@ -84,11 +84,15 @@ def check_method(method: str, task: str | None = None, params: dict | None = Non
         canonical_json(got)
     checks.append(guarded("parameters round-trip and are JSON", params_round_trip)[0])
 
+    from robench.executors import resolve_device
+    device = resolve_device(device)
     with tempfile.TemporaryDirectory(prefix="robench-check-") as tmp:
-        checks.extend(task_cls.conformance(make, Path(tmp)))
+        import torch
+
+        with torch.device(device):  # the contract checks run where the runs would
+            checks.extend(task_cls.conformance(make, Path(tmp)))
         if run_task:
-            from robench.executors import resolve_device
-            checks.extend(_run_once(task_cls, make, Path(tmp), resolve_device(device)))
+            checks.extend(_run_once(task_cls, make, Path(tmp), device))
     return task, list(checks)
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
 import tarfile
 import tempfile
 import time
@@ -209,33 +210,38 @@ def _worker_cache_dir(cache_dir: str) -> Path:
         return own
 
 
-def _install_cache_files(cache: Path, files: dict[str, bytes]) -> None:
-    """Write the prerequisites' cache files this worker lacks (atomically, as cache.cached)."""
-    for rel, blob in files.items():
+def _install_cache_files(cache: Path, entries: dict[str, bytes]) -> None:
+    """Install the prerequisites' cache entries (files or folders, each a tar) this worker
+    lacks, each atomically (as cache.cached does), so no reader ever sees half of one."""
+    for rel, blob in entries.items():
         target = cache / rel
         if target.exists():
             continue
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.parent / f".{target.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-        tmp.write_bytes(blob)
-        os.replace(tmp, target)
+        try:
+            _unpack(blob, tmp)
+            os.replace(tmp / target.name, target)
+        except OSError:
+            if not target.exists():  # else another process installed it first: fine
+                raise
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def build_prerequisite(build: Callable, cache_dir: str, device: str) -> dict[str, bytes]:
     """A Dask task: run a task's prerequisite ``build(cache_dir, device)`` (it returns the
-    cache files it made or found) and return those files' bytes by path relative to the cache."""
+    cache entries, files or folders, it made or found) and return each entry as a tar, by
+    its path relative to the cache."""
     cache = _worker_cache_dir(cache_dir)
-    paths = build(cache, device)
-    files = {}
-    for path in paths:
+    entries = {}
+    for path in build(cache, device):
         path = Path(path)
-        if path.is_file():
-            files[path.relative_to(cache).as_posix()] = path.read_bytes()
-        elif path.is_dir():
-            for child in sorted(path.rglob("*")):
-                if child.is_file():
-                    files[child.relative_to(cache).as_posix()] = child.read_bytes()
-    return files
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w") as tar:
+            tar.add(path, arcname=path.name)
+        entries[path.relative_to(cache).as_posix()] = buffer.getvalue()
+    return entries
 
 
 def execute_run_remote(spec_json: str, cache_dir: str, device: str, *needed: dict) -> dict:
@@ -274,9 +280,11 @@ class DaskExecutor:
                 threads_per_worker = threads
             else:
                 threads_per_worker = threads or _threads_for(workers)
+                import logging
+
                 self.cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                                             host="127.0.0.1", dashboard_address=None,
-                                            worker_dashboard_address=None)
+                                            worker_dashboard_address=None, silence_logs=logging.ERROR)
                 self.client = Client(self.cluster)
         except OSError as exc:
             raise UserError(f"--scheduler {scheduler}: cannot reach a Dask scheduler there ({exc}); "

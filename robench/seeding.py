@@ -77,7 +77,8 @@ def scoped(seed: int):
     import torch
 
     py_state, np_state = random.getstate(), np.random.get_state()
-    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
+    # every CUDA generator too, also when the block is the first to touch CUDA
+    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
     with torch.random.fork_rng(devices=devices):
         seed_everything(seed)
         try:
@@ -85,3 +86,29 @@ def scoped(seed: int):
         finally:
             random.setstate(py_state)
             np.random.set_state(np_state)
+
+
+@contextlib.contextmanager
+def deterministic(device: str):
+    """On CUDA, deterministic kernels for the block (a run): backward passes otherwise add in
+    the order atomics land, and two trainings end with weights a hair apart (seen on an
+    H200). The CPU's kernels are deterministic already and are left exactly as they are."""
+    import os
+    import warnings
+
+    import torch
+
+    if not str(device).startswith("cuda"):
+        yield
+        return
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # deterministic cuBLAS
+    mode = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        with warnings.catch_warnings():
+            # a few ops (nll_loss2d's forward) have no deterministic CUDA kernel: they warn
+            warnings.filterwarnings("ignore", message=".*does not have a deterministic implementation")
+            yield
+    finally:
+        torch.use_deterministic_algorithms(mode, warn_only=warn_only)

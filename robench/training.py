@@ -223,3 +223,16 @@ def trained_baseline(spec: TrainSpec, cache_dir: str | Path, data=None, say=None
     info = {"path": str(path), "cached": was_cached, "key": spec.key(),
             "test_accuracy": accuracy(model, data.test_x, data.test_y)}
     return model, info
+
+
+def baseline_prerequisite(spec: TrainSpec):
+    """``(key, build)`` of the trained baseline ``spec`` as a shared prerequisite of the runs
+    that start from it (see ``Task.prerequisites``): trained once, before them."""
+    import functools
+
+    return f"baseline/{spec.model}-{spec.dataset}-{spec.key()}", functools.partial(_build_baseline, spec)
+
+
+def _build_baseline(spec: TrainSpec, cache_dir, device) -> list[Path]:
+    _, info = trained_baseline(spec, cache_dir, device=device)
+    return [Path(info["path"])]

@@ -16,7 +16,7 @@ from robench.errors import UserError
 
 registry.load_builtins()  # before the task modules register themselves (else: duplicate names)
 from robench.tasks.base import RunContext
-from robench.tasks.robust_training.deepfool import deepdefense_regularizer, deepfool_l2
+from robench.tasks.robust_training.methods._deepfool import deepdefense_regularizer, deepfool_l2
 from robench.tasks.robust_training.methods.deepdefense import DeepDefense
 from robench.tasks.robust_training.methods.parseval import Parseval, parseval_retraction
 from robench.tasks.robust_training.methods.vanilla import Vanilla
@@ -207,6 +207,30 @@ def test_bad_params_are_rejected():
         RobustTrainingTask(fgs_factors=(1.0, 0.5))
     with pytest.raises(UserError, match=r"^task 'robust_training': params\.nonsense: unknown key"):
         RobustTrainingTask(nonsense=1)
+
+
+@pytest.mark.parametrize("name, params, match", [
+    ("deepdefense", {"steps": 0}, r"^method 'deepdefense': steps=0; expected an integer >= 1$"),
+    ("deepdefense", {"candidates": 1}, r"^method 'deepdefense': candidates=1; expected an integer >= 2$"),
+    ("deepdefense", {"lam": -1.0}, r"^method 'deepdefense': lam=-1\.0; expected a number >= 0$"),
+    ("adv-fgs", {"clean_weight": 1.5}, r"^method 'adv-fgs': clean_weight=1\.5; expected a number in \[0, 1\]$"),
+    ("adv-pgd", {"eps": -0.1}, r"^method 'adv-pgd': eps=-0\.1; expected a number >= 0$"),
+    ("adv-pgd", {"steps": 2.5}, r"^method 'adv-pgd': steps=2\.5; expected an integer >= 1$"),
+    ("parseval", {"beta": -1e-3}, r"^method 'parseval': beta=-0\.001; expected a number >= 0$"),
+])
+def test_bad_recipe_params_are_rejected_at_construction(name, params, match):
+    with pytest.raises(UserError, match=match):
+        registry.methods.get(name, task="robust_training")(**params)
+
+
+def test_a_recipe_of_another_base_is_refused_at_registration():
+    from robench.tasks.base import Method
+
+    class NotARecipe(Method):
+        pass
+    with pytest.raises(UserError, match="does not subclass .*RobustTrainingRecipe"):
+        registry.register_method("robust_training", "rt-test-not-a-recipe")(NotARecipe)
+    assert ("rt-test-not-a-recipe", "robust_training") not in registry.methods
 
 
 def test_deepdefense_figure_table_and_verdict(tmp_path):

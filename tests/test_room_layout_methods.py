@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from robench import registry
+from robench.errors import UserError
 
 registry.load_builtins()  # before the method modules register themselves (else: duplicate names)
 
@@ -14,7 +15,7 @@ from robench.tasks.room_layout.methods.base import (  # noqa: E402
     FitSetup, LayoutPrediction, default_keypoints, type_priors,
 )
 from robench.tasks.room_layout.metrics import corner_error, pixel_error  # noqa: E402
-from robench.tasks.room_layout.pio import Evidence, LayoutEnergy, Problem, refine_layout, refine_layouts  # noqa: E402
+from robench.tasks.room_layout.methods._pio import Evidence, LayoutEnergy, Problem, refine_layout, refine_layouts  # noqa: E402
 from robench.tasks.room_layout.render import (  # noqa: E402
     boundary_mask, clean_segmentation, fit_keypoints, render_segmentation, surface_constraints,
 )
@@ -179,7 +180,7 @@ def test_geometric_finds_boxes_better_than_the_prior(clean_rooms, rooms, tmp_pat
 def test_vanishing_points_of_a_clean_room_match_its_edges(clean_rooms):
     """The depth vanishing point found lies near the intersection of the true receding
     edges of a type-0 room (both computed in homogeneous coordinates)."""
-    from robench.tasks.room_layout import geometry as g
+    from robench.tasks.room_layout.methods import _geometry as g
 
     s = next(s for s in synth.generate(30, 8, (64, 64), clutter="none") if s.room_type == 0)
     segs, edges, orientation = g.detect_segments(s.image)
@@ -194,7 +195,7 @@ def test_vanishing_points_of_a_clean_room_match_its_edges(clean_rooms):
 def test_semantic_transfer_initializes_from_the_pretrained_weights(rooms, tmp_path, monkeypatch):
     from robench.tasks.room_layout.methods import fcn as fcn_module
     from robench.tasks.room_layout.methods.stpio import STPIO, semantic_targets, transfer
-    from robench.tasks.room_layout.nets import CLUTTER_CLASS, LayoutNet
+    from robench.tasks.room_layout.methods._nets import CLUTTER_CLASS, LayoutNet
 
     # the pre-training targets carry the clutter class where clutter hides the layout
     targets = semantic_targets(rooms[:4])
@@ -285,7 +286,7 @@ def test_prediction_contract_violations_are_reported():
     ("geometric", {"n_rays": 0}), ("geometric", {"penalty": -0.1}),
 ])
 def test_bad_method_parameters_are_rejected(name, params):
-    with pytest.raises(ValueError, match=next(iter(params))):
+    with pytest.raises(UserError, match=next(iter(params))):
         registry.methods.get(name, task="room_layout")(**params)
 
 

@@ -179,6 +179,62 @@ def test_hedau_files(tmp_path):
     assert set(result.metrics) == {"pixel_error", "type_accuracy"}  # Hedau has no keypoints
 
 
+# ------------------------------------------------------------------ method contract
+
+def test_reference_methods_pass_the_conformance(tmp_path):
+    for name in ("prior", "st-pio"):
+        checks = RoomLayoutTask.conformance(lambda: method(name), tmp_path / name)
+        assert len(checks) >= 8 and all(c.ok for c in checks), [c for c in checks if not c.ok]
+
+
+def _broken(how):
+    """A ``prior`` that breaks the contract in one way."""
+    from robench.tasks.room_layout.methods.prior import Prior
+
+    class Broken(Prior):
+        def fit(self, train, setup):
+            out = super().fit(train, setup)
+            return None if how == "fit returns nothing" else out
+
+        def predict(self, images):
+            pred = super().predict(images)
+            if how == "type 11":
+                pred.room_types[:] = 11
+            elif how == "keypoints outside":
+                pred.keypoints = [kp + 100.0 for kp in pred.keypoints]
+            elif how == "int64 labels":
+                pred.segmentations = pred.segmentations.astype(np.int64)
+            elif how == "writes into the images":
+                images[:] = 0
+            elif how == "random keypoints":  # not seeded: differs between two fits
+                rng = np.random.default_rng()
+                pred.keypoints = [np.clip(kp + rng.uniform(-1, 1, kp.shape), 0, 31) for kp in pred.keypoints]
+            return pred
+    return Broken()
+
+
+@pytest.mark.parametrize("how, failing", [
+    ("fit returns nothing", "fit returns self"),
+    ("type 11", "predictions keep the contract"),
+    ("keypoints outside", "keypoints lie inside the image"),
+    ("int64 labels", "segmentations are uint8"),
+    ("writes into the images", "predict leaves its input images"),
+    ("random keypoints", "deterministic for a seed"),
+])
+def test_a_method_breaking_the_contract_fails_the_conformance(tmp_path, how, failing):
+    checks = RoomLayoutTask.conformance(lambda: _broken(how), tmp_path)
+    failed = [c.name for c in checks if not c.ok]
+    assert failed and all(name.startswith(failing) for name in failed), failed
+
+
+def test_a_method_of_another_task_cannot_be_registered_for_room_layout():
+    from robench.tasks.base import Method
+
+    with pytest.raises(UserError, match="LayoutMethod"):
+        registry.register_method("room_layout", "not-a-layout-method")(type("Other", (Method,), {}))
+    assert "not-a-layout-method" not in {e.name for e in registry.methods.entries(task="room_layout")}
+
+
 # ------------------------------------------------------------------ bad input
 
 @pytest.mark.parametrize("params, match", [

@@ -215,10 +215,32 @@ def test_other_bad_params_are_one_line(tmp_path, cache_dir, no_attacks):
     check_one_line_error("not in preset", run, Magnitude(), tmp_path, cache_dir, exclude_attacks=("cw",))
     check_one_line_error("n_test=5000", run, Magnitude(), tmp_path, cache_dir, n_test=5000)
 
+
+def test_a_method_of_another_base_is_refused_at_registration():
     class Other(Method):
         def __init__(self):
             pass
-    check_one_line_error("SparsityMethod", run, Other(), tmp_path, cache_dir)
+    check_one_line_error("SparsityMethod", registry.register_method("sparsity_robustness", "sr-test-other"), Other)
+    assert ("sr-test-other", "sparsity_robustness") not in registry.methods
+
+
+@pytest.mark.parametrize("cls, params, match", [
+    (Magnitude, {"scope": "model"}, r"^method 'magnitude': scope='model'; expected one of 'layer', 'global'$"),
+    (DNS, {"gamma": -1}, r"^method 'dns': gamma=-1; expected a number >= 0$"),
+    (DNS, {"mask_update_fraction": 0.0}, r"^method 'dns': mask_update_fraction=0\.0; expected a number in \(0, 1\]$"),
+])
+def test_bad_method_params_are_rejected_at_construction(cls, params, match):
+    check_one_line_error(match, cls, **params)
+
+
+def test_conformance_passes_the_reference_methods_and_fails_a_pruner_that_misses_the_target(tmp_path):
+    torch.set_num_threads(1)
+    for cls in (Magnitude, DNS):
+        checks = SparsityRobustnessTask.conformance(cls, tmp_path)
+        assert [c for c in checks if not c.ok] == [] and len(checks) >= 7, cls
+    failed = {c.name: c.detail for c in SparsityRobustnessTask.conformance(NoPruning, tmp_path) if not c.ok}
+    assert list(failed) == ["reaches the target sparsity 0.5 (within 0.01)"]
+    assert failed["reaches the target sparsity 0.5 (within 0.01)"] == "measured weight sparsity 0.0000"
 
 
 # -- suites and figures --------------------------------------------------------------------

@@ -5,14 +5,17 @@ per-sample results, worst-case robust accuracy, ρ2, and sanity flags.
     report = evaluate_robustness(model, x, y, "mnist-default")
     report.as_metrics()["robust_accuracy_linf@0.1"], report.save_npz("run.npz")
 
-Importing this package does not import torch or foolbox (they load when an attack runs).
+Importing this package (or resolving attack configs, as a task's parameter validation
+does) imports neither torch, NumPy nor foolbox: the evaluator (:mod:`robench.attacks.evaluate`)
+loads when one of its names is first used, and it imports torch and foolbox only when an
+attack runs.
 """
 
 from robench.attacks.configs import (ATTACKS_VERSION, PRESETS, AttackConfig, cw_l2, deepfool_l2,
                                      fgsm, format_epsilon, get_preset, pgd_l2, pgd_linf)
-from robench.attacks.evaluate import (RobustnessReport, activation_sparsity, evaluate_robustness,
-                                      frozen, weight_sparsity)
 from robench.attacks.sanity import SanityResult, run_sanity_checks, sanity_flags, sanity_messages
+
+_EVALUATE = ("RobustnessReport", "activation_sparsity", "evaluate_robustness", "frozen", "weight_sparsity")
 
 __all__ = [
     "ATTACKS_VERSION", "PRESETS", "AttackConfig", "cw_l2", "deepfool_l2", "fgsm", "format_epsilon",
@@ -20,3 +23,15 @@ __all__ = [
     "evaluate_robustness", "frozen", "weight_sparsity", "SanityResult", "run_sanity_checks",
     "sanity_flags", "sanity_messages",
 ]
+
+
+def __getattr__(name: str):
+    if name in _EVALUATE:  # NumPy loads with the evaluator, not with the configs
+        from robench.attacks import evaluate
+
+        return getattr(evaluate, name)
+    raise AttributeError(f"module 'robench.attacks' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

@@ -36,6 +36,7 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
+from robench import seeding
 from robench.attacks.configs import ATTACKS_VERSION, AttackConfig, format_epsilon, resolve_attacks
 from robench.errors import UserError
 
@@ -215,7 +216,11 @@ def evaluate_robustness(model, x, y, attacks: str | AttackConfig | Sequence[Atta
     (``"mnist-default"``, ``"smoke"``), one :class:`AttackConfig` or a sequence of them.
     The model is evaluated in eval mode with its parameters' ``requires_grad`` switched off
     (foolbox would otherwise leave ``.grad`` on them); both are restored afterwards.
-    ``seed`` fixes the random starts, so the same call gives the same report.
+    ``seed`` fixes the random starts (the global generators are seeded with it for the
+    evaluation and restored afterwards: :func:`robench.seeding.scoped`), so the same call
+    gives the same report and the caller's random state is left as it was. The attacks
+    run on ``device`` (default: the model's); x and y may be on any device, per-sample
+    results come back as NumPy arrays.
     Inputs are validated before any attack runs; bad ones raise :class:`UserError`.
     """
     import torch
@@ -240,9 +245,9 @@ def evaluate_robustness(model, x, y, attacks: str | AttackConfig | Sequence[Atta
         correct, correct_plain, input_l2 = [], [], []
         minimal = {c.name: [] for c in configs if c.minimal}
         success = {c.name: [] for c in configs if not c.minimal}
-        rng_devices = [device] if device.type == "cuda" else []  # random starts draw on the model's device
-        with torch.random.fork_rng(devices=rng_devices), torch.enable_grad():
-            torch.manual_seed(seed)
+        # foolbox draws its random starts from torch's global generator (of the model's device):
+        # seeded for the evaluation, and the caller's generator states restored afterwards
+        with seeding.scoped(seed), torch.enable_grad():
             for start in range(0, len(x), batch_size):
                 xb = x[start:start + batch_size].to(device)
                 yb = y[start:start + batch_size].to(device)
@@ -340,8 +345,8 @@ def _check_bounds(bounds) -> tuple[float, float]:
 def _as_tensors(x, y, model):
     import torch
 
-    x = torch.as_tensor(x)
-    y = torch.as_tensor(y)
+    x = torch.as_tensor(x, device="cpu")  # checked and batched on the CPU, whatever the default device
+    y = torch.as_tensor(y, device="cpu")
     if not x.is_floating_point():
         raise UserError(f"inputs x must be floating point (N, ...) in the declared bounds, got dtype {x.dtype}")
     if x.ndim < 2 or len(x) == 0:
@@ -418,7 +423,7 @@ def activation_sparsity(model, x, *, batch_size: int = 250) -> dict[str, float]:
     device = _model_device(model)
     try:
         with frozen(model), torch.no_grad():
-            x = torch.as_tensor(x)
+            x = x if isinstance(x, torch.Tensor) else torch.as_tensor(x, device="cpu")  # batches move below
             for start in range(0, len(x), batch_size):
                 model(x[start:start + batch_size].to(device, _model_dtype(model)))
     finally:

@@ -127,11 +127,14 @@ class Task:
 def execute(task: Task, method: Method, seed: int, ctx: RunContext) -> TaskResult:
     """Run ``task.run(method, seed, ctx)`` with ``ctx.device`` as torch's default device, so
     every model and tensor the run creates lands there unless it says otherwise (index
-    sampling and data stay on the CPU by saying so). The executor and ``robench check``
-    call this, after seeding the run (:func:`robench.seeding.seed_everything`)."""
+    sampling and data stay on the CPU by saying so), and deterministic kernels on CUDA
+    (:func:`robench.seeding.deterministic`). The executor and ``robench check`` call this,
+    after seeding the run (:func:`robench.seeding.seed_everything`)."""
     import torch
 
-    with torch.device(ctx.device):
+    from robench.seeding import deterministic
+
+    with torch.device(ctx.device), deterministic(ctx.device):
         return task.run(method, seed, ctx)
 
 

@@ -3,13 +3,15 @@
 
 Protocol of one run (recipe R, seed s):
 
-1. Load the dataset; take the vanilla model trained by ``TrainSpec(model, dataset,
-   epochs=baseline_epochs, seed=s)`` from the shared cache (trained once per seed, reused
-   by every recipe and by other tasks with the same spec).
-2. ``torch.manual_seed(s)``; ``model = R.train(copy, data, epochs, s, batch_size=..., lr=...)``:
-   every recipe fine-tunes the same weights for the same number of epochs ("vanilla"
-   included); wall and CPU seconds of this step are reported (``train_seconds``,
-   ``train_cpu_seconds``).
+1. Load the dataset (it stays on the CPU); take the vanilla model trained by
+   ``TrainSpec(model, dataset, epochs=baseline_epochs, seed=s)`` from the shared cache
+   (trained once per seed, reused by every recipe and by other tasks with the same spec),
+   on the run's device.
+2. ``model = R.train(copy, data, epochs, s, batch_size=..., lr=...)`` on the global
+   generators as the executor seeded them with s (nothing before this step draws from
+   them): every recipe fine-tunes the same weights for the same number of epochs
+   ("vanilla" included); wall and CPU seconds of this step are reported
+   (``train_seconds``, ``train_cpu_seconds``).
 3. Evaluate with the shared attack layer (:mod:`robench.attacks`) on the first ``n_test``
    test images: L2 DeepFool (``deepfool_steps``, overshoot 0.02) → ``rho2``;
    FGS (l∞ FGSM) and l∞ PGD (``pgd_steps`` steps, random start) at
@@ -21,20 +23,23 @@ Protocol of one run (recipe R, seed s):
 
 **ε_ref** (one number per model/dataset/baseline setting, shared by every recipe and
 seed, so seeds average at the same ε): ``eps_ref = rho2_vanilla × mean_i ‖x_i‖∞`` over
-the evaluated test images, where ``rho2_vanilla`` is the ρ2 of the **seed-0** cached
-vanilla model (step 1's spec with seed 0, no fine-tuning) under the same DeepFool. That
-is, the l∞ budget whose size relative to the image's l∞ norm equals the vanilla model's
-mean relative l2 distance to the boundary (ρ2 = ‖r‖₂/‖x‖₂ → ε/‖x‖∞). On MNIST ‖x‖∞ = 1,
+the evaluated test images, where ``rho2_vanilla`` is the ρ2 of the cached vanilla model
+of seed :data:`robench.seeding.PROTOCOL_SEED` (0: step 1's spec with that seed, no
+fine-tuning) under the same DeepFool. That is, the l∞ budget whose size relative to the
+image's l∞ norm equals the vanilla model's mean relative l2 distance to the boundary
+(ρ2 = ‖r‖₂/‖x‖₂ → ε/‖x‖∞). On MNIST ‖x‖∞ = 1,
 so ``eps_ref = rho2_vanilla``. The paper derives its reference ε from the vanilla model's
 ρ2 too but the exact conversion is not in our notes (PAPERS.md); this is ours. It is
-computed once, cached under ``<cache_dir>/robust_training/``, and recorded as the metric
-``eps_ref`` (with ``eps_ref_rho2_vanilla``, the ρ2 it came from).
+computed once, cached under ``<cache_dir>/robust_training/`` (:func:`robench.cache.cached`),
+and recorded as the metric ``eps_ref`` (with ``eps_ref_rho2_vanilla``, the ρ2 it came from).
+
+The recipes, their contract (``methods/base.py``) and the differentiable DeepFool behind
+``deepdefense`` (``methods/_deepfool.py``) live in ``methods/``.
 """
 
 from __future__ import annotations
 
 import copy
-import fcntl
 import json
 import time
 from pathlib import Path
@@ -87,6 +92,9 @@ class RobustTrainingTask(Task):
     primary_metric = "rho2"
     greater_is_better = True
     label_params = ("model",)
+    headline_metrics = ("test_accuracy", "fgs_accuracy@1x", "pgd_accuracy@1x", "eps_ref")
+    plots = ({"name": "rho2_vs_accuracy", "x": "test_accuracy", "y": "rho2"},
+             {"name": "rho2_vs_training_cost", "x": "train_cpu_seconds", "y": "rho2", "logx": True})
     metrics_info = {
         "rho2": ("mean over attacked test images of ||r||2/||x||2, r from L2 DeepFool (misclassified count 0)", True),
         "clean_accuracy": ("accuracy on the attacked test images", True),
@@ -112,18 +120,20 @@ class RobustTrainingTask(Task):
         """The recipe contract (methods/base.py) on a small MLP and random data."""
         import torch
 
-        from robench.tasks.contract import Check, guarded, model_checks
+        from robench import seeding
         from robench.models import build_model
+        from robench.tasks.contract import Check, guarded, model_checks
 
-        gen = torch.Generator().manual_seed(0)
-        data = _TrainSplitOnly(torch.rand(64, 1, 28, 28, generator=gen), torch.randint(0, 10, (64,), generator=gen))
+        gen = seeding.stream(seeding.PROTOCOL_SEED, "data")
+        data = _TrainSplitOnly(torch.rand(64, 1, 28, 28, generator=gen, device="cpu"),
+                               torch.randint(0, 10, (64,), generator=gen, device="cpu"))
 
         def train(seed: int):
-            torch.manual_seed(0)
-            model = build_model("lenet-300-100")
+            with seeding.scoped(seeding.PROTOCOL_SEED):
+                model = build_model("lenet-300-100")
             before = {k: v.clone() for k, v in model.state_dict().items()}
-            torch.manual_seed(seed)
-            out = make_method().train(model, data, 1, seed, batch_size=16, lr=0.01)
+            with seeding.scoped(seed):  # as the executor seeds a run
+                out = make_method().train(model, data, 1, seed, batch_size=16, lr=0.01)
             return out, before
 
         check, first = guarded("trains for one epoch on the training split only", lambda: train(0))
@@ -145,19 +155,17 @@ class RobustTrainingTask(Task):
         from robench.data import load_dataset
         from robench.training import accuracy, trained_baseline
 
-        if not isinstance(method, RobustTrainingRecipe):
-            raise UserError(f"task 'robust_training' needs a RobustTrainingRecipe; got {type(method).__name__}")
         p = self.params
         data = load_dataset(p.dataset, p.dataset_root)
         if p.n_test > len(data.test_x):
             raise UserError(f"robust_training: n_test={p.n_test} but {p.dataset} has {len(data.test_x)} test images")
         eps_ref, rho2_vanilla = self.reference_epsilon(data, ctx)
-        vanilla, info = trained_baseline(self._spec(seed), ctx.cache_dir, data=data, say=ctx.say)
+        vanilla, info = trained_baseline(self._spec(seed), ctx.cache_dir, data=data, say=ctx.say,
+                                         device=ctx.device)
         model = copy.deepcopy(vanilla)
         train_data = data if p.n_train is None else _head(data, p.n_train)
 
         ctx.say(f"fine-tuning {method!r} for {p.epochs} epochs")
-        torch.manual_seed(seed)
         wall, cpu = time.perf_counter(), time.process_time()
         model = method.train(model, train_data, p.epochs, seed, batch_size=p.batch_size, lr=p.lr)
         train_wall, train_cpu = time.perf_counter() - wall, time.process_time() - cpu
@@ -180,6 +188,12 @@ class RobustTrainingTask(Task):
         return TaskResult(metrics=metrics, artifacts=artifacts)
 
     # -- protocol pieces ----------------------------------------------------------------
+    def prerequisites(self, method, seed):
+        """The vanilla baselines of this seed and of seed 0 (ε_ref), trained once."""
+        from robench.training import baseline_prerequisite
+
+        return [baseline_prerequisite(self._spec(s)) for s in dict.fromkeys((seed, 0))]
+
     def _spec(self, seed: int):
         from robench.training import TrainSpec
         p = self.params
@@ -202,34 +216,33 @@ class RobustTrainingTask(Task):
                                    batch_size=p.eval_batch_size, seed=seed)
 
     def reference_epsilon(self, data, ctx: RunContext) -> tuple[float, float]:
-        """(eps_ref, rho2 of the seed-0 vanilla model), computed once and cached (see module doc)."""
+        """(eps_ref, rho2 of the PROTOCOL_SEED vanilla model), computed once and cached (see
+        module doc)."""
         from robench.attacks import ATTACKS_VERSION
+        from robench.cache import cached
+        from robench.seeding import PROTOCOL_SEED
         from robench.training import trained_baseline
 
         p = self.params
-        spec = self._spec(0)
-        folder = Path(ctx.cache_dir) / "robust_training"
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"eps_ref-{p.model}-{p.dataset}-{spec.key()}-n{p.n_test}-df{p.deepfool_steps}-a{ATTACKS_VERSION}.json"
-        with open(f"{path}.lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            if path.exists():
-                cached = json.loads(path.read_text())
-                return cached["eps_ref"], cached["rho2_vanilla"]
-            vanilla, _ = trained_baseline(spec, ctx.cache_dir, data=data, say=ctx.say)
-            ctx.say("computing eps_ref from the seed-0 vanilla model")
-            rho2 = self.evaluate(vanilla, data, (), 0).rho2()
+        spec = self._spec(PROTOCOL_SEED)
+        path = (Path(ctx.cache_dir) / "robust_training" /
+                f"eps_ref-{p.model}-{p.dataset}-{spec.key()}-n{p.n_test}-df{p.deepfool_steps}-a{ATTACKS_VERSION}.json")
+
+        def compute() -> dict:
+            vanilla, _ = trained_baseline(spec, ctx.cache_dir, data=data, say=ctx.say, device=ctx.device)
+            ctx.say(f"computing eps_ref from the seed-{PROTOCOL_SEED} vanilla model")
+            rho2 = self.evaluate(vanilla, data, (), PROTOCOL_SEED).rho2()
             x_inf = float(data.test_x[:p.n_test].flatten(1).abs().amax(1).double().mean())
             eps_ref = float(rho2 * x_inf)
             if not eps_ref > 0:
                 raise UserError(f"robust_training: eps_ref = 0 for {p.model} on {p.dataset}: the vanilla model "
                                 f"misclassifies all {p.n_test} attacked test images (rho2 = 0); expected a "
                                 f"trained classifier (raise baseline_epochs or n_test)")
-            tmp = path.with_suffix(".tmp")
-            tmp.write_text(json.dumps({"eps_ref": eps_ref, "rho2_vanilla": rho2, "mean_x_linf": x_inf,
-                                       "baseline_key": spec.key()}))
-            tmp.replace(path)
-        return eps_ref, rho2
+            return {"eps_ref": eps_ref, "rho2_vanilla": rho2, "mean_x_linf": x_inf, "baseline_key": spec.key()}
+
+        value, _ = cached(path, compute, lambda value, tmp: tmp.write_text(json.dumps(value)),
+                          lambda path: json.loads(path.read_text()))
+        return value["eps_ref"], value["rho2_vanilla"]
 
     def _metrics(self, report, epsilons) -> dict[str, float]:
         from robench.attacks import format_epsilon
@@ -242,9 +255,10 @@ class RobustTrainingTask(Task):
         return metrics
 
     def _export(self, model, report, epsilons, eps_ref, folder: Path) -> dict[str, str]:
-        import torch
+        from robench.models import export_state_dict
+
         folder.mkdir(parents=True, exist_ok=True)
-        torch.save({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, folder / "model.pt")
+        export_state_dict(model, folder / "model.pt")
         report.save_npz(folder / "robustness.npz")
         p = self.params
         (folder / "eval.json").write_text(json.dumps({

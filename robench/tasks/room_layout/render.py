@@ -17,7 +17,7 @@ For a valid layout exactly one surface has a positive score at every pixel off t
 so this reproduces the region polygons; for any other keypoints (the mean keypoints of
 a type, a network's estimate) it still returns a full partition into the type's
 surfaces.  The same half-plane constraints, with softmin/softmax instead of min/argmax,
-give the differentiable renderer of the physics-inspired refinement (:mod:`.pio`).
+give the differentiable renderer of the physics-inspired refinement (:mod:`.methods._pio`).
 
 All coordinates are 0-based (x, y) pixel centres, as in
 :class:`~robench.tasks.room_layout.formats.LayoutSample`.

@@ -4,10 +4,11 @@ keypoints) from one image; scored with the LSUN toolkit's metrics.
 Protocol of one run (method M, seed s):
 
 1. Data.  ``synthetic-rooms`` (default): procedurally rendered rooms
-   (:mod:`.synth`), generated from the fixed ``data_seed`` (never the run's seed, so
-   every method and seed sees the same images), written once per setting in LSUN's
-   format under ``<cache>/room_layout/synthetic-rooms/<key>/`` and read back with the
-   LSUN reader — the same code path as real data.  Splits: ``train``; ``test`` (same
+   (:mod:`.synth`), generated from the fixed ``data_seed`` (by default the protocol seed;
+   never the run's seed, so every method and seed sees the same images), written once
+   per setting in LSUN's format under ``<cache>/room_layout/synthetic-rooms/<key>/``
+   (through :func:`robench.cache.cached`: one process writes, the folder appears whole)
+   and read back with the LSUN reader — the same code path as real data.  Splits: ``train``; ``test`` (same
    distribution: normal clutter, training textures) and ``test-hard`` (heavy clutter,
    unseen textures and colours).  ``lsun``: LSUN Room Layout under ``root`` (train:
    ``training.mat``; test: ``validation.mat``, the split papers report); ``hedau``:
@@ -19,8 +20,9 @@ Protocol of one run (method M, seed s):
    LSUN training layouts are re-rendered from type + keypoints (:func:`.render.render_segmentation`)
    because the released label maps number regions arbitrarily.  Synthetic data is
    generated at ``image_size`` and used as is.
-3. ``seed_everything(s)``; ``M.fit(train, FitSetup(epochs, batch_size, s, cache, ...))``
-   — ``epochs`` is the training budget of every learned method.
+3. ``M.fit(train, FitSetup(epochs, batch_size, s, cache, ...))`` — ``epochs`` is the
+   training budget of every learned method; the executor seeded the run with ``s`` once,
+   and the reference methods draw what they need from named streams of ``s``.
 4. ``M.predict`` on each test split; predictions are checked against the method contract,
    keypoints mapped back to each image's own frame, and scored against the original
    ground truth by :mod:`.metrics` (pixel error resizes the prediction to the truth's
@@ -35,20 +37,24 @@ error.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
 from pydantic import Field, field_validator, model_validator
 
 from robench.errors import UserError
 from robench.registry import register_task
+from robench.seeding import PROTOCOL_SEED
 from robench.tasks.base import RunContext, Task, TaskParams, TaskResult
-from robench.tasks.room_layout.formats import LayoutSample
 from robench.tasks.room_layout.methods.base import FitSetup, LayoutMethod, LayoutPrediction
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from robench.tasks.room_layout.formats import LayoutSample
 
 DATASETS = ("synthetic-rooms", "lsun", "hedau")
 SYNTHETIC_VERSION = "1"  # part of the synthetic cache key: bump when synth.py changes output
@@ -67,7 +73,9 @@ class RoomLayoutParams(TaskParams):
     n_test_hard: int = Field(200, ge=0, description="test-hard images (synthetic only; 0: none)")
     epochs: int = Field(8, gt=0, description="training budget of every learned method, in epochs")
     batch_size: int = Field(16, ge=2, description="minibatch size of learned methods")
-    data_seed: int = Field(0, ge=0, description="seed of the synthetic data (not the run seed)")
+    # the protocol fixes the rooms (the same for every run); a parameter so that another
+    # draw of the data can be asked for (it is in the run ids: keep its name and default)
+    data_seed: int = Field(PROTOCOL_SEED, ge=0, description="seed of the synthetic data (not the run seed)")
 
     @field_validator("dataset")
     @classmethod
@@ -115,6 +123,7 @@ class RoomLayoutTask(Task):
     greater_is_better = False
     label_params = ("dataset", "image_size")
     check_params = dict(image_size=64, n_train=24, n_test=8, n_test_hard=6, epochs=1, batch_size=8)
+    headline_metrics = ("corner_error", "type_accuracy", "pixel_error_hard")
     metrics_info = {
         "pixel_error": ("LSUN pixel error on test, fraction of pixels in [0, 1] "
                         "(Hungarian-matched regions)", False),
@@ -126,9 +135,91 @@ class RoomLayoutTask(Task):
         "type_accuracy_hard": ("room-type accuracy on test-hard", True),
     }
 
+    @classmethod
+    def conformance(cls, make_method, folder) -> list:
+        """The method contract (:mod:`.methods.base`) on tiny synthetic rooms (16 training
+        and 6 test images of 32 px, one epoch of batches of 8, seed 0): ``fit`` returns the
+        method itself; ``predict`` returns a :class:`LayoutPrediction` that keeps the
+        contract (shapes, labels 1..5, uint8 segmentations, integer room types in 0..10,
+        each type's number of finite keypoints, all inside the image) and leaves its input
+        as it was; a second fit with the same seed predicts exactly the same."""
+        import numpy as np
+
+        from robench.seeding import seed_everything
+        from robench.tasks.contract import Check, guarded
+        from robench.tasks.room_layout.synth import generate
+
+        seed, size = 0, (32, 32)
+        rooms = generate(22, PROTOCOL_SEED, size)
+        train, images = rooms[:16], np.stack([s.image for s in rooms[16:]])
+
+        def fit(name: str):
+            seed_everything(seed)  # as the executor does before every run
+            method = make_method()
+            setup = FitSetup(epochs=1, batch_size=8, seed=seed, cache_dir=Path(folder) / name,
+                             data_key="conformance")
+            return method, method.fit(train, setup)
+
+        check, fitted = guarded("fit on tiny synthetic rooms", lambda: fit("first"))
+        if fitted is None:
+            return [check]
+        method, returned = fitted
+        checks = [check, Check("fit returns self", returned is method,
+                               f"fit returned {type(returned).__name__}, not the method")]
+        given = images.copy()
+        check, pred = guarded("predict runs on the test images", lambda: method.predict(images))
+        checks.append(check)
+        if pred is None:
+            return checks
+        checks.append(Check("predict leaves its input images as they were", np.array_equal(images, given),
+                            "predict changed the array it was given"))
+        checks.append(Check("predict returns a LayoutPrediction", isinstance(pred, LayoutPrediction),
+                            f"got {type(pred).__name__}"))
+        if not checks[-1].ok:
+            return checks
+        check, _ = guarded("predictions keep the contract (shapes, labels 1..5, room types 0..10, "
+                           "keypoints per type)", lambda: pred.validate(len(images), size, "predict"))
+        checks.append(check)
+        if not check.ok:
+            return checks
+        types = np.asarray(pred.room_types)
+        checks.append(Check("segmentations are uint8 and room types integers",
+                            np.asarray(pred.segmentations).dtype == np.uint8 and types.dtype.kind in "iu",
+                            f"got {np.asarray(pred.segmentations).dtype} and {types.dtype}"))
+        low, high = -1e-6, np.array([size[1] - 1, size[0] - 1]) + 1e-6  # border points may miss by rounding
+        outside = [i for i, kp in enumerate(pred.keypoints)
+                   if np.any((np.asarray(kp) < low) | (np.asarray(kp) > high))]
+        checks.append(Check("keypoints lie inside the image", not outside,
+                            f"test image {outside[0] if outside else ''}: a keypoint outside "
+                            "[0, W-1] x [0, H-1]"))
+
+        def again():
+            return fit("second")[0].predict(images)
+        check, second = guarded("a second fit with the same seed", again)
+        same = isinstance(second, LayoutPrediction) and \
+            np.array_equal(second.segmentations, pred.segmentations) and \
+            np.array_equal(second.room_types, pred.room_types) and \
+            len(second.keypoints) == len(pred.keypoints) and \
+            all(np.array_equal(a, b) for a, b in zip(second.keypoints, pred.keypoints))
+        if not check.ok:
+            checks.append(check)
+        checks.append(Check("deterministic for a seed", same, "two fits with seed 0 predicted differently"))
+        return checks
+
     # ---------------------------------------------------------------- data
+    def prerequisites(self, method, seed):
+        """The synthetic dataset, generated once and shared by every run of these data."""
+        if self.params.dataset != "synthetic-rooms":
+            return []
+        import functools
+
+        key = json.dumps(self.params.model_dump(mode="json", include={
+            "image_size", "n_train", "n_test", "n_test_hard", "data_seed"}), sort_keys=True)
+        return [(f"room_layout/synthetic-rooms/{key}", functools.partial(_build_synthetic, self.params))]
+
     def synthetic_root(self, cache_dir) -> Path:
         """Folder of the synthetic dataset of these parameters (generated if missing)."""
+        from robench.cache import cached
         from robench.tasks.room_layout.synth import write_synthetic_dataset
 
         p = self.params
@@ -136,16 +227,20 @@ class RoomLayoutTask(Task):
                 "n_test": p.n_test, "n_test_hard": p.n_test_hard, "seed": p.data_seed}
         key = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
         base = Path(cache_dir) / "room_layout" / "synthetic-rooms"
-        base.mkdir(parents=True, exist_ok=True)
         root = base / f"{p.image_size}px-{p.n_train}-{p.n_test}-{p.n_test_hard}-seed{p.data_seed}-{key}"
-        done = root / "complete.json"
-        with open(base / f"{root.name}.lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)  # one process writes, the others wait
-            if not done.exists():
-                write_synthetic_dataset(root, p.n_train, p.n_test, p.n_test_hard, p.data_seed,
-                                        image_size=(p.image_size, p.image_size))
-                done.write_text(json.dumps(spec, indent=1) + "\n")
-        return root
+
+        def write(_root, folder: Path) -> None:
+            write_synthetic_dataset(folder, p.n_train, p.n_test, p.n_test_hard, p.data_seed,
+                                    image_size=(p.image_size, p.image_size))
+            (folder / "complete.json").write_text(json.dumps(spec, indent=1) + "\n")
+
+        def complete(folder: Path) -> Path:
+            if not (folder / "complete.json").exists():  # left half-written by an older robench
+                raise UserError(f"task 'room_layout': {folder} is an incomplete synthetic dataset "
+                                "(no complete.json): delete it and run again")
+            return folder
+
+        return cached(root, lambda: root, write, complete)[0]
 
     def load(self, cache_dir, say=None) -> tuple[list[LayoutSample], list[Split], str]:
         """(working-size training samples, evaluation splits, data key)."""
@@ -191,14 +286,12 @@ class RoomLayoutTask(Task):
 
     # ---------------------------------------------------------------- protocol
     def run(self, method: LayoutMethod, seed: int, ctx: RunContext) -> TaskResult:
-        from robench.seeding import seed_everything
+        import numpy as np
+
         from robench.tasks.room_layout.metrics import corner_error, pixel_error, room_type_accuracy
 
-        if not isinstance(method, LayoutMethod):
-            raise UserError(f"task 'room_layout' needs a LayoutMethod; got {type(method).__name__}")
         p = self.params
         train, splits, data_key = self.load(ctx.cache_dir, ctx.say)
-        seed_everything(seed)
         setup = FitSetup(epochs=p.epochs, batch_size=p.batch_size, seed=seed,
                          cache_dir=Path(ctx.cache_dir), data_key=data_key, say=ctx.say)
         ctx.say(f"fitting {method!r} on {len(train)} images")
@@ -234,8 +327,10 @@ def to_working_size(sample: LayoutSample, size: int, rerender: bool = False) -> 
     """``sample`` at (size, size): image bilinear, label maps nearest, keypoints scaled.
     ``rerender``: replace the segmentation by the layout rendered from type and keypoints
     (LSUN's released label maps number regions arbitrarily)."""
+    import numpy as np
     from PIL import Image
 
+    from robench.tasks.room_layout.formats import LayoutSample
     from robench.tasks.room_layout.metrics import resize_nearest
     from robench.tasks.room_layout.render import render_segmentation
 
@@ -256,6 +351,8 @@ def to_working_size(sample: LayoutSample, size: int, rerender: bool = False) -> 
 def rescale_keypoints(keypoints: np.ndarray, src: tuple[int, int], dst: tuple[int, int]) -> np.ndarray:
     """Keypoints (K, 2) from a (H, W) frame to another: pixel centres map to pixel
     centres, x' = (x + 0.5) * W' / W - 0.5 (and y likewise)."""
+    import numpy as np
+
     kp = np.asarray(keypoints, dtype=np.float64).reshape(-1, 2)
     if tuple(src) == tuple(dst):
         return kp.copy()
@@ -275,6 +372,8 @@ def export_predictions(path: Path, splits: dict) -> Path:
       ``PREVIEW_IMAGES`` inputs and true layouts at the working size, for figures.
 
     ``splits`` holds the split names in order."""
+    import numpy as np
+
     from robench.tasks.room_layout.metrics import resize_nearest
 
     arrays = {"splits": np.array(list(splits))}
@@ -305,6 +404,8 @@ def export_predictions(path: Path, splits: dict) -> Path:
 
 def load_predictions(path) -> dict[str, dict[str, np.ndarray]]:
     """``predictions.npz`` as {split name: {field: array}} (fields without the prefix)."""
+    import numpy as np
+
     with np.load(path, allow_pickle=False) as data:
         out = {}
         for name in data["splits"]:
@@ -318,3 +419,8 @@ def prediction_of(fields: dict[str, np.ndarray]) -> LayoutPrediction:
     (keypoints in the images' own frames)."""
     kps = [fields["keypoints"][i, :n].copy() for i, n in enumerate(fields["n_keypoints"])]
     return LayoutPrediction(fields["segmentation"], fields["room_type"], kps)
+
+
+def _build_synthetic(params, cache_dir, device) -> list[Path]:
+    """A shared prerequisite (see ``Task.prerequisites``): the synthetic dataset's folder."""
+    return [RoomLayoutTask(params).synthetic_root(cache_dir)]

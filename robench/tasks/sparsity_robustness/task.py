@@ -4,21 +4,24 @@ Protocol of one run (method M, target sparsity s, seed r):
 
 1. Resolve the attacks (preset ``attack_preset`` minus ``exclude_attacks``, or the explicit
    ``attacks`` list) and check the inputs: the model's output on a few test images must be
-   (N, classes) logits, every image must lie in ``bounds``. Bad input fails here, with one
-   line, before anything is trained or attacked.
+   (N, classes) logits (a probe model built on generators seeded for it alone,
+   :func:`robench.seeding.scoped`), every image must lie in ``bounds``. Bad input fails
+   here, with one line, before anything is trained or attacked. The data stays on the CPU.
 2. Take the dense baseline trained by ``TrainSpec(model, dataset, epochs=baseline_epochs,
-   seed=r)`` from the shared cache (the same file the ``compression`` task uses).
-3. ``hooks = M.pruner(s)``; ``torch.manual_seed(r)``; ``hooks.prepare(...)``; fine-tune with
-   the ``compression`` protocol (SGD momentum 0.9, weight decay 5e-4, lr ``finetune_lr``
-   cosine-decayed to 0, batch ``batch_size``, ``finetune_epochs`` epochs, hooks as the
-   step hooks); ``model = hooks.finalize(model)``. Sparsity 0 is the dense model
-   fine-tuned with the same budget.
+   seed=r)`` from the shared cache (the same file the ``compression`` task uses), on the
+   run's device.
+3. ``hooks = M.pruner(s)``; ``hooks.prepare(...)`` on the global generators as the
+   executor seeded them with r; fine-tune with the ``compression`` protocol
+   (:func:`robench.training.finetune_with_hooks`: SGD momentum 0.9, weight decay 5e-4, lr
+   ``finetune_lr`` cosine-decayed to 0, batch ``batch_size``, ``finetune_epochs`` epochs,
+   hooks as the step hooks); ``model = hooks.finalize(model)``. Sparsity 0 is the dense
+   model fine-tuned with the same budget.
 4. Measure the weight sparsity (zero Conv/Linear weights); it must be within
    ``sparsity_tolerance`` of s, else the run fails (the method did not do what was asked).
 5. Attack the first ``n_test`` points of a fixed permutation of the test split (the same
    points for every run: :func:`attack_points`) with :func:`robench.attacks.evaluate_robustness`,
-   seed r. Export ``model.pt`` (state dict, ``torch.load(..., weights_only=True)``) and
-   ``attacks.npz`` (per-sample results, :meth:`RobustnessReport.save_npz`).
+   seed r. Export ``model.pt`` (device-free state dict, ``torch.load(..., weights_only=True)``)
+   and ``attacks.npz`` (per-sample results, :meth:`RobustnessReport.save_npz`).
 
 Metrics: everything of ``RobustnessReport.as_metrics()`` (``clean_accuracy`` and the attack
 metrics are on the n_test attacked points), ``sanity_*`` flags as 1/0, plus
@@ -41,8 +44,6 @@ from robench.errors import UserError
 from robench.registry import register_task
 from robench.tasks.base import RunContext, Task, TaskParams, TaskResult
 from robench.tasks.sparsity_robustness.methods.base import SparsityMethod
-
-POINTS_SEED = 0  # the attacked test points are part of the protocol, not of a run
 
 
 class SparsityRobustnessParams(TaskParams):
@@ -96,12 +97,17 @@ def _configs(preset: str | None, exclude, attacks):
 
 
 def attack_points(n_test: int, n_available: int):
-    """Indices (int64 tensor) of the attacked test points: the first ``n_test`` of a fixed
-    permutation (seed :data:`POINTS_SEED`) of the ``n_available`` test images."""
+    """Indices (int64 CPU tensor) of the attacked test points: the first ``n_test`` of a fixed
+    permutation (stream "points" of :data:`robench.seeding.PROTOCOL_SEED`: the points are
+    part of the protocol, not of a run) of the ``n_available`` test images."""
     import torch
+
+    from robench import seeding
+
     if n_test > n_available:
         raise UserError(f"n_test={n_test} but the test split has only {n_available} images")
-    return torch.randperm(n_available, generator=torch.Generator().manual_seed(POINTS_SEED))[:n_test]
+    generator = seeding.stream(seeding.PROTOCOL_SEED, "points")
+    return torch.randperm(n_available, generator=generator, device="cpu")[:n_test]
 
 
 @register_task("sparsity_robustness")
@@ -115,6 +121,10 @@ class SparsityRobustnessTask(Task):
     greater_is_better = True
     label_params = ("model", "sparsity")
     sweep_params = ("sparsity",)
+    # l-inf 0.1 and l2 1 are on the ε grid of both presets (mnist-default, smoke)
+    headline_metrics = ("test_accuracy", "weight_sparsity", "robust_accuracy_linf@0.1", "robust_accuracy_l2@1")
+    plots = ({"name": "rho2_vs_sparsity", "x": "weight_sparsity", "y": "rho2"},
+             {"name": "linf_robustness_vs_sparsity", "x": "weight_sparsity", "y": "robust_accuracy_linf@0.1"})
     check_params = dict(model="linear", baseline_epochs=1, finetune_epochs=1, batch_size=128,
                         attack_preset="smoke", n_test=40)
     metrics_info = {
@@ -129,18 +139,80 @@ class SparsityRobustnessTask(Task):
         "cw_l2_median": ("median C&W-L2 norm over correctly classified points", True),
     }
 
+    @classmethod
+    def conformance(cls, make_method, folder):
+        """The method contract (methods/base.py) on a tiny LeNet-300-100 and random data: the
+        pruner of target sparsity 0.5, as the fine-tuning hooks of step 3, keeps the model's
+        parameter objects, returns the model, reaches the target within the default
+        ``sparsity_tolerance`` and is deterministic for a seed."""
+        import torch
+
+        from robench import seeding
+        from robench.attacks import weight_sparsity
+        from robench.data import Splits
+        from robench.models import build_model
+        from robench.tasks.contract import Check, guarded, model_checks
+        from robench.training import finetune_with_hooks
+
+        target, tolerance = 0.5, SparsityRobustnessParams().sparsity_tolerance
+        gen = seeding.stream(seeding.PROTOCOL_SEED, "data")
+        x = torch.rand(80, 1, 28, 28, generator=gen, device="cpu")
+        y = torch.randint(0, 10, (80,), generator=gen, device="cpu")
+        data = Splits("check", x[:64], y[:64], x[64:], y[64:], 10)
+
+        def prune(seed: int):
+            with seeding.scoped(seeding.PROTOCOL_SEED):
+                model = build_model("lenet-300-100")
+            ids = {n: id(p) for n, p in model.named_parameters()}
+            with seeding.scoped(seed):  # as the executor seeds a run
+                out = finetune_with_hooks(model, data, make_method().pruner(target), epochs=1, batch_size=16,
+                                          lr=0.01, seed=seed)
+            return out, {n: id(p) for n, p in model.named_parameters()} == ids
+
+        check, first = guarded(f"prunes a tiny LeNet-300-100 to sparsity {target:g} (pruner, fine-tuning, finalize)",
+                               lambda: prune(0))
+        if first is None:
+            return [check]
+        out, kept = first
+        checks = [check, Check("finalize() returns an nn.Module", isinstance(out, torch.nn.Module),
+                               f"got {type(out).__name__}")]
+        if not checks[-1].ok:
+            return checks
+        checks.append(Check("keeps the model's parameter objects (the optimizer holds them)", kept,
+                            "a hook replaced a module or parameter; edit param.data in place instead"))
+        sparsity_check, measured = guarded(f"reaches the target sparsity {target:g} (within {tolerance:g})",
+                                           lambda: weight_sparsity(out))
+        if measured is not None:
+            sparsity_check = Check(sparsity_check.name, abs(measured - target) <= tolerance,
+                                   f"measured weight sparsity {measured:.4f}")
+        checks.append(sparsity_check)
+        checks += model_checks(out, data.test_x, 10, lambda: prune(0)[0])
+        return checks
+
+    def _spec(self, seed: int):
+        """The dense baseline every run of this seed starts from (shared with ``compression``)."""
+        from robench.training import TrainSpec
+
+        p = self.params
+        return TrainSpec(model=p.model, dataset=p.dataset, epochs=p.baseline_epochs, seed=seed,
+                         dataset_root=p.dataset_root)
+
+    def prerequisites(self, method, seed):
+        """The dense baseline of this seed, trained once."""
+        from robench.training import baseline_prerequisite
+
+        return [baseline_prerequisite(self._spec(seed))]
+
     def run(self, method: SparsityMethod, seed: int, ctx: RunContext) -> TaskResult:
         import torch
 
+        from robench import seeding
         from robench.attacks import activation_sparsity, evaluate_robustness, weight_sparsity
         from robench.attacks.evaluate import _check_bounds, _check_inputs_in_bounds, _check_logits
         from robench.data import load_dataset
-        from robench.models import build_model
-        from robench.training import TrainSpec, accuracy, finetune_with_hooks, trained_baseline
+        from robench.models import build_model, export_state_dict
+        from robench.training import accuracy, finetune_with_hooks, trained_baseline
 
-        if not isinstance(method, SparsityMethod):
-            raise UserError(f"task 'sparsity_robustness' needs a SparsityMethod (methods/prune.py); "
-                            f"got {type(method).__name__}")
         p = self.params
         configs = _configs(p.attack_preset, p.exclude_attacks, p.attacks)
         lo, hi = _check_bounds(p.bounds)
@@ -155,8 +227,9 @@ class SparsityRobustnessTask(Task):
             except UserError as exc:
                 raise UserError(f"dataset {p.dataset!r} ({split} split): {exc}") from None
         try:
-            probe = build_model(p.model, num_classes=data.num_classes)
-            classes = _check_logits(probe.eval(), x, y, torch.device("cpu"))
+            with seeding.scoped(seeding.PROTOCOL_SEED):  # a throwaway: the run's generators stay as seeded
+                probe = build_model(p.model, num_classes=data.num_classes).to(ctx.device)
+            classes = _check_logits(probe.eval(), x, y, torch.device(ctx.device))
         except UserError as exc:
             raise UserError(f"model {p.model!r}: {exc}") from None
         if classes != data.num_classes:
@@ -164,9 +237,8 @@ class SparsityRobustnessTask(Task):
                             f"has {data.num_classes} classes")
 
         # -- 2. shared dense baseline ------------------------------------------------------
-        spec = TrainSpec(model=p.model, dataset=p.dataset, epochs=p.baseline_epochs, seed=seed,
-                         dataset_root=p.dataset_root)
-        dense, info = trained_baseline(spec, ctx.cache_dir, data=data, say=ctx.say)
+        spec = self._spec(seed)
+        dense, info = trained_baseline(spec, ctx.cache_dir, data=data, say=ctx.say, device=ctx.device)
         model = copy.deepcopy(dense)
 
         # -- 3. prune and fine-tune (the compression task's protocol) -----------------------
@@ -186,11 +258,12 @@ class SparsityRobustnessTask(Task):
         # -- 5. attack and export ----------------------------------------------------------
         folder = Path(ctx.artifact_dir)
         folder.mkdir(parents=True, exist_ok=True)
-        torch.save({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, folder / "model.pt")
+        export_state_dict(model, folder / "model.pt")
         ctx.say(f"attacking {p.n_test} test points with {', '.join(c.name for c in configs)}")
         report = evaluate_robustness(model, x, y, configs, batch_size=p.attack_batch_size,
                                      bounds=(lo, hi), seed=seed)
-        report.meta.update(test_indices_seed=POINTS_SEED, model=p.model, target_sparsity=p.sparsity)
+        report.meta.update(test_indices_seed=seeding.stream_seed(seeding.PROTOCOL_SEED, "points"), model=p.model,
+                           target_sparsity=p.sparsity)
         report.save_npz(folder / "attacks.npz")
 
         metrics = dict(report.as_metrics())

@@ -3,16 +3,15 @@
 Objective per minibatch: ``CE + mean_i [λ·exp(−c·ρ_i) if i is classified correctly else
 λ·exp(d·ρ_i)]`` with ρ_i = ‖r_i‖₂/‖x_i‖₂ and r_i from DeepFool unrolled for ``steps``
 iterations (overshoot 0.02), differentiated through every iteration
-(:func:`robench.tasks.robust_training.deepfool.deepdefense_regularizer`). Defaults are the
-reference code's: λ=15, c=25, d=5, 5 iterations, all classes as candidates, no clipping of
-the perturbed input inside the regularizer (``clip=False``).
+(:func:`robench.tasks.robust_training.methods._deepfool.deepdefense_regularizer`). Defaults
+are the reference code's: λ=15, c=25, d=5, 5 iterations, all classes as candidates, no
+clipping of the perturbed input inside the regularizer (``clip=False``).
 """
 
 from __future__ import annotations
 
-from robench.errors import UserError
 from robench.registry import register_method
-from robench.tasks.robust_training.deepfool import deepdefense_regularizer
+from robench.tasks.contract import check_param
 from robench.tasks.robust_training.methods.base import RobustTrainingRecipe
 
 
@@ -23,21 +22,20 @@ class DeepDefense(RobustTrainingRecipe):
 
     def __init__(self, lam: float = 15.0, c: float = 25.0, d: float = 5.0, steps: int = 5,
                  overshoot: float = 0.02, candidates: int = 10, clip: bool = False):
-        self.lam = lam
-        self.c = c
-        self.d = d
-        self.steps = steps
-        self.overshoot = overshoot
-        self.candidates = candidates
-        self.clip = clip
+        owner = "method 'deepdefense'"
+        self.lam = check_param(owner, "lam", lam, float, low=0.0)
+        self.c = check_param(owner, "c", c, float, low=0.0)
+        self.d = check_param(owner, "d", d, float, low=0.0)
+        self.steps = check_param(owner, "steps", steps, int, low=1)
+        self.overshoot = check_param(owner, "overshoot", overshoot, float, low=0.0)
+        self.candidates = check_param(owner, "candidates", candidates, int, low=2)
+        self.clip = check_param(owner, "clip", clip, bool)
 
     def loss(self, model, x, y):
         import torch.nn.functional as F
 
-        if not (isinstance(self.steps, int) and self.steps >= 1 and isinstance(self.candidates, int)
-                and self.candidates >= 2):
-            raise UserError(f"method 'deepdefense': steps must be >= 1 and candidates >= 2, "
-                            f"got steps={self.steps!r}, candidates={self.candidates!r}")
+        from robench.tasks.robust_training.methods._deepfool import deepdefense_regularizer
+
         reg, _ = deepdefense_regularizer(model, x, y, lam=self.lam, c=self.c, d=self.d, steps=self.steps,
                                          overshoot=self.overshoot, candidates=self.candidates,
                                          bounds=(0.0, 1.0) if self.clip else None)

@@ -15,24 +15,32 @@ for speed). The training objective is plain cross-entropy.
 
 from __future__ import annotations
 
-import torch
-from torch import nn
+from typing import TYPE_CHECKING
 
 from robench.registry import register_method
+from robench.tasks.contract import check_param
 from robench.tasks.robust_training.methods.base import RobustTrainingRecipe
 
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
-@torch.no_grad()
+
 def parseval_retraction(weight: torch.Tensor, beta: float) -> None:
     """In place: W ← (1+β)W − β W Wᵀ W on ``weight`` viewed as (out, rest) (transposed if out > rest)."""
-    w = weight.view(weight.shape[0], -1)
-    if w.shape[0] > w.shape[1]:
-        w = w.t()
-    w.copy_((1 + beta) * w - beta * (w @ w.t() @ w))
+    import torch
+
+    with torch.no_grad():
+        w = weight.view(weight.shape[0], -1)
+        if w.shape[0] > w.shape[1]:
+            w = w.t()
+        w.copy_((1 + beta) * w - beta * (w @ w.t() @ w))
 
 
 def parseval_layers(model: nn.Module) -> list[nn.Module]:
     """Every Linear and Conv2d of ``model`` (their ``weight`` is retracted)."""
+    from torch import nn
+
     return [m for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
 
 
@@ -42,7 +50,7 @@ class Parseval(RobustTrainingRecipe):
     version = "1"
 
     def __init__(self, beta: float = 0.0003):
-        self.beta = beta
+        self.beta = check_param("method 'parseval'", "beta", beta, float, low=0.0)
 
     def after_step(self, model):
         for layer in parseval_layers(model):

@@ -10,10 +10,14 @@ The task calls, once per run::
   type 0..10, keypoints (K, 2) 0-based (x, y), clutter mask when the data has one).
 * ``setup``: :class:`FitSetup`, the task's training budget (the same for every method),
   the run's seed, and a cache folder for models shared between runs.
-* ``images``: (N, S, S, 3) uint8.  ``predict`` returns a :class:`LayoutPrediction` at the
-  same size: surface labels 1..5 per pixel (robench's semantic convention; the metrics
-  only need a consistent partition), one LSUN type per image, and that type's keypoints
-  in LSUN order.
+* ``images``: (N, S, S, 3) uint8, not to be modified.  ``predict`` returns a
+  :class:`LayoutPrediction` at the same size: surface labels 1..5 per pixel (robench's
+  semantic convention; the metrics only need a consistent partition), one LSUN type per
+  image, and that type's keypoints in LSUN order, inside the image.
+* Deterministic: the same data and ``setup.seed`` give the same predictions.
+
+``robench check`` runs a method through this contract on tiny synthetic rooms
+(:meth:`robench.tasks.room_layout.task.RoomLayoutTask.conformance`).
 
 The constructor stores parameters only (scikit-learn style); learned state lives in
 attributes ending in ``_``.
@@ -24,13 +28,16 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from robench.errors import UserError
 from robench.tasks.base import Method
-from robench.tasks.room_layout.formats import LayoutSample
 from robench.tasks.room_layout.room_types import N_KEYPOINTS, N_ROOM_TYPES
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from robench.tasks.room_layout.formats import LayoutSample
 
 
 @dataclass
@@ -52,13 +59,16 @@ class FitSetup:
 class LayoutPrediction:
     """Predictions for N images of size (H, W): segmentations (N, H, W) uint8 labels
     1..5; room_types (N,) int64 in 0..10; keypoints: N arrays (K_i, 2) float64 0-based
-    (x, y) with K_i = N_KEYPOINTS[room_types[i]]."""
+    (x, y) with K_i = N_KEYPOINTS[room_types[i]], inside the image (0 <= x <= W - 1,
+    0 <= y <= H - 1)."""
     segmentations: np.ndarray
     room_types: np.ndarray
     keypoints: list[np.ndarray]
 
     def validate(self, n: int, shape: tuple[int, int], who: str) -> None:
         """ValueError naming ``who`` if the prediction breaks the contract above."""
+        import numpy as np
+
         seg = np.asarray(self.segmentations)
         if seg.shape != (n, *shape):
             raise ValueError(f"{who}: segmentations have shape {seg.shape}, expected {(n, *shape)}")
@@ -88,17 +98,6 @@ class LayoutMethod(Method):
         raise NotImplementedError
 
 
-def check_positive(method: str, name: str, value, kind=int, allow_zero: bool = False):
-    """A number of the right kind, > 0 (or >= 0); ValueError naming the parameter."""
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and \
-        (kind is float or float(value) == int(value))
-    if not ok or (value < 0 if allow_zero else value <= 0):
-        bound = ">= 0" if allow_zero else "> 0"
-        raise ValueError(f"method {method!r}: {name}={value!r}; expected "
-                         f"{'an integer' if kind is int else 'a number'} {bound}")
-    return kind(value)
-
-
 @dataclass
 class TypePriors:
     """Statistics of the training split: frequency of each type (11,), and the mean
@@ -109,6 +108,8 @@ class TypePriors:
 
     @property
     def most_frequent(self) -> int:
+        import numpy as np
+
         return int(np.argmax(self.frequencies))  # ties: the lowest type id
 
     def keypoints(self, type_id: int) -> np.ndarray:
@@ -120,6 +121,9 @@ class TypePriors:
 
 
 def type_priors(train: Sequence[LayoutSample]) -> TypePriors:
+    """The :class:`TypePriors` of a training split."""
+    import numpy as np
+
     if not train:
         raise UserError("room_layout: the training split is empty")
     shape = train[0].shape
@@ -137,6 +141,8 @@ def type_priors(train: Sequence[LayoutSample]) -> TypePriors:
 def default_keypoints(type_id: int, shape: tuple[int, int]) -> np.ndarray:
     """Keypoints of a typical room of ``type_id`` at ``shape``: one view drawn by the
     synthetic generator's camera prior (deterministic), for types absent from training."""
+    import numpy as np
+
     from robench.tasks.room_layout.synth import sample_view
 
     for attempt in range(20):

@@ -1,49 +1,54 @@
 """``fcn``: a small fully convolutional network trained from scratch on the layout.
 
-The network (:class:`~robench.tasks.room_layout.nets.LayoutNet`) predicts the five
-surfaces per pixel, the layout edges and the room type; it is trained for the task's
-budget with :func:`~robench.tasks.room_layout.nets.train_network`.  The prediction is
-the per-pixel argmax of the surfaces (the network's own output, no post-processing); the
-room type is the type of the predicted surfaces (after merging surfaces smaller than 1%
-of the image), or the type head's answer when those surfaces fit no type; keypoints are
-fitted to the predicted segmentation (:func:`~robench.tasks.room_layout.render.fit_keypoints`:
-a robust line per boundary between two surfaces, corners at their intersections),
-with the type's mean training keypoints for edges the segmentation lacks.
+The network (:class:`~robench.tasks.room_layout.methods._nets.LayoutNet`) predicts the
+five surfaces per pixel, the layout edges and the room type; it is trained for the task's
+budget with :func:`~robench.tasks.room_layout.methods._nets.train_network`.  The
+prediction is the per-pixel argmax of the surfaces (the network's own output, no
+post-processing); the room type is the type of the predicted surfaces (after merging
+surfaces smaller than 1% of the image), or the type head's answer when those surfaces fit
+no type; keypoints are fitted to the predicted segmentation
+(:func:`~robench.tasks.room_layout.render.fit_keypoints`: a robust line per boundary
+between two surfaces, corners at their intersections), with the type's mean training
+keypoints for edges the segmentation lacks.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from robench.registry import register_method
-from robench.tasks.room_layout.formats import LayoutSample
-from robench.tasks.room_layout.methods.base import (
-    FitSetup, LayoutMethod, LayoutPrediction, check_positive, type_priors,
-)
-from robench.tasks.room_layout.render import boundary_mask, clean_segmentation, fit_keypoints
-from robench.tasks.room_layout.room_types import room_type_from_surfaces
+from robench.tasks.contract import check_param
+from robench.tasks.room_layout.methods.base import FitSetup, LayoutMethod, LayoutPrediction, type_priors
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from robench.tasks.room_layout.formats import LayoutSample
 
 EDGE_TARGET_WIDTH = 2  # layout-edge targets: the boundary pixels on both sides
 
 
 def layout_targets(samples: Sequence[LayoutSample]):
     """Training targets of the layout: surface classes (label - 1), layout-edge masks and
-    room types (:class:`~robench.tasks.room_layout.nets.Targets`)."""
+    room types (:class:`~robench.tasks.room_layout.methods._nets.Targets`), on the CPU."""
+    import numpy as np
     import torch
 
-    from robench.tasks.room_layout.nets import Targets
+    from robench.tasks.room_layout.methods._nets import Targets
+    from robench.tasks.room_layout.render import boundary_mask
 
     seg = np.stack([np.asarray(s.segmentation, dtype=np.int64) - 1 for s in samples])
     if seg.min() < 0 or seg.max() > 4:
         raise ValueError("layout targets need every pixel labelled 1..5")
     edge = np.stack([boundary_mask(s.segmentation, EDGE_TARGET_WIDTH) for s in samples])
     return Targets(torch.from_numpy(seg), torch.from_numpy(edge.astype(np.float32)),
-                   torch.tensor([s.room_type for s in samples], dtype=torch.int64))
+                   torch.tensor([s.room_type for s in samples], dtype=torch.int64, device="cpu"))
 
 
 def stack_images(samples: Sequence[LayoutSample]) -> np.ndarray:
+    import numpy as np
+
     return np.stack([s.image for s in samples])
 
 
@@ -52,23 +57,39 @@ class NetworkMethod(LayoutMethod):
     the layout targets, and the layout read off a segmentation."""
 
     def _check(self, name: str) -> None:
-        check_positive(name, "width", self.width)
-        check_positive(name, "lr", self.lr, float)
+        """Validate (and store) ``width`` and ``lr``."""
+        owner = f"method {name!r}"
+        self.width = check_param(owner, "width", self.width, int, low=1)
+        self.lr = check_param(owner, "lr", self.lr, float, low=0.0, low_open=True)
+
+    def _new_net(self, setup: FitSetup, **kwargs):
+        """A freshly initialised :class:`LayoutNet` of this width on the run's device: its
+        weights drawn from the run's seed (stream "init"), whatever the run drew before."""
+        from robench import seeding
+        from robench.tasks.room_layout.methods._nets import LayoutNet
+
+        with seeding.scoped(seeding.stream_seed(setup.seed, "init")):
+            return LayoutNet(width=self.width, **kwargs)
 
     def _train(self, net, train: Sequence[LayoutSample], setup: FitSetup, epochs: int) -> list[float]:
-        from robench.tasks.room_layout.nets import train_network
+        from robench.tasks.room_layout.methods._nets import train_network
 
         return train_network(net, stack_images(train), layout_targets(train), epochs=epochs,
                              batch_size=setup.batch_size, lr=self.lr, seed=setup.seed,
                              say=setup.say)
 
     def _maps(self, images: np.ndarray):
-        from robench.tasks.room_layout.nets import predict_maps
+        from robench.tasks.room_layout.methods._nets import predict_maps
 
         return predict_maps(self.net_, images)
 
     def _layout_of(self, segmentation: np.ndarray, type_probs: np.ndarray):
         """(type, keypoints, cleaned segmentation) read off a predicted label map."""
+        import numpy as np
+
+        from robench.tasks.room_layout.render import clean_segmentation, fit_keypoints
+        from robench.tasks.room_layout.room_types import room_type_from_surfaces
+
         seg = clean_segmentation(segmentation)
         type_id = room_type_from_surfaces(np.unique(seg))
         if type_id < 0:
@@ -90,23 +111,19 @@ class FCN(NetworkMethod):
     def __init__(self, width: int = 16, lr: float = 0.002, extra_epochs: int = 0):
         self.width = width
         self.lr = lr
-        self.extra_epochs = extra_epochs
         self._check("fcn")
-        check_positive("fcn", "extra_epochs", extra_epochs, allow_zero=True)
+        self.extra_epochs = check_param("method 'fcn'", "extra_epochs", extra_epochs, int, low=0)
 
-    def fit(self, train, setup: FitSetup) -> "FCN":
-        import torch
-
-        from robench.tasks.room_layout.nets import LayoutNet
-
+    def fit(self, train, setup: FitSetup) -> FCN:
         self.priors_ = type_priors(train)
-        torch.manual_seed(setup.seed)
-        self.net_ = LayoutNet(width=self.width)
+        self.net_ = self._new_net(setup)
         setup.say(f"fcn: training for {setup.epochs + self.extra_epochs} epochs")
         self.history_ = self._train(self.net_, train, setup, setup.epochs + self.extra_epochs)
         return self
 
     def predict(self, images: np.ndarray) -> LayoutPrediction:
+        import numpy as np
+
         probs, _, type_probs = self._maps(images)
         segs = (np.argmax(probs, axis=1) + 1).astype(np.uint8)
         types, kps = [], []

@@ -1,6 +1,6 @@
 """``geometric``: the classic vanishing-point box-fitting approach, no training.
 
-Per image (:mod:`robench.tasks.room_layout.geometry`): Canny edges and probabilistic
+Per image (:mod:`robench.tasks.room_layout.methods._geometry`): Canny edges and probabilistic
 Hough segments; the vertical vanishing point and up to two horizontal ones; for each
 choice of the depth vanishing point among the horizontal ones (the other, or the one
 orthogonality gives, bounds the back wall's top and bottom), the exhaustive search over
@@ -15,16 +15,14 @@ transform samples edge pixels with the run's seed, so results vary a little by s
 
 from __future__ import annotations
 
-import numpy as np
+from typing import TYPE_CHECKING
 
 from robench.registry import register_method
-from robench.tasks.room_layout.methods.base import (
-    FitSetup, LayoutMethod, LayoutPrediction, check_positive, type_priors,
-)
-from robench.tasks.room_layout.render import (
-    clean_segmentation, fit_keypoints, render_segmentation,
-)
-from robench.tasks.room_layout.room_types import room_type_from_surfaces
+from robench.tasks.contract import check_param
+from robench.tasks.room_layout.methods.base import FitSetup, LayoutMethod, LayoutPrediction, type_priors
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 @register_method("room_layout", "geometric")
@@ -39,21 +37,23 @@ class Geometric(LayoutMethod):
     version = "1"
 
     def __init__(self, n_rays: int = 20, penalty: float = 0.2, sigma: float = 1.0):
-        self.n_rays = n_rays
-        self.penalty = penalty
-        self.sigma = sigma
-        check_positive("geometric", "n_rays", n_rays)
-        check_positive("geometric", "penalty", penalty, float, allow_zero=True)
-        check_positive("geometric", "sigma", sigma, float)
+        owner = "method 'geometric'"
+        self.n_rays = check_param(owner, "n_rays", n_rays, int, low=1)
+        self.penalty = check_param(owner, "penalty", penalty, float, low=0.0)
+        self.sigma = check_param(owner, "sigma", sigma, float, low=0.0, low_open=True)
 
-    def fit(self, train, setup: FitSetup) -> "Geometric":
+    def fit(self, train, setup: FitSetup) -> Geometric:
         self.priors_ = type_priors(train)  # fallback only; no parameter is learned
         self.seed_ = setup.seed
         return self
 
     def layout(self, image: np.ndarray):
         """(segmentation, type, keypoints) of one (H, W, 3) image, or None."""
-        from robench.tasks.room_layout import geometry as g
+        import numpy as np
+
+        from robench.tasks.room_layout.methods import _geometry as g
+        from robench.tasks.room_layout.render import clean_segmentation, fit_keypoints
+        from robench.tasks.room_layout.room_types import room_type_from_surfaces
 
         shape = image.shape[:2]
         segs, edges, orientation = g.detect_segments(image, self.sigma, seed=self.seed_)
@@ -84,6 +84,10 @@ class Geometric(LayoutMethod):
         return seg, type_id, fit_keypoints(seg, type_id, self.priors_.keypoints(type_id))
 
     def predict(self, images: np.ndarray) -> LayoutPrediction:
+        import numpy as np
+
+        from robench.tasks.room_layout.render import render_segmentation
+
         fallback_type = self.priors_.most_frequent
         fallback_kp = self.priors_.keypoints(fallback_type)
         fallback_seg = render_segmentation(fallback_type, fallback_kp, images.shape[1:3])

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import numpy as np
+from typing import TYPE_CHECKING
 
 from robench.registry import register_method
-from robench.tasks.room_layout.methods.base import (
-    FitSetup, LayoutMethod, LayoutPrediction, type_priors,
-)
-from robench.tasks.room_layout.render import render_segmentation
+from robench.tasks.room_layout.methods.base import FitSetup, LayoutMethod, LayoutPrediction, type_priors
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 @register_method("room_layout", "prior")
@@ -20,7 +20,9 @@ class Prior(LayoutMethod):
     def __init__(self):
         pass
 
-    def fit(self, train, setup: FitSetup) -> "Prior":
+    def fit(self, train, setup: FitSetup) -> Prior:
+        from robench.tasks.room_layout.render import render_segmentation
+
         priors = type_priors(train)
         self.type_ = priors.most_frequent
         self.keypoints_ = priors.keypoints(self.type_)
@@ -28,6 +30,8 @@ class Prior(LayoutMethod):
         return self
 
     def predict(self, images: np.ndarray) -> LayoutPrediction:
+        import numpy as np
+
         n = len(images)
         return LayoutPrediction(np.repeat(self.segmentation_[None], n, axis=0),
                                 np.full(n, self.type_, dtype=np.int64),

@@ -1,5 +1,7 @@
 """A batched L2 DeepFool that is differentiable with respect to the model's weights, and the
-DeepDefense regularizer built on it (Yan et al., NeurIPS 2018, arXiv 1803.00404).
+DeepDefense regularizer built on it (Yan et al., NeurIPS 2018, arXiv 1803.00404): the
+private helper of the ``deepdefense`` recipe. Every tensor it makes lives on the input's
+device.
 
 The attack is unrolled for ``steps`` iterations; every iteration takes the input gradients
 of the logit differences with ``torch.autograd.grad(..., create_graph=True)``, so the final

@@ -9,10 +9,12 @@ heads:
 * ``edge`` (N, 1, H, W) logits of "this pixel is on a layout edge";
 * ``type`` (N, 11) logits of the LSUN room type (from the pooled bottleneck).
 
-:func:`train_network` is the one training loop both methods use (same optimizer,
-schedule, augmentation and loss weights), so the only differences between ``fcn`` and
-``st-pio``'s network are its initialization and the extra pre-training stage.
-Images go in as (N, H, W, 3) uint8; class targets as (N, H, W) int64 in 0..C-1.
+:func:`train_network` is how both methods train (same optimizer, schedule, augmentation
+and loss weights, on robench's one loop :func:`robench.training.train_loop`), so the only
+differences between ``fcn`` and ``st-pio``'s network are its initialization and the extra
+pre-training stage.  Images go in as (N, H, W, 3) uint8 numpy arrays; class targets as
+(N, H, W) int64 in 0..C-1, on the CPU.  Batches move to the network's device; the batch
+order and the augmentation are drawn on the CPU (the same on every device).
 """
 
 from __future__ import annotations
@@ -76,9 +78,10 @@ class LayoutNet(nn.Module):
                 "type": self.type_head(bottleneck.mean(dim=(2, 3)))}
 
 
-def to_input(images: np.ndarray) -> torch.Tensor:
-    """(N, H, W, 3) uint8 -> (N, 3, H, W) float32, roughly zero-mean unit-range."""
-    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float()
+def to_input(images: np.ndarray, device=None) -> torch.Tensor:
+    """(N, H, W, 3) uint8 -> (N, 3, H, W) float32 on ``device`` (default: the CPU),
+    roughly zero-mean unit-range."""
+    x = torch.from_numpy(np.ascontiguousarray(images)).to(device).permute(0, 3, 1, 2).float()
     return x / 127.5 - 1.0
 
 
@@ -90,15 +93,22 @@ class Targets:
     edge: torch.Tensor | None = None
     type: torch.Tensor | None = None
 
+    def take(self, idx: torch.Tensor, device=None) -> Targets:
+        """The targets of samples ``idx``, on ``device``."""
+        pick = lambda t: None if t is None else t[idx].to(device)  # noqa: E731
+        return Targets(pick(self.seg), pick(self.edge), pick(self.type))
+
 
 def _augment(x: torch.Tensor, t: Targets, gen: torch.Generator):
     """Random horizontal flip (left and right walls swap; room types are mirror
-    symmetric) and photometric jitter (channel permutation, gain, offset, grey)."""
-    n = x.shape[0]
-    flip = torch.rand(n, generator=gen) < 0.5
+    symmetric) and photometric jitter (channel permutation, gain, offset, grey).  The
+    random values are drawn from ``gen`` on its device (the CPU) and applied on ``x``'s."""
+    n, dev, at = x.shape[0], x.device, dict(generator=gen, device=gen.device)
+    flip = torch.rand(n, **at) < 0.5
     seg = t.seg.clone()
     edge = None if t.edge is None else t.edge.clone()
     if flip.any():
+        flip = flip.to(dev)
         x = x.clone()
         x[flip] = x[flip].flip(-1)
         s = seg[flip].flip(-1)
@@ -107,12 +117,12 @@ def _augment(x: torch.Tensor, t: Targets, gen: torch.Generator):
         seg[flip] = s
         if edge is not None:
             edge[flip] = edge[flip].flip(-1)
-    perm = torch.stack([torch.randperm(3, generator=gen) for _ in range(n)])
+    perm = torch.stack([torch.randperm(3, **at) for _ in range(n)]).to(dev)
     x = torch.gather(x, 1, perm[:, :, None, None].expand_as(x))
-    grey = torch.rand(n, generator=gen) < 0.2
+    grey = (torch.rand(n, **at) < 0.2).to(dev)
     x = torch.where(grey[:, None, None, None], x.mean(dim=1, keepdim=True).expand_as(x), x)
-    gain = 1.0 + 0.25 * (2 * torch.rand(n, 1, 1, 1, generator=gen) - 1)
-    offset = 0.2 * (2 * torch.rand(n, 1, 1, 1, generator=gen) - 1)
+    gain = (1.0 + 0.25 * (2 * torch.rand(n, 1, 1, 1, **at) - 1)).to(dev)
+    offset = (0.2 * (2 * torch.rand(n, 1, 1, 1, **at) - 1)).to(dev)
     return x * gain + offset, Targets(seg, edge, t.type)
 
 
@@ -136,51 +146,50 @@ def train_network(net: LayoutNet, images: np.ndarray, targets: Targets, *, epoch
                   say: Callable[[str], None] | None = None,
                   edge_weight: float = 0.5, type_weight: float = 0.2) -> list[float]:
     """Adam (weight decay 1e-4), learning rate cosine-decayed from ``lr`` to 0 over
-    ``epochs`` passes of minibatches of ``batch_size`` in a seeded order; augmentation as
-    in :func:`_augment`.  Trains ``net`` in place; returns the mean loss of each epoch."""
-    gen = torch.Generator().manual_seed(int(seed))
+    ``epochs`` passes of minibatches of ``batch_size`` in an order drawn from ``seed``
+    (stream "batches", which the augmentation of :func:`_augment` draws from too;
+    batches of one sample are skipped: BatchNorm needs two).  Trains ``net`` in place on
+    its device; returns the mean loss of each epoch."""
+    from robench import seeding
+    from robench.training import epoch_batches, train_loop
+
+    gen = seeding.stream(seed, "batches")
     opt = torch.optim.Adam(net.parameters(), lr=lr, weight_decay=1e-4)
+    device = _device_of(net)
     n = len(images)
-    steps_per_epoch = math.ceil(n / batch_size)
-    total = max(1, epochs * steps_per_epoch)
-    step = 0
-    history = []
-    net.train()
-    for epoch in range(epochs):
-        order = torch.randperm(n, generator=gen)
-        losses = []
-        for start in range(0, n, batch_size):
-            idx = order[start:start + batch_size]
-            if len(idx) < 2:  # BatchNorm needs two samples
-                continue
-            for group in opt.param_groups:
-                group["lr"] = 0.5 * lr * (1 + math.cos(math.pi * step / total))
-            x = to_input(images[idx.numpy()])
-            t = Targets(targets.seg[idx], None if targets.edge is None else targets.edge[idx],
-                        None if targets.type is None else targets.type[idx])
-            x, t = _augment(x, t, gen)
-            loss = layout_loss(net(x), t, edge_weight, type_weight)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            losses.append(float(loss.detach()))
-            step += 1
-        history.append(float(np.mean(losses)) if losses else float("nan"))
+    total = max(1, epochs * math.ceil(n / batch_size))
+    history: list[float] = []
+
+    def loss(idx: torch.Tensor) -> torch.Tensor:
+        x, t = _augment(to_input(images[idx.numpy()], device), targets.take(idx, device), gen)
+        return layout_loss(net(x), t, edge_weight, type_weight)
+
+    def on_epoch(epoch: int, losses: list) -> None:
+        history.append(float(np.mean([float(v) for v in losses])) if losses else float("nan"))
         if say is not None:
             say(f"epoch {epoch + 1}/{epochs}: loss {history[-1]:.3f}")
-    net.eval()
+
+    train_loop(net, opt, epoch_batches(n, batch_size, epochs, gen, min_size=2), loss,
+               lr_schedule=lambda step: 0.5 * lr * (1 + math.cos(math.pi * step / total)),
+               on_epoch=on_epoch)
     return history
 
 
 @torch.no_grad()
 def predict_maps(net: LayoutNet, images: np.ndarray, batch_size: int = 64):
     """Network outputs for (N, H, W, 3) uint8 images: surface probabilities (N, C, H, W),
-    edge probabilities (N, H, W) and room-type probabilities (N, 11), float32 numpy."""
+    edge probabilities (N, H, W) and room-type probabilities (N, 11), float32 numpy
+    (computed on the network's device)."""
     net.eval()
+    device = _device_of(net)
     probs, edges, types = [], [], []
     for start in range(0, len(images), batch_size):
-        out = net(to_input(images[start:start + batch_size]))
-        probs.append(torch.softmax(out["seg"], dim=1).numpy())
-        edges.append(torch.sigmoid(out["edge"][:, 0]).numpy())
-        types.append(torch.softmax(out["type"], dim=1).numpy())
+        out = net(to_input(images[start:start + batch_size], device))
+        probs.append(torch.softmax(out["seg"], dim=1).cpu().numpy())
+        edges.append(torch.sigmoid(out["edge"][:, 0]).cpu().numpy())
+        types.append(torch.softmax(out["type"], dim=1).cpu().numpy())
     return np.concatenate(probs), np.concatenate(edges), np.concatenate(types)
+
+
+def _device_of(net: nn.Module) -> torch.device:
+    return next(net.parameters()).device

@@ -16,17 +16,18 @@ layout's keypoints (for a given room type); their potential energy is
                 (G: the network's layout-edge probability, Gaussian-smoothed so that an
                 edge attracts from a few pixels away)
 
-where m is the differentiable version of :func:`render.render_segmentation`: softmin
-over each surface's half-plane constraints, softmax over surfaces (temperature in
-pixels).  The force on every keypoint is F = -dE/dk (autograd).  Keypoints move as
-damped particles with velocity-Verlet-like steps in the FIRE scheme (Bitzek et al.,
-PRL 2006, "fast inertial relaxation engine"): velocity is mixed toward the force,
-steps grow while the power F.v stays positive and the system stops dead (v = 0,
-smaller step) whenever it starts climbing.  Constraints act like rails: a border
-keypoint slides along the image border (projected back after every step), an inner
-corner stays inside the image.  The run stops at equilibrium (largest displacement of a
-step below ``tol`` pixels) or after ``steps``; the lowest-energy state visited is
-returned, so refinement never increases the energy (:func:`refine_layout`).
+where m is the differentiable version of
+:func:`robench.tasks.room_layout.render.render_segmentation`: softmin over each
+surface's half-plane constraints, softmax over surfaces (temperature in pixels).  The
+force on every keypoint is F = -dE/dk (autograd).  Keypoints move as damped particles
+with velocity-Verlet-like steps in the FIRE scheme (Bitzek et al., PRL 2006, "fast
+inertial relaxation engine"): velocity is mixed toward the force, steps grow while the
+power F.v stays positive and the system stops dead (v = 0, smaller step) whenever it
+starts climbing.  Constraints act like rails: a border keypoint slides along the image
+border (projected back after every step), an inner corner stays inside the image.  The
+run stops at equilibrium (largest displacement of a step below ``tol`` pixels) or after
+``steps``; the lowest-energy state visited is returned, so refinement never increases
+the energy (:func:`refine_layout`).
 """
 
 from __future__ import annotations
@@ -71,16 +72,19 @@ class LayoutEnergy:
     returns (B,) energies.  Each problem's half-plane sides are fixed from its starting
     keypoints.  The surface term is evaluated on a grid of ``stride`` x ``stride`` pixel
     blocks (the block's mean -log P at its centre): 2 makes a step 4x cheaper and moves
-    the energy's minimum by far less than a pixel on 64-px images."""
+    the energy's minimum by far less than a pixel on 64-px images.  Its tensors live on
+    ``device`` (that of the network whose evidence it holds)."""
 
     def __init__(self, problems: list[Problem], edge_weight: float = 1.0,
                  temperature: float = 1.0, edge_sigma: float = 1.5,
-                 samples_per_line: int = 24, stride: int = 2, surface_term: str = "nll"):
+                 samples_per_line: int = 24, stride: int = 2, surface_term: str = "nll",
+                 device="cpu"):
         if not problems:
             raise ValueError("LayoutEnergy needs at least one problem")
         if surface_term not in ("nll", "disagreement"):
             raise ValueError(f"surface_term={surface_term!r}: expected 'nll' or 'disagreement'")
         self.problems = problems
+        self.device = torch.device(device)
         self.types = [room_type(p.type_id) for p in problems]
         shapes = {np.shape(p.evidence.edge_probs) for p in problems}
         if len(shapes) != 1:
@@ -92,16 +96,17 @@ class LayoutEnergy:
         cons = [surface_constraints(p.type_id, p.keypoints) for p in problems]
         n_c = max(len(c) for c in cons)
         n_l = max(len(t.lines) for t in self.types)
-        self.ci = torch.zeros(b, n_c, dtype=torch.long)
-        self.cj = torch.ones(b, n_c, dtype=torch.long)
-        self.side = torch.zeros(b, n_c)
+        # built in numpy, then moved to the device in one copy each
+        ci = np.zeros((b, n_c), dtype=np.int64)
+        cj = np.ones((b, n_c), dtype=np.int64)
+        side = np.zeros((b, n_c), dtype=np.float32)
         per_surface = max(sum(1 for x in c if x.surface == s) for c in cons for s in range(1, 6))
-        self.member_index = torch.zeros(b, 5, per_surface, dtype=torch.long)
-        outside = torch.full((b, 5, per_surface), BIG)
-        self.surface_valid = torch.zeros(b, 5, dtype=torch.bool)
-        self.li = torch.zeros(b, n_l, dtype=torch.long)
-        self.lj = torch.ones(b, n_l, dtype=torch.long)
-        self.line_valid = torch.zeros(b, n_l)
+        member_index = np.zeros((b, 5, per_surface), dtype=np.int64)
+        outside = np.full((b, 5, per_surface), BIG, dtype=np.float32)
+        surface_valid = np.zeros((b, 5), dtype=bool)
+        li = np.zeros((b, n_l), dtype=np.int64)
+        lj = np.ones((b, n_l), dtype=np.int64)
+        line_valid = np.zeros((b, n_l), dtype=np.float32)
         self.is_corner = np.zeros((b, MAX_KEYPOINTS), dtype=bool)
         self.is_border = np.zeros((b, MAX_KEYPOINTS), dtype=bool)
         neg_log = np.zeros((b, 5, h // stride, w // stride))
@@ -109,14 +114,14 @@ class LayoutEnergy:
         for k, (p, c, t) in enumerate(zip(problems, cons, self.types)):
             slot = [0] * 5
             for m, con in enumerate(c):
-                self.ci[k, m], self.cj[k, m], self.side[k, m] = con.i, con.j, con.side
+                ci[k, m], cj[k, m], side[k, m] = con.i, con.j, con.side
                 s_ = con.surface - 1
-                self.member_index[k, s_, slot[s_]] = m
+                member_index[k, s_, slot[s_]] = m
                 outside[k, s_, slot[s_]] = 0.0
                 slot[s_] += 1
-                self.surface_valid[k, s_] = True
+                surface_valid[k, s_] = True
             for m, (i, j) in enumerate(t.lines):
-                self.li[k, m], self.lj[k, m], self.line_valid[k, m] = i, j, 1.0
+                li[k, m], lj[k, m], line_valid[k, m] = i, j, 1.0
             for m, spec in enumerate(t.keypoints):
                 self.is_corner[k, m] = spec.is_corner
                 self.is_border[k, m] = not spec.is_corner
@@ -125,13 +130,17 @@ class LayoutEnergy:
             neg_log[k] = nl.reshape(5, h // stride, stride, w // stride, stride).mean(axis=(2, 4))
             edge = gaussian_filter(np.asarray(p.evidence.edge_probs, dtype=np.float64), edge_sigma)
             edges[k, 0] = edge / max(edge.max(), 1e-6)
-        self.outside = outside[:, :, :, None]  # (B, 5, M, 1): BIG on padding slots
-        self.neg_log = torch.from_numpy(neg_log.reshape(b, 5, -1)).float()
-        self.edge = torch.from_numpy(edges).float()
+        on = lambda a: torch.from_numpy(a).to(self.device)  # noqa: E731
+        self.ci, self.cj, self.side = on(ci), on(cj), on(side)
+        self.member_index, self.surface_valid = on(member_index), on(surface_valid)
+        self.li, self.lj, self.line_valid = on(li), on(lj), on(line_valid)
+        self.outside = on(outside)[:, :, :, None]  # (B, 5, M, 1): BIG on padding slots
+        self.neg_log = on(neg_log.reshape(b, 5, -1)).float()
+        self.edge = on(edges).float()
         ys, xs = np.mgrid[0:h // stride, 0:w // stride].astype(np.float64)
-        self.xs = torch.from_numpy((xs * stride + (stride - 1) / 2).ravel()).float()
-        self.ys = torch.from_numpy((ys * stride + (stride - 1) / 2).ravel()).float()
-        self.t = torch.linspace(0.0, 1.0, samples_per_line)
+        self.xs = on((xs * stride + (stride - 1) / 2).ravel()).float()
+        self.ys = on((ys * stride + (stride - 1) / 2).ravel()).float()
+        self.t = torch.linspace(0.0, 1.0, samples_per_line, device=self.device)
         self.edge_weight = float(edge_weight)
         self.temperature = float(temperature)
 
@@ -184,7 +193,8 @@ class LayoutEnergy:
     def values(self, keypoints: np.ndarray) -> np.ndarray:
         """(B,) energies of (B, 8, 2) keypoints (no gradient)."""
         with torch.no_grad():
-            return self(torch.as_tensor(np.asarray(keypoints), dtype=torch.float32)).double().numpy()
+            kp = torch.as_tensor(np.asarray(keypoints), dtype=torch.float32, device=self.device)
+            return self(kp).double().cpu().numpy()
 
     def project(self, kp: np.ndarray) -> np.ndarray:
         """The constraints as rails: border keypoints onto the nearest point of the image
@@ -231,10 +241,10 @@ def refine_layouts(energy: LayoutEnergy, steps: int = 60, max_step: float = 1.0,
     trajectory: list[list[float]] = [[] for _ in range(b)]
     initial = None
     for _ in range(steps + 1):
-        kp = torch.tensor(x, dtype=torch.float32, requires_grad=True)
+        kp = torch.tensor(x, dtype=torch.float32, device=energy.device, requires_grad=True)
         e = energy(kp)
         (grad,) = torch.autograd.grad(e.sum(), kp)
-        e_val = e.detach().double().numpy()
+        e_val = e.detach().double().cpu().numpy()
         if initial is None:
             initial = e_val.copy()
         for k in np.flatnonzero(active):
@@ -243,7 +253,7 @@ def refine_layouts(energy: LayoutEnergy, steps: int = 60, max_step: float = 1.0,
         best_x[better], best_e[better] = x[better], e_val[better]
         if not active.any() or _ == steps:
             break
-        force = -grad.double().numpy()
+        force = -grad.double().cpu().numpy()
         fmax = np.abs(force).reshape(b, -1).max(axis=1)
         stuck = active & (fmax < 1e-12)
         converged |= stuck

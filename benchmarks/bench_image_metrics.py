@@ -47,7 +47,7 @@ def measure(n: int, size: int, repeats: int) -> tuple[float, float, float, float
     from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
     from robench.metrics.image import psnr, ssim
-    from robench.tasks.restoration.data import training_patches
+    from robench.tasks.restoration_spectrum.data import training_patches
 
     clean = training_patches(n, size, seed=0)  # real RGB patches, float32 in [0, 1]
     noise = torch.randn(clean.shape, generator=torch.Generator().manual_seed(0))

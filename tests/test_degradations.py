@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from robench.errors import UserError
-from robench.tasks.restoration.degradations import (
-    FAMILIES, Observation, degrade, get_family, inpainting, interpolation, super_resolution)
+from robench.tasks.restoration_spectrum.degradations import (FAMILIES, Observation, degrade, get_family,
+                                                             inpainting, interpolation, super_resolution)
 
 
 def images(n=3, c=3, h=64, w=64, seed=0, dtype=torch.float64):

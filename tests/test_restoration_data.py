@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from robench.errors import UserError
-from robench.tasks.restoration import data
+from robench.tasks.restoration_spectrum import data
 
 
 def check_images(t, n, size):

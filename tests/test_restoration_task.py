@@ -1,6 +1,7 @@
 """The ``restoration_spectrum`` task end to end on tiny data: every method through a suite,
 artifacts re-scored with scikit-image, the spectrum summary, and one-line errors."""
 
+import functools
 import math
 
 import numpy as np
@@ -11,8 +12,9 @@ import yaml
 from robench import api
 from robench.errors import UserError
 from robench.tasks.base import RunContext
-from robench.tasks.restoration.task import (RestorationSpectrumTask, format_level, resolve_levels,
-                                            spectrum_summary)
+from robench.tasks.restoration_spectrum.methods.base import RestorationMethod
+from robench.tasks.restoration_spectrum.metrics import format_level, spectrum_summary
+from robench.tasks.restoration_spectrum.task import RestorationSpectrumTask, resolve_levels
 
 TINY = {"image_size": 16, "width": 4, "n_train": 16, "train_steps": 3, "finetune_steps": 2,
         "batch_size": 4, "n_test_per_image": 2}
@@ -189,8 +191,6 @@ def test_a_method_that_does_not_apply_fails_before_any_work(tmp_path, method, fa
 
 
 def test_restore_must_return_the_right_shape(tmp_path):
-    from robench.tasks.restoration.methods.base import RestorationMethod
-
     class Broken(RestorationMethod):
         def restore(self, obs):
             return obs.network_input[:, :1]
@@ -200,6 +200,89 @@ def test_restore_must_return_the_right_shape(tmp_path):
         task.run(Broken(), 0, RunContext(tmp_path / "art", tmp_path / "cache"))
 
 
+def test_only_restoration_methods_register():
+    from robench.registry import register_method
+
+    class NotARestorationMethod:
+        def restore(self, obs):
+            return obs.network_input
+
+    with pytest.raises(UserError, match="does not subclass") as err:
+        register_method("restoration_spectrum", "not-a-method")(NotARestorationMethod)
+    assert "\n" not in str(err.value)
+
+
+# ---------------------------------------------------------------- conformance (robench check)
+
+class WrongShape(RestorationMethod):
+    def restore(self, obs):
+        return obs.network_input[:, :1]
+
+
+class NotFinite(RestorationMethod):
+    def restore(self, obs):
+        return obs.network_input * float("nan")
+
+
+class ChangesTheObservation(RestorationMethod):
+    def restore(self, obs):
+        obs.network_input.clamp_(0.25, 0.75)
+        return obs.network_input.clone()
+
+
+class CountsCalls(RestorationMethod):
+    calls = 0
+
+    def restore(self, obs):
+        type(self).calls += 1
+        return obs.network_input + 1e-3 * type(self).calls
+
+
+class ReadsTheTestImages(RestorationMethod):
+    def fit(self, problem):
+        from robench.tasks.restoration_spectrum import data
+        self.crops_ = data.test_set(problem.image_size, 1)
+        return self
+
+    def restore(self, obs):
+        return obs.network_input.clone()
+
+
+class FitReturnsNone(RestorationMethod):
+    def fit(self, problem):
+        return None
+
+    def restore(self, obs):
+        return obs.network_input.clone()
+
+
+class AppliesToNothing(RestorationMethod):
+    families = ()
+
+
+def test_builtin_methods_pass_the_conformance_checks(tmp_path):
+    for name in ("bicubic", "base+paste"):
+        checks = RestorationSpectrumTask.conformance(functools.partial(_method, name), tmp_path / name)
+        assert len(checks) == 8 and all(c.ok for c in checks), [c for c in checks if not c.ok]
+
+
+@pytest.mark.parametrize("cls,failing", [
+    (WrongShape, "shaped like obs.network_input"),
+    (NotFinite, "finite"),
+    (ChangesTheObservation, "leaves the observation unchanged"),
+    (CountsCalls, "deterministic for a seed"),
+    (ReadsTheTestImages, "do not read the test images"),
+    (FitReturnsNone, "returns self"),
+    (AppliesToNothing, "refuses the families"),
+])
+def test_a_bad_method_fails_the_conformance_checks(tmp_path, cls, failing):
+    checks = RestorationSpectrumTask.conformance(cls, tmp_path)
+    bad = [c.name for c in checks if not c.ok]
+    assert any(failing in name for name in bad), (failing, bad)
+    if cls is CountsCalls:
+        assert any("observation only" in name for name in bad)
+
+
 def test_runs_are_deterministic(tmp_path):
     task = RestorationSpectrumTask(family="interpolation", **TINY, test_levels=[0.3, 0.6])
     first = task.run(_method("base"), 1, RunContext(tmp_path / "a", tmp_path / "cache-a")).metrics
@@ -207,6 +290,21 @@ def test_runs_are_deterministic(tmp_path):
     second = task.run(_method("base"), 1, RunContext(tmp_path / "b", tmp_path / "cache-b")).metrics
     assert first.keys() == second.keys()
     assert all(first[k] == second[k] or (math.isnan(first[k]) and math.isnan(second[k])) for k in first)
+
+
+@pytest.mark.parametrize("family,method", [("interpolation", "dlnet"), ("super_resolution", "oracle"),
+                                           ("inpainting", "biharmonic")])
+def test_every_tensor_follows_the_run_device(tmp_path, family, method):
+    """The run's device is "cpu" while torch's default device is "meta": a tensor or network
+    created without following the run's device would land on "meta" and fail the run."""
+    task = RestorationSpectrumTask(family=family, **TINY, test_levels=list(FAMILIES[family][0]["test_levels"][:2]))
+    before = torch.get_default_device()
+    torch.set_default_device("meta")
+    try:
+        result = task.run(_method(method), 0, RunContext(tmp_path / "art", tmp_path / "cache", device="cpu"))
+    finally:
+        torch.set_default_device(before)
+    assert math.isfinite(result.metrics["psnr_mean"])
 
 
 def test_dlnet_figures_from_the_table_and_artifacts(tiny_results, tmp_path):

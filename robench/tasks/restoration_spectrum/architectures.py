@@ -1,7 +1,7 @@
 """Restoration networks and the DL-Net fidelity module.
 
 Every network maps ``network_input`` (N, 3, H, W) in [0, 1] (see
-:mod:`robench.tasks.restoration.degradations`) to a restored image of the same shape,
+:mod:`robench.tasks.restoration_spectrum.degradations`) to a restored image of the same shape,
 split in two so that DL-Net can work on a late feature::
 
     z = net.features(network_input)          # (N, C_z, H, W), after the last nonlinearity

@@ -5,31 +5,35 @@ Protocol of one run (method M, seed s; one run evaluates every test level):
 
 1. ``M.check(family)``: a method that does not apply (biharmonic on super-resolution,
    bicubic on inpainting, base+paste on super-resolution) fails here, before any work.
-2. Data. ``bundled``: ``n_train`` training patches ``training_patches(n_train,
-   image_size, seed=0)`` (fixed: the seed varies the networks, not the data) and the
-   test crops ``test_set(image_size, n_test_per_image, seed=0)`` (images training never
-   sees). ``folder``: test crops from ``image_folder(root, image_size, mode=folder_mode)``
-   (Set5, Set14, BSD100, CelebA, ...); training patches from ``train_root`` (every tile,
-   drawn ``n_train`` times with flips) or, without it, the bundled patches.
-3. Reference networks, shared through the cache (``cache.py``): the base network (trained
-   at ``train_level`` for ``train_steps`` minibatches, seed s) and the oracle networks
-   (same architecture and budget, trained from scratch at each test level; at the
-   training level that is the base itself). Every method run computes the base's and the
-   oracle's PSNR itself from these cached networks, so that each run can report
+2. Data, fixed by the protocol (stream "data" of ``PROTOCOL_SEED``: the seed varies the
+   networks, not the data). ``bundled``: ``n_train`` training patches
+   ``training_patches(n_train, image_size, seed=<data>)`` and the test crops
+   ``test_set(image_size, n_test_per_image, seed=<data>)`` (images training never sees).
+   ``folder``: test crops from ``image_folder(root, image_size, mode=folder_mode)`` (Set5,
+   Set14, BSD100, CelebA, ...); training patches from ``train_root`` (every tile, drawn
+   ``n_train`` times with flips) or, without it, the bundled patches. Images stay on the
+   CPU until they are degraded; the test crops then go to the run's device.
+3. Reference networks, shared through the cache (``networks.py``): the base network
+   (trained at ``train_level`` for ``train_steps`` minibatches, seed s) and the oracle
+   networks (same architecture and budget, trained from scratch at each test level; at
+   the training level that is the base itself). Every method run computes the base's and
+   the oracle's PSNR itself from these cached networks, so that each run can report
    ``recovery``; for the ``base`` and ``oracle`` methods those numbers are their own.
 4. ``M.fit(problem)``; then at each test level the test crops are degraded with
-   ``degrade(family, x, level, seed=0)`` (the same observations for every method and
-   seed) and restored with ``M.restore(obs)`` under ``torch.no_grad()``.
-5. Scoring: the restoration is clamped to [0, 1] and quantized to 8 bits (what a saved
-   image holds), then PSNR and SSIM (``robench.metrics.image``: RGB, full image, data
-   range 1) are averaged over the test crops.
+   ``degrade(family, x, level, seed=<degradations>)`` (stream "degradations" of
+   ``PROTOCOL_SEED``: the same observations for every method and seed) and restored with
+   ``M.restore(obs)`` under ``torch.no_grad()``.
+5. Scoring (``metrics.py``): the restoration is clamped to [0, 1] and quantized to 8 bits
+   (what a saved image holds), then PSNR and SSIM (``robench.metrics.image``: RGB, full
+   image, data range 1) are averaged over the test crops.
 
 Metrics: ``psnr@<level>``, ``ssim@<level>`` per level; ``psnr_mean`` (PRIMARY: mean over
 test levels), ``ssim_mean``, ``psnr_auc`` (trapezoid area under PSNR vs level with the
 level axis rescaled to [0, 1], so it is in dB), ``psnr_offtrain_mean`` (mean over levels
 ≠ train_level), ``recovery`` (mean over off-training levels of (M − base)/(oracle − base)
 PSNR, over the levels where the oracle beats the base by at least
-``RECOVERY_MIN_GAP_DB``; NaN if none), and the base's and oracle's off-training means.
+``metrics.RECOVERY_MIN_GAP_DB``; NaN if none), and the base's and oracle's off-training
+means.
 
 Artifact ``restored.npz``: ``levels`` (L,) float64; ``ground_truth`` (N, H, W, 3) uint8
 (float32 in [0, 1] if the ground truth is not 8-bit exact); ``restored_<i>`` and
@@ -50,19 +54,15 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from robench.errors import UserError
 from robench.registry import register_task
+from robench.seeding import PROTOCOL_SEED, stream_seed
 from robench.tasks.base import RunContext, Task, TaskParams, TaskResult
-from robench.tasks.restoration.methods.base import RestorationMethod
+from robench.tasks.restoration_spectrum.methods.base import ALL_FAMILIES, RestorationMethod
 
-TEST_DEGRADATION_SEED = 0
-RECOVERY_MIN_GAP_DB = 0.1  # levels where the oracle beats the base by less are left out of recovery
 ARTIFACT = "restored.npz"
-
-
-def format_level(level: float) -> str:
-    """10.0 → '10', 0.5 → '0.5' (metric names: ``psnr@10``)."""
-    return f"{float(level):g}"
+# conformance: (train level, test levels) per family on 16×16 synthetic images
+CHECK_LEVELS = {"inpainting": (6.0, (4.0, 6.0)), "interpolation": (0.6, (0.3, 0.6)),
+                "super_resolution": (3.0, (2.0, 3.0))}
 
 
 class RestorationParams(TaskParams):
@@ -107,7 +107,7 @@ class RestorationParams(TaskParams):
 
 def resolve_levels(params) -> tuple[float, tuple[float, ...]]:
     """(train_level, sorted test levels) with the family defaults filled in."""
-    from robench.tasks.restoration.degradations import FAMILIES
+    from robench.tasks.restoration_spectrum.degradations import FAMILIES
 
     family = FAMILIES[params.family]
     scale = params.image_size / family.image_size if params.family == "inpainting" else 1.0
@@ -160,21 +160,21 @@ class RestorationSpectrumTask(Task):
         "psnr_base_offtrain_mean": ("the base network's psnr_offtrain_mean (same seed, cached)", True),
         "psnr_oracle_offtrain_mean": ("the oracle networks' psnr_offtrain_mean (same seed, cached)", True),
     }
+    headline_metrics = ("psnr_offtrain_mean", "recovery", "psnr_auc", "ssim_mean")
 
     def run(self, method: RestorationMethod, seed: int, ctx: RunContext) -> TaskResult:
         import numpy as np
         import torch
 
-        from robench.tasks.restoration.cache import NetSpec
-        from robench.tasks.restoration.methods.base import RestorationProblem
+        from robench.tasks.restoration_spectrum import metrics
+        from robench.tasks.restoration_spectrum.methods.base import RestorationProblem
+        from robench.tasks.restoration_spectrum.networks import NetSpec
 
-        if not isinstance(method, RestorationMethod):
-            raise UserError(f"task 'restoration_spectrum' needs a RestorationMethod; got {type(method).__name__}")
         p = self.params
         method.check(p.family)
         train_level, test_levels = resolve_levels(p)
-        test_x = self.test_images()
-        truth = scoring_truth(test_x)
+        test_x = self.test_images().to(ctx.device)
+        truth = metrics.scoring_truth(test_x)
         data = "bundled" if not p.train_root else f"folder:{Path(p.train_root).resolve()}"
         base_spec = NetSpec(family=p.family, image_size=p.image_size, width=p.width, data=data,
                             n_train=p.n_train, steps=p.train_steps, batch_size=p.batch_size, lr=p.lr,
@@ -183,75 +183,69 @@ class RestorationSpectrumTask(Task):
             family=p.family, train_level=train_level, test_levels=test_levels, image_size=p.image_size,
             seed=int(seed), base_spec=base_spec, finetune_steps=p.finetune_steps,
             cache_dir=Path(ctx.cache_dir), patches=functools.lru_cache(maxsize=1)(self.training_images),
-            say=ctx.say)
+            say=ctx.say, device=ctx.device)
 
         ctx.say(f"reference networks for {p.family} seed {seed}")
         reference_levels = tuple(dict.fromkeys((train_level, *test_levels)))
         reference = dict(zip(reference_levels, problem.networks_at(reference_levels)))
         method.fit(problem)
 
-        metrics: dict[str, float] = {}
-        method_psnr, base_psnr, oracle_psnr, ssims = [], [], [], []
+        scores = metrics.SpectrumScores(truth, train_level)
         arrays: dict[str, np.ndarray] = {"levels": np.asarray(test_levels, dtype=np.float64)}
         for i, level in enumerate(test_levels):
-            obs = self._degrade(test_x, level)
+            obs = self.degrade(test_x, level)
             with torch.no_grad():
-                out = method.restore(obs)
-                restored = self._score_ready(out, obs, method)
-                base_out = quantize(reference[train_level](obs.network_input))
-                oracle_out = quantize(reference[level](obs.network_input))
-            psnr_value, ssim_value = image_scores(restored, truth)
-            name = format_level(level)
-            metrics[f"psnr@{name}"] = psnr_value
-            metrics[f"ssim@{name}"] = ssim_value
-            method_psnr.append(psnr_value)
-            ssims.append(ssim_value)
-            base_psnr.append(image_scores(base_out, truth, ssim=False)[0])
-            oracle_psnr.append(image_scores(oracle_out, truth, ssim=False)[0])
-            arrays[f"restored_{i}"] = to_uint8_hwc(restored)
-            arrays[f"degraded_{i}"] = to_uint8_hwc(quantize(obs.network_input))
+                restored = self._score_ready(method.restore(obs), obs, method)
+                base_out = metrics.quantize(reference[train_level](obs.network_input))
+                oracle_out = metrics.quantize(reference[level](obs.network_input))
+            scores.add(level, restored, base_out, oracle_out)
+            arrays[f"restored_{i}"] = metrics.to_uint8_hwc(restored)
+            arrays[f"degraded_{i}"] = metrics.to_uint8_hwc(metrics.quantize(obs.network_input))
 
-        metrics.update(spectrum_summary(test_levels, train_level, method_psnr, base_psnr, oracle_psnr))
-        metrics["ssim_mean"] = float(np.mean(ssims))
-        arrays["ground_truth"] = ground_truth_array(test_x)
+        arrays["ground_truth"] = metrics.ground_truth_array(test_x)
         folder = Path(ctx.artifact_dir)
         folder.mkdir(parents=True, exist_ok=True)
         np.savez_compressed(folder / ARTIFACT, **arrays)
-        return TaskResult(metrics=metrics, artifacts={"restored": ARTIFACT})
+        return TaskResult(metrics=scores.metrics(), artifacts={"restored": ARTIFACT})
 
     # -- data ------------------------------------------------------------------------
     def test_images(self):
-        from robench.tasks.restoration import data
+        """The test crops (N, 3, S, S), float32 in [0, 1], on the CPU."""
+        from robench.tasks.restoration_spectrum import data
 
         p = self.params
         if p.dataset == "folder":
             return data.image_folder(p.root, p.image_size, mode=p.folder_mode)
-        return data.test_set(p.image_size, p.n_test_per_image, seed=0)
+        return data.test_set(p.image_size, p.n_test_per_image, seed=stream_seed(PROTOCOL_SEED, "data"))
 
     def training_images(self):
-        import numpy as np
+        """The training patches (n_train, 3, S, S), float32 in [0, 1], on the CPU."""
         import torch
 
-        from robench.tasks.restoration import data
+        from robench import seeding
+        from robench.tasks.restoration_spectrum import data
 
         p = self.params
         if not p.train_root:
-            return data.training_patches(p.n_train, p.image_size, seed=0)
+            return data.training_patches(p.n_train, p.image_size, seed=stream_seed(PROTOCOL_SEED, "data"))
         tiles = data.image_folder(p.train_root, p.image_size, mode="tile", recursive=True)
-        rng = np.random.default_rng(0)
+        rng = seeding.rng(PROTOCOL_SEED, "data")
         picks = torch.from_numpy(rng.integers(len(tiles), size=p.n_train))
         patches = tiles[picks]
         flips = torch.from_numpy(rng.random(p.n_train) < 0.5)
         patches[flips] = patches[flips].flip(-1)
         return patches.contiguous()
 
-    def _degrade(self, x, level):
-        from robench.tasks.restoration.degradations import degrade
-        return degrade(self.params.family, x, level, seed=TEST_DEGRADATION_SEED)
+    def degrade(self, x, level):
+        """The test observation of ``x`` at ``level``: the same for every method and seed."""
+        from robench.tasks.restoration_spectrum.degradations import degrade
+        return degrade(self.params.family, x, level, seed=stream_seed(PROTOCOL_SEED, "degradations"))
 
     @staticmethod
     def _score_ready(out, obs, method):
         import torch
+
+        from robench.tasks.restoration_spectrum.metrics import quantize
 
         name = method.registered_name or type(method).__name__
         expected = tuple(obs.network_input.shape)
@@ -260,77 +254,133 @@ class RestorationSpectrumTask(Task):
             raise RuntimeError(f"method {name!r} restored {got}; expected a tensor {expected}")
         if not bool(torch.isfinite(out).all()):
             raise RuntimeError(f"method {name!r} returned non-finite values at level {obs.level}")
-        return quantize(out)
+        return quantize(out.to(obs.network_input.device))
+
+    # -- robench check ---------------------------------------------------------------
+    @classmethod
+    def conformance(cls, make_method, folder):
+        """The method contract (methods/base.py) on 16×16 synthetic images and 3-step
+        networks, for every family the method handles: ``check`` refuses the others with a
+        UserError; ``fit`` returns self; ``restore`` gives a finite float tensor shaped like
+        ``obs.network_input``, leaves ``obs`` unchanged, depends on the observation only
+        (not on the missing pixels' true values), is the same for a seed; and neither step
+        reads the test images."""
+        from robench.tasks.contract import Check, guarded
+
+        check, families = guarded("check(family) refuses the families it does not handle with a UserError",
+                                  lambda: [f for f in ALL_FAMILIES if _applies(make_method(), f)])
+        if families is not None and not families:
+            check = Check(check.name, False, "it refuses every family")
+        if not check.ok:
+            return [check]
+        runs = {}
+        for family in families:
+            ran, runs[family] = guarded(f"fit() and restore() run on {family}", functools.partial(
+                _conformance_runs, cls, make_method, family, Path(folder)))
+            if not ran.ok:
+                return [check, ran]
+
+        def failing(test) -> str:
+            bad = [family for family, run in runs.items() if not test(run)]
+            return f"fails on {', '.join(bad)}" if bad else ""
+
+        out = [check]
+        for name, test in (
+                ("fit(problem) returns self", lambda r: r["fit_returns_self"]),
+                ("restore() gives a float tensor shaped like obs.network_input", lambda r: r["shapes_ok"]),
+                ("restorations are finite", lambda r: r["finite"]),
+                ("restore() leaves the observation unchanged", lambda r: r["obs_unchanged"]),
+                ("restores from the observation only (the missing pixels' truth does not matter)",
+                 lambda r: r["observation_only"]),
+                ("deterministic for a seed", lambda r: r["deterministic"]),
+                ("fit() and restore() do not read the test images", lambda r: not r["read_test_images"])):
+            detail = failing(test)
+            out.append(Check(name, not detail, detail))
+        return out
 
 
-# -- scoring helpers (pure) ---------------------------------------------------------------
-def quantize(x):
-    """Clamp to [0, 1] and round to 8 bits: float64 (N, C, H, W) holding k/255."""
+def _applies(method: RestorationMethod, family: str) -> bool:
+    from robench.errors import UserError
+
+    try:
+        method.check(family)
+    except UserError:
+        return False
+    return True
+
+
+def _conformance_runs(task_cls, make_method, family: str, folder: Path) -> dict:
+    """Fit a fresh method twice (same seed) on a tiny problem of ``family`` and restore tiny test
+    images at every level; what the contract checks need to know, as booleans."""
+    from unittest import mock
+
     import torch
-    return torch.round(x.detach().to(torch.float64).clamp(0.0, 1.0) * 255.0) / 255.0
+    import torch.nn.functional as F
 
+    from robench import seeding
+    from robench.tasks.restoration_spectrum import data
+    from robench.tasks.restoration_spectrum.methods.base import RestorationProblem
+    from robench.tasks.restoration_spectrum.networks import NetSpec
 
-def image_scores(restored, truth, ssim: bool = True) -> tuple[float, float]:
-    """(mean PSNR, mean SSIM) over the batch; RGB, full image, data range 1; float64 inputs."""
-    from robench.metrics.image import psnr
-    from robench.metrics.image import ssim as ssim_fn
+    gen = seeding.stream(PROTOCOL_SEED, "data")
+    smooth = F.avg_pool2d(torch.rand(20, 3, 16, 16, generator=gen, device="cpu"), 5, stride=1, padding=2,
+                          count_include_pad=False)
+    images = torch.round(smooth * 255.0) / 255.0
+    patches, test_x = images[:16], images[16:]
+    train_level, levels = CHECK_LEVELS[family]
+    spec = NetSpec(family=family, image_size=16, width=4, data="synthetic", n_train=16, steps=3, batch_size=4,
+                   lr=2e-3, seed=PROTOCOL_SEED, level=train_level)
+    problem = RestorationProblem(family=family, train_level=train_level, test_levels=levels, image_size=16,
+                                 seed=PROTOCOL_SEED, base_spec=spec, finetune_steps=2,
+                                 cache_dir=folder / "conformance-cache", patches=lambda: patches)
+    task = task_cls(family=family, image_size=16)
+    reads = []
 
-    psnr_value = float(psnr(restored, truth).mean())
-    ssim_value = float(ssim_fn(restored, truth).mean()) if ssim else float("nan")
-    return psnr_value, ssim_value
+    def spy(name, real):
+        def wrapper(*args, **kwargs):
+            reads.append(name)
+            return real(*args, **kwargs)
+        return wrapper
 
+    def fit_and_restore():
+        seeding.seed_everything(PROTOCOL_SEED)
+        method = make_method()
+        result = {"fit_returns_self": method.fit(problem) is method, "outputs": [], "hidden": [],
+                  "obs_unchanged": True}
+        for level in levels:
+            obs = task.degrade(test_x, level)
+            before = [t.clone() for t in (obs.y, obs.mask, obs.network_input) if t is not None]
+            with torch.no_grad():
+                result["outputs"].append(method.restore(obs))
+            after = [t for t in (obs.y, obs.mask, obs.network_input) if t is not None]
+            result["obs_unchanged"] &= all(torch.equal(a, b) for a, b in zip(before, after))
+            if obs.mask is not None:  # other true values where pixels are missing: the same observation
+                other = task.degrade(obs.mask * test_x + (1 - obs.mask) * (1 - test_x), level)
+                with torch.no_grad():
+                    result["hidden"].append(method.restore(other))
+        return result
 
-def to_uint8_hwc(x):
-    """(N, C, H, W) quantized float → (N, H, W, C) uint8."""
-    import numpy as np
-    return np.ascontiguousarray(np.rint(x.detach().cpu().numpy() * 255.0).astype(np.uint8).transpose(0, 2, 3, 1))
+    with mock.patch.object(data, "test_set", spy("test_set", data.test_set)), \
+            mock.patch.object(data, "image_folder", spy("image_folder", data.image_folder)), \
+            mock.patch.object(data, "test_sources", spy("test_sources", data.test_sources)), \
+            mock.patch.object(task_cls, "test_images", spy("test_images", task_cls.test_images)):
+        first, second = fit_and_restore(), fit_and_restore()
 
+    def is_image(out, obs_shape):
+        return isinstance(out, torch.Tensor) and out.is_floating_point() and tuple(out.shape) == obs_shape
 
-def is_8bit(x) -> bool:
-    """Whether float32 images hold exactly k/255 values (every bundled image does)."""
-    import torch
-    return torch.equal((torch.round(x.detach().to(torch.float64) * 255.0) / 255.0).to(torch.float32),
-                       x.detach().to(torch.float32))
+    shape = tuple(test_x.shape)
+    outputs = first["outputs"]
+    shapes_ok = all(is_image(o, shape) for o in outputs + second["outputs"] + first["hidden"])
 
-
-def scoring_truth(x):
-    """The ground truth scores are taken against, float64: k/255 exactly for 8-bit images
-    (so a uint8 export re-scores to the same number), else the float32 values as they are."""
-    import torch
-    return quantize(x) if is_8bit(x) else x.detach().to(torch.float64)
-
-
-def ground_truth_array(x):
-    """uint8 (N, H, W, C) when the images are exactly 8-bit, else float32 in [0, 1]."""
-    import numpy as np
-
-    if is_8bit(x):
-        return to_uint8_hwc(quantize(x))
-    return np.ascontiguousarray(x.detach().cpu().numpy().astype(np.float32).transpose(0, 2, 3, 1))
-
-
-def spectrum_summary(levels, train_level, method_psnr, base_psnr, oracle_psnr) -> dict[str, float]:
-    """psnr_mean, psnr_auc, psnr_offtrain_mean, recovery and the reference off-training means."""
-    import numpy as np
-    from scipy.integrate import trapezoid
-
-    levels = np.asarray(levels, dtype=np.float64)
-    m, b, o = (np.asarray(v, dtype=np.float64) for v in (method_psnr, base_psnr, oracle_psnr))
-    if len(levels) > 1:
-        t = (levels - levels.min()) / (levels.max() - levels.min())
-        auc = float(trapezoid(m, t))
-    else:
-        auc = float(m[0])
-    off = levels != float(train_level)
-    nan = float("nan")
-    gap = o[off] - b[off]
-    usable = gap >= RECOVERY_MIN_GAP_DB
-    recovery = float(np.mean((m[off][usable] - b[off][usable]) / gap[usable])) if usable.any() else nan
+    def same(a, b):
+        return shapes_ok and all(torch.equal(x.cpu(), y.cpu()) for x, y in zip(a, b))
     return {
-        "psnr_mean": float(m.mean()),
-        "psnr_auc": auc,
-        "psnr_offtrain_mean": float(m[off].mean()) if off.any() else nan,
-        "recovery": recovery,
-        "psnr_base_offtrain_mean": float(b[off].mean()) if off.any() else nan,
-        "psnr_oracle_offtrain_mean": float(o[off].mean()) if off.any() else nan,
+        "fit_returns_self": first["fit_returns_self"] and second["fit_returns_self"],
+        "shapes_ok": shapes_ok,
+        "finite": shapes_ok and all(bool(torch.isfinite(o).all()) for o in outputs),
+        "obs_unchanged": first["obs_unchanged"] and second["obs_unchanged"],
+        "observation_only": same(outputs, first["hidden"]) if first["hidden"] else True,
+        "deterministic": same(outputs, second["outputs"]),
+        "read_test_images": bool(reads),
     }

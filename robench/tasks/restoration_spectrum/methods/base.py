@@ -6,20 +6,26 @@ A method restores degraded test images at every level of a spectrum::
     method.fit(problem)           # once per run: train or load what it needs; returns self
     x = method.restore(obs)       # per level: obs is an Observation (degradations.py)
 
-* ``restore`` returns a float tensor (N, 3, H, W), same shape as ``obs.network_input``;
-  values outside [0, 1] are clamped by the task, which then quantizes to 8 bits (as a
-  saved image would be) and scores against the ground truth. It is called under
-  ``torch.no_grad()``; a method needing gradients (DL-Net) enables them itself.
+* ``restore`` returns a finite float tensor (N, 3, H, W), same shape as
+  ``obs.network_input`` (on its device; another device is moved there); values outside
+  [0, 1] are clamped by the task, which then quantizes to 8 bits (as a saved image would
+  be) and scores against the ground truth. It is called under ``torch.no_grad()``; a
+  method needing gradients (DL-Net) enables them itself. It must not change ``obs`` (the
+  task scores the reference networks on the same observation), and for a seed it gives
+  the same restoration every time.
 * The constructor stores parameters only (scikit-learn style); state learned in ``fit``
   lives in attributes ending in ``_``.
 * A method must not look at the ground truth: ``obs`` holds the observation ``y``, the
   mask, ``network_input`` and the forward operator, and ``obs.level`` (the level is known
-  at test time, as in the paper's protocol; only the oracle uses it).
+  at test time, as in the paper's protocol; only the oracle uses it). It restores from
+  that alone, and never loads the test images itself.
+* Constructor parameters are validated in the constructor
+  (:func:`robench.tasks.contract.check_param`).
 
 :class:`RestorationProblem` gives access to the shared, cached networks of the run's
-seed (``base_network``, ``network_at``, ``finetuned``), so every method that starts from
-the base starts from the same weights.
-"""
+seed (``base_network``, ``network_at``, ``finetuned``), on the run's device, so every
+method that starts from the base starts from the same weights. ``robench check`` runs a
+method through this contract (``RestorationSpectrumTask.conformance``)."""
 
 from __future__ import annotations
 
@@ -41,9 +47,10 @@ FINETUNE_LR_FACTOR = 0.2
 class RestorationProblem:
     """One run's setting: the family, its levels, and the cached networks of its seed.
 
-    ``base_spec`` is the :class:`~robench.tasks.restoration.cache.NetSpec` of the base
+    ``base_spec`` is the :class:`~robench.tasks.restoration_spectrum.networks.NetSpec` of the base
     network (trained at ``train_level``); every other network derives from it.
     ``patches()`` returns the training patches (loaded only if something must be trained).
+    ``device``: where the networks go (the run's device).
     """
     family: str
     train_level: float
@@ -55,6 +62,7 @@ class RestorationProblem:
     cache_dir: Path
     patches: Callable[[], Any]
     say: Callable[[str], None] | None = None
+    device: str = "cpu"
 
     def spec_at(self, level: float):
         """Spec of the network trained from scratch at ``level`` (the base's spec at train_level)."""
@@ -72,8 +80,9 @@ class RestorationProblem:
             module_steps=int(module_steps), step_size=float(step_size), learn_step=bool(learn_step))
 
     def networks_at(self, levels) -> list:
-        from robench.tasks.restoration.cache import trained_networks
-        return trained_networks([self.spec_at(level) for level in levels], self.cache_dir, self.patches, self.say)
+        from robench.tasks.restoration_spectrum.networks import trained_networks
+        return trained_networks([self.spec_at(level) for level in levels], self.cache_dir, self.patches, self.say,
+                                self.device)
 
     def network_at(self, level: float):
         return self.networks_at([level])[0]
@@ -82,8 +91,8 @@ class RestorationProblem:
         return self.network_at(self.train_level)
 
     def finetuned(self, **kwargs):
-        from robench.tasks.restoration.cache import trained_network
-        return trained_network(self.finetune_spec(**kwargs), self.cache_dir, self.patches, self.say)
+        from robench.tasks.restoration_spectrum.networks import trained_network
+        return trained_network(self.finetune_spec(**kwargs), self.cache_dir, self.patches, self.say, self.device)
 
 
 class RestorationMethod(Method):
@@ -104,8 +113,3 @@ class RestorationMethod(Method):
         """(N, 3, H, W) float restoration of ``obs``."""
         raise NotImplementedError
 
-
-def check_positive_int(value: Any, name: str, method: str, low: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ValueError(f"method {method!r}: {name}={value!r}; expected an integer >= {low}")
-    return value

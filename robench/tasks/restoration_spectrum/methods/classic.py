@@ -4,7 +4,7 @@ inpainting/interpolation, bicubic upsampling for super-resolution."""
 from __future__ import annotations
 
 from robench.registry import register_method
-from robench.tasks.restoration.methods.base import RestorationMethod
+from robench.tasks.restoration_spectrum.methods.base import RestorationMethod
 
 
 @register_method("restoration_spectrum", "biharmonic")
@@ -22,7 +22,7 @@ class Biharmonic(RestorationMethod):
         missing = obs.mask.detach().cpu()[:, 0].numpy() == 0
         out = np.stack([inpaint_biharmonic(image, hole, channel_axis=-1)
                         for image, hole in zip(images, missing)])
-        return torch.from_numpy(out).permute(0, 3, 1, 2).to(obs.y.dtype)
+        return torch.from_numpy(out).permute(0, 3, 1, 2).to(device=obs.y.device, dtype=obs.y.dtype)
 
 
 @register_method("restoration_spectrum", "bicubic")

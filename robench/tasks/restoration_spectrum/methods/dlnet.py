@@ -1,7 +1,7 @@
 """``dlnet``: DL-Net (arXiv 1904.09105): the base network plus K fidelity steps on its late
 feature z, unrolled and fine-tuned end to end from the base.
 
-The step rule (see :class:`robench.tasks.restoration.nets.FidelityRefinement`): plain
+The step rule (see :class:`robench.tasks.restoration_spectrum.architectures.FidelityRefinement`): plain
 gradient steps on E(z) = ½‖M ⊙ (y − A(x(z)))‖², each scaled by the exact line-search
 step of this quadratic times a learned γ_k ∈ (0, 2) (initialised at ``step_size``), so
 every step lowers the masked error. The reference code takes K = 5 Adam steps; we take
@@ -13,7 +13,10 @@ draws levels from the whole spectrum (``train_on="spectrum"``, the same schedule
 from __future__ import annotations
 
 from robench.registry import register_method
-from robench.tasks.restoration.methods.base import RestorationMethod, check_positive_int
+from robench.tasks.contract import check_param
+from robench.tasks.restoration_spectrum.methods.base import RestorationMethod
+
+OWNER = "method 'dlnet'"
 
 
 @register_method("restoration_spectrum", "dlnet")
@@ -23,16 +26,12 @@ class DLNet(RestorationMethod):
 
     def __init__(self, steps: int = 5, step_size: float = 1.0, learn_step: bool = True,
                  train_on: str = "spectrum"):
-        check_positive_int(steps, "steps", "dlnet")
-        if isinstance(step_size, bool) or not isinstance(step_size, (int, float)) or not 0 < step_size < 2:
-            raise ValueError(f"method 'dlnet': step_size={step_size!r}; expected a number in (0, 2) "
-                             "(a multiple of the exact line-search step)")
-        if train_on not in ("spectrum", "train_level"):
-            raise ValueError(f"method 'dlnet': train_on={train_on!r}; expected 'spectrum' or 'train_level'")
-        self.steps = steps
-        self.step_size = step_size
-        self.learn_step = learn_step
-        self.train_on = train_on
+        self.steps = check_param(OWNER, "steps", steps, int, low=1)
+        # step_size is a multiple of the exact line-search step: (0, 2) keeps every step a descent
+        self.step_size = check_param(OWNER, "step_size", step_size, float, low=0, high=2, low_open=True,
+                                     high_open=True)
+        self.learn_step = check_param(OWNER, "learn_step", learn_step, bool)
+        self.train_on = check_param(OWNER, "train_on", train_on, str, choices=("spectrum", "train_level"))
 
     def fit(self, problem):
         self.model_ = problem.finetuned(module_steps=self.steps, step_size=self.step_size,

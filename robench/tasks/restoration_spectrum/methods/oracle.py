@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from robench.errors import UserError
 from robench.registry import register_method
-from robench.tasks.restoration.methods.base import RestorationMethod
+from robench.tasks.restoration_spectrum.methods.base import RestorationMethod
 
 
 @register_method("restoration_spectrum", "oracle")

@@ -4,7 +4,7 @@ consistency). Only for families with observed pixels (inpainting, interpolation)
 from __future__ import annotations
 
 from robench.registry import register_method
-from robench.tasks.restoration.methods.base import RestorationMethod
+from robench.tasks.restoration_spectrum.methods.base import RestorationMethod
 
 
 @register_method("restoration_spectrum", "base+paste")

@@ -8,7 +8,7 @@ and learning rate as ``dlnet``), so "seeing many levels" is separated from "the 
 from __future__ import annotations
 
 from robench.registry import register_method
-from robench.tasks.restoration.methods.base import RestorationMethod
+from robench.tasks.restoration_spectrum.methods.base import RestorationMethod
 
 
 @register_method("restoration_spectrum", "spectrum-ft")

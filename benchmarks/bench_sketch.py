@@ -57,7 +57,7 @@ def main() -> None:
     from robench import registry
     registry.load_builtins()
     from robench.models import build_model
-    from robench.tasks.compression.associative import AssociativeBinaryConv2d, AssociativeBinaryLinear
+    from robench.tasks.compression.methods._associative import AssociativeBinaryConv2d, AssociativeBinaryLinear
     from robench.tasks.compression.methods.sketch import sketch_weight
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -149,12 +149,13 @@ def test_lenet5_dns_end_to_end(tmp_path, cache_dir):
     assert list(state["0.weight"].shape) == [20, 1, 5, 5]
 
 
-def test_run_rejects_a_method_of_another_task(tmp_path, cache_dir):
+def test_registering_a_method_of_another_task_is_refused():
     class Other(Method):
         def __init__(self):
             pass
     with pytest.raises(UserError, match="CompressionMethod"):
-        run(Other(), 0, tmp_path, cache_dir)
+        registry.register_method("compression", "test-other-task-method")(Other)
+    assert ("test-other-task-method", "compression") not in registry.methods
 
 
 def _powers_of_two_or_zero(tensor):

@@ -15,8 +15,9 @@ from robench.errors import UserError
 registry.load_builtins()  # before the method modules register themselves (else: duplicate names)
 from robench.models import build_model
 from robench.spec import expand, parse_suite
-from robench.tasks.compression.associative import (AssociativeBinaryConv2d, AssociativeBinaryLinear, additions,
-                                                   associative_plan, hamming_matrix, minimum_spanning_tree)
+from robench.tasks.compression.methods._associative import (AssociativeBinaryConv2d, AssociativeBinaryLinear,
+                                                            additions, associative_plan, hamming_matrix,
+                                                            minimum_spanning_tree)
 from robench.tasks.compression.methods.base import prunable_layers
 from robench.tasks.compression.methods.sketch import (BinaryWeightNetwork, NetworkSketching, SignBinarization,
                                                       fit_coefficients, output_positions, reconstruct, sketch_error,

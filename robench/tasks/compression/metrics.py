@@ -1,5 +1,9 @@
 """Counting and timing helpers of the ``compression`` task (pure functions of a model).
 
+Counts and storage work on any device; the latency helpers (:func:`paired_latency_ms`,
+:func:`sparse_inference_model`, the CSR modules) are meant for CPU modules and inputs:
+the task reports CPU latency, since the CSR kernels it compares are CPU kernels.
+
 Counts
   * parameters: every ``model.parameters()`` entry, biases included;
     ``compression_ratio = all parameters / nonzero parameters``.
@@ -188,7 +192,7 @@ def weight_storage(weight: torch.Tensor) -> dict:
         if k:
             gaps = torch.diff(nonzero, prepend=torch.tensor([-1], device=nonzero.device)).double()
         else:
-            gaps = torch.zeros(0, dtype=torch.float64)
+            gaps = torch.zeros(0, dtype=torch.float64, device=flat.device)
         for p in range(1, 17):
             entries = int(torch.ceil(gaps / float(1 << p)).sum().item()) if k else 0
             fillers = entries - k

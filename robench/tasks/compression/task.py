@@ -5,7 +5,9 @@ Protocol of one run (method M, seed s):
 1. Load the dataset; take the dense baseline trained by ``TrainSpec(model, dataset,
    epochs=baseline_epochs, seed=s)`` from the shared cache (trained once per seed and
    reused by every method, so all methods of a seed start from the same weights).
-2. ``torch.manual_seed(s)``; ``M.prepare(model, data, total_steps, s)``.
+2. ``M.prepare(model, data, total_steps, s)`` (the executor has seeded the run's global
+   generators with s; a method draws its own randomness from
+   ``robench.seeding.stream(s, "method")``).
 3. Fine-tune with SGD (momentum 0.9, weight decay 5e-4, lr ``finetune_lr``, cosine-decayed
    to 0 over the budget, restarting where ``M.lr_restarts`` says), batch ``batch_size``,
    for ``finetune_epochs`` epochs, with M as the step hooks. The budget is the same for
@@ -15,9 +17,14 @@ Protocol of one run (method M, seed s):
 5. Measure accuracy, parameter/FLOP compression, storage in bits and CPU latency of
    ``M.inference_model`` (by default the sparse path: CSR kernels for pruned layers where
    they are faster) against the dense baseline; add ``M.extra_metrics``; export
-   ``model.pt`` (state dict, loadable with ``torch.load(..., weights_only=True)``) and
-   ``layers.json`` (per-layer counts, sparsity, storage encoding and bits, and which
+   ``model.pt`` (state dict, device-free, loadable with ``torch.load(..., weights_only=True)``)
+   and ``layers.json`` (per-layer counts, sparsity, storage encoding and bits, and which
    layers ran sparse).
+
+Devices: the baseline, fine-tuning, accuracy and counting run on the run's device
+(``ctx.device``); the dataset stays on the CPU and each batch moves to the model. The
+latency metrics are CPU latencies whatever the run's device (the CSR kernels they compare
+are CPU kernels): they time CPU copies of the models on a CPU batch.
 
 Latency metrics are wall-clock measurements: they vary run to run, unlike every other
 metric, which is deterministic for a given seed and machine.
@@ -73,11 +80,14 @@ class CompressionTask(Task):
         "flops_ratio": ("dense multiply-adds / multiply-adds with nonzero weights (conv: per output position)", True),
         "latency_ms": ("median CPU ms of a forward pass of the compressed model's inference path "
                        "(pruned layers on CSR sparse kernels where faster; sketch: associative "
-                       "binary layers)", False),
-        "latency_dense_ms": ("median CPU ms of a forward pass of the dense baseline, same batch", False),
+                       "binary layers), timed on a CPU copy whatever the run's device", False),
+        "latency_dense_ms": ("median CPU ms of a forward pass of the dense baseline (a CPU copy), "
+                             "same batch", False),
         "speedup_measured": ("latency_dense_ms / latency_ms", True),
     }
 
+    headline_metrics = ("accuracy_delta", "compression_ratio", "compression_ratio_bits", "bits_per_weight",
+                        "speedup_measured")
     plots = ({"name": "accuracy_vs_storage", "x": "compression_ratio_bits", "y": "accuracy", "logx": True},
              {"name": "accuracy_vs_compression", "x": "compression_ratio", "y": "accuracy", "logx": True})
 
@@ -89,21 +99,23 @@ class CompressionTask(Task):
         """The method contract on a tiny LeNet-5 and random data (see methods/base.py)."""
         import torch
 
-        from robench.tasks.contract import Check, guarded, model_checks
+        from robench import seeding
         from robench.data import Splits
         from robench.models import build_model
         from robench.tasks.compression import metrics
+        from robench.tasks.contract import Check, guarded, model_checks
         from robench.training import finetune_with_hooks
 
-        gen = torch.Generator().manual_seed(0)
+        gen = seeding.stream(seeding.PROTOCOL_SEED, "data")
         x, y = torch.rand(80, 1, 28, 28, generator=gen), torch.randint(0, 10, (80,), generator=gen)
         data = Splits("check", x[:64], y[:64], x[64:], y[64:], 10)
 
         def compress(seed: int):
-            torch.manual_seed(0)
-            model = build_model("lenet-5")
-            ids = {n: id(p) for n, p in model.named_parameters()}
-            out = finetune_with_hooks(model, data, make_method(), epochs=1, batch_size=16, lr=0.01, seed=seed)
+            # the same initial weights and global draws every time (the determinism check reruns it)
+            with seeding.scoped(seeding.PROTOCOL_SEED):
+                model = build_model("lenet-5")
+                ids = {n: id(p) for n, p in model.named_parameters()}
+                out = finetune_with_hooks(model, data, make_method(), epochs=1, batch_size=16, lr=0.01, seed=seed)
             kept = {n: id(p) for n, p in model.named_parameters()} == ids
             return out, kept
 
@@ -129,13 +141,11 @@ class CompressionTask(Task):
         from robench.tasks.compression import metrics
         from robench.training import TrainSpec, accuracy, finetune_with_hooks, trained_baseline
 
-        if not isinstance(method, CompressionMethod):
-            raise UserError(f"task 'compression' needs a CompressionMethod; got {type(method).__name__}")
         p = self.params
         data = load_dataset(p.dataset, p.dataset_root)
         spec = TrainSpec(model=p.model, dataset=p.dataset, epochs=p.baseline_epochs, seed=seed,
                          dataset_root=p.dataset_root)
-        dense, info = trained_baseline(spec, ctx.cache_dir, data=data, say=ctx.say)
+        dense, info = trained_baseline(spec, ctx.cache_dir, data=data, say=ctx.say, device=ctx.device)
         model = copy.deepcopy(dense)
 
         ctx.say(f"fine-tuning {method!r} for {p.finetune_epochs} epochs")
@@ -149,9 +159,10 @@ class CompressionTask(Task):
         stats = metrics.layer_stats(model, data.input_shape)
         storage_bits, storage = metrics.model_storage(model, method)
         ratio_bits = 32 * sum(t.numel() for t in model.parameters()) / storage_bits
-        batch = data.test_x[torch.arange(p.latency_batch_size) % len(data.test_x)]
-        fast = method.inference_model(model, batch)
-        latency_dense, latency = metrics.paired_latency_ms([dense, fast], batch, p.latency_repeats)
+        with torch.device("cpu"):  # CPU latency (CSR kernels are CPU kernels), whatever the run's device
+            batch = data.test_x[torch.arange(p.latency_batch_size) % len(data.test_x)]
+            fast = method.inference_model(_on_cpu(model), batch)
+            latency_dense, latency = metrics.paired_latency_ms([_on_cpu(dense), fast], batch, p.latency_repeats)
 
         result = {
             "accuracy": test_accuracy,
@@ -176,13 +187,12 @@ class CompressionTask(Task):
         return TaskResult(metrics=result, artifacts=artifacts)
 
     def _export(self, model, stats, storage, sparse_layers, folder: Path) -> dict[str, str]:
-        storage_bits, storage = storage
-        import torch
-
+        from robench.models import export_state_dict
         from robench.tasks.compression.metrics import parameter_counts
 
+        storage_bits, storage = storage
         folder.mkdir(parents=True, exist_ok=True)
-        torch.save({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, folder / "model.pt")
+        export_state_dict(model, folder / "model.pt")
         total, nonzero = parameter_counts(model.parameters())
         report = {
             "model": self.params.model,
@@ -199,3 +209,9 @@ class CompressionTask(Task):
         }
         (folder / "layers.json").write_text(json.dumps(report, indent=2) + "\n")
         return {"model": "model.pt", "layers": "layers.json"}
+
+
+def _on_cpu(model):
+    """``model`` itself when it is on the CPU, else a CPU copy (the run's model stays put)."""
+    tensors = [*model.parameters(), *model.buffers()]
+    return model if all(t.device.type == "cpu" for t in tensors) else copy.deepcopy(model).cpu()

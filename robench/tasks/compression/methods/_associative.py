@@ -1,4 +1,5 @@
-"""Associative binary convolution (Network Sketching, Guo et al. CVPR 2017, Sec. 3.3).
+"""Associative binary convolution (Network Sketching, Guo et al. CVPR 2017, Sec. 3.3):
+the inference path of the ``sketch`` method (a private helper of ``methods/sketch.py``).
 
 A sketched layer holds F = out·m binary filters B_f ∈ {−1, +1}^n (n = in·kh·kw). At one
 output position, with x the n input values under the kernel, two filters c and p that
@@ -211,7 +212,8 @@ class _AssociativeBinary(nn.Module):
         with warnings.catch_warnings():  # "sparse CSR support is in beta"
             warnings.simplefilter("ignore")
             delta = torch.sparse_csr_tensor(self.delta_crow, self.delta_col, self.delta_values.to(cols.dtype),
-                                            size=(self.delta_crow.numel() - 1, self.n), check_invariants=False)
+                                            size=(self.delta_crow.numel() - 1, self.n), device=cols.device,
+                                            check_invariants=False)
             increments = delta @ cols
         products = torch.cat([roots, increments])
         for start, stop, parents in self.levels:  # parents sit at smaller depths: already final

@@ -28,36 +28,53 @@ Optional hooks (the defaults suit a pruner):
 * ``storage_bits(name, module)`` — bits this method's encoding needs to store the layer's
   weight (index overhead included), or None to let the task pick the cheapest generic
   encoding (:func:`robench.tasks.compression.metrics.weight_storage`).
-* ``inference_model(model)`` — the module whose CPU latency is reported as ``latency_ms``
-  (default: the sparse inference path of ``metrics.sparse_inference_model``).
+* ``inference_model(model, example)`` — the module whose CPU latency is reported as
+  ``latency_ms`` (default: the sparse inference path of ``metrics.sparse_inference_model``);
+  the task passes a CPU copy of the finalized model and the CPU batch it will time.
 * ``extra_metrics(model, data)`` — method-specific metrics merged into the run's metrics
   (names must not clash with the task's).
 
-The constructor stores parameters only (scikit-learn style); state learned in
-``prepare`` lives in attributes ending in ``_`` (``masks_``). Prunable weights are the
-``weight`` of every ``nn.Conv2d`` and ``nn.Linear``; biases are never pruned.
+The constructor stores parameters only (scikit-learn style) and validates them with
+:func:`robench.tasks.contract.check_param`, so a suite with a bad value fails at
+``robench validate``; state learned in ``prepare`` lives in attributes ending in ``_``
+(``masks_``). Prunable weights are the ``weight`` of every ``nn.Conv2d`` and
+``nn.Linear``; biases are never pruned.
+
+Devices and seeds: the hooks get the model on the run's device, so every tensor a hook
+puts next to a weight (masks, quantized values) lives on ``weight.device``; random draws
+come from ``robench.seeding.stream(seed, "method")``, a CPU generator (draw with
+``device="cpu"``, then move the result), so they do not depend on the device.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-from torch import nn
-
-from robench.errors import UserError
 from robench.tasks.base import Method
+from robench.tasks.contract import check_param
 
-PRUNABLE_TYPES = (nn.Conv2d, nn.Linear)
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 
 def prunable_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
     """``(name, module)`` of every Conv2d/Linear in ``model.named_modules()`` order."""
-    return [(name, module) for name, module in model.named_modules() if isinstance(module, PRUNABLE_TYPES)]
+    from torch import nn
+
+    return [(name, module) for name, module in model.named_modules() if isinstance(module, (nn.Conv2d, nn.Linear))]
 
 
 class CompressionMethod(Method):
     """Base of every ``compression`` method: all hooks are no-ops (that is ``dense``)."""
+
+    def _name(self) -> str:
+        """The registered name (the class name for an unregistered subclass)."""
+        return self.registered_name or type(self).__name__
+
+    def _owner(self) -> str:
+        """How parameter errors name this method: ``method 'dns'``."""
+        return f"method {self._name()!r}"
 
     def prepare(self, model: nn.Module, data: Any, total_steps: int, seed: int) -> "CompressionMethod":
         """One-shot work on the trained dense ``model`` before fine-tuning.
@@ -105,10 +122,9 @@ class CompressionMethod(Method):
 
 
 def check_fraction(name: str, value: float, method: str) -> float:
-    """Validate a fraction in [0, 1) (a fully pruned layer cannot be fine-tuned)."""
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0.0 <= float(value) < 1.0:
-        raise UserError(f"method {method!r}: {name}={value!r}; expected a number in [0, 1)")
-    return float(value)
+    """Validate a pruned fraction in [0, 1) (a fully pruned layer cannot be fine-tuned);
+    returns it as a float. Raises a one-line :class:`~robench.errors.UserError`."""
+    return check_param(f"method {method!r}", name, value, float, low=0.0, high=1.0, high_open=True)
 
 
 class MaskedPruning(CompressionMethod):
@@ -145,17 +161,21 @@ def _weights(model: nn.Module, masks: dict[str, torch.Tensor]):
         yield modules[name].weight, mask
 
 
-@torch.no_grad()
 def apply_masks(model: nn.Module, masks: dict[str, torch.Tensor]) -> None:
     """Zero, in place, every weight whose mask entry is False."""
-    for weight, mask in _weights(model, masks):
-        weight.mul_(mask)
+    import torch
+
+    with torch.no_grad():
+        for weight, mask in _weights(model, masks):
+            weight.mul_(mask)
 
 
-@torch.no_grad()
 def mask_gradients(model: nn.Module, masks: dict[str, torch.Tensor]) -> None:
     """Zero, in place, the gradient of every weight whose mask entry is False."""
-    for weight, mask in _weights(model, masks):
-        if weight.grad is not None:
-            weight.grad.mul_(mask)
+    import torch
+
+    with torch.no_grad():
+        for weight, mask in _weights(model, masks):
+            if weight.grad is not None:
+                weight.grad.mul_(mask)
 

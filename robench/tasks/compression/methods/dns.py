@@ -9,7 +9,8 @@ Caffe code does on its first iteration). A mask update is the hysteresis
     |W| < a → T = 0,    |W| ≥ b → T = 1,    a ≤ |W| < b → T unchanged,
 
 done at ``prepare`` and then at step s with probability (1 + γ·s)^(−power) while
-s < ``mask_update_fraction`` · total_steps. The forward pass uses W⊙T, but the
+s < ``mask_update_fraction`` · total_steps (one draw per layer and step from the run's
+``seeding.stream(seed, "method")``). The forward pass uses W⊙T, but the
 gradient (taken with respect to W⊙T) is applied to *all* of W, so a pruned weight keeps
 learning and is spliced back once its magnitude reaches b.
 
@@ -22,14 +23,16 @@ the dense weights. ``finalize`` leaves W⊙T in the model.
 from __future__ import annotations
 
 import math
-from typing import ClassVar, Sequence
-
-import torch
+from typing import TYPE_CHECKING, ClassVar, Sequence
 
 from robench.errors import UserError
 from robench.registry import register_method
 from robench.tasks.compression.methods.base import (CompressionMethod, apply_masks, mask_gradients,
                                                     prunable_layers)
+from robench.tasks.contract import check_param
+
+if TYPE_CHECKING:
+    import torch
 
 
 def hysteresis_mask(magnitude: torch.Tensor, mask: torch.Tensor, a: float, b: float) -> torch.Tensor:
@@ -63,36 +66,30 @@ class DynamicNetworkSurgery(CompressionMethod):
 
     def __init__(self, c: float | Sequence[float] = 3.0, gamma: float = 1e-4,
                  power: float = 1.0, mask_update_fraction: float = 1.0):
-        self.c = c
-        self.gamma = gamma
-        self.power = power
-        self.mask_update_fraction = mask_update_fraction
+        owner = self._owner()
+        self.c = check_param(owner, "c", c, float, each=True)
+        self.gamma = check_param(owner, "gamma", gamma, float, low=0.0)
+        self.power = check_param(owner, "power", power, float, low=0.0)
+        self.mask_update_fraction = check_param(owner, "mask_update_fraction", mask_update_fraction, float,
+                                                low=0.0, low_open=True, high=1.0)
 
     # -- parameters --------------------------------------------------------------------
     def _layer_cs(self, n_layers: int) -> list[float]:
-        name = self.registered_name or type(self).__name__
+        """One c per prunable layer (its count is known only once the model is)."""
         c = self.c
-        if isinstance(c, (int, float)) and not isinstance(c, bool):
+        if not isinstance(c, (list, tuple)):
             return [float(c)] * n_layers
-        if isinstance(c, (list, tuple)) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in c):
-            if len(c) != n_layers:
-                raise UserError(f"method {name!r}: c has {len(c)} values but the model has {n_layers} "
-                                f"prunable (Conv2d/Linear) layers; give c as one float or a list of {n_layers}")
-            return [float(v) for v in c]
-        raise UserError(f"method {name!r}: c={c!r}; expected a float or a list of floats (one per layer)")
-
-    def _check(self) -> None:
-        name = self.registered_name or type(self).__name__
-        if not 0.0 < self.mask_update_fraction <= 1.0:
-            raise UserError(f"method {name!r}: mask_update_fraction={self.mask_update_fraction!r}; "
-                            f"expected a number in (0, 1]")
-        if self.gamma < 0 or self.power < 0:
-            raise UserError(f"method {name!r}: gamma and power must be >= 0 "
-                            f"(got {self.gamma!r}, {self.power!r})")
+        if len(c) != n_layers:
+            raise UserError(f"{self._owner()}: c has {len(c)} values but the model has {n_layers} "
+                            f"prunable (Conv2d/Linear) layers; give c as one float or a list of {n_layers}")
+        return [float(v) for v in c]
 
     # -- hooks -------------------------------------------------------------------------
     def prepare(self, model, data, total_steps, seed):
-        self._check()
+        import torch
+
+        from robench import seeding
+
         layers = prunable_layers(model)
         cs = self._layer_cs(len(layers))
         self.thresholds_ = {name: dns_thresholds(layer.weight, c) for (name, layer), c in zip(layers, cs)}
@@ -100,7 +97,7 @@ class DynamicNetworkSurgery(CompressionMethod):
         self.stop_step_ = math.ceil(self.mask_update_fraction * total_steps)
         self.mask_updates_ = 0  # how many layer-mask updates happened (for reports and tests)
         self._layers = dict(layers)
-        self._gen = torch.Generator().manual_seed(seed)
+        self._gen = seeding.stream(seed, "method")
         self._dense: dict[str, torch.Tensor] = {}
         for name in self.masks_:
             self._update_mask(name)
@@ -108,32 +105,38 @@ class DynamicNetworkSurgery(CompressionMethod):
             apply_masks(model, self.masks_)
         return self
 
-    @torch.no_grad()
     def _update_mask(self, name: str) -> None:
+        import torch
+
         a, b = self.thresholds_[name]
-        updated = hysteresis_mask(self._layers[name].weight.abs(), self.masks_[name], a, b)
+        with torch.no_grad():
+            updated = hysteresis_mask(self._layers[name].weight.abs(), self.masks_[name], a, b)
         # without splicing a pruned weight stays pruned (it is zero, but a may be 0 too)
         self.masks_[name] = updated if self.splice else updated & self.masks_[name]
         self.mask_updates_ += 1
 
-    @torch.no_grad()
     def before_forward(self, model, step):
-        if step < self.stop_step_:
-            probability = (1.0 + self.gamma * step) ** (-self.power)
-            for name in self.masks_:
-                if torch.rand((), generator=self._gen).item() < probability:
-                    self._update_mask(name)
-        for name, mask in self.masks_.items():
-            weight = self._layers[name].weight
-            if self.splice:
-                self._dense[name] = weight.detach().clone()  # the forward sees W⊙T
-            weight.mul_(mask)
+        import torch
 
-    @torch.no_grad()
+        with torch.no_grad():
+            if step < self.stop_step_:
+                probability = (1.0 + self.gamma * step) ** (-self.power)
+                for name in self.masks_:
+                    if torch.rand((), generator=self._gen, device="cpu").item() < probability:
+                        self._update_mask(name)
+            for name, mask in self.masks_.items():
+                weight = self._layers[name].weight
+                if self.splice:
+                    self._dense[name] = weight.detach().clone()  # the forward sees W⊙T
+                weight.mul_(mask)
+
     def after_backward(self, model, step):
+        import torch
+
         if self.splice:
-            for name, dense in self._dense.items():
-                self._layers[name].weight.copy_(dense)  # the step updates all of W
+            with torch.no_grad():
+                for name, dense in self._dense.items():
+                    self._layers[name].weight.copy_(dense)  # the step updates all of W
             self._dense.clear()
         else:
             mask_gradients(model, self.masks_)

@@ -34,7 +34,8 @@ or before it and ``finalize`` quantizes whatever is left, so nothing is skipped.
 Which weights join the frozen group is decided per layer, among the not-yet-frozen ones,
 at the moment of freezing: ``partition="magnitude"`` takes the largest current |w| first
 (the paper's pruning-inspired default; ties by position), ``"random"`` follows one random
-order per layer drawn at ``prepare`` from ``torch.Generator().manual_seed(seed)``.
+order per layer drawn at ``prepare`` from the run's ``seeding.stream(seed, "method")`` (on the
+CPU, whatever the model's device).
 
 A frozen weight's gradient is zeroed after every backward and its quantized value is
 written back after every optimizer step, so neither momentum nor weight decay can move it.
@@ -50,14 +51,16 @@ frozen under the magnitude partition) and retraining may move it.
 from __future__ import annotations
 
 import math
-from typing import Any, ClassVar
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from robench.errors import UserError
 from robench.registry import register_method
 from robench.tasks.compression.methods.base import CompressionMethod, prunable_layers
+from robench.tasks.contract import check_param
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 MAX_BITS = 8  # beyond this, 2^n2 underflows float32 for ordinary weight scales
 
@@ -88,8 +91,12 @@ def inq_exponents(weight: torch.Tensor, bits: int) -> tuple[int, int] | None:
     return n1, n1 + 1 - 2 ** (bits - 2)
 
 
-def allowed_values(n1: int, n2: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """The sorted set {−2^n1, …, −2^n2, 0, 2^n2, …, 2^n1} (2·(n1 − n2 + 1) + 1 values)."""
+def allowed_values(n1: int, n2: int, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """The sorted set {−2^n1, …, −2^n2, 0, 2^n2, …, 2^n1} (2·(n1 − n2 + 1) + 1 values;
+    ``dtype`` float32 unless given)."""
+    import torch
+
+    dtype = torch.float32 if dtype is None else dtype
     if n2 > n1:
         raise ValueError(f"n2={n2} > n1={n1}; expected n2 <= n1")
     magnitudes = [math.ldexp(1.0, k) for k in range(n2, n1 + 1)]
@@ -104,6 +111,8 @@ def quantize_pow2(weight: torch.Tensor, bits: int, n1: int | None = None, n2: in
     adjacent α < β of {0, 2^n2, …, 2^n1}; |w| ≥ 3·2^n1/2 → 2^n1·sign(w) (saturation).
     An all-zero weight stays zero.
     """
+    import torch
+
     bits = _check_bits(bits)
     w = weight.detach()
     if n1 is None:
@@ -120,8 +129,9 @@ def quantize_pow2(weight: torch.Tensor, bits: int, n1: int | None = None, n2: in
     thresholds = [math.ldexp(1.0, n2 - 1)] + [0.75 * math.ldexp(1.0, k) for k in range(n2 + 1, n1 + 1)]
     levels = [0.0] + [math.ldexp(1.0, k) for k in range(n2, n1 + 1)]
     magnitude = w.abs()
-    index = torch.bucketize(magnitude, torch.tensor(thresholds, dtype=magnitude.dtype), right=True)
-    return torch.tensor(levels, dtype=w.dtype)[index] * torch.sign(w)
+    index = torch.bucketize(magnitude, torch.tensor(thresholds, dtype=magnitude.dtype, device=w.device),
+                            right=True)
+    return torch.tensor(levels, dtype=w.dtype, device=w.device)[index] * torch.sign(w)
 
 
 def _portion_count(portion: float, n: int) -> int:
@@ -130,6 +140,23 @@ def _portion_count(portion: float, n: int) -> int:
 
 
 # -- the methods -----------------------------------------------------------------------
+PARTITIONS = ("magnitude", "random")
+
+
+def _bits_param(owner: str, bits: int) -> int:
+    return check_param(owner, "bits", bits, int, low=2, high=MAX_BITS)
+
+
+def _portions_param(owner: str, portions: list[float]) -> list[float]:
+    """Accumulated fractions: each in (0, 1], strictly increasing, the last 1."""
+    portions = check_param(owner, "portions", portions, float, low=0.0, low_open=True, high=1.0, each=True)
+    if (not isinstance(portions, (list, tuple)) or any(b <= a for a, b in zip(portions, portions[1:]))
+            or portions[-1] != 1.0):
+        raise UserError(f"{owner}: portions={portions!r}; expected accumulated fractions strictly increasing "
+                        f"in (0, 1] and ending at 1, e.g. [0.5, 0.75, 0.875, 1.0]")
+    return portions
+
+
 @register_method("compression", "inq")
 class IncrementalNetworkQuantization(CompressionMethod):
     """INQ: weights become powers of two or zero by quantize-freeze-retrain phases.
@@ -150,33 +177,13 @@ class IncrementalNetworkQuantization(CompressionMethod):
 
     def __init__(self, bits: int = 5, portions: list[float] = [0.5, 0.75, 0.875, 1.0],  # noqa: B006
                  partition: str = "magnitude", keep_zeros: bool = True):
-        self.bits = bits
-        self.portions = portions
-        self.partition = partition
-        self.keep_zeros = keep_zeros
-        self._check()
+        owner = self._owner()
+        self.bits = _bits_param(owner, bits)
+        self.portions = _portions_param(owner, portions)
+        self.partition = check_param(owner, "partition", partition, str, choices=PARTITIONS)
+        self.keep_zeros = check_param(owner, "keep_zeros", keep_zeros, bool)
 
     # -- parameters --------------------------------------------------------------------
-    def _name(self) -> str:
-        return self.registered_name or type(self).__name__
-
-    def _check(self) -> None:
-        name = self._name()
-        bits = self.bits
-        if not isinstance(bits, int) or isinstance(bits, bool) or not 2 <= bits <= MAX_BITS:
-            raise UserError(f"method {name!r}: bits={bits!r}; expected an integer in 2..{MAX_BITS}")
-        portions = self.portions
-        numbers = (isinstance(portions, (list, tuple)) and len(portions) > 0
-                   and all(isinstance(p, (int, float)) and not isinstance(p, bool) for p in portions))
-        if (not numbers or not all(0.0 < p <= 1.0 for p in portions)
-                or any(b <= a for a, b in zip(portions, portions[1:])) or portions[-1] != 1.0):
-            raise UserError(f"method {name!r}: portions={portions!r}; expected accumulated fractions "
-                            f"strictly increasing in (0, 1] and ending at 1, e.g. [0.5, 0.75, 0.875, 1.0]")
-        if self.partition not in ("magnitude", "random"):
-            raise UserError(f"method {name!r}: partition={self.partition!r}; expected 'magnitude' or 'random'")
-        if not isinstance(self.keep_zeros, bool):
-            raise UserError(f"method {name!r}: keep_zeros={self.keep_zeros!r}; expected true or false")
-
     @property
     def n_phases(self) -> int:
         """Retraining phases: one after each portion but the last."""
@@ -191,9 +198,11 @@ class IncrementalNetworkQuantization(CompressionMethod):
         return sorted({s for s in self.phase_starts(total_steps)[1:] if 0 < s < total_steps})
 
     # -- hooks -------------------------------------------------------------------------
-    @torch.no_grad()
     def prepare(self, model, data, total_steps, seed):
-        self._check()
+        import torch
+
+        from robench import seeding
+
         layers = prunable_layers(model)
         self._layers = dict(layers)
         self.exponents_: dict[str, tuple[int, int] | None] = {}
@@ -201,7 +210,7 @@ class IncrementalNetworkQuantization(CompressionMethod):
         self.values_: dict[str, torch.Tensor] = {}     # the frozen values (0 elsewhere)
         self.candidates_: dict[str, torch.Tensor] = {}  # the weights the portions count
         self.order_: dict[str, torch.Tensor] = {}      # random partition: flat indices in order
-        gen = torch.Generator().manual_seed(int(seed))
+        gen = seeding.stream(seed, "method")
         for name, layer in layers:
             w = layer.weight.detach()
             self.exponents_[name] = inq_exponents(w, self.bits)
@@ -214,36 +223,38 @@ class IncrementalNetworkQuantization(CompressionMethod):
             self.candidates_[name] = ~frozen
             self.values_[name] = torch.zeros_like(w)
             if self.partition == "random":
-                self.order_[name] = torch.randperm(w.numel(), generator=gen)
+                self.order_[name] = torch.randperm(w.numel(), generator=gen, device="cpu").to(w.device)
         self.total_steps_ = int(total_steps)
         self.starts_ = self.phase_starts(self.total_steps_)
         self.portion_index_ = -1  # index into portions of the last portion frozen
         self._freeze_to(0)
         return self
 
-    @torch.no_grad()
     def _freeze_to(self, k: int) -> None:
         """Quantize and freeze each layer's weights up to the accumulated ``portions[k]``."""
+        import torch
+
         portion = float(self.portions[k])
-        for name, layer in self._layers.items():
-            weight, frozen, candidates = layer.weight, self.frozen_[name], self.candidates_[name]
-            eligible = (candidates & ~frozen).flatten()
-            already = int(candidates.sum()) - int(eligible.sum())
-            need = _portion_count(portion, int(candidates.sum())) - already
-            if need > 0:
-                flat = weight.detach().flatten()
-                if self.partition == "magnitude":
-                    idx = eligible.nonzero().squeeze(1)
-                    order = torch.sort(flat[idx].abs(), descending=True, stable=True).indices
-                    chosen = idx[order[:need]]
-                else:
-                    perm = self.order_[name]
-                    chosen = perm[eligible[perm]][:need]
-                exps = self.exponents_[name]
-                quantized = quantize_pow2(flat[chosen], self.bits, *exps)
-                frozen.view(-1)[chosen] = True
-                self.values_[name].view(-1)[chosen] = quantized
-            weight.copy_(torch.where(frozen, self.values_[name], weight))
+        with torch.no_grad():
+            for name, layer in self._layers.items():
+                weight, frozen, candidates = layer.weight, self.frozen_[name], self.candidates_[name]
+                eligible = (candidates & ~frozen).flatten()
+                already = int(candidates.sum()) - int(eligible.sum())
+                need = _portion_count(portion, int(candidates.sum())) - already
+                if need > 0:
+                    flat = weight.detach().flatten()
+                    if self.partition == "magnitude":
+                        idx = eligible.nonzero().squeeze(1)
+                        order = torch.sort(flat[idx].abs(), descending=True, stable=True).indices
+                        chosen = idx[order[:need]]
+                    else:
+                        perm = self.order_[name]
+                        chosen = perm[eligible[perm]][:need]
+                    exps = self.exponents_[name]
+                    quantized = quantize_pow2(flat[chosen], self.bits, *exps)
+                    frozen.view(-1)[chosen] = True
+                    self.values_[name].view(-1)[chosen] = quantized
+                weight.copy_(torch.where(frozen, self.values_[name], weight))
         self.portion_index_ = k
 
     def before_forward(self, model, step):
@@ -251,16 +262,20 @@ class IncrementalNetworkQuantization(CompressionMethod):
         while self.portion_index_ + 1 < self.n_phases and step >= self.starts_[self.portion_index_ + 1]:
             self._freeze_to(self.portion_index_ + 1)
 
-    @torch.no_grad()
     def after_backward(self, model, step):
-        for name, layer in self._layers.items():
-            if layer.weight.grad is not None:
-                layer.weight.grad.masked_fill_(self.frozen_[name], 0.0)
+        import torch
 
-    @torch.no_grad()
+        with torch.no_grad():
+            for name, layer in self._layers.items():
+                if layer.weight.grad is not None:
+                    layer.weight.grad.masked_fill_(self.frozen_[name], 0.0)
+
     def after_step(self, model, step):
-        for name, layer in self._layers.items():  # momentum / weight decay must not move them
-            layer.weight.copy_(torch.where(self.frozen_[name], self.values_[name], layer.weight))
+        import torch
+
+        with torch.no_grad():
+            for name, layer in self._layers.items():  # momentum / weight decay must not move them
+                layer.weight.copy_(torch.where(self.frozen_[name], self.values_[name], layer.weight))
 
     def finalize(self, model):
         self._freeze_to(len(self.portions) - 1)  # the last portion: every weight, no retraining
@@ -291,5 +306,4 @@ class OneShotPowerOfTwo(IncrementalNetworkQuantization):
     keep_zeros: ClassVar[bool] = True
 
     def __init__(self, bits: int = 5):
-        self.bits = bits
-        self._check()
+        self.bits = _bits_param(self._owner(), bits)

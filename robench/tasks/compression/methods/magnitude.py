@@ -4,18 +4,26 @@ compared with)."""
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
 
-from robench.errors import UserError
 from robench.registry import register_method
 from robench.tasks.compression.methods.base import MaskedPruning, check_fraction, prunable_layers
+from robench.tasks.contract import check_param
+
+if TYPE_CHECKING:
+    import torch
+
+SCOPES = ("layer", "global")
 
 
 def smallest_magnitude_mask(magnitudes: torch.Tensor, n_pruned: int) -> torch.Tensor:
     """Bool mask (True = kept) over a 1-D tensor that prunes exactly ``n_pruned`` entries:
-    the smallest magnitudes, ties broken by position (earlier entries are pruned first)."""
+    the smallest magnitudes, ties broken by position (earlier entries are pruned first).
+    The mask is on ``magnitudes``' device."""
+    import torch
+
     order = torch.sort(magnitudes, stable=True).indices
-    mask = torch.ones(magnitudes.numel(), dtype=torch.bool)
+    mask = torch.ones(magnitudes.numel(), dtype=torch.bool, device=magnitudes.device)
     mask[order[:n_pruned]] = False
     return mask
 
@@ -34,20 +42,19 @@ class MagnitudePruning(MaskedPruning):
     version = "1"
 
     def __init__(self, sparsity: float = 0.9, scope: str = "layer"):
-        self.sparsity = sparsity
-        self.scope = scope
+        self.sparsity = check_fraction("sparsity", sparsity, self._name())
+        self.scope = check_param(self._owner(), "scope", scope, str, choices=SCOPES)
 
     def compute_masks(self, model, seed):
-        sparsity = check_fraction("sparsity", self.sparsity, "magnitude")
+        import torch
+
         layers = prunable_layers(model)
         with torch.no_grad():
             magnitudes = [layer.weight.detach().abs().flatten() for _, layer in layers]
         if self.scope == "layer":
-            flat = [smallest_magnitude_mask(m, round(sparsity * m.numel())) for m in magnitudes]
-        elif self.scope == "global":
+            flat = [smallest_magnitude_mask(m, round(self.sparsity * m.numel())) for m in magnitudes]
+        else:  # "global"
             everything = torch.cat(magnitudes)
-            flat = smallest_magnitude_mask(everything, round(sparsity * everything.numel()))
+            flat = smallest_magnitude_mask(everything, round(self.sparsity * everything.numel()))
             flat = flat.split([m.numel() for m in magnitudes])
-        else:
-            raise UserError(f"method 'magnitude': scope={self.scope!r}; expected 'layer' or 'global'")
         return {name: mask.view_as(layer.weight) for (name, layer), mask in zip(layers, flat)}

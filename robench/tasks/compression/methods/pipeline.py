@@ -33,6 +33,7 @@ from typing import Any
 from robench.errors import UserError
 from robench.registry import register_method
 from robench.tasks.compression.methods.base import CompressionMethod
+from robench.tasks.contract import check_param
 
 TASK = "compression"
 
@@ -67,7 +68,6 @@ class Pipeline(CompressionMethod):
 
     def __init__(self, stages: list[dict[str, Any]] = (), shares: list[float] | None = None):
         self.stages = list(stages)
-        self.shares = shares
         if not self.stages:
             raise ValueError("stages: expected a non-empty list of {name, params} mappings")
         self._methods = [_build_stage(i, stage) for i, stage in enumerate(self.stages)]
@@ -75,9 +75,11 @@ class Pipeline(CompressionMethod):
         self.version = f"{type(self).version}[" + ",".join(
             f"{stage['name']}@{method.version}" for stage, method in zip(self.stages, self._methods)) + "]"
         if shares is not None:
-            if len(shares) != len(self.stages) or any(float(s) < 0 for s in shares) or not sum(shares) > 0:
-                raise ValueError(f"shares: expected {len(self.stages)} non-negative numbers with a positive "
-                                 f"sum (one per stage), got {shares!r}")
+            shares = check_param(self._owner(), "shares", shares, float, low=0.0, each=True)
+            if not isinstance(shares, (list, tuple)) or len(shares) != len(self.stages) or not sum(shares) > 0:
+                raise UserError(f"{self._owner()}: shares={shares!r}; expected {len(self.stages)} non-negative "
+                                f"numbers with a positive sum (one per stage)")
+        self.shares = shares
 
     # -- planning ----------------------------------------------------------------------
     def _plan(self, total_steps: int) -> list[int]:

@@ -30,9 +30,9 @@ Methods:
 * ``sign`` (:class:`SignBinarization`): sign(w), unscaled (a = 1).
 
 Storage (``storage_bits``): m bits per weight entry plus a 32-bit float a_j per basis
-and filter (``sign`` stores no scale). Latency (``inference_model``): every sketched
-layer runs as the associative binary layer of
-:mod:`robench.tasks.compression.associative`. Extra metrics: ``sketch_error``, the
+and filter (``sign`` stores no scale). Latency (``inference_model``, timed on the CPU):
+every sketched layer runs as the associative binary layer of
+:mod:`robench.tasks.compression.methods._associative`. Extra metrics: ``sketch_error``, the
 relative squared error Σ‖W − Ŵ‖²/Σ‖W‖² over all layers at ``prepare`` (before any
 fine-tuning), and ``additions_saved``, the fraction of the binary convolutions'
 additions per image that the associative order saves (layers weighted by their output
@@ -42,14 +42,16 @@ positions).
 from __future__ import annotations
 
 import copy
-from typing import Any, ClassVar, NamedTuple
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
 from robench.errors import UserError
 from robench.registry import register_method
 from robench.tasks.compression.methods.base import CompressionMethod, prunable_layers
+from robench.tasks.contract import check_param
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 VARIANTS = ("direct", "refined")
 
@@ -64,11 +66,15 @@ class Sketch(NamedTuple):
 
 def sign_pm1(x: torch.Tensor) -> torch.Tensor:
     """int8 ±1 with sign(0) = +1."""
+    import torch
+
     return torch.where(x >= 0, 1, -1).to(torch.int8)
 
 
 def reconstruct(bases: torch.Tensor, coefficients: torch.Tensor) -> torch.Tensor:
     """Σ_j a_j B_j per filter: bases (out, m, n), coefficients (out, m) → (out, n)."""
+    import torch
+
     return torch.einsum("om,omn->on", coefficients, bases.to(coefficients.dtype))
 
 
@@ -76,12 +82,16 @@ def _least_squares(bases: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     """a = argmin ‖w − Bᵀa‖ per filter; bases (out, j, n) float64, w (out, n) → (out, j).
     ``gelsd`` (SVD) gives the minimum-norm solution when bases coincide (a zero residual
     makes sign(r) = +1 everywhere, which may repeat a basis)."""
+    import torch
+
     return torch.linalg.lstsq(bases.transpose(1, 2), w.unsqueeze(2), driver="gelsd").solution.squeeze(2)
 
 
 def fit_coefficients(weight: torch.Tensor, bases: torch.Tensor) -> torch.Tensor:
     """Least-squares scales of fixed bases: (out, m) = argmin_a ‖w − Σ_j a_j B_j‖ per
     filter, for a weight (out, …) and bases (out, m, n); float64 on the CPU."""
+    import torch
+
     w = weight.detach().reshape(weight.shape[0], -1).to("cpu", torch.float64)
     return _least_squares(bases.to("cpu", torch.float64), w)
 
@@ -90,14 +100,16 @@ def sketch_weight(weight: torch.Tensor, m: int, variant: str = "refined") -> Ske
     """Sketch a Conv2d (out, in, kh, kw) or Linear (out, in) weight with ``m`` binary
     bases per output filter, ``variant`` ``"direct"`` or ``"refined"`` (see the module
     docstring)."""
+    import torch
+
     if variant not in VARIANTS:
         raise ValueError(f"variant={variant!r}; expected one of {VARIANTS}")
     if m < 1:
         raise ValueError(f"m={m!r}; expected m >= 1")
     w = weight.detach().reshape(weight.shape[0], -1).to("cpu", torch.float64)
     out, n = w.shape
-    bases = torch.empty(out, m, n, dtype=torch.float64)
-    coefficients = torch.zeros(out, m, dtype=torch.float64)
+    bases = torch.empty(out, m, n, dtype=torch.float64, device="cpu")
+    coefficients = torch.zeros(out, m, dtype=torch.float64, device="cpu")
     residual = w.clone()
     for j in range(m):
         basis = torch.where(residual >= 0, 1.0, -1.0).to(torch.float64)
@@ -114,8 +126,10 @@ def sketch_weight(weight: torch.Tensor, m: int, variant: str = "refined") -> Ske
 
 def binarize_sign(weight: torch.Tensor) -> Sketch:
     """sign(W) (sign(0) = +1) as a one-basis sketch with a = 1."""
+    import torch
+
     bases = sign_pm1(weight.detach().reshape(weight.shape[0], 1, -1).cpu())
-    coefficients = torch.ones(weight.shape[0], 1, dtype=torch.float64)
+    coefficients = torch.ones(weight.shape[0], 1, dtype=torch.float64, device="cpu")
     return Sketch(bases, coefficients, bases.reshape(weight.shape).to(weight.device, weight.dtype))
 
 
@@ -134,6 +148,8 @@ def sketch_error(weight: torch.Tensor, approx: torch.Tensor) -> float:
 def output_positions(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, int]:
     """Layer name → output positions per image of every Conv2d (H_out·W_out) and Linear
     (1 for a flat input), from one forward pass of a zero image of ``input_shape``."""
+    import torch
+
     positions: dict[str, int] = {}
     handles = []
     for name, layer in prunable_layers(model):
@@ -143,10 +159,11 @@ def output_positions(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str
     try:
         param = next(model.parameters(), None)
         dtype = param.dtype if param is not None else torch.float32
+        device = param.device if param is not None else "cpu"
         with torch.no_grad():
             was_training = model.training
             model.eval()
-            model(torch.zeros(1, *input_shape, dtype=dtype))
+            model(torch.zeros(1, *input_shape, dtype=dtype, device=device))
             model.train(was_training)
     finally:
         for handle in handles:
@@ -173,16 +190,12 @@ class NetworkSketching(CompressionMethod):
     scaled: ClassVar[bool] = True  # the encoding stores a 32-bit a_j per basis and filter
 
     def __init__(self, m: int = 3, variant: str = "refined", finetune: bool = False):
-        name = self.registered_name or "sketch"
-        if not isinstance(m, int) or isinstance(m, bool) or m < 1:
-            raise UserError(f"method {name!r}: m={m!r}; expected an integer >= 1")
-        if variant not in VARIANTS:
-            raise UserError(f"method {name!r}: variant={variant!r}; expected 'direct' or 'refined'")
-        if not isinstance(finetune, bool):
-            raise UserError(f"method {name!r}: finetune={finetune!r}; expected true or false")
-        self.m = m
+        owner = self._owner()
+        self.m = check_param(owner, "m", m, int, low=1)
+        if variant not in VARIANTS:  # by hand: the message reads "'direct' or 'refined'"
+            raise UserError(f"{owner}: variant={variant!r}; expected 'direct' or 'refined'")
         self.variant = variant
-        self.finetune = finetune
+        self.finetune = check_param(owner, "finetune", finetune, bool)
 
     # -- the sketch of one layer (overridden by the baselines) ---------------------------
     def sketch_layer(self, weight: torch.Tensor) -> Sketch:
@@ -192,8 +205,9 @@ class NetworkSketching(CompressionMethod):
     def wants_finetuning(self) -> bool:
         return bool(self.finetune)
 
-    @torch.no_grad()
     def prepare(self, model, data, total_steps, seed):
+        import torch
+
         layers = prunable_layers(model)
         self._layers = dict(layers)
         self.bases_: dict[str, torch.Tensor] = {}
@@ -202,45 +216,52 @@ class NetworkSketching(CompressionMethod):
         self.layer_errors_: dict[str, float] = {}  # ‖W − Ŵ‖² / ‖W‖² at prepare
         self._projectors: dict[str, torch.Tensor] = {}
         self._plans: dict[str, Any] = {}
-        for name, layer in layers:
-            sketch = self.sketch_layer(layer.weight)
-            self.bases_[name] = sketch.bases
-            self.coefficients_[name] = sketch.coefficients
-            self.squared_errors_[name] = squared_errors(layer.weight, sketch.reconstruction)
-            err, norm = self.squared_errors_[name]
-            self.layer_errors_[name] = err / norm if norm > 0 else 0.0
-            layer.weight.copy_(sketch.reconstruction)
-            if self.finetune:
-                # a = P w with P = pinv(Bᵀ) (out, m, n): the least-squares refit of fixed bases
-                self._projectors[name] = torch.linalg.pinv(sketch.bases.double().transpose(1, 2))
+        with torch.no_grad():
+            for name, layer in layers:
+                sketch = self.sketch_layer(layer.weight)
+                self.bases_[name] = sketch.bases
+                self.coefficients_[name] = sketch.coefficients
+                self.squared_errors_[name] = squared_errors(layer.weight, sketch.reconstruction)
+                err, norm = self.squared_errors_[name]
+                self.layer_errors_[name] = err / norm if norm > 0 else 0.0
+                layer.weight.copy_(sketch.reconstruction)
+                if self.finetune:
+                    # a = P w with P = pinv(Bᵀ) (out, m, n): the least-squares refit of fixed bases
+                    self._projectors[name] = torch.linalg.pinv(sketch.bases.double().transpose(1, 2))
         return self
 
-    @torch.no_grad()
     def _project(self) -> None:
         """W ← B·argmin_a ‖W − B a‖ for every layer (the coefficients' projected step)."""
-        for name, projector in self._projectors.items():
-            weight = self._layers[name].weight
-            w = weight.reshape(weight.shape[0], -1).to("cpu", torch.float64)
-            a = torch.einsum("omn,on->om", projector, w)
-            self.coefficients_[name] = a
-            weight.copy_(reconstruct(self.bases_[name], a).reshape(weight.shape).to(weight.device, weight.dtype))
+        import torch
+
+        with torch.no_grad():
+            for name, projector in self._projectors.items():
+                weight = self._layers[name].weight
+                w = weight.reshape(weight.shape[0], -1).to("cpu", torch.float64)
+                a = torch.einsum("omn,on->om", projector, w)
+                self.coefficients_[name] = a
+                weight.copy_(reconstruct(self.bases_[name], a).reshape(weight.shape).to(weight.device, weight.dtype))
 
     def after_step(self, model, step):
         self._project()
 
-    @torch.no_grad()
     def finalize(self, model):
+        import torch
+
         if self.finetune:
             self._project()
         else:
-            for name, bases in self.bases_.items():
-                weight = self._layers[name].weight
-                weight.copy_(reconstruct(bases, self.coefficients_[name]).reshape(weight.shape))
+            with torch.no_grad():
+                for name, bases in self.bases_.items():
+                    weight = self._layers[name].weight
+                    weight.copy_(reconstruct(bases, self.coefficients_[name]).reshape(weight.shape))
         return model
 
     # -- optional hooks ------------------------------------------------------------------
     def storage_bits(self, name: str, module: nn.Module) -> int | None:
         """m bits per weight entry + 32·m bits per filter for the a_j (none for ``sign``)."""
+        from torch import nn
+
         if not isinstance(module, (nn.Conv2d, nn.Linear)):
             return None
         out = module.weight.shape[0]
@@ -248,36 +269,42 @@ class NetworkSketching(CompressionMethod):
         return self.m * out * n + (32 * self.m * out if self.scaled else 0)
 
     def _plan(self, name: str):
-        from robench.tasks.compression.associative import associative_plan
+        from robench.tasks.compression.methods._associative import associative_plan
+
         if name not in self._plans:
             self._plans[name] = associative_plan(self.bases_[name])
         return self._plans[name]
 
-    @torch.no_grad()
     def inference_model(self, model: nn.Module, example: torch.Tensor) -> nn.Module:
         """A copy of ``model`` whose sketched layers are associative binary layers with the
         a_j refit (least squares) to the model's current weights. A layer whose weight is
         no longer Σ a_j B_j (changed after ``finalize``), or a grouped / non-zero-padded
-        convolution, keeps its float module."""
-        from robench.tasks.compression.associative import AssociativeBinaryConv2d, AssociativeBinaryLinear
+        convolution, keeps its float module. The associative layers are CPU modules (the
+        task times this on the CPU)."""
+        import torch
+        from torch import nn
 
-        fast = copy.deepcopy(model).eval()
-        for name, bases in self.bases_.items():
-            module = fast.get_submodule(name)
-            coefficients = fit_coefficients(module.weight, bases)
-            approx = reconstruct(bases, coefficients)
-            if sketch_error(module.weight.reshape(approx.shape), approx) > 1e-8:
-                continue
-            a = coefficients.to(module.weight.dtype)
-            try:
-                if isinstance(module, nn.Conv2d):
-                    fast_module = AssociativeBinaryConv2d.from_sketch(module, bases, a, self._plan(name))
-                else:
-                    fast_module = AssociativeBinaryLinear.from_sketch(module, bases, a, self._plan(name))
-            except ValueError:
-                continue
-            parent, _, attr = name.rpartition(".")
-            setattr(fast.get_submodule(parent) if parent else fast, attr, fast_module)
+        from robench.tasks.compression.methods._associative import (AssociativeBinaryConv2d,
+                                                                    AssociativeBinaryLinear)
+
+        with torch.no_grad():
+            fast = copy.deepcopy(model).eval()
+            for name, bases in self.bases_.items():
+                module = fast.get_submodule(name)
+                coefficients = fit_coefficients(module.weight, bases)
+                approx = reconstruct(bases, coefficients)
+                if sketch_error(module.weight.detach().cpu().reshape(approx.shape), approx) > 1e-8:
+                    continue
+                a = coefficients.to(module.weight.dtype)
+                try:
+                    if isinstance(module, nn.Conv2d):
+                        fast_module = AssociativeBinaryConv2d.from_sketch(module, bases, a, self._plan(name))
+                    else:
+                        fast_module = AssociativeBinaryLinear.from_sketch(module, bases, a, self._plan(name))
+                except ValueError:
+                    continue
+                parent, _, attr = name.rpartition(".")
+                setattr(fast.get_submodule(parent) if parent else fast, attr, fast_module)
         return fast
 
     def extra_metrics(self, model: nn.Module, data: Any) -> dict[str, float]:

@@ -19,22 +19,23 @@ leaves Q(W) in the model. Biases stay float.
 ``storage_bits`` returns None: the task's generic encoding counts the ≤ 2^k − 1 distinct
 values (≤ k bits per weight) exactly. ``extra_metrics`` reports, for ``bits == 8`` and a
 model with Linear layers, PyTorch's own int8 dynamic quantization of those layers
-(``torch.ao.quantization.quantize_dynamic``): its latency next to the float model's on 64
-test images, and its accuracy.
+(``torch.ao.quantization.quantize_dynamic``, a CPU backend, so measured on a CPU copy of
+the model): its latency next to the float model's on 64 test images, and its accuracy.
 """
 
 from __future__ import annotations
 
 import copy
 import warnings
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-import torch
-from torch import nn
-
-from robench.errors import UserError
 from robench.registry import register_method
 from robench.tasks.compression.methods.base import CompressionMethod, prunable_layers
+from robench.tasks.contract import check_param
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 
 def uniform_scale(weight: torch.Tensor, bits: int) -> float:
@@ -45,6 +46,8 @@ def uniform_scale(weight: torch.Tensor, bits: int) -> float:
 
 def quantize_uniform(weight: torch.Tensor, bits: int) -> torch.Tensor:
     """Symmetric k-bit fake quantization of ``weight`` (a new tensor, same dtype)."""
+    import torch
+
     if not isinstance(bits, int) or isinstance(bits, bool) or bits < 2:
         raise ValueError(f"bits={bits!r}; expected an integer >= 2")
     w = weight.detach()
@@ -66,57 +69,61 @@ class UniformQuantization(CompressionMethod):
     label_params: ClassVar[tuple[str, ...]] = ("bits",)
 
     def __init__(self, bits: int = 8):
-        self.bits = bits
-        self._check()
-
-    def _check(self) -> None:
-        bits = self.bits
-        if not isinstance(bits, int) or isinstance(bits, bool) or not 2 <= bits <= 16:
-            raise UserError(f"method {self.registered_name or type(self).__name__!r}: bits={bits!r}; "
-                            f"expected an integer in 2..16")
+        self.bits = check_param(self._owner(), "bits", bits, int, low=2, high=16)
 
     # -- hooks -------------------------------------------------------------------------
     def prepare(self, model, data, total_steps, seed):
-        self._check()
         self._layers = dict(prunable_layers(model))
         self._float: dict[str, torch.Tensor] = {}
         return self
 
-    @torch.no_grad()
     def before_forward(self, model, step):
-        for name, layer in self._layers.items():
-            self._float[name] = layer.weight.detach().clone()
-            layer.weight.copy_(quantize_uniform(layer.weight, self.bits))
+        import torch
 
-    @torch.no_grad()
+        with torch.no_grad():
+            for name, layer in self._layers.items():
+                self._float[name] = layer.weight.detach().clone()
+                layer.weight.copy_(quantize_uniform(layer.weight, self.bits))
+
     def after_backward(self, model, step):
-        for name, weight in self._float.items():
-            self._layers[name].weight.copy_(weight)  # the step updates the float shadow
+        import torch
+
+        with torch.no_grad():
+            for name, weight in self._float.items():
+                self._layers[name].weight.copy_(weight)  # the step updates the float shadow
         self._float.clear()
 
-    @torch.no_grad()
     def finalize(self, model):
-        for name, weight in self._float.items():  # a forward without backward: restore first
-            self._layers[name].weight.copy_(weight)
-        self._float = {}
-        for layer in self._layers.values():
-            layer.weight.copy_(quantize_uniform(layer.weight, self.bits))
+        import torch
+
+        with torch.no_grad():
+            for name, weight in self._float.items():  # a forward without backward: restore first
+                self._layers[name].weight.copy_(weight)
+            self._float = {}
+            for layer in self._layers.values():
+                layer.weight.copy_(quantize_uniform(layer.weight, self.bits))
         return model
 
     def extra_metrics(self, model: nn.Module, data: Any) -> dict[str, float]:
+        from torch import nn
+
         if self.bits != 8 or data is None or not any(isinstance(m, nn.Linear) for m in model.modules()):
             return {}
         return int8_dynamic_metrics(model, data)
 
 
 def int8_dynamic_metrics(model: nn.Module, data: Any, batch: int = 64, repeats: int = 30) -> dict[str, float]:
-    """Latency (ms, median of ``repeats``, interleaved) of ``model`` and of its int8 dynamic
-    quantization (Linear layers only) on ``data.test_x[:batch]``, and the latter's accuracy
-    on ``data.test_x/test_y``. Empty when this torch has no ``torch.ao.quantization``."""
+    """CPU latency (ms, median of ``repeats``, interleaved) of ``model`` and of its int8
+    dynamic quantization (Linear layers only) on ``data.test_x[:batch]``, and the latter's
+    accuracy on ``data.test_x/test_y``; both on a CPU copy of ``model`` (int8 dynamic
+    quantization is a CPU backend). Empty when this torch has no ``torch.ao.quantization``."""
+    import torch
+    from torch import nn
+
     from robench.tasks.compression.metrics import paired_latency_ms
     from robench.training import accuracy
 
-    with warnings.catch_warnings():  # torch.ao.quantization is deprecated in favour of torchao
+    with warnings.catch_warnings(), torch.device("cpu"):  # deprecated in favour of torchao; CPU kernels
         warnings.simplefilter("ignore")
         try:
             from torch.ao.quantization import quantize_dynamic
@@ -124,8 +131,8 @@ def int8_dynamic_metrics(model: nn.Module, data: Any, batch: int = 64, repeats: 
             return {}
         if torch.backends.quantized.engine == "none":  # built without a quantized CPU backend
             return {}
-        float_model = copy.deepcopy(model).eval()
-        qmodel = quantize_dynamic(copy.deepcopy(model).eval(), {nn.Linear}, dtype=torch.qint8)
+        float_model = copy.deepcopy(model).cpu().eval()
+        qmodel = quantize_dynamic(copy.deepcopy(float_model), {nn.Linear}, dtype=torch.qint8)
         x = data.test_x[:batch]
         latency_float, latency_int8 = paired_latency_ms([float_model, qmodel], x, repeats=repeats)
         acc = accuracy(qmodel, data.test_x, data.test_y)

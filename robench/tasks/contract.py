@@ -113,3 +113,52 @@ def _range_text(low, high, low_open, high_open) -> str:
     if low is None:
         return f" {'<' if high_open else '<='} {high:g}"
     return f" in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+
+
+def tiny_classification_data(n_train: int = 64, n_test: int = 16, shape: tuple = (1, 28, 28), classes: int = 10):
+    """Random images in [0, 1] and labels (CPU, the protocol's "data" stream) as a
+    :class:`robench.data.Splits`: the tiny data the classification contracts run on."""
+    import torch
+
+    from robench import seeding
+    from robench.data import Splits
+
+    gen = seeding.stream(seeding.PROTOCOL_SEED, "data")
+    n = n_train + n_test
+    x = torch.rand(n, *shape, generator=gen, device="cpu")
+    y = torch.randint(0, classes, (n,), generator=gen, device="cpu")
+    return Splits("check", x[:n_train], y[:n_train], x[n_train:], y[n_train:], classes)
+
+
+def step_hook_checks(label: str, model_name: str, data, make_hooks: Callable[[], Any]) -> tuple[list[Check], Any]:
+    """The contract of fine-tuning step hooks (a ``compression`` method, a sparsity pruner)
+    on a tiny ``model_name`` and ``data``: one epoch of the protocol's fine-tuning with
+    ``make_hooks()`` runs, ``finalize`` returns an nn.Module, the hooks keep the model's
+    parameter objects (the optimizer holds them), and :func:`model_checks` (outputs,
+    finite weights, same weights for the same seed). Returns ``(checks, model or None)``."""
+    import torch
+
+    from robench import seeding
+    from robench.models import build_model
+    from robench.training import finetune_with_hooks
+
+    def run(seed: int):
+        with seeding.scoped(seeding.PROTOCOL_SEED):  # the same initial weights every time
+            model = build_model(model_name, num_classes=data.num_classes)
+        ids = {n: id(p) for n, p in model.named_parameters()}
+        with seeding.scoped(seed):  # as the executor seeds a run
+            out = finetune_with_hooks(model, data, make_hooks(), epochs=1, batch_size=16, lr=0.01, seed=seed)
+        return out, {n: id(p) for n, p in model.named_parameters()} == ids
+
+    check, first = guarded(label, lambda: run(0))
+    if first is None:
+        return [check], None
+    out, kept = first
+    checks = [check, Check("finalize() returns an nn.Module", isinstance(out, torch.nn.Module),
+                           f"got {type(out).__name__}")]
+    if not checks[-1].ok:
+        return checks, None
+    checks.append(Check("keeps the model's parameter objects (the optimizer holds them)", kept,
+                        "a hook replaced a module or parameter; edit param.data in place instead"))
+    checks += model_checks(out, data.test_x, data.num_classes, lambda: run(0)[0])
+    return checks, out

@@ -97,54 +97,40 @@ class CompressionTask(Task):
     @classmethod
     def conformance(cls, make_method, folder):
         """The method contract on a tiny LeNet-5 and random data (see methods/base.py)."""
-        import torch
-
-        from robench import seeding
-        from robench.data import Splits
-        from robench.models import build_model
         from robench.tasks.compression import metrics
-        from robench.tasks.contract import Check, guarded, model_checks
-        from robench.training import finetune_with_hooks
+        from robench.tasks.contract import guarded, step_hook_checks, tiny_classification_data
 
-        gen = seeding.stream(seeding.PROTOCOL_SEED, "data")
-        x, y = torch.rand(80, 1, 28, 28, generator=gen), torch.randint(0, 10, (80,), generator=gen)
-        data = Splits("check", x[:64], y[:64], x[64:], y[64:], 10)
-
-        def compress(seed: int):
-            # the same initial weights and global draws every time (the determinism check reruns it)
-            with seeding.scoped(seeding.PROTOCOL_SEED):
-                model = build_model("lenet-5")
-                ids = {n: id(p) for n, p in model.named_parameters()}
-                out = finetune_with_hooks(model, data, make_method(), epochs=1, batch_size=16, lr=0.01, seed=seed)
-            kept = {n: id(p) for n, p in model.named_parameters()} == ids
-            return out, kept
-
-        check, first = guarded("compresses a tiny LeNet-5 (prepare, step hooks, finalize)", lambda: compress(0))
-        if first is None:
-            return [check]
-        out, kept = first
-        checks = [check, Check("finalize() returns an nn.Module", isinstance(out, torch.nn.Module),
-                               f"got {type(out).__name__}")]
-        if not checks[-1].ok:
-            return checks
-        checks.append(Check("keeps the model's parameter objects (the optimizer holds them)", kept,
-                            "a hook replaced a module or parameter; edit param.data in place instead"))
-        checks += model_checks(out, data.test_x, 10, lambda: compress(0)[0])
-        checks.append(guarded("storage accounting (compression_ratio_bits)",
-                              lambda: metrics.model_storage(out, make_method()))[0])
+        checks, out = step_hook_checks("compresses a tiny LeNet-5 (prepare, step hooks, finalize)", "lenet-5",
+                                       tiny_classification_data(), make_method)
+        if out is not None:
+            checks.append(guarded("storage accounting (compression_ratio_bits)",
+                                  lambda: metrics.model_storage(out, make_method()))[0])
         return checks
+
+    def _spec(self, seed: int):
+        """The dense baseline every run of this seed starts from."""
+        from robench.training import TrainSpec
+
+        p = self.params
+        return TrainSpec(model=p.model, dataset=p.dataset, epochs=p.baseline_epochs, seed=seed,
+                         dataset_root=p.dataset_root)
+
+    def prerequisites(self, method, seed):
+        """The dense baseline of this seed, trained once."""
+        from robench.training import baseline_prerequisite
+
+        return [baseline_prerequisite(self._spec(seed))]
 
     def run(self, method: CompressionMethod, seed: int, ctx: RunContext) -> TaskResult:
         import torch
 
         from robench.data import load_dataset
         from robench.tasks.compression import metrics
-        from robench.training import TrainSpec, accuracy, finetune_with_hooks, trained_baseline
+        from robench.training import accuracy, finetune_with_hooks, trained_baseline
 
         p = self.params
         data = load_dataset(p.dataset, p.dataset_root)
-        spec = TrainSpec(model=p.model, dataset=p.dataset, epochs=p.baseline_epochs, seed=seed,
-                         dataset_root=p.dataset_root)
+        spec = self._spec(seed)
         dense, info = trained_baseline(spec, ctx.cache_dir, data=data, say=ctx.say, device=ctx.device)
         model = copy.deepcopy(dense)
 

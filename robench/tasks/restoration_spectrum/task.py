@@ -162,23 +162,42 @@ class RestorationSpectrumTask(Task):
     }
     headline_metrics = ("psnr_offtrain_mean", "recovery", "psnr_auc", "ssim_mean")
 
+    def base_spec(self, seed: int):
+        """The base network's spec (trained at ``train_level``); the oracle's at a level is
+        the same with that level."""
+        from robench.tasks.restoration_spectrum.networks import NetSpec
+
+        p = self.params
+        data = "bundled" if not p.train_root else f"folder:{Path(p.train_root).resolve()}"
+        return NetSpec(family=p.family, image_size=p.image_size, width=p.width, data=data,
+                       n_train=p.n_train, steps=p.train_steps, batch_size=p.batch_size, lr=p.lr,
+                       seed=int(seed), level=resolve_levels(p)[0])
+
+    def prerequisites(self, method, seed):
+        """The reference networks every run of this seed scores against (the base, and the
+        oracle at each test level), each trained once."""
+        import dataclasses
+        import functools
+
+        train_level, test_levels = resolve_levels(self.params)
+        base = self.base_spec(seed)
+        return [(f"restoration/{spec.file_name()}", functools.partial(_build_network, self.params, spec))
+                for spec in (dataclasses.replace(base, level=float(level))
+                             for level in dict.fromkeys((train_level, *test_levels)))]
+
     def run(self, method: RestorationMethod, seed: int, ctx: RunContext) -> TaskResult:
         import numpy as np
         import torch
 
         from robench.tasks.restoration_spectrum import metrics
         from robench.tasks.restoration_spectrum.methods.base import RestorationProblem
-        from robench.tasks.restoration_spectrum.networks import NetSpec
 
         p = self.params
         method.check(p.family)
         train_level, test_levels = resolve_levels(p)
         test_x = self.test_images().to(ctx.device)
         truth = metrics.scoring_truth(test_x)
-        data = "bundled" if not p.train_root else f"folder:{Path(p.train_root).resolve()}"
-        base_spec = NetSpec(family=p.family, image_size=p.image_size, width=p.width, data=data,
-                            n_train=p.n_train, steps=p.train_steps, batch_size=p.batch_size, lr=p.lr,
-                            seed=int(seed), level=train_level)
+        base_spec = self.base_spec(seed)
         problem = RestorationProblem(
             family=p.family, train_level=train_level, test_levels=test_levels, image_size=p.image_size,
             seed=int(seed), base_spec=base_spec, finetune_steps=p.finetune_steps,
@@ -384,3 +403,12 @@ def _conformance_runs(task_cls, make_method, family: str, folder: Path) -> dict:
         "deterministic": same(outputs, second["outputs"]),
         "read_test_images": bool(reads),
     }
+
+
+def _build_network(params, spec, cache_dir, device) -> list[Path]:
+    """A shared prerequisite (see ``Task.prerequisites``): one reference network's cache file."""
+    from robench.tasks.restoration_spectrum.networks import cache_path, trained_network
+
+    task = RestorationSpectrumTask(params)
+    trained_network(spec, cache_dir, task.training_images, None, device)
+    return [cache_path(spec, cache_dir)]

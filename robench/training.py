@@ -200,8 +200,10 @@ def trained_baseline(spec: TrainSpec, cache_dir: str | Path, data=None, say=None
     path = Path(cache_dir) / "baselines" / f"{spec.model}-{spec.dataset}-{spec.key()}.pt"
     data = data if data is not None else load_dataset(spec.dataset, spec.dataset_root)
 
-    def build():
-        return build_model(spec.model, num_classes=data.num_classes).to(device)
+    def build():  # initial weights from the CPU generator: the same on every device
+        with torch.device("cpu"):
+            model = build_model(spec.model, num_classes=data.num_classes)
+        return model.to(device)
 
     def train():
         if say:

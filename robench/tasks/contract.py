@@ -44,6 +44,9 @@ def model_checks(model, x, classes: int, rerun: Callable[[], Any]) -> list[Check
     method, data and seed again) gives the same weights."""
     import torch
 
+    first = next(iter(model.parameters()), None)
+    if first is not None:
+        x = x.to(first.device)  # data are on the CPU; the model is where the run put it
     with torch.no_grad():
         logits = guarded("the model runs", lambda: model.eval()(x))[1]
     shape = None if logits is None else tuple(logits.shape)

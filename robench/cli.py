@@ -141,12 +141,13 @@ def ls_(kind: Optional[str] = typer.Argument(None, help="tasks | methods | model
     with _user_errors():
         entries = api.ls(kind, plugins=tuple(plugin or ()))
     current = None
+    width = max((len(e["name"]) for e in entries), default=0)
     for e in entries:
         heading = e["kind"] if e["kind"] != "methods" else f"methods ({e['task']})"
         if heading != current:
             typer.echo(("" if current is None else "\n") + f"{heading}:")
             current = heading
-        typer.echo(f"  {e['name']:<16} {e['description']}")
+        typer.echo(f"  {e['name']:<{width}}  {e['description']}")
 
 
 @app.command()

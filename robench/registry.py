@@ -172,8 +172,23 @@ def _check_method_class(task: str, name: str, obj: Any) -> None:
 
 
 def _first_line(obj) -> str:
-    doc = (getattr(obj, "__doc__", None) or "").strip()
-    return doc.splitlines()[0] if doc else ""
+    return _summary(getattr(obj, "__doc__", None) or "")
+
+
+def _summary(doc: str) -> str:
+    """A docstring's first paragraph as one line (its first sentence if that is long),
+    without reST's double backquotes."""
+    import inspect
+
+    lines = []
+    for line in inspect.cleandoc(doc).splitlines():
+        if not line.strip():
+            break
+        lines.append(line.strip())
+    text = " ".join(lines).replace("``", "")
+    if len(text) > 110 and ". " in text:
+        text = text[:text.index(". ") + 1]
+    return text
 
 
 tasks = Registry("tasks")
@@ -261,8 +276,7 @@ def _source_docstring(file: str | None, target: str | None) -> str:
         return ""
     for node in tree.body:
         if isinstance(node, (ast.ClassDef, ast.FunctionDef)) and node.name == attr:
-            doc = (ast.get_docstring(node) or "").strip()
-            return doc.splitlines()[0] if doc else ""
+            return _summary(ast.get_docstring(node) or "")
     return ""
 
 

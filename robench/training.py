@@ -40,6 +40,13 @@ class TrainSpec:
         blob = json.dumps(asdict(self), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
+    @classmethod
+    def of_task(cls, params, seed: int) -> "TrainSpec":
+        """The baseline of a classification task's run: its params' model, dataset,
+        dataset_root and baseline_epochs, at the run's seed (the same file for every task)."""
+        return cls(model=params.model, dataset=params.dataset, epochs=params.baseline_epochs, seed=seed,
+                   dataset_root=params.dataset_root)
+
 
 def make_sgd(model, lr: float, momentum: float = 0.9, weight_decay: float = 5e-4):
     import torch

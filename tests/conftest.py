@@ -61,3 +61,15 @@ def one_thread():
     yield
     torch.set_num_threads(threads)
 
+
+
+def check_one_line_user_error(fn, *words):
+    """``fn()`` raises a one-line UserError whose message contains every one of ``words``."""
+    from robench.errors import UserError
+
+    with pytest.raises(UserError) as info:
+        fn()
+    message = str(info.value)
+    assert "\n" not in message
+    for word in words:
+        assert word in message, (word, message)

@@ -115,3 +115,31 @@ def test_tasks_import_no_other_task_except_through_methods():
                     if other not in (task, "base", "contract") and (task, other) not in allowed:
                         bad.append(f"{f.relative_to(ROOT)} imports {name}")
     assert not bad, "; ".join(bad)
+
+
+# Every run id of the shipped suites, pinned (count and a digest of the sorted ids): a
+# change of an id recomputes stored results, so it must come with a version bump and a
+# reason in the commit message (then update the pin).
+PINNED_IDS = [
+    ("suites/default.yaml", 130, "145b29a4a67174e0"),
+    ("suites/papers/deepdefense.yaml", 36, "592e4fcbd01d9b17"),
+    ("suites/papers/dlnet.yaml", 60, "41660c443b19683a"),
+    ("suites/papers/dns.yaml", 90, "afbc60c7792e0a82"),
+    ("suites/papers/inq.yaml", 114, "05557a81815ab933"),
+    ("suites/papers/sketching.yaml", 90, "6e9b7b0e251d55eb"),
+    ("suites/papers/sparse-robustness.yaml", 63, "dcdd6c0d2107817c"),
+    ("suites/papers/stpio.yaml", 18, "0ef9f2eadace70c3"),
+    ("suites/smoke.yaml", 2, "1554e641a91fba0a"),
+]
+
+
+@pytest.mark.parametrize("suite, count, digest", PINNED_IDS, ids=[s for s, _, _ in PINNED_IDS])
+def test_run_ids_of_shipped_suites_are_pinned(suite, count, digest):
+    import hashlib
+
+    from robench import api
+
+    ids = sorted(s.id for s in api.validate(ROOT / suite))
+    assert len(ids) == count
+    assert hashlib.sha256("\n".join(ids).encode()).hexdigest()[:16] == digest
+    assert "0b1a13365f3b2583" in ids if suite == "suites/smoke.yaml" else True

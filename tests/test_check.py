@@ -77,6 +77,24 @@ def test_reference_recipes_pass(plugin):
         assert task == "robust_training" and failed == {} and len(checks) >= 8
 
 
+def _builtin_methods():
+    from robench import registry
+
+    registry.load_builtins()
+    return [(e.task, e.name) for e in registry.methods.entries() if e.source == "builtin"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task, method", _builtin_methods(), ids=[f"{t}/{m}" for t, m in _builtin_methods()])
+def test_every_builtin_passes_check(task, method, one_thread):
+    """`robench check` over every registered built-in method: registration, parameters,
+    its task's contract on tiny data and one end-to-end run at the task's check settings."""
+    _, checks = check_method(method, task)
+    failed = [f"{c.name}: {c.detail}" for c in checks if not c.ok]
+    assert not failed, failed
+    assert len(checks) >= 4
+
+
 def test_each_check_is_reported_as_it_finishes(plugin):
     seen = []
     _, checks = check_method("returns-nothing", plugins=(plugin,), run_task=False, on_check=seen.append)

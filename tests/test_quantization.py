@@ -11,8 +11,8 @@ import pytest
 import torch
 from torch import nn
 
+from conftest import check_one_line_user_error
 from robench import registry
-from robench.errors import UserError
 
 registry.load_builtins()  # before the method modules register themselves (else: duplicate names)
 from robench.tasks.compression.methods.base import apply_masks, prunable_layers
@@ -44,15 +44,6 @@ def check_powers_of_two(weight: torch.Tensor, n1: int, n2: int) -> None:
         mantissa, exponent = math.frexp(abs(value))  # |v| = m·2^e, m in [0.5, 1)
         assert mantissa == 0.5, f"{value} is not a power of two"
         assert n2 <= exponent - 1 <= n1, f"{value} = 2^{exponent - 1} is outside 2^{n2}..2^{n1}"
-
-
-def check_one_line_user_error(fn, *words):
-    with pytest.raises(UserError) as info:
-        fn()
-    message = str(info.value)
-    assert "\n" not in message
-    for word in words:
-        assert word in message, (word, message)
 
 
 # -- the power-of-two quantizer ----------------------------------------------------------

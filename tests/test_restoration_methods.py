@@ -23,13 +23,7 @@ from robench.tasks.restoration_spectrum.networks import NetSpec, trained_network
 LEVELS = {"inpainting": (3, 6, 9), "interpolation": (0.2, 0.5, 0.8), "super_resolution": (2, 3, 4)}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny convolutions on a shared 2-core machine: extra intra-op threads only contend."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny convolutions: threads only contend
 
 
 def images(n=4, size=16, seed=0):

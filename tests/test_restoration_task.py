@@ -28,13 +28,7 @@ FAMILIES = {
 }
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny convolutions on a shared 2-core machine: extra intra-op threads only contend."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny convolutions: threads only contend
 
 
 def suite_file(tmp_path, entries, name="tiny-restoration"):

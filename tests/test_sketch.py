@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from conftest import check_one_line_user_error
 from robench import registry
-from robench.errors import UserError
 
 registry.load_builtins()  # before the method modules register themselves (else: duplicate names)
 from robench.models import build_model
@@ -39,15 +39,6 @@ def sample_weights():
     """A Gaussian weight and LeNet-5's conv1, conv2 and fc2 as initialised (fc1 is slow)."""
     gen = torch.Generator().manual_seed(0)
     return {"gaussian": torch.randn(32, 200, generator=gen), **{f"lenet5.{k}": w for k, w in lenet5_weights().items()}}
-
-
-def check_one_line_user_error(fn, *words):
-    with pytest.raises(UserError) as info:
-        fn()
-    message = str(info.value)
-    assert "\n" not in message
-    for word in words:
-        assert word in message, (word, message)
 
 
 # -- the sketching algorithms -------------------------------------------------------------

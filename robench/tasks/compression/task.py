@@ -107,30 +107,22 @@ class CompressionTask(Task):
                                   lambda: metrics.model_storage(out, make_method()))[0])
         return checks
 
-    def _spec(self, seed: int):
-        """The dense baseline every run of this seed starts from."""
-        from robench.training import TrainSpec
-
-        p = self.params
-        return TrainSpec(model=p.model, dataset=p.dataset, epochs=p.baseline_epochs, seed=seed,
-                         dataset_root=p.dataset_root)
-
     def prerequisites(self, method, seed):
         """The dense baseline of this seed, trained once."""
-        from robench.training import baseline_prerequisite
+        from robench.training import TrainSpec, baseline_prerequisite
 
-        return [baseline_prerequisite(self._spec(seed))]
+        return [baseline_prerequisite(TrainSpec.of_task(self.params, seed))]
 
     def run(self, method: CompressionMethod, seed: int, ctx: RunContext) -> TaskResult:
         import torch
 
         from robench.data import load_dataset
         from robench.tasks.compression import metrics
-        from robench.training import accuracy, finetune_with_hooks, trained_baseline
+        from robench.training import TrainSpec, accuracy, finetune_with_hooks, trained_baseline
 
         p = self.params
         data = load_dataset(p.dataset, p.dataset_root)
-        spec = self._spec(seed)
+        spec = TrainSpec.of_task(p, seed)
         dense, info = trained_baseline(spec, ctx.cache_dir, data=data, say=ctx.say, device=ctx.device)
         model = copy.deepcopy(dense)
 

@@ -196,9 +196,7 @@ class RobustTrainingTask(Task):
 
     def _spec(self, seed: int):
         from robench.training import TrainSpec
-        p = self.params
-        return TrainSpec(model=p.model, dataset=p.dataset, epochs=p.baseline_epochs, seed=seed,
-                         dataset_root=p.dataset_root)
+        return TrainSpec.of_task(self.params, seed)
 
     def attacks(self, epsilons):
         """The attack list of step 3 (foolbox via robench.attacks)."""

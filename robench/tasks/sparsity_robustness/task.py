@@ -161,19 +161,11 @@ class SparsityRobustnessTask(Task):
                                    f"measured weight sparsity {measured:.4f}")
         return checks + [sparsity_check]
 
-    def _spec(self, seed: int):
-        """The dense baseline every run of this seed starts from (shared with ``compression``)."""
-        from robench.training import TrainSpec
-
-        p = self.params
-        return TrainSpec(model=p.model, dataset=p.dataset, epochs=p.baseline_epochs, seed=seed,
-                         dataset_root=p.dataset_root)
-
     def prerequisites(self, method, seed):
         """The dense baseline of this seed, trained once."""
-        from robench.training import baseline_prerequisite
+        from robench.training import TrainSpec, baseline_prerequisite
 
-        return [baseline_prerequisite(self._spec(seed))]
+        return [baseline_prerequisite(TrainSpec.of_task(self.params, seed))]
 
     def run(self, method: SparsityMethod, seed: int, ctx: RunContext) -> TaskResult:
         import torch
@@ -183,7 +175,7 @@ class SparsityRobustnessTask(Task):
         from robench.attacks.evaluate import _check_bounds, _check_inputs_in_bounds, _check_logits
         from robench.data import load_dataset
         from robench.models import build_model, export_state_dict
-        from robench.training import accuracy, finetune_with_hooks, trained_baseline
+        from robench.training import TrainSpec, accuracy, finetune_with_hooks, trained_baseline
 
         p = self.params
         configs = _configs(p.attack_preset, p.exclude_attacks, p.attacks)
@@ -209,7 +201,7 @@ class SparsityRobustnessTask(Task):
                             f"has {data.num_classes} classes")
 
         # -- 2. shared dense baseline ------------------------------------------------------
-        spec = self._spec(seed)
+        spec = TrainSpec.of_task(p, seed)
         dense, info = trained_baseline(spec, ctx.cache_dir, data=data, say=ctx.say, device=ctx.device)
         model = copy.deepcopy(dense)
 

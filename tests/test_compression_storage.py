@@ -120,26 +120,6 @@ def test_storage_of_a_pruned_model_beats_the_count_ratio_only_with_cheap_values(
 
 
 # -- sparse inference ----------------------------------------------------------------------
-def test_sparse_inference_model_computes_the_same_function_with_sparse_convs():
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Conv2d(1, 6, 3, padding=1, stride=2), nn.ReLU(), nn.Conv2d(6, 8, 3),
-                          nn.Flatten(), nn.Linear(8 * 2 * 2, 5))
-    MagnitudePruning(0.9).prepare(model, None, 1, 0)
-    fast = metrics.sparse_inference_model(model)  # no example: every candidate is converted
-    assert isinstance(fast[0], metrics.CSRConv2d) and isinstance(fast[2], metrics.CSRConv2d)
-    assert isinstance(fast[4], metrics.CSRLinear)
-    x = torch.rand(5, 1, 8, 8)
-    with torch.no_grad():
-        torch.testing.assert_close(fast(x), model(x), atol=1e-5, rtol=1e-5)
-    timed = metrics.sparse_inference_model(model, x)  # with an example: the faster kernel per layer
-    assert set(timed.sparse_layers_) == {"0", "2", "4"}
-    for name, choice in timed.sparse_layers_.items():
-        assert choice["sparse"] == (choice["sparse_ms"] < choice["dense_ms"])
-        assert isinstance(timed.get_submodule(name), (metrics.CSRConv2d, metrics.CSRLinear)) == choice["sparse"]
-    with torch.no_grad():
-        torch.testing.assert_close(timed(x), model(x), atol=1e-5, rtol=1e-5)
-
-
 def test_dense_layers_are_not_candidates():
     model = nn.Sequential(nn.Flatten(), nn.Linear(16, 4))
     fast = metrics.sparse_inference_model(model, torch.rand(2, 16))

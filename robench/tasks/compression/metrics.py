@@ -1,8 +1,8 @@
 """Counting and timing helpers of the ``compression`` task (pure functions of a model).
 
 Counts and storage work on any device; the latency helpers (:func:`paired_latency_ms`,
-:func:`sparse_inference_model`, the CSR modules) are meant for CPU modules and inputs:
-the task reports CPU latency, since the CSR kernels it compares are CPU kernels.
+and the sparse inference path :func:`sparse_inference_model` with its CSR modules, in
+``_sparse.py``) are meant for CPU modules and inputs: the task reports CPU latency.
 
 Counts
   * parameters: every ``model.parameters()`` entry, biases included;
@@ -44,7 +44,6 @@ Storage (``compression_ratio_bits``)
 
 from __future__ import annotations
 
-import copy
 import math
 import statistics
 import time
@@ -53,6 +52,12 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
+from robench.tasks.compression._sparse import (  # noqa: F401
+    SPARSE_MIN_SPARSITY,
+    CSRConv2d,
+    CSRLinear,
+    sparse_inference_model,
+)
 from robench.tasks.compression.methods.base import prunable_layers
 
 
@@ -223,115 +228,6 @@ def model_storage(model: nn.Module, method=None) -> tuple[int, list[dict]]:
 
 
 # -- latency -------------------------------------------------------------------------
-class CSRLinear(nn.Module):
-    """Inference-only Linear whose weight is a CSR sparse tensor (y = x Wᵀ + b)."""
-
-    def __init__(self, linear: nn.Linear):
-        super().__init__()
-        self.weight = linear.weight.detach().to_sparse_csr()
-        self.bias = None if linear.bias is None else linear.bias.detach().clone()
-
-    def forward(self, x):
-        leading = x.shape[:-1]
-        y = (self.weight @ x.reshape(-1, x.shape[-1]).t()).t()
-        if self.bias is not None:
-            y = y + self.bias
-        return y.reshape(*leading, -1)
-
-
-class CSRConv2d(nn.Module):
-    """Inference-only Conv2d as a CSR sparse matmul over the unfolded input (im2col):
-    y = W_csr · unfold(x) + b, W_csr of shape (out, in·kh·kw). ``groups`` must be 1."""
-
-    def __init__(self, conv: nn.Conv2d):
-        super().__init__()
-        if conv.groups != 1 or not isinstance(conv.padding, tuple):
-            raise ValueError("CSRConv2d needs groups=1 and numeric padding")
-        self.out_channels, self.kernel_size = conv.out_channels, conv.kernel_size
-        self.stride, self.padding, self.dilation = conv.stride, conv.padding, conv.dilation
-        self.weight = conv.weight.detach().reshape(conv.out_channels, -1).to_sparse_csr()
-        self.bias = None if conv.bias is None else conv.bias.detach().clone()
-
-    def forward(self, x):
-        import torch.nn.functional as F
-        n, _, h, w = x.shape
-        h_out = (h + 2 * self.padding[0] - self.dilation[0] * (self.kernel_size[0] - 1) - 1) // self.stride[0] + 1
-        w_out = (w + 2 * self.padding[1] - self.dilation[1] * (self.kernel_size[1] - 1) - 1) // self.stride[1] + 1
-        cols = F.unfold(x, self.kernel_size, dilation=self.dilation, padding=self.padding, stride=self.stride)
-        y = self.weight @ cols.transpose(0, 1).reshape(cols.shape[1], -1)  # (out, N·L)
-        y = y.reshape(self.out_channels, n, -1).transpose(0, 1)
-        if self.bias is not None:
-            y = y + self.bias[:, None]
-        return y.reshape(n, self.out_channels, h_out, w_out)
-
-
-SPARSE_MIN_SPARSITY = 0.5  # below this a CSR kernel is never tried
-
-
-def _sparse_version(module: nn.Module) -> nn.Module | None:
-    import warnings
-    with warnings.catch_warnings():  # "sparse CSR support is in beta"
-        warnings.simplefilter("ignore")
-        if isinstance(module, nn.Linear):
-            return CSRLinear(module)
-        if isinstance(module, nn.Conv2d) and module.groups == 1 and isinstance(module.padding, tuple):
-            return CSRConv2d(module)
-    return None
-
-
-@torch.inference_mode()
-def sparse_inference_model(model: nn.Module, example: torch.Tensor | None = None,
-                           min_sparsity: float = SPARSE_MIN_SPARSITY, repeats: int = 7) -> nn.Module:
-    """A copy of ``model`` for timing in which pruned layers run on CSR sparse kernels
-    where that is faster.
-
-    Every Conv2d/Linear with at least ``min_sparsity`` zero weights gets a CSR version
-    (:class:`CSRLinear`, :class:`CSRConv2d`). With ``example`` (the batch that will be
-    timed) both versions are timed on the layer's real input (median of ``repeats``) and
-    the faster one is kept, as a deployment would; without it every candidate is
-    converted. The choices are in the copy's ``sparse_layers_`` attribute
-    (name → {"sparsity", "sparse", "dense_ms", "sparse_ms"}). Outputs equal the model's
-    up to float rounding.
-    """
-    fast = copy.deepcopy(model).eval()
-    candidates = [(name, module) for name, module in prunable_layers(fast)
-                  if 1.0 - int(torch.count_nonzero(module.weight)) / module.weight.numel() >= min_sparsity]
-    inputs: dict[str, torch.Tensor] = {}
-    if example is not None and candidates:
-        def recorder(name):
-            def hook(_module, args, _output):  # returns None: the output is left alone
-                inputs.setdefault(name, args[0].detach())
-            return hook
-
-        handles = [module.register_forward_hook(recorder(name)) for name, module in candidates]
-        try:
-            fast(example)
-        finally:
-            for handle in handles:
-                handle.remove()
-    choices = {}
-    for name, module in candidates:
-        sparse = _sparse_version(module)
-        if sparse is None:
-            continue
-        record = {"sparsity": 1.0 - int(torch.count_nonzero(module.weight)) / module.weight.numel()}
-        use = True
-        if name in inputs:
-            # one call each first: a sparse kernel 3× slower is not timed any further
-            dense_ms, sparse_ms = paired_latency_ms([module, sparse], inputs[name], 1, warmup=1)
-            if sparse_ms < 3 * dense_ms:
-                dense_ms, sparse_ms = paired_latency_ms([module, sparse], inputs[name], repeats, warmup=1)
-            record.update(dense_ms=dense_ms, sparse_ms=sparse_ms)
-            use = sparse_ms < dense_ms
-        record["sparse"] = use
-        choices[name] = record
-        if use:
-            parent = fast.get_submodule(name.rpartition(".")[0]) if "." in name else fast
-            setattr(parent, name.rpartition(".")[2], sparse)
-    fast.sparse_layers_ = choices
-    return fast
-
-
 @torch.inference_mode()
 def paired_latency_ms(models: list[nn.Module], x: torch.Tensor, repeats: int, warmup: int = 3) -> list[float]:
     """Median wall-clock milliseconds of ``model(x)`` for each model, measured
@@ -349,6 +245,17 @@ def paired_latency_ms(models: list[nn.Module], x: torch.Tensor, repeats: int, wa
     return [statistics.median(bucket) for bucket in times]
 
 
-__all__ = ["LayerStats", "layer_stats", "parameter_counts", "compression_ratio", "weight_sparsity",
-           "flops_ratio", "weight_storage", "model_storage", "CSRLinear",
-           "CSRConv2d", "sparse_inference_model", "paired_latency_ms"]
+__all__ = [
+    "CSRConv2d",
+    "CSRLinear",
+    "LayerStats",
+    "compression_ratio",
+    "flops_ratio",
+    "layer_stats",
+    "model_storage",
+    "paired_latency_ms",
+    "parameter_counts",
+    "sparse_inference_model",
+    "weight_sparsity",
+    "weight_storage",
+]

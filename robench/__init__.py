@@ -16,7 +16,8 @@ from robench.registry import register_dataset, register_method, register_model, 
 
 __version__ = "0.1.0"
 
-_API = ("run", "results", "leaderboard", "figures", "validate", "load", "ls", "RunSummary")
+_API = ("run", "results", "leaderboard", "figures", "validate", "load", "ls", "benchmark", "check", "check_model",
+        "compare", "export", "import_bundle", "verify", "aggregate", "RunSummary")
 
 __all__ = ["UserError", "register_dataset", "register_method", "register_model", "register_task",
            "__version__", *_API]

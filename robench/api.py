@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,31 +19,34 @@ class RunSummary:
     failed: int = 0
     failed_ids: list[str] = field(default_factory=list)
     store: str = ""
+    elsewhere: int = 0  # runs another `robench run` on the same store was computing
 
     @property
     def ok(self) -> bool:
         return self.failed == 0
 
 
-def load(suite: str | Path, plugins: tuple = ()):
-    """Load and expand a suite file: ``(Suite, [RunSpec, ...])``. Raises UserError on bad input."""
+def load(suite: str | Path, plugins: tuple = (), max_runs: int | None = None):
+    """Load and expand a suite file: ``(Suite, [RunSpec, ...])``. Raises UserError on bad
+    input, and for a suite of more than ``max_runs`` runs (default ``spec.MAX_RUNS``)."""
     from robench import registry
-    from robench.spec import expand, load_suite
+    from robench.spec import MAX_RUNS, expand, load_suite
 
     registry.setup(plugins)
     parsed = load_suite(suite)
-    return parsed, expand(parsed, source=str(suite))
+    return parsed, expand(parsed, source=str(suite), max_runs=max_runs or MAX_RUNS)
 
 
-def validate(suite: str | Path, plugins: tuple = ()) -> list:
+def validate(suite: str | Path, plugins: tuple = (), max_runs: int | None = None) -> list:
     """Validate a suite file and return its RunSpecs (nothing runs, nothing is stored)."""
-    return load(suite, plugins)[1]
+    return load(suite, plugins, max_runs)[1]
 
 
 def run(suite: str | Path | None = None, *, task: str | None = None, methods: list[str] | None = None,
         seeds: list[int] | None = None, params: dict[str, Any] | None = None, store: str | Path | None = None,
         workers: int = 1, executor: str = "auto", scheduler: str | None = None, device: str | None = None,
-        plugins: tuple = (), progress: bool = True) -> RunSummary:
+        threads: int | None = None, plugins: tuple = (), progress: bool = True,
+        max_runs: int | None = None) -> RunSummary:
     """Run a suite file, or an ad-hoc ``task`` × ``methods`` × ``seeds``; skip runs already done.
 
     Results go to ``store`` (default ``.robench/results.sqlite``). ``executor``: ``auto``
@@ -50,12 +54,14 @@ def run(suite: str | Path | None = None, *, task: str | None = None, methods: li
     ``LocalCluster`` of ``workers`` processes, or the cluster at ``scheduler``,
     ``tcp://host:port``). ``device``: ``auto`` (CUDA when available, else CPU), ``cpu``,
     ``cuda``, ``cuda:N`` or ``mps``; default: the suite's ``device:``, else ``auto``. The
-    device is recorded in each run's provenance, not in its id. Returns counts; failed
-    runs are stored with their traceback and do not stop the others.
+    device is recorded in each run's provenance, not in its id. ``threads``: intra-op
+    threads per run (default: cores / workers). A suite of more than ``max_runs`` runs
+    (default 10,000) is refused. Returns counts; failed runs are stored with their
+    traceback and do not stop the others.
     """
     from robench import registry
     from robench.executors import make_executor, resolve_device, run_specs
-    from robench.spec import expand, load_suite
+    from robench.spec import MAX_RUNS, expand, load_suite
     from robench.store import Store
 
     registry.setup(plugins)
@@ -70,7 +76,7 @@ def run(suite: str | Path | None = None, *, task: str | None = None, methods: li
         from robench.spec import adhoc_suite
         parsed = adhoc_suite(task, methods, seeds or [0], params or {})
         source = "command line"
-    specs = expand(parsed, source=source)
+    specs = expand(parsed, source=source, max_runs=max_runs or MAX_RUNS)
     plugin_paths = tuple(str(Path(p).resolve()) for p in plugins)
     requested = device or parsed.device or "auto"
     if requested not in ("auto", "cpu") and not (executor == "dask" or scheduler):
@@ -79,30 +85,40 @@ def run(suite: str | Path | None = None, *, task: str | None = None, methods: li
         for name in dict.fromkeys(s.task for s in specs):
             task_cls = registry.tasks.get(name)
             db.save_task_info(name, task_cls.version, task_cls.report_info())
+        db.remove_stale_partials()  # what killed runs left behind
         done = db.done_ids(s.id for s in specs)
         db.add_to_suite(parsed.suite, done)
         todo = [s for s in specs if s.id not in done]
         summary = RunSummary(parsed.suite, len(specs), len(specs) - len(todo), store=str(db.path))
         if not todo:
-            _say(progress, f"[bold]{parsed.suite}[/]: all {len(specs)} runs already in {db.path}; nothing to do")
+            _say(progress, f"[bold]{parsed.suite}[/]: all {len(specs)} runs already in {_escape(str(db.path))}; "
+                           "nothing to do")
             return summary
-        pool = make_executor(executor, workers, plugin_paths, scheduler)
-        try:  # the workers' device: a cluster's workers may have a GPU the driver lacks
-            run_device = pool.check_device(requested) if hasattr(pool, "check_device") else resolve_device(requested)
-        except BaseException:
-            pool.shutdown()
-            raise
-        with _Progress(progress, parsed.suite, len(specs), len(specs) - len(todo)) as bar:
-            def on_done(spec, record):
-                if record["status"] == "done":
-                    summary.done += 1
-                else:
-                    summary.failed += 1
-                    summary.failed_ids.append(spec.id)
-                bar.finished(spec, record)
+        with _sigterm_as_interrupt():  # from here on, SIGTERM stops the workers too
+            if not (executor == "dask" or scheduler):
+                run_device = resolve_device(requested)
+            pool = make_executor(executor, workers, plugin_paths, scheduler, threads)
             try:
-                run_specs(todo, db, pool, suite=parsed.suite, plugins=plugin_paths, device=run_device,
-                          on_start=bar.started, on_done=on_done)
+                if hasattr(pool, "check_device"):  # a cluster's workers may have a GPU the driver lacks
+                    run_device = pool.check_device(requested)
+                with _Progress(progress, parsed.suite, len(specs), len(specs) - len(todo)) as bar:
+                    def on_done(spec, record):
+                        if record["status"] == "done":
+                            summary.done += 1
+                        else:
+                            summary.failed += 1
+                            summary.failed_ids.append(spec.id)
+                        bar.finished(spec, record)
+
+                    def on_skip(spec):
+                        if db.done_ids([spec.id]):  # finished meanwhile by another driver
+                            summary.skipped += 1
+                        else:
+                            summary.elsewhere += 1
+                        db.add_to_suite(parsed.suite, db.done_ids([spec.id]))
+                        bar.elsewhere(spec)
+                    run_specs(todo, db, pool, suite=parsed.suite, plugins=plugin_paths, device=run_device,
+                              on_start=bar.started, on_done=on_done, on_skip=on_skip)
             finally:
                 pool.shutdown()
     return summary
@@ -136,27 +152,66 @@ def results(store: str | Path | None = None, *, task: str | None = None, suite: 
     return pd.concat([frame, columns], axis=1)
 
 
-def leaderboard(out: str | Path = "leaderboards", store: str | Path | None = None) -> Path:
-    """Write the static leaderboard site from the store; returns the index page's path."""
+def leaderboard(out: str | Path = "leaderboards", store: str | Path | list | tuple | None = None, *,
+                artifacts: bool = True, plots: bool = True) -> Path:
+    """Write the static leaderboard site from the store (or several stores, merged: a run
+    id stored in more than one appears once); returns the index page's path. The site is
+    publishable: artifacts are copied under it (``artifacts=False``: listed, not copied)
+    and no page holds a path of this machine."""
     from robench.report.leaderboard import write_leaderboard
 
-    frame = results(store)
+    output_folder(out, "--out")
+    stores = list(store) if isinstance(store, (list, tuple)) else [store]
+    frame = merged_results(stores)
     if frame.empty:
-        raise UserError(f"results store {store or '.robench/results.sqlite'}: no runs yet (run a suite first)")
-    return write_leaderboard(frame, Path(out))
+        raise UserError(f"results store {', '.join(str(s or '.robench/results.sqlite') for s in stores)}: "
+                        "no runs yet (run a suite first)")
+    private = [Path(s or ".robench/results.sqlite").resolve().parent for s in stores]
+    return write_leaderboard(frame, Path(out), artifacts=artifacts, plots=plots, private=private)
+
+
+def merged_results(stores: list):
+    """``results()`` of each store, concatenated; a run id in several stores is kept once
+    (a done copy before a failed one, else the first store's); each row carries its
+    ``verification`` (imported runs: where from, and ``robench verify``'s verdict)."""
+    import pandas as pd
+
+    from robench.store import Store
+
+    frames = []
+    for i, store in enumerate(stores):
+        frame = results(store)
+        if frame.empty:
+            continue
+        with Store(store, create=False) as db:
+            checks = db.verification()
+        frames.append(frame.assign(verification=[checks.get(r, {}) for r in frame["id"]], _store=i))
+    if not frames:
+        return pd.DataFrame()
+    frame = pd.concat(frames, ignore_index=True)
+    checks = {}  # a run imported and verified in one store keeps that verdict in the merged site
+    for run_id, check in zip(frame["id"], frame["verification"]):
+        if check and not checks.get(run_id, {}).get("checked_at"):
+            checks[run_id] = check
+    frame = frame.assign(_done=(frame["status"] != "done").astype(int))
+    frame = frame.sort_values(["_done", "_store"], kind="stable").drop_duplicates("id", keep="first")
+    frame = frame.assign(verification=[checks.get(r, {}) for r in frame["id"]])
+    return frame.sort_index().drop(columns=["_done", "_store"]).reset_index(drop=True)
 
 
 def figures(name: str, out: str | Path = "reports", store: str | Path | None = None) -> list[Path]:
-    """Regenerate a paper's figures and report from the store (nothing is re-run)."""
-    from robench.report.figures import FIGURES, make_figures
+    """Regenerate a paper's figures (PNG, SVG and PDF) and report from the store (nothing is
+    re-run); returns every file written. Raises ``MissingRuns`` (with the ``robench run``
+    command) when the store has no run of the paper's suite."""
+    from robench.report.figures import FIGURES, MissingRuns, make_figures, suite_runs, written_files
 
     if name not in FIGURES:
         return make_figures(name, None, out)  # raises the did-you-mean error
+    output_folder(out, "--out")
     frame = results(store)
-    if frame.empty:
-        raise UserError(f"results store {store or '.robench/results.sqlite'}: no runs yet "
-                        f"(run {FIGURES[name][1]} first)")
-    return make_figures(name, frame, out)
+    if not suite_runs(frame, name):
+        raise MissingRuns(name)
+    return written_files(make_figures(name, frame, out))
 
 
 def check(method: str, *, task: str | None = None, params: dict | None = None, plugins: tuple = (),
@@ -168,6 +223,90 @@ def check(method: str, *, task: str | None = None, params: dict | None = None, p
     return check_method(method, task, params, plugins, run_task, on_check, device)
 
 
+BENCHMARK_METHODS = {"compression": ["dense"], "sparsity_robustness": ["magnitude"], "robust_training": ["vanilla"]}
+
+
+def benchmark(model, *, task: str, methods: list[str] | None = None, seeds: list[int] | tuple = (0,),
+              store: str | Path | None = None, device: str | None = None, progress: bool = True, **params):
+    """Benchmark your own classifier in one call, as RobustBench's ``benchmark()`` does:
+    ``model`` is an ``nn.Module`` (its architecture and its weights, which the task's
+    baseline training starts from) or a factory ``f(num_classes=10, **kw) -> nn.Module``.
+    It is registered for this call under a name made of its class and a hash of its source
+    and weights (so a changed model gets new run ids), ``task`` runs with ``methods``
+    (default: the task's reference: compression ``dense``, sparsity_robustness
+    ``magnitude``, robust_training ``vanilla``) and the other ``params`` (task or method
+    parameters, as ``robench run --param``), in this process, and the results frame of
+    those runs is returned (see :func:`results`).
+
+    >>> frame = robench.benchmark(nn.Sequential(nn.Flatten(), nn.Linear(784, 10)),
+    ...                           task="sparsity_robustness", sparsity=0.5)   # doctest: +SKIP
+    """
+    from robench import registry
+
+    registry.setup()
+    if task not in BENCHMARK_METHODS:
+        registry.tasks.get(task)  # unknown: did-you-mean
+        raise UserError(f"benchmark: task {task!r} takes no model; expected one of {', '.join(BENCHMARK_METHODS)}")
+    name, factory, digest, label = _model_factory(model)
+    if name not in registry.models:
+        registry.models.add(name, factory, f"{label} given to robench.benchmark()", meta={"version": "1"})
+    registry.models.entry(name).source_hash = digest  # its source and weights: part of the run ids
+    summary = run(task=task, methods=list(methods or BENCHMARK_METHODS[task]), seeds=list(seeds),
+                  params={"model": name, **params}, store=store, executor="serial", device=device,
+                  progress=progress)
+    frame = results(summary.store, task=task)
+    return frame[frame["task_params"].map(lambda p: p.get("model") == name)].reset_index(drop=True)
+
+
+def _model_factory(model):
+    """(registry name, factory, digest, label) of a module or a factory given to :func:`benchmark`."""
+    import copy
+    import hashlib
+    import inspect
+    import io
+    import re
+
+    digest = hashlib.sha256()
+    if hasattr(model, "state_dict") and hasattr(model, "parameters"):
+        import torch
+
+        cls = type(model)
+        try:
+            digest.update(inspect.getsource(cls).encode())
+        except (OSError, TypeError):
+            digest.update(repr(model).encode())  # built-in containers: their structure
+        digest.update(repr(model).encode())
+        buffer = io.BytesIO()
+        torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, buffer)
+        digest.update(buffer.getvalue())
+        template = copy.deepcopy(model).cpu()
+
+        def factory(num_classes: int = 10, **kwargs):
+            return copy.deepcopy(template)
+        label = cls.__name__
+    elif callable(model):
+        try:
+            digest.update(inspect.getsource(model).encode())
+        except (OSError, TypeError):
+            digest.update(repr(model).encode())
+        factory, label = model, getattr(model, "__name__", "model")
+    else:
+        raise UserError(f"benchmark: model is a {type(model).__name__}; expected an nn.Module or a factory "
+                        f"f(num_classes=10) -> nn.Module")
+    short = digest.hexdigest()[:12]
+    name = f"{re.sub(r'[^a-z0-9]+', '-', label.lower()).strip('-') or 'model'}-{short[:8]}"
+    return name, factory, short, label
+
+
+def check_model(model: str, *, task: str | None = None, plugins: tuple = (), run_task: bool = True,
+                on_check=None, device: str | None = "cpu"):
+    """Check a registered model against the classification tasks' model contract on tiny
+    data, then one tiny end-to-end run per classification task (or ``task``):
+    ``(tasks, [Check, ...])`` (see :func:`robench.check.check_model`). Nothing is stored."""
+    from robench.check import check_model as run_checks
+    return run_checks(model, task, plugins, run_task, on_check, device)
+
+
 def ls(kind: str | None = None, plugins: tuple = ()) -> list[dict]:
     """Registered tasks/methods/models/datasets as dicts (kind, name, task, description)."""
     from robench import registry
@@ -176,8 +315,114 @@ def ls(kind: str | None = None, plugins: tuple = ()) -> list[dict]:
     kinds = registry.KINDS if kind is None else (kind,)
     if kind is not None and kind not in registry.KINDS:
         raise UserError(f"robench ls {kind}: unknown kind (expected one of: {', '.join(registry.KINDS)})")
-    return [{"kind": k, "name": e.name, "task": e.task, "description": e.doc, "source": e.source}
-            for k in kinds for e in registry.REGISTRIES[k].entries()]
+    out = [{"kind": k, "name": e.name, "task": e.task, "description": e.doc, "source": e.source}
+           for k in kinds for e in registry.REGISTRIES[k].entries()]
+    if "datasets" in kinds:  # a task's own data sources (its `dataset` parameter's values)
+        for entry in registry.tasks.entries():
+            for name, description in getattr(entry.load(), "data_sources", {}).items():
+                out.append({"kind": "datasets", "name": name, "task": entry.name, "description": description,
+                            "source": entry.source})
+    return out
+
+
+def aggregate(frame, fmt: str = "table") -> str:
+    """A results table as mean ± std per configuration, as text: ``table`` (plain text),
+    ``markdown`` or ``latex`` (the primary and headline metrics, per task and setting), or
+    ``csv`` / ``json`` (every metric: one row per configuration and metric)."""
+    from robench.report.formats import FORMATS, aggregate as tidy, render
+
+    if fmt not in FORMATS:
+        raise UserError(f"--format {fmt}: expected one of {', '.join(FORMATS)}")
+    return render(tidy(frame, every_metric=fmt in ("csv", "json")), fmt)
+
+
+def compare(store_a: str | Path, store_b: str | Path, out: str | Path | None = None):
+    """Per-configuration differences (B − A) of the primary and headline metrics of two
+    stores: ``(table, page)``, the table a DataFrame (:func:`robench.report.formats.compare`)
+    and ``page`` the HTML page written at ``out`` (None when ``out`` is None)."""
+    from robench.report.formats import compare as compare_tables, write_comparison
+
+    a, b = results(store_a), results(store_b)
+    if a.empty and b.empty:
+        raise UserError(f"results stores {store_a} and {store_b}: no runs in either")
+    table = compare_tables(a, b)
+    page = None
+    if out is not None:
+        out = Path(out)
+        if out.is_dir():
+            raise UserError(f"--out {out}: is a folder (expected an .html file path)")
+        page = write_comparison(table, out, name_a=_store_name(store_a), name_b=_store_name(store_b))
+    return table, page
+
+
+def _store_name(store: str | Path) -> str:
+    """A store as shown on a published page: its folder's and file's names, no full path."""
+    path = Path(store)
+    return f"{path.parent.name}/{path.name}" if path.parent.name else path.name
+
+
+def export(out: str | Path, store: str | Path | None = None, *, suite: str | None = None,
+           run_ids: list[str] | None = None) -> dict:
+    """Write a bundle (zip) of the runs of ``suite`` or ``run_ids`` (default: every run) of
+    the store, with their artifacts, provenance, a schema version and checksums; returns a
+    summary (path, runs, files, bytes). See :mod:`robench.bundle`."""
+    from robench.bundle import export_bundle
+
+    return export_bundle(store, out, suite=suite, run_ids=run_ids)
+
+
+def import_bundle(bundle: str | Path, store: str | Path | None = None) -> dict:
+    """Validate a bundle (schema, checksums, run ids recomputed from the specs) and add its
+    runs to the store; a bad bundle is a one-line UserError and changes nothing. Returns a
+    summary (imported and skipped run ids, store)."""
+    from robench.bundle import import_bundle as run_import
+
+    return run_import(bundle, store)
+
+
+def verify(store: str | Path | None = None, run_ids: list[str] | None = None, *, device: str = "cpu",
+           on_verdict=None) -> list:
+    """Re-score runs (default: every imported run) from their artifacts under their task's
+    protocol and record whether they reproduce their metrics; returns the verdicts
+    (:class:`robench.verify.Verdict`)."""
+    from robench.verify import verify_store
+
+    return verify_store(store, run_ids, device=device, on_verdict=on_verdict)
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """While a suite runs, SIGTERM stops it like Ctrl-C: queued runs are cancelled and the
+    workers stopped (finished runs are stored), instead of leaving the workers orphaned."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def output_folder(path: str | Path, what: str) -> Path:
+    """``path`` as a folder to write into (created if missing); a file there, or a folder
+    that cannot be created, is a one-line UserError naming ``what`` (an option)."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{what} {path}: is a file, not a folder (expected a folder to write into)")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise UserError(f"{what} {path}: a part of that path is a file, not a folder") from None
+    except PermissionError as exc:
+        raise UserError(f"{what} {path}: cannot create it ({exc.strerror})") from None
+    return path
 
 
 # -- progress ------------------------------------------------------------------------------
@@ -210,7 +455,8 @@ class _Progress:
 
     def started(self, spec) -> None:
         if self.enabled:
-            self.bar.update(self.tid, description=f"{self.suite}: {spec.task}/{spec.method_label} seed {spec.seed}")
+            self.bar.update(self.tid, description=_escape(f"{self.suite}: {spec.task}/{spec.method_label} "
+                                                          f"seed {spec.seed}"))
 
     def finished(self, spec, record) -> None:
         if not self.enabled:
@@ -224,6 +470,13 @@ class _Progress:
             last = (record.get("error") or "").strip().splitlines()[-1:] or ["?"]
             self.console.print(f"[red]failed[/] {label}: {_escape(last[0])}", highlight=False)
         self.bar.advance(self.tid)
+
+    def elsewhere(self, spec) -> None:
+        if self.enabled:
+            label = _escape(f"{spec.task}/{spec.method_label} seed={spec.seed}")
+            self.console.print(f"[yellow]elsewhere[/] {label}: another robench run on this store has it",
+                               highlight=False)
+            self.bar.advance(self.tid)
 
     def __exit__(self, *exc):
         if self.enabled:

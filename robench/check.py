@@ -113,17 +113,19 @@ class _Reported(list):
             self.append(check)
 
 
-def _run_once(task_cls, make, folder: Path, device: str = "cpu") -> list[Check]:
+def _run_once(task_cls, make, folder: Path, device: str = "cpu", params: dict | None = None,
+              label: str | None = None) -> list[Check]:
     from robench.seeding import seed_everything
     from robench.tasks.base import RunContext, execute
 
     artifacts, cache = folder / "artifacts", folder / "cache"
     artifacts.mkdir()
     cache.mkdir()
-    label = f"runs through '{task_cls.name}' at its check settings"
+    label = label or f"runs through '{task_cls.name}' at its check settings"
 
     def run_once():
-        task, method = task_cls(**task_cls.check_params), make()
+        method = make()
+        task = task_cls(**(params if params is not None else task_cls.check_params_for(method)))
         seed_everything(0)
         return execute(task, method, 0, RunContext(artifact_dir=artifacts, cache_dir=cache, device=device))
     check, result = guarded(label, run_once)
@@ -147,3 +149,141 @@ def _run_once(task_cls, make, folder: Path, device: str = "cpu") -> list[Check]:
     if missing:
         problems.append(f"declared artifacts not written: {', '.join(missing)}")
     return [Check(label, not problems, "; ".join(problems))]
+
+
+# -- models ------------------------------------------------------------------------------------
+CLASSIFICATION_TASKS = ("compression", "sparsity_robustness", "robust_training")
+
+
+def check_model(model: str, task: str | None = None, plugins: tuple = (), run_task: bool = True,
+                on_check: Callable[[Check], None] | None = None,
+                device: str | None = "cpu") -> tuple[list[str], list[Check]]:
+    """``robench check --model NAME``: the model contract on tiny MNIST-shaped data, then one
+    tiny end-to-end run of each classification task (or of ``task``) with the model.
+
+    The contract: the factory builds from ``num_classes`` (and ``in_channels`` where the
+    data need it); the model returns (N, classes) logits, not probabilities; one training
+    step changes it; its ``state_dict`` round-trips through ``torch.load(weights_only=True)``;
+    the same seed builds the same weights; the pruning hooks find Conv2d/Linear layers to
+    prune and keep its parameters; the attack layer runs on it. Returns ``(tasks, checks)``.
+    """
+    from robench import registry
+    from robench.executors import resolve_device
+
+    registry.setup(plugins)
+    registry.models.entry(model)  # unknown: a UserError with did-you-mean
+    if task is not None and task not in CLASSIFICATION_TASKS:
+        registry.tasks.get(task)
+        raise UserError(f"--task {task}: models are checked with the classification tasks "
+                        f"({', '.join(CLASSIFICATION_TASKS)})")
+    tasks = [task] if task else list(CLASSIFICATION_TASKS)
+    device = resolve_device(device)
+    checks = _Reported(on_check)
+    import torch
+
+    with torch.device(device):
+        checks.extend(_model_contract(model))
+    if run_task and all(c.ok for c in checks):
+        with tempfile.TemporaryDirectory(prefix="robench-check-") as tmp:
+            for name in tasks:
+                task_cls = registry.tasks.get(name)
+                folder = Path(tmp) / name
+                folder.mkdir()
+                method = {"compression": "magnitude", "sparsity_robustness": "magnitude",
+                          "robust_training": "vanilla"}[name]
+                method_cls = registry.methods.get(method, task=name)
+                params = {**task_cls.check_params, "model": model}
+                checks.extend(_run_once(task_cls, method_cls, folder, device, params,
+                                        label=f"runs through '{name}' ({method}) at its check settings"))
+    return tasks, list(checks)
+
+
+def _model_contract(model: str) -> list[Check]:
+    import io
+
+    import torch
+    import torch.nn.functional as F
+
+    from robench import seeding
+    from robench.models import build_model
+    from robench.tasks.contract import step_hook_checks, tiny_classification_data
+
+    data = tiny_classification_data()
+    device = torch.get_default_device()
+
+    def build(seed: int = 0):
+        with seeding.scoped(seed):
+            return build_model(model, num_classes=data.num_classes)
+
+    check, net = guarded("builds from num_classes=10 (MNIST-shaped input 1x28x28)", build)
+    if net is None:
+        return [check]
+    checks = [check]
+    x, y = data.test_x.to(device), data.test_y.to(device)
+    check, out = guarded("runs on a batch", lambda: net.eval()(x))
+    checks.append(check)
+    if out is None:
+        return checks
+    shape_ok = isinstance(out, torch.Tensor) and tuple(out.shape) == (len(x), data.num_classes)
+    checks.append(Check("returns (N, classes) outputs", shape_ok,
+                        f"got {tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__}, "
+                        f"expected ({len(x)}, {data.num_classes})"))
+    if not shape_ok:
+        return checks
+    with torch.no_grad():
+        rows = out.detach().float()
+        probabilities = bool((rows >= 0).all() and (rows <= 1).all()
+                             and torch.allclose(rows.sum(1), torch.ones(len(rows), device=rows.device), atol=1e-4))
+    checks.append(Check("returns logits, not probabilities", not probabilities,
+                        "every row is in [0, 1] and sums to 1: drop the final softmax (the tasks use "
+                        "cross-entropy and attacks on logits)"))
+
+    def one_step():
+        before = [p.detach().clone() for p in net.parameters()]
+        optimizer = torch.optim.SGD(net.parameters(), lr=0.1)
+        net.train()
+        optimizer.zero_grad()
+        F.cross_entropy(net(x), y).backward()
+        optimizer.step()
+        if not any(not torch.equal(b, p.detach()) for b, p in zip(before, net.parameters())):
+            raise AssertionError("no parameter changed after one SGD step (no trainable parameters?)")
+    checks.append(guarded("one training step changes it", one_step)[0])
+
+    def round_trip():
+        buffer = io.BytesIO()
+        torch.save({k: v.detach().cpu() for k, v in net.state_dict().items()}, buffer)
+        buffer.seek(0)
+        state = torch.load(buffer, weights_only=True)
+        fresh = build(1)
+        fresh.load_state_dict(state)
+        with torch.no_grad():
+            if not torch.allclose(fresh.eval()(x), net.eval()(x)):
+                raise AssertionError("a model loaded from its state_dict gives other outputs")
+    checks.append(guarded("state_dict round-trips through torch.load(weights_only=True)", round_trip)[0])
+
+    def deterministic():
+        a, b = build(0).state_dict(), build(0).state_dict()
+        if not all(torch.equal(a[k], b[k]) for k in a):
+            raise AssertionError("two builds with the same seed have different weights")
+    checks.append(guarded("the same seed builds the same weights", deterministic)[0])
+
+    from robench.tasks.compression.methods.magnitude import MagnitudePruning
+    from robench.tasks.compression.methods.base import prunable_layers
+
+    has_layers = bool(prunable_layers(build()))
+    checks.append(Check("has Conv2d/Linear layers for the pruning hooks", has_layers,
+                        "prunable_layers() finds none: the compression methods would have nothing to prune"))
+    if has_layers:
+        hook_checks, _ = step_hook_checks("magnitude pruning (sparsity 0.5) and fine-tuning run on it", model,
+                                          data, lambda: MagnitudePruning(sparsity=0.5))
+        checks += [c for c in hook_checks if c.name not in {k.name for k in checks}]
+
+    def attacked():
+        from robench.attacks import evaluate_robustness
+        from robench.attacks.configs import fgsm
+
+        report = evaluate_robustness(net.eval(), data.test_x[:8], data.test_y[:8], (fgsm((0.1,)),),
+                                     batch_size=8, seed=0)
+        report.as_metrics()
+    checks.append(guarded("the attack layer runs on it (FGSM, 8 images)", attacked)[0])
+    return checks

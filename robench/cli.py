@@ -13,10 +13,41 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
+import typer.core
 
-from robench.errors import UserError
+from robench.errors import UserError, one_line
+
+class _OneLineErrors(typer.core.TyperGroup):
+    """Usage errors (an unknown option, a missing or malformed value) as one line, like
+    robench's own errors, instead of click's usage block: ``robench: error: ...``, exit 2."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        try:  # typer >= 0.28 carries its own copy of click
+            from typer import _click as click
+        except ImportError:  # pragma: no cover - older typer on click itself
+            import click
+
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.exceptions.NoArgsIsHelpError as exc:
+            click.echo(exc.ctx.get_help())
+            code = 0
+        except click.exceptions.ClickException as exc:
+            ctx = getattr(exc, "ctx", None)
+            hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+            click.echo(f"robench: error: {one_line(exc.format_message())}{hint}", err=True)
+            code = exc.exit_code
+        except typer.Abort:
+            click.echo("robench: aborted", err=True)
+            code = 1
+        code = code if isinstance(code, int) else 0
+        if standalone_mode:
+            sys.exit(code)
+        return code
+
 
 app = typer.Typer(
+    cls=_OneLineErrors,
     help="robench: standardized benchmarks for robustness, compression and restoration.\n\n"
          "Run a suite, then publish:  robench run suites/smoke.yaml && robench leaderboard",
     no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
@@ -24,6 +55,7 @@ app = typer.Typer(
 
 StoreOpt = typer.Option(None, "--store", help="results store (SQLite file) [default: .robench/results.sqlite]")
 PluginOpt = typer.Option(None, "--plugin", help="Python file that registers methods/models (repeatable)")
+MaxRunsOpt = typer.Option(10_000, "--max-runs", min=1, help="refuse a suite that expands to more runs than this")
 DeviceOpt = typer.Option(None, "--device", help="auto | cpu | cuda | cuda:N | mps  [default: the suite's "
                          "device:, else auto = CUDA when available]")
 
@@ -33,7 +65,7 @@ def _user_errors():
     try:
         yield
     except UserError as exc:
-        typer.echo(f"robench: error: {exc}", err=True)
+        typer.echo(f"robench: error: {one_line(exc)}", err=True)
         raise typer.Exit(2)
     except KeyboardInterrupt:
         typer.echo("robench: interrupted; completed runs are stored, re-run to finish the rest", err=True)
@@ -60,10 +92,10 @@ def _parse_params(items: Optional[List[str]]) -> dict:
 
 
 def _parse_seeds(text: str) -> list[int]:
-    try:
-        return [int(s) for s in text.split(",") if s.strip()]
-    except ValueError:
-        raise UserError(f"--seeds {text!r}: expected comma-separated integers, e.g. 0,1,2") from None
+    parts = [s.strip() for s in text.split(",")]
+    if not all(p.isdigit() for p in parts) or not all(int(p) < 2**63 for p in parts):
+        raise UserError(f"--seeds {text!r}: expected comma-separated integers from 0 to 2^63-1, e.g. 0,1,2")
+    return [int(p) for p in parts]
 
 
 @app.command()
@@ -78,9 +110,11 @@ def run(
     scheduler: Optional[str] = typer.Option(None, "--scheduler", help="Dask scheduler address (tcp://HOST:PORT) "
                                             "to run on an existing cluster instead of a LocalCluster"),
     device: Optional[str] = DeviceOpt,
+    threads: Optional[int] = typer.Option(None, "--threads", help="intra-op threads per run [default: cores / workers]"),
     store: Optional[Path] = StoreOpt,
     plugin: Optional[List[Path]] = PluginOpt,
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress output"),
+    max_runs: int = MaxRunsOpt,
 ):
     """Run a suite (or one task × methods × seeds); runs already stored are skipped."""
     from robench import api
@@ -88,46 +122,61 @@ def run(
     with _user_errors():
         summary = api.run(suite, task=task, methods=_split(method) or None, seeds=_parse_seeds(seeds),
                           params=_parse_params(param), store=store, workers=workers, executor=executor,
-                          scheduler=scheduler, device=device, plugins=tuple(plugin or ()), progress=not quiet)
+                          scheduler=scheduler, device=device, threads=threads, plugins=tuple(plugin or ()),
+                          progress=not quiet, max_runs=max_runs)
+    elsewhere = f", {summary.elsewhere} left to another robench run on this store" if summary.elsewhere else ""
     typer.echo(f"{summary.suite}: {summary.total} runs — {summary.skipped} already stored, "
-               f"{summary.done} done, {summary.failed} failed → {summary.store}", err=True)
+               f"{summary.done} done, {summary.failed} failed{elsewhere} → {summary.store}", err=True)
     if summary.failed:
         typer.echo(f"robench: {summary.failed} run(s) failed; see `robench results --status failed`", err=True)
         raise typer.Exit(1)
 
 
 @app.command()
-def validate(suite: Path = typer.Argument(..., help="suite YAML file"), plugin: Optional[List[Path]] = PluginOpt):
+def validate(suite: Path = typer.Argument(..., help="suite YAML file"), plugin: Optional[List[Path]] = PluginOpt,
+             max_runs: int = MaxRunsOpt):
     """Check a suite file and list the runs it expands to (nothing runs)."""
     from robench import api
 
     with _user_errors():
-        specs = api.validate(suite, plugins=tuple(plugin or ()))
+        specs = api.validate(suite, plugins=tuple(plugin or ()), max_runs=max_runs)
     for spec in specs:
         typer.echo(f"{spec.id}  {spec.task}[{spec.task_label}]  {spec.method_label}  seed={spec.seed}")
     typer.echo(f"{suite}: valid, {len(specs)} runs", err=True)
 
 
 @app.command()
-def check(method: str = typer.Argument(..., help="registered method name (yours via --plugin)"),
-          task: Optional[str] = typer.Option(None, "--task", "-t", help="the method's task (needed only if "
-                                             "several tasks have a method of that name)"),
+def check(method: Optional[str] = typer.Argument(None, help="registered method name (yours via --plugin)"),
+          model: Optional[str] = typer.Option(None, "--model", help="check a registered model instead of a method"),
+          task: Optional[str] = typer.Option(None, "--task", "-t", help="the method's task (needed only if several "
+                                             "tasks have a method of that name); with --model: only this task"),
           param: Optional[List[str]] = typer.Option(None, "--param", "-p", help="method parameter key=value"),
           plugin: Optional[List[Path]] = PluginOpt,
           device: str = typer.Option("cpu", "--device", help="device of the end-to-end run: auto | cpu | cuda | cuda:N | mps"),
-          quick: bool = typer.Option(False, "--quick", help="skip the end-to-end run of the task")):
-    """Check that a method honours its task's contract, on tiny data (nothing is stored)."""
+          quick: bool = typer.Option(False, "--quick", help="skip the end-to-end run(s)")):
+    """Check that a method honours its task's contract, or a model (--model) the classification
+    tasks' contract, on tiny data (nothing is stored)."""
     from robench import api
 
     def show(c) -> None:  # printed as each check finishes (the end-to-end run takes seconds)
         typer.echo(f"{'ok  ' if c.ok else 'FAIL'}  {c.name}" + ("" if c.ok or not c.detail else f": {c.detail}"))
 
     with _user_errors():
-        task_name, checks = api.check(method, task=task, params=_parse_params(param),
-                                      plugins=tuple(plugin or ()), run_task=not quick, on_check=show,
-                                      device=device)
+        if (method is None) == (model is None):
+            raise UserError("robench check: give a METHOD or --model NAME (one of them)")
+        if model is not None:
+            if param:
+                raise UserError("--param goes with a METHOD, not with --model")
+            tasks, checks = api.check_model(model, task=task, plugins=tuple(plugin or ()), run_task=not quick,
+                                            on_check=show, device=device)
+            subject = f"model {model} ({', '.join(tasks)})"
+        else:
+            task_name, checks = api.check(method, task=task, params=_parse_params(param),
+                                          plugins=tuple(plugin or ()), run_task=not quick, on_check=show,
+                                          device=device)
+            subject = f"{task_name}/{method}"
     failed = sum(not c.ok for c in checks)
-    typer.echo(f"{task_name}/{method}: {len(checks) - failed}/{len(checks)} checks passed", err=True)
+    typer.echo(f"{subject}: {len(checks) - failed}/{len(checks)} checks passed", err=True)
     if failed:
         raise typer.Exit(1)
 
@@ -143,7 +192,7 @@ def ls_(kind: Optional[str] = typer.Argument(None, help="tasks | methods | model
     current = None
     width = max((len(e["name"]) for e in entries), default=0)
     for e in entries:
-        heading = e["kind"] if e["kind"] != "methods" else f"methods ({e['task']})"
+        heading = e["kind"] if not e["task"] else f"{e['kind']} ({e['task']})"
         if heading != current:
             typer.echo(("" if current is None else "\n") + f"{heading}:")
             current = heading
@@ -155,18 +204,28 @@ def results(
     task: Optional[str] = typer.Option(None, "--task", "-t", help="only this task"),
     suite: Optional[str] = typer.Option(None, "--suite", help="only runs of this suite"),
     status: Optional[str] = typer.Option(None, "--status", help="done | failed"),
-    fmt: str = typer.Option("table", "--format", "-f", help="table | csv | json"),
+    fmt: str = typer.Option("table", "--format", "-f", help="table | csv | json (with --aggregate also: "
+                            "markdown | latex)"),
+    aggregate: bool = typer.Option(False, "--aggregate", "-a", help="mean ± std per configuration over its "
+                                   "done seeds, instead of one row per run"),
     store: Optional[Path] = StoreOpt,
 ):
-    """Print stored runs with metrics, params, seed and provenance."""
+    """Print stored runs with metrics, params, seed and provenance.
+
+    With --aggregate: mean ± std per configuration, for a paper (--format markdown | latex | csv)."""
     from robench import api
 
     with _user_errors():
-        if fmt not in ("table", "csv", "json"):
-            raise UserError(f"--format {fmt}: expected table, csv or json")
+        formats = ("table", "csv", "json", "markdown", "latex") if aggregate else ("table", "csv", "json")
+        if fmt not in formats:
+            raise UserError(f"--format {fmt}: expected {', '.join(formats[:-1])} or {formats[-1]}"
+                            + ("" if aggregate else " (markdown and latex need --aggregate)"))
         if status not in (None, "done", "failed"):
             raise UserError(f"--status {status}: expected done or failed")
         frame = api.results(store, task=task, suite=suite, status=status)
+        if aggregate and not frame.empty:
+            typer.echo(api.aggregate(frame, fmt), nl=False)
+            return
     if frame.empty:
         typer.echo("no runs match", err=True)
         if fmt == "json":
@@ -183,25 +242,35 @@ def results(
     else:
         from rich.console import Console
         from rich.table import Table
+        from rich.text import Text
 
         table = Table(show_lines=False)
         for col in ("id", "task", "setting", "method", "seed", "status", "primary", "value", "time"):
             table.add_column(col, justify="right" if col in ("seed", "value", "time") else "left")
         for r in frame.itertuples():
             value = "" if r.status != "done" else f"{r.primary_value:.4g}"
-            table.add_row(r.id[:10], r.task, r.task_label, r.method_label, str(r.seed), r.status,
-                          r.primary_metric or "", value, f"{r.duration_s or 0:.1f}s")
+            cells = (r.id[:10], r.task, r.task_label, r.method_label, str(r.seed), r.status,
+                     r.primary_metric or "", value, f"{r.duration_s or 0:.1f}s")
+            table.add_row(*(Text(str(c)) for c in cells))  # stored text is never rich markup
         Console(width=None if sys.stdout.isatty() else 200).print(table)
 
 
 @app.command()
 def leaderboard(out: Path = typer.Option(Path("leaderboards"), "--out", "-o", help="output folder"),
-                store: Optional[Path] = StoreOpt):
-    """Write the static HTML leaderboard (index + one page per task) from the store."""
+                store: Optional[List[Path]] = typer.Option(None, "--store", help="results store (SQLite file); "
+                                                           "repeat to merge several stores into one site "
+                                                           "[default: .robench/results.sqlite]"),
+                no_artifacts: bool = typer.Option(False, "--no-artifacts", help="list the runs' artifacts "
+                                                  "without copying them into the site"),
+                no_plots: bool = typer.Option(False, "--no-plots", help="tables only (faster)")):
+    """Write the static HTML leaderboard (index + one page per task) from the store(s).
+
+    A publishable folder: artifacts copied in, no path of this machine on any page."""
     from robench import api
 
     with _user_errors():
-        index = api.leaderboard(out, store)
+        index = api.leaderboard(out, list(store) if store else None, artifacts=not no_artifacts,
+                                plots=not no_plots)
     typer.echo(f"leaderboard written: {index}")
 
 
@@ -209,7 +278,9 @@ def leaderboard(out: Path = typer.Option(Path("leaderboards"), "--out", "-o", he
 def figures(name: Optional[str] = typer.Argument(None, help="figure set (a paper); omit to list them"),
             out: Path = typer.Option(Path("reports"), "--out", "-o", help="output folder"),
             store: Optional[Path] = StoreOpt):
-    """Regenerate a paper's figures and Markdown report from the store (nothing re-runs)."""
+    """Regenerate a paper's figures (PNG, SVG, PDF) and report from the store (nothing re-runs).
+
+    Exits 1 with the `robench run` command when the store has no run of the paper's suite."""
     from robench import api
     from robench.report.figures import FIGURES
 
@@ -217,10 +288,111 @@ def figures(name: Optional[str] = typer.Argument(None, help="figure set (a paper
         for key, (_, suite, description) in sorted(FIGURES.items()):
             typer.echo(f"  {key:<18} {description} (data: {suite})")
         return
+    from robench.report.figures import MissingRuns
+
     with _user_errors():
-        paths = api.figures(name, out, store)
+        try:
+            paths = api.figures(name, out, store)
+        except MissingRuns as exc:  # nothing was wrong with the command: say what to run, exit 1
+            typer.echo(f"robench: {exc}", err=True)
+            raise typer.Exit(1)
     for path in paths:
         typer.echo(str(path))
+
+
+@app.command()
+def compare(store_a: Path = typer.Argument(..., help="results store A (SQLite file)"),
+            store_b: Path = typer.Argument(..., help="results store B (SQLite file)"),
+            out: Path = typer.Option(Path("leaderboards") / "compare.html", "--out", "-o",
+                                     help="the HTML page to write")):
+    """Compare two stores: B − A per configuration of the primary and headline metrics.
+
+    Printed, and rendered as a static page (--out)."""
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    from robench import api
+    from robench.report.formats import comparison_rows
+
+    with _user_errors():
+        table, page = api.compare(store_a, store_b, out)
+    tables: dict[tuple, Table] = {}  # one per task and setting
+    for r in comparison_rows(table):
+        if (r["task"], r["setting"]) not in tables:
+            shown = tables[(r["task"], r["setting"])] = Table(title=Text(f"{r['task']} · {r['setting']}"),
+                                                              title_justify="left")
+            for col in ("configuration", "metric", "A", "B", "B − A", ""):
+                shown.add_column(col, justify="right" if col in ("A", "B", "B − A") else "left")
+        note = r["where"] if r["where"] != "both" else ("within noise" if r["within_noise"] else "")
+        tables[(r["task"], r["setting"])].add_row(
+            *(Text(str(c)) for c in (r["configuration"], r["label"], r["a"], r["b"], r["delta"], note)))
+    console = Console(width=None if sys.stdout.isatty() else 200)
+    for shown in tables.values():
+        console.print(shown)
+    typer.echo(f"comparison written: {page}", err=True)
+
+
+@app.command("export")
+def export_(run_ids: Optional[List[str]] = typer.Argument(None, help="run ids (unique prefixes; default: every "
+                                                          "run, or --suite's)"),
+            suite: Optional[str] = typer.Option(None, "--suite", help="export the runs of this suite"),
+            out: Path = typer.Option(..., "--out", "-o", help="the bundle to write (.zip)"),
+            store: Optional[Path] = StoreOpt):
+    """Write runs with their artifacts and provenance to a bundle (zip) for `robench import`.
+
+    The bundle has a schema version and the checksum of every file."""
+    from robench import api
+
+    with _user_errors():
+        summary = api.export(out, store, suite=suite, run_ids=list(run_ids or []))
+    typer.echo(f"bundle written: {summary['path']} ({summary['runs']} runs, {summary['files']} artifacts, "
+               f"{summary['bytes'] / 1e6:.1f} MB)")
+
+
+@app.command("import")
+def import_(bundle: Path = typer.Argument(..., help="a bundle written by `robench export`"),
+            store: Optional[Path] = StoreOpt):
+    """Add the runs of a bundle to the store; a bad bundle is refused and changes nothing.
+
+    Checked first: schema, checksums, and each run id recomputed from its spec."""
+    from robench import api
+
+    with _user_errors():
+        summary = api.import_bundle(bundle, store)
+    typer.echo(f"{bundle}: {len(summary['imported'])} runs imported, {len(summary['skipped'])} already stored "
+               f"→ {summary['store']} (re-score them: robench verify)")
+
+
+@app.command()
+def verify(run_ids: Optional[List[str]] = typer.Argument(None, help="run ids (unique prefixes; default: every "
+                                                         "imported run)"),
+           device: str = typer.Option("cpu", "--device", help="cpu | cuda | cuda:N | mps"),
+           store: Optional[Path] = StoreOpt):
+    """Re-score imported runs from their artifacts and mark them verified on the leaderboard.
+
+    Each run's task re-evaluates its exported model or predictions under its protocol; a
+    run whose metrics differ is marked unverified, with the differences, and the command
+    exits 1."""
+    from robench import api
+
+    def show(v) -> None:
+        if v.status == "verified":
+            typer.echo(f"verified    {v.run_id}  {v.task}: {len(v.checked)} metrics re-scored equal")
+        elif v.status == "unverified":
+            diffs = "; ".join(f"{k}: claimed {d['claimed']}, re-scored {d['rescored']}"
+                              for k, d in sorted(v.differences.items()))
+            typer.echo(f"UNVERIFIED  {v.run_id}  {v.task}: {diffs}")
+        else:
+            typer.echo(f"skipped     {v.run_id}  {v.task}: {v.note}")
+
+    with _user_errors():
+        verdicts = api.verify(store, list(run_ids or []), device=device, on_verdict=show)
+    bad = sum(v.status == "unverified" for v in verdicts)
+    typer.echo(f"{len(verdicts)} runs: {sum(v.status == 'verified' for v in verdicts)} verified, {bad} unverified, "
+               f"{sum(v.status == 'skipped' for v in verdicts)} skipped", err=True)
+    if bad:
+        raise typer.Exit(1)
 
 
 def main() -> None:

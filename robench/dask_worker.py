@@ -22,6 +22,8 @@ class RobenchWorkerPlugin(WorkerPlugin):
         from robench.executors import _set_threads
 
         if self.threads:
+            import robench.executors
+            robench.executors._worker_threads = self.threads
             _set_threads(self.threads)
         folder = Path(tempfile.mkdtemp(prefix="robench-plugins-"))
         paths = []

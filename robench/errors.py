@@ -10,8 +10,15 @@ class UserError(Exception):
 def _loc(parts) -> str:
     out = ""
     for part in parts:
+        if isinstance(part, str) and not part.isprintable():
+            part = repr(part)  # a key with a newline or a control character, shown escaped
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
     return out
+
+
+def one_line(message: str) -> str:
+    """``message`` on one line: control characters (newlines included) shown escaped."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(message))
 
 
 def validation_message(exc, source: str, prefix: str = "") -> str:

@@ -26,7 +26,7 @@ import tempfile
 import time
 import traceback
 import uuid
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
@@ -35,6 +35,7 @@ from robench.errors import UserError
 
 EXECUTORS = ("auto", "serial", "process", "dask")
 WORKER_RETRIES = 2  # Dask: a run whose worker dies is tried on another worker this many more times
+_worker_threads: int | None = None  # a Dask worker's threads per run (set by its worker plugin)
 
 
 def _now() -> str:
@@ -112,8 +113,13 @@ def execute_run(spec_json: str, artifact_root: str, cache_dir: str, plugins: tup
         record.update(status="failed", error="".join(traceback.format_exception(exc)).strip())
     from robench import provenance
 
-    record.update(finished_at=_now(), duration_s=time.perf_counter() - started,
-                  provenance=provenance.collect(device))
+    info = provenance.collect(device)
+    if spec.components:  # versions and plug-in source hashes this run's id covers
+        info["components"] = dict(spec.components)
+    plugin_files = registry.plugin_files()
+    if plugin_files:
+        info["plugin_files"] = {Path(path).name: digest for path, digest in plugin_files.items()}
+    record.update(finished_at=_now(), duration_s=time.perf_counter() - started, provenance=info)
     return record
 
 
@@ -128,13 +134,6 @@ def _set_threads(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-def _init_worker(plugins: tuple, threads: int) -> None:
-    _set_threads(threads)
-    from robench import registry
-
-    registry.setup(plugins)
-
-
 # -- serial and process pool -------------------------------------------------------------------
 class SerialExecutor:
     """Runs each submitted run at once, in this process."""
@@ -146,8 +145,7 @@ class SerialExecutor:
 
     def submit_run(self, spec_json, artifact_root, cache_dir, plugins, device, needs=()) -> Future:
         if self.threads:
-            import torch
-            torch.set_num_threads(self.threads)
+            _set_threads(self.threads)
         future: Future = Future()
         try:
             future.set_result(execute_run(spec_json, artifact_root, cache_dir, plugins, device))
@@ -161,23 +159,142 @@ class SerialExecutor:
         pass
 
 
+class WorkerDied(RuntimeError):
+    """A worker process ended while it held a run (killed, out of memory, crashed)."""
+
+
+def _process_worker(conn, plugins: tuple, threads: int) -> None:
+    """A pool worker: runs one job at a time from ``conn`` until told to stop; exits by
+    itself when the driver that started it is gone (no orphans)."""
+    import signal
+    import threading
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle
+    parent = os.getppid()
+
+    def watch_parent():
+        while True:
+            time.sleep(1.0)
+            if os.getppid() != parent:
+                os._exit(3)
+    threading.Thread(target=watch_parent, daemon=True).start()
+    _set_threads(threads)
+    from robench import registry
+
+    registry.setup(plugins)
+    while True:
+        job = conn.recv()
+        if job is None:
+            return
+        conn.send(execute_run(*job))
+
+
 class ProcessExecutor:
-    """A pool of ``workers`` processes (spawned: safe with torch), each with its share of threads."""
+    """``workers`` spawned processes (safe with torch), each with its share of threads, one
+    run at a time each. A worker that dies fails only the run it held (the reason is its
+    exit code) and is replaced; the others go on. ``shutdown`` stops every worker."""
     name = "process"
 
     def __init__(self, workers: int, plugins: tuple = (), threads: int | None = None):
         import multiprocessing
+        import threading
 
-        self.capacity = workers
-        self.pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-                                        initializer=_init_worker,
-                                        initargs=(tuple(plugins), threads or _threads_for(workers)))
+        self.capacity = 2 * workers  # one run queued per worker: no idle gap between runs
+        self._context = multiprocessing.get_context("spawn")
+        self._args = (tuple(plugins), threads or _threads_for(workers))
+        self._lock = threading.Lock()
+        self._queue: list = []  # (job, future) not started yet
+        self._workers: list[dict] = [self._start() for _ in range(workers)]
+        self._closing = False
+        self._wake_r, self._wake_w = self._context.Pipe(duplex=False)
+        self._thread = threading.Thread(target=self._dispatch, name="robench-pool", daemon=True)
+        self._thread.start()
+
+    def _start(self) -> dict:
+        mine, theirs = self._context.Pipe()
+        process = self._context.Process(target=_process_worker, args=(theirs, *self._args), daemon=True)
+        process.start()
+        theirs.close()
+        return {"process": process, "conn": mine, "future": None}
 
     def submit_run(self, spec_json, artifact_root, cache_dir, plugins, device, needs=()) -> Future:
-        return self.pool.submit(execute_run, spec_json, artifact_root, cache_dir, plugins, device)
+        future: Future = Future()
+        with self._lock:
+            self._queue.append(((spec_json, artifact_root, cache_dir, plugins, device), future))
+        self._wake_w.send(None)
+        return future
+
+    def _dispatch(self) -> None:
+        from multiprocessing.connection import wait as wait_any
+
+        while not self._closing:
+            with self._lock:
+                for worker in self._workers:
+                    if worker["future"] is None and self._queue:
+                        job, future = self._queue.pop(0)
+                        if not future.set_running_or_notify_cancel():
+                            continue
+                        worker["future"] = future
+                        worker["conn"].send(job)
+            watched = {self._wake_r: None}
+            for worker in self._workers:
+                watched[worker["conn"]] = worker
+                watched[worker["process"].sentinel] = worker
+            for ready in wait_any(list(watched)):
+                if ready is self._wake_r:
+                    self._wake_r.recv()
+                    continue
+                worker = watched[ready]
+                if worker not in self._workers:
+                    continue
+                if ready is worker["conn"]:
+                    try:
+                        record = worker["conn"].recv()
+                    except (EOFError, OSError):
+                        continue  # its sentinel reports the death
+                    future, worker["future"] = worker["future"], None
+                    if future is not None:
+                        future.set_result(record)
+                elif not worker["process"].is_alive() and not self._closing:
+                    self._replace(worker)
+
+    def _replace(self, worker: dict) -> None:
+        code = worker["process"].exitcode
+        reason = f"signal {-code}" if code is not None and code < 0 else f"exit code {code}"
+        future = worker["future"]
+        with self._lock:
+            self._workers[self._workers.index(worker)] = self._start()
+        worker["conn"].close()
+        if future is not None:
+            future.set_exception(WorkerDied(f"the worker process running it died ({reason}); "
+                                            f"the pool started a new one"))
 
     def shutdown(self) -> None:
-        self.pool.shutdown(wait=True, cancel_futures=True)
+        """Cancel what is queued and stop every worker (a run in progress is abandoned; its
+        partial artifacts are removed by the next run on the store)."""
+        self._closing = True
+        with self._lock:
+            for _, future in self._queue:
+                future.cancel()
+            self._queue.clear()
+        self._wake_w.send(None)
+        self._thread.join(timeout=5)
+        for worker in self._workers:
+            busy = worker["future"] is not None and not worker["future"].done()
+            try:
+                if busy:
+                    worker["process"].terminate()
+                else:
+                    worker["conn"].send(None)
+            except (OSError, ValueError):
+                pass
+        for worker in self._workers:
+            worker["process"].join(timeout=5)
+            if worker["process"].is_alive():
+                worker["process"].kill()
+                worker["process"].join(timeout=5)
+            if worker["future"] is not None and not worker["future"].done():
+                worker["future"].cancel()
 
 
 # -- Dask ------------------------------------------------------------------------------------
@@ -234,20 +351,30 @@ def build_prerequisite(build: Callable, cache_dir: str, device: str) -> dict[str
     cache entries, files or folders, it made or found) and return each entry as a tar, by
     its path relative to the cache."""
     cache = _worker_cache_dir(cache_dir)
-    entries = {}
-    for path in build(cache, device):
-        path = Path(path)
-        buffer = io.BytesIO()
-        with tarfile.open(fileobj=buffer, mode="w") as tar:
-            tar.add(path, arcname=path.name)
-        entries[path.relative_to(cache).as_posix()] = buffer.getvalue()
-    return entries
+    return {Path(p).relative_to(cache).as_posix(): _tar(Path(p)) for path in build(cache, device)
+            for p in _with_checksum(Path(path))}
+
+
+def _with_checksum(path: Path) -> list[Path]:
+    """A cache entry and the checksum file beside it (see robench.cache), if there is one."""
+    sums = path.parent / f"{path.name}.sha256"
+    return [path, sums] if sums.exists() else [path]
+
+
+def _tar(path: Path) -> bytes:
+    """A cache entry (a file or a folder) as an in-memory tar holding it under its own name."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        tar.add(path, arcname=path.name)
+    return buffer.getvalue()
 
 
 def execute_run_remote(spec_json: str, cache_dir: str, device: str, *needed: dict) -> dict:
     """A Dask task: :func:`execute_run` in a scratch artifact folder of the worker, after
     installing the cache files of its prerequisites (``needed``); the artifacts come back
     in the record (``artifact_files``: a tar), so no shared filesystem is needed."""
+    if _worker_threads:  # in the thread that runs it (OpenMP's thread count is per thread)
+        _set_threads(_worker_threads)
     cache = _worker_cache_dir(cache_dir)
     for files in needed:
         _install_cache_files(cache, files)
@@ -272,8 +399,18 @@ class DaskExecutor:
         except ImportError:
             raise UserError("--executor dask needs dask.distributed: pip install 'robench[dask]'") from None
         self.cluster = None
+        # Runs are long CPU-bound tasks: no statistical profiler or frequent monitoring
+        # competing with them for the GIL and the cores, and not the Nanny's
+        # MALLOC_TRIM_THRESHOLD_=64 KiB, which returns every freed tensor to the OS and made
+        # training ~40 % slower (system time) than in a plain process. A LocalCluster's
+        # workers get these settings; a remote cluster's workers keep their own.
+        environ = {k: v for k, v in dask.config.get("distributed.nanny.pre-spawn-environ", {}).items()
+                   if k != "MALLOC_TRIM_THRESHOLD_"}
         dask.config.set({"distributed.scheduler.allowed-failures": WORKER_RETRIES,
-                         "distributed.admin.system-monitor.gil.enabled": False})
+                         "distributed.worker.profile.enabled": False,
+                         "distributed.admin.system-monitor.interval": "2s",
+                         "distributed.admin.system-monitor.gil.enabled": False,
+                         "distributed.nanny.pre-spawn-environ": environ})
         try:
             if scheduler:
                 self.client = Client(scheduler, timeout="5s")
@@ -296,7 +433,10 @@ class DaskExecutor:
 
         self.client.register_plugin(RobenchWorkerPlugin(sources, threads_per_worker), name="robench")
         info = self.client.scheduler_info()["workers"]
-        self.capacity = max(1, sum(w.get("nthreads", 1) for w in info.values())) if info else max(1, workers)
+        slots = max(1, sum(w.get("nthreads", 1) for w in info.values())) if info else max(1, workers)
+        # two runs queued per slot: a worker starts its next run while the driver commits the
+        # last one (a killed driver still loses only the runs in flight)
+        self.capacity = 2 * slots
         self._prerequisites: dict[str, object] = {}
 
     def check_device(self, device: str) -> str:
@@ -306,9 +446,17 @@ class DaskExecutor:
         return self.client.submit(resolve_device, device, pure=False).result()
 
     def prepare(self, prerequisites: dict[str, Callable], cache_dir: str, device: str) -> None:
-        """Start every distinct shared prerequisite at once (they run in parallel)."""
+        """Start every distinct shared prerequisite at once (they run in parallel); one the
+        driver's cache already holds is not recomputed: a LocalCluster's workers share that
+        cache, and a remote cluster's get the driver's copy."""
         for key, build in prerequisites.items():
-            if key not in self._prerequisites:
+            if key in self._prerequisites:
+                continue
+            local = Path(cache_dir) / key
+            if local.exists():
+                self._prerequisites[key] = {} if self.cluster is not None else {
+                    p.relative_to(cache_dir).as_posix(): _tar(p) for p in _with_checksum(local)}
+            else:
                 self._prerequisites[key] = self.client.submit(build_prerequisite, build, cache_dir, device,
                                                               pure=False)
 
@@ -361,18 +509,23 @@ def _spec_id(spec_json: str) -> str:
     return RunSpec.model_validate_json(spec_json).id
 
 
-def make_executor(kind: str, workers: int, plugins: tuple = (), scheduler: str | None = None):
+def make_executor(kind: str, workers: int, plugins: tuple = (), scheduler: str | None = None,
+                  threads: int | None = None):
+    """The executor ``kind`` with ``workers`` workers, each run on ``threads`` intra-op
+    threads (default: this machine's cores / workers; a remote cluster: torch's default)."""
     if workers < 1:
         raise UserError(f"--workers {workers}: expected a positive number of workers")
+    if threads is not None and threads < 1:
+        raise UserError(f"--threads {threads}: expected a positive number of threads per run")
     if kind not in EXECUTORS:
         raise UserError(f"--executor {kind}: unknown executor (expected {', '.join(EXECUTORS)})")
     if scheduler and kind not in ("dask", "auto"):
         raise UserError(f"--scheduler goes with --executor dask (got --executor {kind})")
     if kind == "dask" or scheduler:
-        return DaskExecutor(workers, plugins, scheduler)
+        return DaskExecutor(workers, plugins, scheduler, threads)
     if kind == "serial" or (kind == "auto" and workers == 1):
-        return SerialExecutor()
-    return ProcessExecutor(workers, plugins)
+        return SerialExecutor(threads)
+    return ProcessExecutor(workers, plugins, threads)
 
 
 def _prerequisites_of(spec) -> list:
@@ -387,13 +540,17 @@ def _prerequisites_of(spec) -> list:
 
 def run_specs(specs, store, executor, *, suite: str | None = None, plugins: tuple = (),
               device: str = "cpu", on_start: Callable | None = None,
-              on_done: Callable | None = None) -> list[dict]:
+              on_done: Callable | None = None, on_skip: Callable | None = None) -> list[dict]:
     """Run ``specs`` on ``executor`` (on ``device``), committing each record to ``store`` as
     it finishes.
 
-    Keeps at most ``executor.capacity`` runs in flight, so a crash of the driver loses
-    only those. Returns the records in completion order.
+    Each run is claimed in the store before it starts, so several drivers on one store
+    share the work: a run another live driver holds (or has finished meanwhile) is skipped
+    (``on_skip(spec)``). Keeps at most ``executor.capacity`` runs in flight, so a crash of
+    the driver loses only those. Returns the records in completion order.
     """
+    import time
+
     artifact_root = str(store.artifact_root)
     cache_dir = str(store.cache_dir)
     store.artifact_root.mkdir(parents=True, exist_ok=True)
@@ -415,6 +572,10 @@ def run_specs(specs, store, executor, *, suite: str | None = None, plugins: tupl
     def fill():
         while queue and len(in_flight) < executor.capacity:
             spec = queue.pop(0)
+            if not store.claim(spec.id):
+                if on_skip:
+                    on_skip(spec)
+                continue
             if on_start:
                 on_start(spec)
             files = tuple(executor.prerequisite_files(key) for key in needs.get(spec.id, ()))
@@ -422,19 +583,27 @@ def run_specs(specs, store, executor, *, suite: str | None = None, plugins: tupl
                                          device, files)
             in_flight[future] = spec
 
-    fill()
-    while in_flight:
-        finished, _ = wait(list(in_flight), return_when=FIRST_COMPLETED)
-        for future in finished:
-            spec = in_flight.pop(future)
-            try:
-                record = future.result()
-            except Exception as exc:  # the worker process itself died
-                record = {"status": "failed", "metrics": {}, "artifacts": {}, "provenance": {},
-                          "error": f"worker failed: {type(exc).__name__}: {exc}", "finished_at": _now()}
-            store.save(spec, record, suite=suite)
-            records.append(record)
-            if on_done:
-                on_done(spec, record)
+    try:
         fill()
+        beat = time.monotonic()
+        while in_flight:
+            finished, _ = wait(list(in_flight), timeout=60, return_when=FIRST_COMPLETED)
+            if time.monotonic() - beat > 60:  # our claims stay fresh while runs are long
+                store.heartbeat(s.id for s in in_flight.values())
+                beat = time.monotonic()
+            for future in finished:
+                spec = in_flight.pop(future)
+                try:
+                    record = future.result()
+                except Exception as exc:  # the worker process itself died
+                    record = {"status": "failed", "metrics": {}, "artifacts": {}, "provenance": {},
+                              "error": f"worker failed: {type(exc).__name__}: {exc}", "finished_at": _now()}
+                record = store.save(spec, record, suite=suite)
+                store.release([spec.id])
+                records.append(record)
+                if on_done:
+                    on_done(spec, record)
+            fill()
+    finally:
+        store.release([s.id for s in in_flight.values()])
     return records

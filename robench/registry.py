@@ -44,6 +44,28 @@ class Entry:
     obj: Any = field(default=None, repr=False)
     source: str = "builtin"
     file: str | None = None  # the source file of a lazy built-in entry
+    meta: dict = field(default_factory=dict)  # declared with the decorator (version; datasets: root)
+    source_hash: str | None = None  # a plug-in's module source (sha256, 12 hex): part of run ids
+
+    @property
+    def version(self) -> str:
+        """The component's version: a model's or dataset's declared ``version`` (default
+        "1"); a task's or method's class attribute ``version``."""
+        if self.kind in ("models", "datasets"):
+            return str(self.meta.get("version", "1"))
+        return str(getattr(self.load(), "version", "1"))
+
+    def identity(self) -> str | None:
+        """What a run id must cover of this component beyond its name and the versions the
+        spec already holds: a model's or dataset's version when it is not "1", and the
+        source hash of a plug-in's module (so editing the file recomputes its runs). None
+        for a built-in at version 1."""
+        parts = []
+        if self.kind in ("models", "datasets") and self.version != "1":
+            parts.append(f"v{self.version}")
+        if self.source_hash:
+            parts.append(f"src:{self.source_hash}")
+        return "+".join(parts) or None
 
     def load(self) -> Any:
         if self.obj is None:
@@ -71,7 +93,7 @@ class Registry:
 
     # -- declaring -----------------------------------------------------------------
     def add_lazy(self, name: str, target: str, description: str | None = None, task: str | None = None,
-                 file: str | None = None) -> None:
+                 file: str | None = None, meta: dict | None = None) -> None:
         key = (task, name)
         existing = self._entries.get(key)
         if existing is not None and existing.target == target:
@@ -82,10 +104,10 @@ class Registry:
         if existing is not None:
             raise UserError(f"duplicate {self._singular} name {self._label(task, name)!r}: declared in "
                             f"{target} and {existing.target or existing.source}")
-        self._entries[key] = Entry(self.kind, name, description, task, target, file=file)
+        self._entries[key] = Entry(self.kind, name, description, task, target, file=file, meta=dict(meta or {}))
 
     def add(self, name: str, obj: Any, description: str | None = None, task: str | None = None,
-            source: str = "plugin") -> Any:
+            source: str = "plugin", meta: dict | None = None) -> Any:
         key = (task, name)
         existing = self._entries.get(key)
         target = f"{getattr(obj, '__module__', '?')}:{getattr(obj, '__qualname__', '?')}"
@@ -99,11 +121,12 @@ class Registry:
             raise UserError(
                 f"duplicate {self._singular} name {self._label(task, name)!r}: already registered "
                 f"from {existing.target or existing.source}")
-        self._entries[key] = Entry(self.kind, name, description, task, target, obj, source)
+        self._entries[key] = Entry(self.kind, name, description, task, target, obj, source, meta=dict(meta or {}),
+                                   source_hash=_module_source_hash(obj))
         return obj
 
-    def register(self, name: str, *, task: str | None = None, description: str | None = None
-                 ) -> Callable[[Any], Any]:
+    def register(self, name: str, *, task: str | None = None, description: str | None = None,
+                 meta: dict | None = None) -> Callable[[Any], Any]:
         if self.kind == "methods" and task is None:
             raise TypeError("methods are registered for a task: register_method(task, name)")
         if not isinstance(name, str) or not name:
@@ -113,7 +136,7 @@ class Registry:
             load_builtins()  # the index first, so a built-in imported directly is not a duplicate
             if self.kind == "methods":
                 _check_method_class(task, name, obj)
-            self.add(name, obj, description, task)
+            self.add(name, obj, description, task, meta=meta)
             if hasattr(obj, "__dict__") and not isinstance(obj, type(sys)):
                 try:
                     obj.registered_name = name
@@ -156,6 +179,18 @@ class Registry:
     @staticmethod
     def _label(task, name):
         return f"{task}/{name}" if task else name
+
+
+def _module_source_hash(obj: Any) -> str | None:
+    """SHA-256 (12 hex) of the source file of the module defining ``obj``, or None."""
+    import hashlib
+
+    module = sys.modules.get(getattr(obj, "__module__", "") or "")
+    path = getattr(module, "__file__", None)
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:12] if path else None
+    except OSError:
+        return None
 
 
 def _check_method_class(task: str, name: str, obj: Any) -> None:
@@ -209,14 +244,24 @@ def register_method(task: str, name: str, description: str | None = None):
     return methods.register(name, task=task, description=description)
 
 
-def register_model(name: str, description: str | None = None):
-    """Decorator for a model factory ``f(num_classes=..., **kw) -> nn.Module``."""
-    return models.register(name, description=description)
+def register_model(name: str, description: str | None = None, version: str = "1"):
+    """Decorator for a model factory ``f(num_classes=..., **kw) -> nn.Module`` (``in_channels=``
+    too where the data may have several). Bump ``version`` when a change would alter results:
+    the runs using the model get new ids and are recomputed."""
+    return models.register(name, description=description, meta={"version": str(version)})
 
 
-def register_dataset(name: str, description: str | None = None):
-    """Decorator for a dataset loader ``f(root=None, **kw) -> (train, test)``."""
-    return datasets.register(name, description=description)
+DATASET_ROOTS = ("optional", "required", "forbidden")
+
+
+def register_dataset(name: str, description: str | None = None, root: str = "optional", version: str = "1"):
+    """Decorator for a dataset loader ``f(root=None) -> robench.data.Splits``. ``root``
+    says whether it reads files from a folder the user gives: "required" (full public
+    data), "forbidden" (embedded data) or "optional"; suite expansion checks it. Bump
+    ``version`` when the data a name stands for change (its runs are then recomputed)."""
+    if root not in DATASET_ROOTS:
+        raise UserError(f"register_dataset({name!r}): root={root!r}; expected one of {', '.join(DATASET_ROOTS)}")
+    return datasets.register(name, description=description, meta={"root": root, "version": str(version)})
 
 
 # -- the built-in index, read from the decorators ------------------------------------------
@@ -249,8 +294,17 @@ def scan_builtins(root: Path = PACKAGE_ROOT) -> list[dict]:
                 found.append({"kind": kind, "name": name, "task": task, "target": f"{module}:{attr}",
                               "description": kwargs.get("description", args[2 if kind == "methods" else 1]
                                                         if len(args) > (2 if kind == "methods" else 1) else None),
-                              "file": str(path)})
+                              "file": str(path),
+                              "meta": _declared_meta(kind, kwargs)})
     return found
+
+
+def _declared_meta(kind: str, kwargs: dict) -> dict:
+    if kind == "datasets":
+        return {"root": kwargs.get("root", "optional"), "version": str(kwargs.get("version", "1"))}
+    if kind == "models":
+        return {"version": str(kwargs.get("version", "1"))}
+    return {}
 
 
 def _decorator_args(call: str, path: Path) -> tuple[list, dict]:
@@ -292,7 +346,7 @@ def load_builtins() -> None:
         return
     _builtins_loaded = True
     for e in scan_builtins():
-        REGISTRIES[e["kind"]].add_lazy(e["name"], e["target"], e["description"], e["task"], e["file"])
+        REGISTRIES[e["kind"]].add_lazy(e["name"], e["target"], e["description"], e["task"], e["file"], e["meta"])
 
 
 def load_entry_point_plugins() -> None:
@@ -338,7 +392,23 @@ def load_plugin_file(path: str | Path) -> None:
         raise UserError(f"--plugin {path}:{exc.lineno}: syntax error: {exc.msg}") from exc
     except Exception as exc:
         raise UserError(f"--plugin {path}: importing it raised {type(exc).__name__}: {exc}") from exc
+    except SystemExit as exc:  # a plug-in must not end robench (and never with status 0)
+        raise UserError(f"--plugin {path}: it called sys.exit({exc.code!r}) while being imported; a plug-in "
+                        f"file only defines and registers components") from None
     _loaded_plugin_files[str(path)] = module_name
+
+
+def plugin_files() -> dict[str, str]:
+    """The plug-in files loaded in this process: path → sha256 of its source (12 hex)."""
+    import hashlib
+
+    out = {}
+    for path in _loaded_plugin_files:
+        try:
+            out[path] = hashlib.sha256(Path(path).read_bytes()).hexdigest()[:12]
+        except OSError:
+            out[path] = "unreadable"
+    return out
 
 
 def setup(plugins: tuple | list = ()) -> None:

@@ -18,7 +18,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, Strict, TypeAdapter, ValidationError, field_validator
 
 from robench.errors import UserError, validation_message
 
@@ -41,20 +43,25 @@ class MethodEntry(_Strict):
         return grid
 
 
+# a seed is a plain integer that SQLite and every generator can hold ('0' and true are not)
+Seed = Annotated[int, Strict(), Field(ge=0, lt=2**63)]
+MAX_RUNS = 10_000  # default cap on the runs a suite may expand to (--max-runs)
+
+
 class TaskEntry(_Strict):
     task: str
     params: dict[str, Any] = Field(default_factory=dict)
     grid: dict[str, list[Any]] = Field(default_factory=dict)
-    seeds: list[int] | None = None
+    seeds: list[Seed] | None = Field(None, min_length=1)
     methods: list[MethodEntry] = Field(min_length=1)
 
     _non_empty = field_validator("grid")(MethodEntry._non_empty.__func__)
 
 
 class Suite(_Strict):
-    suite: str = Field(pattern=r"^[A-Za-z0-9_.+-]+$")
+    suite: str = Field(pattern=r"^[A-Za-z0-9_.+-]+$", max_length=100)
     description: str = ""
-    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    seeds: list[Seed] = Field(default_factory=lambda: [0], min_length=1)
     # where the runs execute (auto | cpu | cuda | cuda:N | mps): not part of any run's id;
     # `robench run --device` overrides it
     device: str | None = Field(None, pattern=r"^(auto|cpu|mps|cuda(:\d+)?)$")
@@ -73,10 +80,16 @@ class RunSpec(BaseModel):
     method_version: str
     task_label: str = ""
     method_label: str = ""
+    # what else the result depends on: "model:<name>" → "v2+src:<hash>" for a versioned or
+    # plug-in model, dataset, task or method (see registry.Entry.identity); built-ins at
+    # version 1 add nothing, so their ids are those of earlier robench releases
+    components: dict[str, str] = {}
 
     def _hash(self, with_seed: bool) -> str:
         blob = {k: getattr(self, k) for k in ("task", "task_params", "method", "method_params",
                                               "task_version", "method_version")}
+        if self.components:
+            blob["components"] = self.components
         if with_seed:
             blob["seed"] = self.seed
         return hashlib.sha256(canonical_json(blob).encode()).hexdigest()[:16]
@@ -102,7 +115,7 @@ def load_suite(path: str | Path) -> Suite:
     if not path.is_file():
         raise UserError(f"{path}: no such suite file (expected a YAML suite, e.g. suites/smoke.yaml)")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
@@ -113,6 +126,42 @@ def load_suite(path: str | Path) -> Suite:
     if not isinstance(data, dict):
         raise UserError(f"{path}: expected a mapping with keys 'suite' and 'tasks', got {type(data).__name__}")
     return parse_suite(data, source=str(path))
+
+
+def _unique_key_loader():
+    import yaml
+
+    class UniqueKeyLoader(yaml.SafeLoader):
+        """YAML's safe loader, except that a key written twice in a mapping is an error
+        (plain YAML keeps the last one, silently)."""
+
+        def construct_mapping(self, node, deep=False):
+            seen = set()
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *anchor` may be overridden
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                if isinstance(key, (str, int, float, bool)) or key is None:
+                    if key in seen:
+                        raise yaml.constructor.ConstructorError(
+                            None, None, f"duplicate key {key!r} (YAML would keep only the last)",
+                            key_node.start_mark)
+                    seen.add(key)
+            return super().construct_mapping(node, deep)
+    return UniqueKeyLoader
+
+
+class _LazyLoader:
+    """The unique-key loader class, built on first use (keeps `import yaml` out of imports)."""
+    _cls = None
+
+    def __call__(self, stream):
+        if _LazyLoader._cls is None:
+            _LazyLoader._cls = _unique_key_loader()
+        return _LazyLoader._cls(stream)
+
+
+_UniqueKeyLoader = _LazyLoader()
 
 
 def parse_suite(data: dict, source: str = "<suite>") -> Suite:
@@ -134,10 +183,17 @@ def _grid_points(params: dict, grid: dict) -> list[dict]:
 
 
 def canonical_task_params(task_cls, params: dict, source: str, path: str) -> dict:
+    """Defaults filled in and types coerced; a parameter declared with
+    ``robench.tasks.base.added`` is left out while it holds its default."""
     try:
-        return task_cls.Params(**params).model_dump(mode="json")
+        values = task_cls.Params(**params).model_dump(mode="json")
     except ValidationError as exc:
         raise UserError(validation_message(exc, source, path)) from None
+    for name, field in task_cls.Params.model_fields.items():
+        extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
+        if extra.get("omit_default") and values.get(name) == json.loads(canonical_json(field.default)):
+            del values[name]
+    return values
 
 
 def method_param_names(method_cls) -> list[str]:
@@ -160,6 +216,8 @@ def canonical_method_params(method_cls, params: dict, source: str, path: str) ->
     for name, p in accepted.items():
         if name in params:
             value = params[name]
+            if not _finite(value):  # before JSON, where NaN would become null
+                raise UserError(f"{source}: {path}.{name}: expected finite numbers (got {value!r})")
         elif p.default is not inspect.Parameter.empty:
             value = p.default
         else:
@@ -174,6 +232,19 @@ def canonical_method_params(method_cls, params: dict, source: str, path: str) ->
                 raise UserError(f"{source}: {path}.{name}: {err['msg']} (got {value!r})") from None
         out[name] = json.loads(canonical_json(value))
     return out
+
+
+def _finite(value) -> bool:
+    """No NaN or infinity anywhere in a parameter value (lists and dicts included)."""
+    import math
+
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, (list, tuple)):
+        return all(_finite(v) for v in value)
+    if isinstance(value, dict):
+        return all(_finite(v) for v in value.values())
+    return True
 
 
 def _annotations(fn) -> dict:
@@ -202,10 +273,29 @@ def short_value(value) -> str:
     return str(value)
 
 
-def expand(suite: Suite, source: str = "<suite>") -> list[RunSpec]:
-    """Validate names and params against the registry and return the suite's RunSpecs."""
+def count_runs(suite: Suite) -> int:
+    """How many runs the suite expands to at most (before duplicates are merged), computed
+    without expanding it."""
+    import math
+
+    total = 0
+    for entry in suite.tasks:
+        settings = math.prod(len(v) for v in entry.grid.values())
+        configs = sum(math.prod(len(v) for v in m.grid.values()) for m in entry.methods)
+        total += settings * configs * len(entry.seeds if entry.seeds is not None else suite.seeds)
+    return total
+
+
+def expand(suite: Suite, source: str = "<suite>", max_runs: int = MAX_RUNS) -> list[RunSpec]:
+    """Validate names and params against the registry and return the suite's RunSpecs.
+
+    A suite that would expand to more than ``max_runs`` runs is refused before expanding."""
     from robench import registry
 
+    n = count_runs(suite)
+    if n > max_runs:
+        raise UserError(f"{source}: expands to {n:,} runs, more than --max-runs {max_runs:,}; "
+                        f"split the suite or raise --max-runs")
     registry.load_builtins()
     specs: dict[str, RunSpec] = {}
     for ti, entry in enumerate(suite.tasks):
@@ -218,6 +308,7 @@ def expand(suite: Suite, source: str = "<suite>") -> list[RunSpec]:
         seeds = entry.seeds if entry.seeds is not None else suite.seeds
         for task_point in _grid_points(entry.params, entry.grid):
             task_params = canonical_task_params(task_cls, task_point, source, f"{tpath}.params")
+            check_registered(task_cls, task_params, source, f"{tpath}.params")
             task_label = _label("", task_params, task_defaults, tuple(task_cls.label_params))
             for mi, mentry in enumerate(entry.methods):
                 mpath = f"{tpath}.methods[{mi}]"
@@ -233,6 +324,7 @@ def expand(suite: Suite, source: str = "<suite>") -> list[RunSpec]:
                         instance = method_cls(**method_params)  # constructors may reject values
                     except (ValueError, TypeError, UserError) as exc:
                         raise UserError(f"{source}: {mpath}.params: {exc}") from None
+                    components = component_identities(entry.task, mentry.name, task_cls, task_params)
                     for seed in seeds:
                         spec = RunSpec(
                             task=entry.task, task_params=task_params, method=mentry.name,
@@ -242,9 +334,58 @@ def expand(suite: Suite, source: str = "<suite>") -> list[RunSpec]:
                             method_version=str(getattr(instance, "version", method_cls.version)),
                             task_label=task_label or "default",
                             method_label=_label(mentry.name, method_params, defaults,
-                                                tuple(method_cls.label_params)))
+                                                tuple(method_cls.label_params)),
+                            components=components)
                         specs.setdefault(spec.id, spec)
     return list(specs.values())
+
+
+def component_identities(task: str, method: str, task_cls, task_params: dict) -> dict[str, str]:
+    """``RunSpec.components`` of a run: the identity of each registered component it uses
+    (its task, method, and the models and datasets its parameters name) where there is one."""
+    from robench import registry
+
+    entries = [("task", registry.tasks.entry(task)), ("method", registry.methods.entry(method, task=task))]
+    for name, field in task_cls.Params.model_fields.items():
+        extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
+        kind, value = extra.get("registry"), task_params.get(name)
+        if kind and value is not None and value in registry.REGISTRIES[kind]:
+            entries.append((kind[:-1], registry.REGISTRIES[kind].entry(value)))
+    out = {}
+    for kind, entry in entries:
+        identity = entry.identity()
+        if identity:
+            out[f"{kind}:{entry.name}"] = identity
+    return out
+
+
+def check_registered(task_cls, task_params: dict, source: str, path: str) -> None:
+    """Task parameters that name a registered model or dataset (declared with
+    ``robench.tasks.base.registered``) must name one; a dataset that reads its files from a
+    folder needs an existing ``dataset_root`` (and an embedded one takes none)."""
+    from robench import registry
+
+    for name, field in task_cls.Params.model_fields.items():
+        kind = (field.json_schema_extra or {}).get("registry") if isinstance(field.json_schema_extra, dict) else None
+        value = task_params.get(name)
+        if kind is None or value is None:
+            continue
+        try:
+            entry = registry.REGISTRIES[kind].entry(value)
+        except UserError as exc:
+            raise UserError(f"{source}: {path}.{name}: {exc}") from None
+        if kind != "datasets" or "dataset_root" not in task_params:
+            continue
+        root, needs = task_params["dataset_root"], entry.meta.get("root", "optional")
+        if needs == "required" and root is None:
+            raise UserError(f"{source}: {path}.dataset_root: dataset {value!r} reads its files from a folder; "
+                            f"give dataset_root=<folder> (none given)")
+        if needs == "forbidden" and root is not None:
+            raise UserError(f"{source}: {path}.dataset_root: dataset {value!r} is embedded and takes no "
+                            f"dataset_root (got {root!r})")
+        if root is not None and not Path(root).expanduser().is_dir():
+            raise UserError(f"{source}: {path}.dataset_root: dataset {value!r}: no such folder {root} "
+                            f"(expected the folder holding its files)")
 
 
 def _all_defaulted(task_cls) -> bool:

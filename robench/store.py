@@ -8,6 +8,7 @@ robench store is refused, never initialised over.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import sqlite3
 from pathlib import Path
@@ -61,7 +62,48 @@ CREATE TABLE IF NOT EXISTS task_info (
 );
 """
 
+# Runs a driver is computing right now (several `robench run` on one store share the work).
+_CLAIMS = """
+CREATE TABLE IF NOT EXISTS claims (
+    run_id TEXT PRIMARY KEY, host TEXT NOT NULL, pid INTEGER NOT NULL, heartbeat REAL NOT NULL
+);
+"""
+CLAIM_STALE_S = 600  # a claim whose owner has not refreshed it for this long is taken over
+
+
+def _stale(host: str, pid: int, heartbeat: float, now: float) -> bool:
+    import os
+    import socket
+
+    if now - heartbeat > CLAIM_STALE_S:
+        return True
+    if host == socket.gethostname():
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True  # its process is gone
+        except PermissionError:
+            return False
+    return False
+
+
 _JSON_COLUMNS = ("task_params", "method_params", "metrics", "provenance", "artifacts")
+
+# Runs that came from a bundle (robench import) and what robench verify found when it
+# re-scored them. Additive, like task_info: a store without them reads as before.
+_PUBLISH = """
+CREATE TABLE IF NOT EXISTS imports (
+    run_id TEXT PRIMARY KEY REFERENCES runs(id), source TEXT NOT NULL, bundle_sha256 TEXT NOT NULL,
+    imported_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS verifications (
+    run_id TEXT PRIMARY KEY REFERENCES runs(id), status TEXT NOT NULL, checked_at TEXT NOT NULL,
+    details TEXT NOT NULL
+);
+"""
+
+_RUN_COLUMNS = tuple(re.findall(r"^    (\w+) ", _SCHEMA.split("CREATE TABLE IF NOT EXISTS runs (")[1].split(");")[0],
+                                re.MULTILINE))
 
 
 class Store:
@@ -71,14 +113,32 @@ class Store:
         self.path = Path(path) if path is not None else DEFAULT_STORE
         self.artifact_root = self.path.parent / "artifacts"
         self.cache_dir = self.path.parent / "cache"
+        self.read_only = False
         self._check_file(create)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError):
+            raise UserError(f"results store {self.path}: a part of its folder {self.path.parent} is a file, "
+                            f"not a folder (expected a path like .robench/results.sqlite)") from None
+        except PermissionError as exc:
+            raise UserError(f"results store {self.path}: cannot create its folder ({exc.strerror})") from None
         try:
             if self.path.exists() and self.path.stat().st_size:
                 self._check_schema()  # read-only: a foreign database is never modified
             self.conn = sqlite3.connect(self.path, timeout=30)
-            self.conn.execute("PRAGMA journal_mode=WAL")
-            self._init_schema()
+            try:
+                self.conn.execute("PRAGMA journal_mode=WAL")
+                self._init_schema()
+            except sqlite3.OperationalError as exc:
+                if "readonly" not in str(exc) and "read-only" not in str(exc):
+                    raise
+                self.conn.close()
+                if create:
+                    raise UserError(f"results store {self.path}: read-only ({exc}); `robench run` needs to "
+                                    f"write it (check the file's and its folder's permissions)") from None
+                # reading commands work on a store they cannot write
+                self.conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro&immutable=1", uri=True)
+                self.read_only = True
         except sqlite3.DatabaseError as exc:
             raise UserError(f"results store {self.path}: unreadable SQLite database ({exc}); it was left untouched") from None
 
@@ -106,23 +166,45 @@ class Store:
             if not tables:
                 return
             meta = dict(conn.execute("SELECT key, value FROM meta").fetchall()) if "meta" in tables else {}
+            columns = {r[1] for r in conn.execute("PRAGMA table_info(runs)")} if "runs" in tables else set()
         finally:
             conn.close()
         if meta.get("schema") != SCHEMA_NAME:
             raise UserError(f"results store {self.path}: a SQLite database of another program "
                             f"(tables: {', '.join(sorted(tables))}); it was left untouched")
-        if int(meta.get("version", 0)) > SCHEMA_VERSION:
+        version = str(meta.get("version", ""))
+        if not version.isdigit():
+            raise UserError(f"results store {self.path}: unknown schema version {version!r} (expected an "
+                            f"integer, this robench reads {SCHEMA_VERSION}); it was left untouched")
+        if int(version) > SCHEMA_VERSION:
             raise UserError(f"results store {self.path}: written by a newer robench (schema "
-                            f"{meta.get('version')}, this one reads {SCHEMA_VERSION}); upgrade robench")
+                            f"{version}, this one reads {SCHEMA_VERSION}); upgrade robench")
+        missing = [c for c in _RUN_COLUMNS if c not in columns]
+        if "runs" not in tables or missing:
+            what = "no runs table" if "runs" not in tables else f"its runs table lacks {', '.join(missing)}"
+            raise UserError(f"results store {self.path}: {what} (a damaged store); it was left untouched")
 
     def _init_schema(self) -> None:
         conn = self.conn
         if conn.execute("SELECT count(*) FROM sqlite_master WHERE type='table' AND name='runs'").fetchone()[0]:
             return
-        with conn:
-            conn.executescript(_SCHEMA + _TASK_INFO)
-            conn.executemany("INSERT INTO meta(key, value) VALUES (?, ?)",
-                             [("schema", SCHEMA_NAME), ("version", str(SCHEMA_VERSION))])
+        # tables and their meta rows in one transaction: a kill at any moment leaves either
+        # an empty file or a whole store (executescript would commit each statement)
+        statements = [s.strip() for s in (_SCHEMA + _TASK_INFO).split(";") if s.strip()]
+        level, conn.isolation_level = conn.isolation_level, None
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in statements:
+                    conn.execute(statement)
+                conn.executemany("INSERT INTO meta(key, value) VALUES (?, ?)",
+                                 [("schema", SCHEMA_NAME), ("version", str(SCHEMA_VERSION))])
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        finally:
+            conn.isolation_level = level
 
     def close(self) -> None:
         self.conn.close()
@@ -144,8 +226,9 @@ class Store:
             self.conn.executemany("INSERT OR IGNORE INTO suite_runs(suite, run_id) VALUES (?, ?)",
                                   [(suite, i) for i in ids])
 
-    def save(self, spec, record: dict[str, Any], suite: str | None = None) -> None:
-        """Store one finished run (done or failed) in one transaction.
+    def save(self, spec, record: dict[str, Any], suite: str | None = None) -> dict[str, Any]:
+        """Store one finished run (done or failed) in one transaction; returns the record as
+        stored (a done run whose artifacts cannot be stored is stored failed).
 
         ``record`` comes from :func:`robench.executors.execute_run`; its artifacts sit in
         ``record["artifact_tmp"]`` and are moved to ``artifacts/<id>/`` first, so a stored
@@ -155,12 +238,19 @@ class Store:
         tmp = record.get("artifact_tmp")
         final = self.artifact_root / spec.id
         if tmp and Path(tmp).is_dir():
-            if final.exists():
-                shutil.rmtree(final)
-            if record["status"] == "done" and any(Path(tmp).iterdir()):
-                Path(tmp).rename(final)
-                artifacts = {name: f"{spec.id}/{rel}" for name, rel in record.get("artifacts", {}).items()}
-            else:
+            try:
+                if final.exists():
+                    shutil.rmtree(final)
+                if record["status"] == "done" and any(Path(tmp).iterdir()):
+                    Path(tmp).rename(final)
+                    artifacts = {name: f"{spec.id}/{rel}" for name, rel in record.get("artifacts", {}).items()}
+                else:
+                    shutil.rmtree(tmp, ignore_errors=True)
+            except OSError as exc:  # e.g. the artifacts folder became unwritable: this run fails, alone
+                record = {**record, "status": "failed", "metrics": {}, "primary_value": None,
+                          "error": f"could not store the run's artifacts in {final}: "
+                                   f"{type(exc).__name__}: {exc.strerror or exc}"}
+                artifacts = {}
                 shutil.rmtree(tmp, ignore_errors=True)
         row = {
             "id": spec.id, "config_id": spec.config_id, "task": spec.task, "method": spec.method,
@@ -183,6 +273,7 @@ class Store:
             self.conn.execute(f"INSERT OR REPLACE INTO runs({cols}) VALUES ({marks})", row)
             if suite:
                 self.conn.execute("INSERT OR IGNORE INTO suite_runs(suite, run_id) VALUES (?, ?)", (suite, spec.id))
+        return record
 
     def save_task_info(self, task: str, version: str, info: dict[str, Any]) -> None:
         """Record what the report needs to know of ``task`` (its ``Task.report_info()``)."""
@@ -191,12 +282,174 @@ class Store:
             self.conn.execute("INSERT OR REPLACE INTO task_info(task, task_version, info) VALUES (?, ?, ?)",
                               (task, str(version), json.dumps(info, sort_keys=True)))
 
+    # -- claims: several drivers on one store share its work ---------------------------------
+    def claim(self, run_id: str) -> bool:
+        """Claim ``run_id`` for this process before running it: True if it is ours now (free,
+        or held by a stale owner: a dead process on this host, or no heartbeat for
+        ``CLAIM_STALE_S``); False if another live ``robench run`` holds it or it is done."""
+        import os
+        import socket
+        import time
+
+        host, pid, now = socket.gethostname(), os.getpid(), time.time()
+        with self.conn:
+            self.conn.executescript(_CLAIMS)
+            if self.conn.execute("SELECT 1 FROM runs WHERE id = ? AND status = 'done'", (run_id,)).fetchone():
+                return False
+            row = self.conn.execute("SELECT host, pid, heartbeat FROM claims WHERE run_id = ?", (run_id,)).fetchone()
+            if row is not None and (row[0], row[1]) != (host, pid) and not _stale(*row, now):
+                return False
+            self.conn.execute("INSERT OR REPLACE INTO claims(run_id, host, pid, heartbeat) VALUES (?, ?, ?, ?)",
+                              (run_id, host, pid, now))
+        return True
+
+    def heartbeat(self, run_ids) -> None:
+        """Keep this process's claims on ``run_ids`` fresh."""
+        import time
+
+        with self.conn:
+            self.conn.executemany("UPDATE claims SET heartbeat = ? WHERE run_id = ?",
+                                  [(time.time(), i) for i in run_ids])
+
+    def release(self, run_ids) -> None:
+        """Drop this process's claims (runs stored, or given up)."""
+        import os
+        import socket
+
+        with self.conn:
+            self.conn.executescript(_CLAIMS)
+            self.conn.executemany("DELETE FROM claims WHERE run_id = ? AND host = ? AND pid = ?",
+                                  [(i, socket.gethostname(), os.getpid()) for i in run_ids])
+
+    def live_claims(self) -> set[str]:
+        """Run ids that a live process holds right now."""
+        import time
+
+        exists = self.conn.execute("SELECT count(*) FROM sqlite_master WHERE name='claims'").fetchone()[0]
+        if not exists:
+            return set()
+        now = time.time()
+        return {r[0] for r in self.conn.execute("SELECT run_id, host, pid, heartbeat FROM claims")
+                if not _stale(r[1], r[2], r[3], now)}
+
+    def remove_stale_partials(self) -> int:
+        """Remove the half-written artifact folders (``.partial-<id>-*``) of runs that no live
+        process holds: what killed runs left behind. Returns how many."""
+        if not self.artifact_root.is_dir():
+            return 0
+        live = self.live_claims()
+        removed = 0
+        for folder in self.artifact_root.glob(".partial-*"):
+            run_id = folder.name[len(".partial-"):].split("-")[0]
+            if run_id not in live:
+                shutil.rmtree(folder, ignore_errors=True)
+                removed += 1
+        return removed
+
+    def import_runs(self, rows: list[dict], files: dict[str, Path], *, source: str, bundle_sha256: str,
+                    task_info: dict[str, tuple[str, dict]] | None = None) -> tuple[list[str], list[str]]:
+        """Add runs exported from another store (``rows`` as :meth:`export_rows` gives them;
+        ``files``: each row's artifact path relative to the artifact folder → the file to
+        copy) in one transaction, with their suite membership and an ``imports`` record.
+        Runs whose id is already stored are skipped, never replaced. ``task_info``: task →
+        (version, info), recorded for tasks this store has none of. Returns (imported ids,
+        skipped ids); on any error the store and its artifact folder are as they were."""
+        import datetime as dt
+
+        have = {r[0] for r in self.conn.execute("SELECT id FROM runs")}
+        new = [r for r in rows if r["id"] not in have]
+        skipped = [r["id"] for r in rows if r["id"] in have]
+        staged: list[Path] = []
+        now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat()
+        try:
+            for row in new:
+                final = self.artifact_root / row["id"]
+                if final.exists():
+                    shutil.rmtree(final)  # left by a failed run: no stored row points at it
+                for rel in row["artifacts"].values():
+                    target = self.artifact_root / rel
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copyfile(files[rel], target)
+                staged.append(final)
+            known = self.task_info()
+            self.conn.executescript(_TASK_INFO + _PUBLISH)  # (tables only: commits nothing else)
+            with self.conn:  # one transaction: every row or none
+                for row in new:
+                    values = {k: row[k] for k in _RUN_COLUMNS}
+                    for key in _JSON_COLUMNS:
+                        values[key] = json.dumps(values[key], sort_keys=True, allow_nan=True)
+                    values["greater_is_better"] = None if values["greater_is_better"] is None \
+                        else int(bool(values["greater_is_better"]))
+                    self.conn.execute(f"INSERT INTO runs({', '.join(values)}) VALUES "
+                                      f"({', '.join(':' + k for k in values)})", values)
+                    self.conn.executemany("INSERT OR IGNORE INTO suite_runs(suite, run_id) VALUES (?, ?)",
+                                          [(suite, row["id"]) for suite in row.get("suites") or ()])
+                    self.conn.execute("INSERT OR REPLACE INTO imports(run_id, source, bundle_sha256, imported_at) "
+                                      "VALUES (?, ?, ?, ?)", (row["id"], source, bundle_sha256, now))
+                for task, (version, info) in (task_info or {}).items():
+                    if task not in known:
+                        self.conn.execute("INSERT INTO task_info(task, task_version, info) VALUES (?, ?, ?)",
+                                          (task, str(version), json.dumps(info, sort_keys=True)))
+        except BaseException:
+            for folder in staged + [self.artifact_root / r["id"] for r in new]:
+                shutil.rmtree(folder, ignore_errors=True)
+            raise
+        return [r["id"] for r in new], skipped
+
+    def save_verification(self, run_id: str, status: str, details: dict[str, Any]) -> None:
+        """Record what ``robench verify`` found for one run (replacing an earlier verdict)."""
+        import datetime as dt
+
+        now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat()
+        self.conn.executescript(_PUBLISH)
+        with self.conn:
+            self.conn.execute("INSERT OR REPLACE INTO verifications(run_id, status, checked_at, details) "
+                              "VALUES (?, ?, ?, ?)", (run_id, status, now, json.dumps(details, sort_keys=True)))
+
+    # -- reading -----------------------------------------------------------------------
+    def _has_table(self, name: str) -> bool:
+        return bool(self.conn.execute("SELECT count(*) FROM sqlite_master WHERE type='table' AND name=?",
+                                      (name,)).fetchone()[0])
+
+    def export_rows(self, ids: Iterable[str]) -> list[dict]:
+        """The stored rows of ``ids`` as written (artifact paths relative to the artifact
+        folder, JSON columns decoded), each with its ``suites``; in the order of ``ids``."""
+        out = []
+        for run_id in ids:
+            cur = self.conn.execute("SELECT * FROM runs WHERE id = ?", (run_id,))
+            names = [d[0] for d in cur.description]
+            values = cur.fetchone()
+            if values is None:
+                raise UserError(f"results store {self.path}: no run {run_id!r}")
+            row = dict(zip(names, values))
+            for key in _JSON_COLUMNS:
+                row[key] = json.loads(row[key])
+            row["greater_is_better"] = None if row["greater_is_better"] is None else bool(row["greater_is_better"])
+            row["suites"] = sorted(r[0] for r in self.conn.execute(
+                "SELECT suite FROM suite_runs WHERE run_id = ?", (run_id,)))
+            out.append(row)
+        return out
+
+    def verification(self) -> dict[str, dict]:
+        """Run id → what the site shows of an imported run: ``source``, ``imported_at`` and,
+        once ``robench verify`` has re-scored it, ``status`` ("verified" or "unverified"),
+        ``checked_at`` and its details (``checked``, ``differences``, ``note``); runs never
+        imported nor verified are absent."""
+        out: dict[str, dict] = {}
+        if self._has_table("imports"):
+            for run_id, source, sha, at in self.conn.execute(
+                    "SELECT run_id, source, bundle_sha256, imported_at FROM imports"):
+                out[run_id] = {"status": "imported", "source": source, "bundle_sha256": sha, "imported_at": at}
+        if self._has_table("verifications"):
+            for run_id, status, at, details in self.conn.execute(
+                    "SELECT run_id, status, checked_at, details FROM verifications"):
+                out.setdefault(run_id, {}).update({**json.loads(details), "status": status, "checked_at": at})
+        return out
+
     # -- reading -----------------------------------------------------------------------
     def task_info(self) -> dict[str, dict]:
         """Task name → its recorded ``report_info`` (tasks never recorded are absent)."""
-        exists = self.conn.execute("SELECT count(*) FROM sqlite_master WHERE type='table' "
-                                   "AND name='task_info'").fetchone()[0]
-        if not exists:
+        if not self._has_table("task_info"):
             return {}
         return {task: json.loads(info) for task, info in self.conn.execute("SELECT task, info FROM task_info")}
 

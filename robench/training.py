@@ -35,17 +35,32 @@ class TrainSpec:
     weight_decay: float = 5e-4
     seed: int = 0
     dataset_root: str | None = None
+    # identities of a versioned or plug-in model/dataset (registry.Entry.identity): editing a
+    # plug-in model retrains its baseline; empty for built-ins (their keys are unchanged)
+    components: str = ""
 
     def key(self) -> str:
-        blob = json.dumps(asdict(self), sort_keys=True, separators=(",", ":"))
+        fields = asdict(self)
+        if not fields["components"]:
+            del fields["components"]
+        blob = json.dumps(fields, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     @classmethod
     def of_task(cls, params, seed: int) -> "TrainSpec":
         """The baseline of a classification task's run: its params' model, dataset,
         dataset_root and baseline_epochs, at the run's seed (the same file for every task)."""
+        from robench import registry
+
+        registry.load_builtins()
+        parts = []
+        for kind, name in (("models", params.model), ("datasets", params.dataset)):
+            if name in registry.REGISTRIES[kind]:
+                identity = registry.REGISTRIES[kind].entry(name).identity()
+                if identity:
+                    parts.append(f"{kind[:-1]}:{name}={identity}")
         return cls(model=params.model, dataset=params.dataset, epochs=params.baseline_epochs, seed=seed,
-                   dataset_root=params.dataset_root)
+                   dataset_root=params.dataset_root, components=",".join(parts))
 
 
 def make_sgd(model, lr: float, momentum: float = 0.9, weight_decay: float = 5e-4):
@@ -204,7 +219,7 @@ def trained_baseline(spec: TrainSpec, cache_dir: str | Path, data=None, say=None
     from robench.data import load_dataset
     from robench.models import build_model, export_state_dict
 
-    path = Path(cache_dir) / "baselines" / f"{spec.model}-{spec.dataset}-{spec.key()}.pt"
+    path = Path(cache_dir) / baseline_path(spec)
     data = data if data is not None else load_dataset(spec.dataset, spec.dataset_root)
 
     def build():  # initial weights from the CPU generator: the same on every device
@@ -234,12 +249,19 @@ def trained_baseline(spec: TrainSpec, cache_dir: str | Path, data=None, say=None
     return model, info
 
 
+def baseline_path(spec: TrainSpec) -> str:
+    """Where the baseline ``spec`` is cached, relative to the cache folder."""
+    from robench.cache import safe_name
+
+    return f"baselines/{safe_name(spec.model)}-{safe_name(spec.dataset)}-{spec.key()}.pt"
+
+
 def baseline_prerequisite(spec: TrainSpec):
     """``(key, build)`` of the trained baseline ``spec`` as a shared prerequisite of the runs
     that start from it (see ``Task.prerequisites``): trained once, before them."""
     import functools
 
-    return f"baseline/{spec.model}-{spec.dataset}-{spec.key()}", functools.partial(_build_baseline, spec)
+    return baseline_path(spec), functools.partial(_build_baseline, spec)
 
 
 def _build_baseline(spec: TrainSpec, cache_dir, device) -> list[Path]:

@@ -163,17 +163,18 @@ def test_cifar10_wrong_row_size_or_labels_are_user_errors(cifar_root):
 
 
 def test_cli_missing_cifar_root_is_reported_without_traceback(tmp_path, cli_env):
-    # A task that fails to load its data is a failed run (stored; the suite goes on), so the
-    # message is reported, not raised: what matters is that it names the path, in plain words.
+    # A dataset_root that does not exist is known before anything runs: one line at expansion,
+    # exit 2, nothing stored; it names the dataset and the path in plain words.
     out = subprocess.run(robench_cmd("run", "--task", "compression", "--method", "dense",
                                      "--param", "dataset=cifar10", "--param", "model=cifar-convnet",
                                      "--param", f"dataset_root={tmp_path / 'missing'}",
                                      "--store", tmp_path / "r.sqlite"),
                          capture_output=True, text=True, env=cli_env, cwd=tmp_path, timeout=120)
     text = " ".join((out.stdout + out.stderr).split())  # rich wraps long lines
-    assert out.returncode != 0, text
+    assert out.returncode == 2, text
     assert "Traceback" not in text
-    assert "dataset 'cifar10'" in text and "missing" in text and "is not a folder" in text, text
+    assert "dataset 'cifar10': no such folder" in text and "missing" in text, text
+    assert not (tmp_path / "r.sqlite").exists()
 
 
 def test_cifar_convnet_shapes_and_parameter_count():

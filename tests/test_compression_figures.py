@@ -40,7 +40,12 @@ def render(name: str, frame, tmp_path):
     files = make_figures(name, frame, tmp_path)
     assert files and all(f.exists() and f.stat().st_size > 0 for f in files)
     assert {f.suffix for f in files} == {".csv", ".png", ".md"}
-    return (tmp_path / name / "report.md").read_text()
+    for png in (f for f in files if f.suffix == ".png"):  # paper-ready: vector versions beside each PNG
+        assert png.with_suffix(".svg").read_text().lstrip().startswith("<?xml")
+        assert png.with_suffix(".pdf").read_bytes()[:5] == b"%PDF-"
+    report = (tmp_path / name / "report.md").read_text()
+    assert "PAPERS.md" not in report and "/work/" not in report and "## Sources" in report
+    return report
 
 
 def verdict(report: str, model: str, claim: int) -> str:
@@ -106,11 +111,14 @@ def test_figures_without_runs_give_one_clear_line(tmp_path):
 
     with Store(tmp_path / "empty.sqlite"):
         pass
-    for store in (tmp_path / "empty.sqlite", tmp_path / "missing.sqlite"):
+    # No store: bad input, exit 2. A store without the paper's runs: exit 1 and the command that makes them.
+    for store, code, text in ((tmp_path / "missing.sqlite", 2, "robench: error:"),
+                              (tmp_path / "empty.sqlite", 1, "robench run suites/papers/dns.yaml")):
         result = CliRunner().invoke(app, ["figures", "dns", "--store", str(store), "--out", str(tmp_path / "o")])
-        assert result.exit_code == 2
-        assert len(result.output.strip().splitlines()) == 1 and "robench: error:" in result.output
+        assert result.exit_code == code, result.output
+        assert len(result.output.strip().splitlines()) == 1 and text in result.output
         assert "Traceback" not in result.output
+    assert not list((tmp_path / "o").rglob("*.png"))  # no empty panels
     other = suite_frame("dns", dns_metrics(True))
     other["task"] = "sparsity_robustness"  # runs in the store, none of this task
     for name in ("dns", "inq", "sketching"):

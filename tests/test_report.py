@@ -6,7 +6,6 @@ import hashlib
 import html
 import math
 import re
-import shutil
 import xml.etree.ElementTree as ET
 from html.parser import HTMLParser
 from pathlib import Path
@@ -18,6 +17,7 @@ import pandas as pd
 import pytest
 
 from robench.report import scatter_tradeoff, summarize_configs, write_leaderboard
+from tests import browser
 
 EVIL = "<script>alert('x')</script>"
 MNIST_5K = "dataset=mnist-5k, model=lenet-5"
@@ -134,7 +134,7 @@ class _Page(HTMLParser):
             if a.get(name) is not None:
                 self.refs.append((tag, name, a[name]))
         if tag == "table" and "sortable" in (a.get("class") or ""):
-            self.tables.append({"headers": [], "rows": [], "in_head": False})
+            self.tables.append({"headers": [], "rows": [], "in_head": False, "class": a.get("class") or ""})
         elif self.tables:
             t = self.tables[-1]
             if tag == "thead":
@@ -171,18 +171,24 @@ def parse(path: Path) -> _Page:
     return page
 
 
-def section_table(path: Path, setting: str) -> dict:
-    """The sortable table of one setting on a task page."""
+def section_table(path: Path, setting: str, every_metric: bool = False) -> dict:
+    """The leaderboard table of one setting on a task page (``every_metric``: the "all
+    metrics" table behind it)."""
     text = path.read_text(encoding="utf-8")
     start = text.index(f"<h2>{html.escape(setting)}</h2>")
     end = text.find("</section>", start)
     page = _Page()
     page.feed(text[start:end])
-    (table,) = page.tables
+    tables = [t for t in page.tables if ("every-metric" in t["class"]) == every_metric]
+    (table,) = tables
     return table
 
 
 def column(table: dict, name: str) -> int:
+    """A column by its metric name (``data-metric``) or, for the others, its header text."""
+    for i, h in enumerate(table["headers"]):
+        if h["attrs"].get("data-metric") == name:
+            return i
     for i, h in enumerate(table["headers"]):
         if h["text"].split(" ")[0].rstrip("↑↓▲▼↕") == name:
             return i
@@ -211,20 +217,33 @@ def test_files_exist(site):
     assert "robench" in index and "Generated" in index
 
 
-def test_index_cards_count_configs_runs_failed(site):
+def test_index_names_each_settings_leader_and_counts(site):
     df, out = site
     text = (out / "index.html").read_text()
     card = text[text.index('id="task-compression"'):text.index('id="task-layout"')]
     comp = df[df["task"] == "compression"]
-    assert f"<dt>configurations</dt><dd>{comp['config_id'].nunique()}</dd>" in card
-    assert f"<dt>runs</dt><dd>{len(comp)} ({int((comp['status'] == 'done').sum())} done)</dd>" in card
-    assert '<dt>failed runs</dt><dd class="stat bad">1</dd>' in card
+    assert f"{comp['config_id'].nunique()} configurations" in card
+    assert f"{len(comp)} runs ({int((comp['status'] == 'done').sum())} done, " in card
+    assert '<span class="stat bad">1 failed</span>' in card
+    # Per setting: the best mean primary metric leads, the second is the runner-up.
+    for task, setting, higher in (("compression", MNIST_5K, True), ("compression", MNIST_FULL, True),
+                                  ("layout", ROOMS, False)):
+        done = df[(df["task"] == task) & (df["task_label"] == setting) & (df["status"] == "done")]
+        primary = done["primary_metric"].iloc[0]
+        means = (pd.Series([m[primary] for m in done["metrics"]], index=done.index)
+                 .groupby(done["method_label"]).mean().sort_values(ascending=not higher))
+        block = text[text.index(f">{html.escape(setting)}</a></h3>"):]
+        block = block[:block.index("</dl>")]
+        leader, runner_up = [html.unescape(re.sub("<[^>]+>", "", m)) for m in
+                             re.findall(r'<dt>(?:leader|runner-up)</dt>\s*<dd>.*?<a href="[^"]+">(.*?)</a>', block, re.S)]
+        assert (leader, runner_up) == tuple(means.index[:2]), (setting, leader, runner_up)
+    assert "<svg class=\"mini\"" in card and "<script" not in card
 
 
 def test_settings_are_separate_tables(site):
     _, out = site
     page = out / "compression.html"
-    assert len(parse(page).tables) == 2
+    assert len([t for t in parse(page).tables if "every-metric" not in t["class"]]) == 2
     full = section_table(page, MNIST_FULL)
     assert len(full["rows"]) == 2
     small = section_table(page, MNIST_5K)
@@ -242,8 +261,8 @@ def test_mean_std_match_pandas(site):
         cell = row["cells"][column(table, metric)]
         assert float(cell["attrs"]["data-mean"]) == pytest.approx(values[metric].mean(), rel=1e-12)
         assert float(cell["attrs"]["data-std"]) == pytest.approx(values[metric].std(), rel=1e-12)
-    acc = row["cells"][column(table, "accuracy")]
-    assert acc["text"] == f"{values['accuracy'].mean():.4g} ± {values['accuracy'].std():.2g}"
+    acc = row["cells"][column(table, "accuracy")]  # shown in percent (its data-mean stays the stored value)
+    assert acc["text"] == f"{100 * values['accuracy'].mean():.4g} ± {100 * values['accuracy'].std():.2g}"
     # The NaN metric of one seed is skipped, as pandas does.
     label = "random(sparsity=0.5)"
     runs = df[df["method_label"] == label]
@@ -297,7 +316,7 @@ def test_default_order_is_best_first_higher_is_better(site):
 def test_default_order_is_best_first_lower_is_better(site):
     _, out = site
     table = section_table(out / "layout.html", ROOMS)
-    assert column(table, "pixel_error") == 4  # primary metric is the first metric column
+    assert column(table, "pixel_error") == 2  # the primary metric right after the configuration
     col = column(table, "pixel_error")
     labels = [r["cells"][1]["attrs"]["data-sort"] for r in table["rows"]]
     assert labels == ["learned(depth=4)", "bilinear", "nearest", "identity"]
@@ -353,12 +372,13 @@ def test_runs_page_lists_everything(site):
     for key in PROVENANCE:
         assert f'<th scope="row">{key}</th>' in text
     for metric in run["metrics"]:
-        assert f'<th scope="row">{metric}</th>' in text
+        assert f'<th scope="row" title="{metric}">' in text
     assert "30 s" in text  # duration
-    # Artifacts link relatively to the real file.
+    # Artifacts are copied into the site and linked relatively.
     hrefs = [v for t, a, v in parse(page).refs if v.endswith(".pt")]
     assert hrefs and all(not v.startswith("/") for v in hrefs)
-    assert (page.parent / hrefs[0]).resolve() == Path(run["artifacts"]["model"]).resolve()
+    copied = (page.parent / hrefs[0]).resolve()
+    assert out.resolve() in copied.parents and copied.read_bytes() == Path(run["artifacts"]["model"]).read_bytes()
 
 
 def test_no_external_resources(site):
@@ -372,16 +392,16 @@ def test_no_external_resources(site):
 def test_plots_embedded_and_valid(site):
     _, out = site
     text = (out / "compression.html").read_text()
-    pngs = re.findall(r'<img src="([^"]+\.png)"', text)
-    assert len(pngs) == 2 * len(COMPRESSION_PLOTS)  # per compression setting
-    for png in pngs:
-        data = (out / png).read_bytes()
-        assert data[:8] == b"\x89PNG\r\n\x1a\n"
-        svg = (out / png).with_suffix(".svg")
-        root = ET.parse(svg).getroot()
-        assert root.tag.endswith("svg")
-        assert f'href="{Path(png).with_suffix(".svg").as_posix()}"' in text
-    # The layout task declares no plot.
+    svgs = re.findall(r'<img src="([^"]+\.svg)" width="(\d+)" height="(\d+)"', text)
+    assert len(svgs) == 2 * len(COMPRESSION_PLOTS)  # per compression setting
+    for svg, width, height in svgs:
+        root = ET.parse(out / svg).getroot()
+        assert root.tag.endswith("svg") and int(width) > 300 and int(height) > 200
+        png = Path(svg).with_suffix(".png").as_posix()
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert f'href="{png}"' in text
+    assert "Pareto front" not in text  # this task_info declares no front
+    # The layout task declares no plot, and its metric names call for none.
     assert "<img" not in (out / "layout.html").read_text()
 
 
@@ -444,45 +464,27 @@ def test_import_is_cheap():
 
 # ---------------------------------------------------------------------------- in a real browser
 
-def _browser_reason() -> str | None:
-    if shutil.which("chromium") is None:
-        return "chromium is not installed (apt-get install chromium)"
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        return "playwright is not installed (pip install playwright; it uses the system chromium)"
-    return None
-
-
-@pytest.mark.skipif(_browser_reason() is not None, reason=str(_browser_reason()))
+@pytest.mark.skipif(browser.reason() is not None, reason=str(browser.reason()))
 def test_header_click_sorts_in_browser(site):
-    from playwright.sync_api import sync_playwright
-
     _, out = site
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=shutil.which("chromium"),
-                                    args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
-        try:
-            page = browser.new_page()
-            page.route("**/*", lambda route: route.continue_() if route.request.url.startswith("file:")
-                       else route.abort())
-            page.goto((out / "layout.html").as_uri())
-            table = page.locator("table.sortable").first
+    with browser.chromium() as chromium:
+        page = chromium.new_page()
+        browser.offline(page, [])
+        page.goto((out / "layout.html").as_uri())
+        table = page.locator("table.sortable").first
 
-            def labels():
-                return table.locator("tbody tr td:nth-child(2) a").all_inner_texts()
+        def labels():
+            return table.locator("tbody tr td:nth-child(2) a").all_inner_texts()
 
-            assert labels() == ["learned(depth=4)", "bilinear", "nearest", "identity"]
-            table.locator("thead th", has_text="configuration").locator("button").click()
-            assert labels() == ["bilinear", "identity", "learned(depth=4)", "nearest"]
-            primary = table.locator("thead th", has_text="pixel_error").locator("button")
-            primary.click()  # best first (lower is better)
-            assert labels() == ["learned(depth=4)", "bilinear", "nearest", "identity"]
-            primary.click()  # then reversed
-            assert labels() == ["identity", "nearest", "bilinear", "learned(depth=4)"]
-            assert table.locator("thead th", has_text="pixel_error").get_attribute("aria-sort") == "descending"
-        finally:
-            browser.close()
+        assert labels() == ["learned(depth=4)", "bilinear", "nearest", "identity"]
+        table.locator("thead th", has_text="configuration").locator("button").click()
+        assert labels() == ["bilinear", "identity", "learned(depth=4)", "nearest"]
+        primary = table.locator("thead th[data-metric=pixel_error]").locator("button")
+        primary.click()  # best first (lower is better)
+        assert labels() == ["learned(depth=4)", "bilinear", "nearest", "identity"]
+        primary.click()  # then reversed
+        assert labels() == ["identity", "nearest", "bilinear", "learned(depth=4)"]
+        assert table.locator("thead th[data-metric=pixel_error]").get_attribute("aria-sort") == "descending"
 
 
 def test_a_sweep_parameter_becomes_rows_of_one_table(tmp_path):

@@ -312,3 +312,48 @@ def test_dlnet_figures_from_the_table_and_artifacts(tiny_results, tmp_path):
     for family in FAMILIES:
         assert f"### {family}" in report
     assert "16×16 crops" in report and "Did the trend hold?" in report
+
+
+def test_y_channel_psnr_with_crop_border_matches_scikit_image(tmp_path):
+    """The super-resolution convention (y_channel, crop_border) re-computed independently:
+    scikit-image's BT.601 luma (rgb2ycbcr, Y in [16, 235]) of the exported uint8 images,
+    cropped, then its PSNR and SSIM; and the PNG grids are written."""
+    from skimage.color import rgb2ycbcr
+    from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+    params = {**TINY, "image_size": 24, "family": "super_resolution", "train_level": 2, "test_levels": [2, 3],
+              "y_channel": True, "crop_border": 3}
+    task = RestorationSpectrumTask(**params)
+    ctx = RunContext(tmp_path / "art", tmp_path / "cache")
+    result = task.run(_method("bicubic"), 0, ctx)
+    k = 3
+    with np.load(tmp_path / "art" / result.artifacts["restored"]) as npz:
+        truth = npz["ground_truth"]
+        for i, level in enumerate(npz["levels"]):
+            restored = npz[f"restored_{i}"]
+            y_true = rgb2ycbcr(truth)[..., 0][:, k:-k, k:-k]  # uint8 in: Y in [16, 235]
+            y_rest = rgb2ycbcr(restored)[..., 0][:, k:-k, k:-k]
+            psnr = np.mean([peak_signal_noise_ratio(t, r, data_range=255) for t, r in zip(y_true, y_rest)])
+            ssim = np.mean([structural_similarity(t, r, data_range=255, gaussian_weights=True, sigma=1.5,
+                                                  use_sample_covariance=False) for t, r in zip(y_true, y_rest)])
+            name = format_level(level)
+            assert result.metrics[f"psnr_y@{name}"] == pytest.approx(psnr, abs=1e-6)
+            assert result.metrics[f"ssim_y@{name}"] == pytest.approx(ssim, abs=1e-6)
+            assert (tmp_path / "art" / f"restored@{name}.png").stat().st_size > 0
+    assert result.metrics["psnr_y_mean"] != result.metrics["psnr_mean"]  # not the RGB number
+    assert "psnr@2" in result.metrics  # today's RGB metrics stay beside them
+
+
+def test_y_channel_options_leave_existing_run_ids_alone():
+    from robench.spec import expand, parse_suite
+
+    def ids(params):
+        suite = {"suite": "x", "tasks": [{"task": "restoration_spectrum", "params": params,
+                                          "methods": [{"name": "bicubic"}]}]}
+        return [s.id for s in expand(parse_suite(suite))]
+
+    plain = ids({"family": "super_resolution"})
+    assert ids({"family": "super_resolution", "y_channel": False, "crop_border": 0}) == plain
+    assert ids({"family": "super_resolution", "y_channel": True, "crop_border": 2}) != plain
+    with pytest.raises(UserError, match="crop_border applies to the Y-channel scores"):
+        ids({"family": "super_resolution", "crop_border": 2})

@@ -70,6 +70,46 @@ def test_prediction_at_lower_resolution_is_resized_nearest():
     assert pixel_error(small, np.ones((3, 3), int)) == pytest.approx(1 - 4 / 9)
 
 
+def _imresize_nearest_index(n_in, n_out):
+    """MATLAB's imresize.m ``contributions`` for the box kernel, literally, one output pixel
+    at a time in plain Python floats: u = x/scale + 0.5*(1 - 1/scale); indices
+    floor(u - 1/2) + (0, 1, 2); weight box(u - index) = (-0.5 <= d < 0.5); clamped."""
+    import math
+
+    scale = n_out / n_in
+    out = []
+    for x in range(1, n_out + 1):
+        u = x / scale + 0.5 * (1 - 1 / scale)
+        left = math.floor(u - 0.5)
+        chosen = [i for i in (left, left + 1, left + 2) if -0.5 <= u - i < 0.5]
+        assert len(chosen) == 1
+        out.append(min(max(1, chosen[0]), n_in) - 1)
+    return out
+
+
+# size pairs where u falls on a half-pixel in exact arithmetic, so floating point decides
+# (the old formula floor((i + 0.5) * in / out) picked the neighbouring pixel there)
+TIE_CASES = [(6, 5), (6, 23), (6, 25), (10, 47), (10, 69), (10, 113), (480, 64), (64, 480), (35, 113)]
+
+
+@pytest.mark.parametrize("n_in, n_out", TIE_CASES)
+def test_resize_nearest_matches_matlab_rule_on_ties(n_in, n_out):
+    from robench.tasks.room_layout.metrics import matlab_nearest_index
+
+    expected = _imresize_nearest_index(n_in, n_out)
+    assert matlab_nearest_index(n_in, n_out).tolist() == expected
+    labels = np.arange(n_in)[:, None] * 1000 + np.arange(n_in)[None, :]
+    resized = resize_nearest(labels, (n_out, n_out))
+    np.testing.assert_array_equal(resized, labels[np.ix_(expected, expected)])
+
+
+def test_tie_cases_are_ties():
+    """At least one of the pinned pairs is one where the algebraically equal formula differs."""
+    differ = [(a, b) for a, b in TIE_CASES
+              if [min(int((i + 0.5) * a / b), a - 1) for i in range(b)] != _imresize_nearest_index(a, b)]
+    assert differ
+
+
 def test_prediction_at_higher_resolution_is_resized_nearest():
     true = halves(4, 4)
     pred = np.kron(true, np.ones((3, 3), int))  # 12x12 version of the truth

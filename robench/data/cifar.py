@@ -29,7 +29,7 @@ def _expected(root) -> str:
 
 
 @register_dataset("cifar10", description="full CIFAR-10 (50000/10000, 3x32x32) from the python batches "
-                                         "under root= (torchvision loader; never downloads)")
+                                         "under root= (torchvision loader; never downloads)", root="required")
 def cifar10(root: str | None = None) -> Splits:
     """CIFAR-10 with x float32 (N, 3, 32, 32) in [0, 1] and y int64 in 0..9.
 

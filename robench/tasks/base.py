@@ -22,8 +22,27 @@ from robench.errors import UserError, validation_message
 
 
 class TaskParams(BaseModel):
-    """Base of every task's parameter model: unknown keys are errors."""
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    """Base of every task's parameter model: unknown keys are errors, and so are NaN and
+    infinite floats (no protocol takes them)."""
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+def added(default: Any, description: str = "", **constraints) -> Any:
+    """A task parameter added after runs were stored: at its default it is left out of the
+    canonical parameters (so the run ids stored before it existed stay the same); any other
+    value is part of the id as usual. ``constraints`` are pydantic's (``ge=0``, ...)."""
+    from pydantic import Field
+
+    return Field(default, description=description, json_schema_extra={"omit_default": True}, **constraints)
+
+
+def registered(kind: str, default: Any, description: str = "") -> Any:
+    """A task parameter that names a registered model or dataset (``kind``: "models" or
+    "datasets"): suite expansion checks the name against the registry (with a did-you-mean
+    answer), so ``robench validate`` rejects a typo before anything runs."""
+    from pydantic import Field
+
+    return Field(default, description=description, json_schema_extra={"registry": kind})
 
 
 @dataclass
@@ -82,6 +101,9 @@ class Task:
     plots: ClassVar[tuple[dict[str, Any], ...]] = ()
     # task params of the quick end-to-end run of `robench check` (tiny data and budgets)
     check_params: ClassVar[dict[str, Any]] = {}
+    # the task's own data sources (its `dataset` param values) → description, for `robench ls
+    # datasets`; tasks on registered datasets (mnist-5k, cifar10, ...) need none
+    data_sources: ClassVar[dict[str, str]] = {}
 
     def __init__(self, params: TaskParams | None = None, **kwargs):
         """``Task(Params(...))`` or ``Task(key=value, ...)``; bad values raise a one-line
@@ -106,15 +128,29 @@ class Task:
     def run(self, method: Method, seed: int, ctx: RunContext) -> TaskResult:
         raise NotImplementedError
 
+    @classmethod
+    def check_params_for(cls, method: Method) -> dict[str, Any]:
+        """The tiny settings of ``robench check``'s end-to-end run of ``method`` (a task
+        whose methods apply to some settings only picks one that fits)."""
+        return dict(cls.check_params)
+
     def prerequisites(self, method: Method, seed: int) -> list[tuple[str, Any]]:
         """Shared work this run needs before it starts, which other runs need too (the dense
         baseline every method of a seed starts from, a reference network): ``(key, build)``
-        pairs, where ``key`` names the work (equal keys are the same work) and
-        ``build(cache_dir, device)`` makes or finds it in the cache and returns the cache
-        paths it consists of. An executor may run each distinct one first, once, and ship its
+        pairs, where ``key`` is the path, relative to the cache folder, of the file or folder
+        the work leaves there (equal keys are the same work) and ``build(cache_dir, device)``
+        makes or finds it and returns the cache paths it consists of. An executor may run each distinct one first, once, and ship its
         files to the workers that need them; the run must still work without that (it finds
         the cache warm, or computes it itself). None by default."""
         return []
+
+    def rescore(self, artifact_dir: Path, seed: int, ctx: RunContext) -> dict[str, float]:
+        """Recompute a stored run's deterministic metrics from its exported artifacts alone
+        (``model.pt``, predictions, restored images under ``artifact_dir``), under this
+        task's protocol and parameters, without retraining: what ``robench verify`` compares
+        with the metrics a run claims. Wall-clock metrics are left out. Tasks that cannot
+        raise NotImplementedError."""
+        raise NotImplementedError(f"task {self.name!r} cannot re-score a run from its artifacts")
 
     @classmethod
     def conformance(cls, make_method, folder) -> list:

@@ -52,11 +52,15 @@ class ToyTask(Task):
     def prerequisites(self, method, seed):
         if not self.params.shared:
             return []
-        return [(f"toy-baseline-{seed}", functools.partial(_build_baseline, seed))]
+        return [(f"toy/baseline-{seed}.txt", functools.partial(_build_baseline, seed))]
 
     def run(self, method, seed, ctx):
         import numpy as np
 
+        if type(method).__name__ == "Dies" and seed == 1:
+            import os
+            import signal
+            os.kill(os.getpid(), signal.SIGKILL)
         rng = np.random.default_rng(seed)
         sample = rng.normal(loc=3.0, scale=1.0, size=self.params.n)
         if self.params.shared:
@@ -64,6 +68,8 @@ class ToyTask(Task):
             sample = sample + offset
         time.sleep(self.params.sleep)
         estimate = method.estimate(sample)
+        with open(ctx.cache_dir / "executed.log", "a") as log:  # tests count computations
+            log.write(f"{type(method).__name__} {seed}\n")
         (ctx.artifact_dir / "estimate.txt").write_text(f"{estimate!r}\n")
         return TaskResult({"abs_error": abs(estimate - 3.0), "estimate": estimate},
                           {"estimate": "estimate.txt"})
@@ -97,3 +103,20 @@ class Boom(Method):
     """always raises (a broken plug-in)"""
     def estimate(self, sample):
         raise RuntimeError("boom: this plug-in is broken")
+
+
+@register_method("toy", "dies")
+class Dies(Method):
+    """kills its own worker process when it runs with seed 1 (a worker that dies mid-run)"""
+    def estimate(self, sample):
+        return float(sample.mean())
+
+
+@register_method("toy", "markup")
+class Markup(Method):
+    """a parameter value that looks like rich markup"""
+    def __init__(self, note: str = "[/red]"):
+        self.note = note
+
+    def estimate(self, sample):
+        return float(sample.mean())

@@ -1,9 +1,11 @@
 """Paper figures: one module per paper, each reading only the results table.
 
-A figure module exposes ``make(frame, out_dir) -> list[Path]``: it writes plots and a
-Markdown report (our numbers beside the paper's, the scale we ran at, and whether the
-paper's trend held) under ``out_dir/<name>/`` and returns the files written. It never
-retrains or re-evaluates anything. Register a module in ``FIGURES`` as "module:function".
+A figure module exposes ``make(frame, out_dir) -> list[Path]``: it writes plots (PNG, with
+SVG and PDF beside each: :func:`robench.report.plots.save_figure`) and a Markdown report
+(our numbers beside the paper's, from :mod:`robench.report.papers`, the scale we ran at,
+and whether the paper's trend held) under ``out_dir/<name>/`` and returns the files it
+wrote (a plot by its PNG). It never retrains or re-evaluates anything. Register a module in
+``FIGURES`` as "module:function".
 """
 
 from __future__ import annotations
@@ -26,6 +28,33 @@ FIGURES: dict[str, tuple[str, str, str]] = {
     "sketching": ("robench.report.figures.sketching:make", "suites/papers/sketching.yaml",
                   "Network Sketching: approximation error and accuracy vs bases m, direct vs refined, report"),
 }
+
+
+class MissingRuns(UserError):
+    """The figure set's suite has no runs in the store: the command that makes them is in
+    ``command`` (the CLI exits 1 with it, not 2: nothing the user typed was wrong)."""
+
+    def __init__(self, name: str):
+        self.command = f"robench run {FIGURES[name][1]}"
+        super().__init__(f"figures {name}: the store has no runs of its suite yet; make them with: {self.command}")
+
+
+def suite_runs(frame, name: str) -> int:
+    """How many runs of the figure set ``name``'s suite the results table holds."""
+    suite = Path(FIGURES[name][1]).stem
+    if frame is None or frame.empty or "suites" not in frame:
+        return 0
+    return int(frame["suites"].map(lambda s: suite in (s if isinstance(s, (list, tuple)) else [])).sum())
+
+
+def written_files(paths) -> list[Path]:
+    """``paths`` and, beside each PNG, its SVG and PDF versions that exist."""
+    out = []
+    for path in map(Path, paths):
+        out.append(path)
+        if path.suffix == ".png":
+            out += [p for p in (path.with_suffix(".svg"), path.with_suffix(".pdf")) if p.exists()]
+    return list(dict.fromkeys(out))
 
 
 def make_figures(name: str, frame, out_dir: str | Path) -> list[Path]:

@@ -123,11 +123,11 @@ def scale_title(runs, model: str, retrained: bool = True) -> str:
 
 
 def save(fig, path: Path) -> Path:
-    import matplotlib.pyplot as plt
+    """Write ``fig`` as ``path`` (PNG) and beside it as SVG and PDF; returns ``path``."""
+    from robench.report.plots import PAPER, save_figure
 
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path.with_suffix(""), PAPER)
     return path
 
 

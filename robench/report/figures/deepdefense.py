@@ -13,7 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from robench.report.table import metric_values, ordered, order_key, pm, select_runs, summarize
+from robench.report import papers
+from robench.report.plots import PAPER, save_figure
+from robench.report.style import method_colors
+from robench.report.table import metric_values, order_key, ordered, pm, select_runs, summarize
 
 TASK = "robust_training"
 SUITE = "deepdefense"
@@ -99,12 +102,11 @@ def plot(table, out: Path) -> Path:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import seaborn as sns
 
     models = list(dict.fromkeys(table["model"]))
     fig, axes = plt.subplots(1, len(models), figsize=(5.5 * len(models), 4.2), squeeze=False)
     recipes = ordered(table["recipe"], RECIPE_ORDER)
-    palette = dict(zip(recipes, sns.color_palette("colorblind", len(recipes))))
+    palette = method_colors(recipes)  # a recipe's colour in every panel, figure and page
     for ax, model in zip(axes[0], models):
         sub = table[table["model"] == model]
         for r in sub.to_dict("records"):
@@ -118,8 +120,7 @@ def plot(table, out: Path) -> Path:
         ax.grid(alpha=0.3)
     fig.tight_layout()
     path = out / "rho2_vs_accuracy.png"
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
+    save_figure(fig, path.with_suffix(""), PAPER)
     return path
 
 
@@ -161,10 +162,11 @@ def make(frame, out_dir) -> list[Path]:
     for model in dict.fromkeys(table["model"]):
         lines += [f"## {model}", "", markdown_table(table, model), "", verdict(table, model), ""]
     lines += ["## Published numbers", "",
-              "`/work/shared/PAPERS.md` (our notes on the paper) states the claim — DeepDefense gives clearly "
-              "higher ρ2 than vanilla, Parseval and adversarial training at the same or better clean accuracy "
-              "on MNIST (MLP, LeNet), CIFAR-10 and ImageNet — but records no table values, and marks the "
-              "table numbers as unverified; so no published numbers are shown beside ours.", ""]
+              f"The paper ({papers.PAPERS['deepdefense'].citation}) claims that DeepDefense gives clearly higher "
+              "ρ2 than vanilla training, Parseval networks and adversarial training at the same or better clean "
+              "accuracy on MNIST (MLP, LeNet), CIFAR-10 and ImageNet. Its per-model numbers are for full-size "
+              "data and reference models we do not run, and robench has not checked them against its tables, so "
+              "no published number is shown beside ours: the comparison is the ordering of the recipes.", ""]
     if notes or len(failed):
         lines += ["## Notes", ""] + [f"- {n}" for n in notes]
         if len(failed):
@@ -172,5 +174,6 @@ def make(frame, out_dir) -> list[Path]:
                          f"(status {', '.join(sorted(set(failed['status'])))}); they are not in the table")
         lines.append("")
     lines.append("![ρ2 vs clean accuracy](rho2_vs_accuracy.png)")
+    lines += ["", *papers.sources_section("deepdefense")]
     report.write_text("\n".join(lines) + "\n")
     return [report] + written

@@ -11,6 +11,9 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from robench.report import papers
+from robench.report.plots import PAPER, save_figure
+from robench.report.style import method_colors
 from robench.report.table import mean_std, ordered, pm, select_runs
 from robench.spec import short_value
 
@@ -88,7 +91,7 @@ def plot_psnr_vs_level(table, out: Path) -> Path:
     rows = 2 if not delta.empty else 1
     fig, axes = plt.subplots(rows, len(families), figsize=(5.4 * len(families), 4.3 * rows), squeeze=False)
     methods = ordered(table["method"], METHOD_ORDER)
-    palette = dict(zip(methods, sns.color_palette("tab10", len(methods))))
+    palette = method_colors(methods)  # a method's colour in every panel, figure and page
     markers = dict(zip(methods, ["o", "s", "^", "D", "v", "P", "X", "<", ">", "p", "h", "*"] * 4))
     for col, family in enumerate(families):
         sub = table[table["family"] == family]
@@ -117,8 +120,7 @@ def plot_psnr_vs_level(table, out: Path) -> Path:
             ax.legend(fontsize=7, title=None)
     fig.tight_layout()
     path = out / "psnr_vs_level.png"
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path.with_suffix(""), PAPER)
     return path
 
 
@@ -177,8 +179,7 @@ def plot_image_grid(runs, out: Path) -> Path | None:
                 ax.set_ylabel(f"{family}\n{LEVEL_NAMES[family].split(' (')[0]} = {level:g}", fontsize=8)
     fig.tight_layout()
     path = out / "image_grid.png"
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
+    save_figure(fig, path.with_suffix(""), PAPER)
     return path
 
 
@@ -312,6 +313,7 @@ def write_report(runs, table, summary, notes, figures, out: Path) -> Path:
         lines.append("")
     lines += ["## Figures", ""] + [f"- `{Path(f).name}`" for f in figures] + [""]
     path = out / "report.md"
+    lines += ["", *papers.sources_section("dlnet")]
     path.write_text("\n".join(lines))
     return path
 

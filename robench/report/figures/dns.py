@@ -19,22 +19,23 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from robench.report import papers
 from robench.report.figures._compression import (MATCH_POINTS, dense_band, family_rows, first_row, make_paper,
                                                  metric_table, models_of, noise_points, save, scale_lines,
                                                  scale_title, z, zoom)
+from robench.report.plots import log_ticks
+from robench.report.style import method_colors
 from robench.report.table import pm
 
 SUITE = "dns"
 METHODS = ("dense", "magnitude", "dns", "dns-nosplice")
 FAMILY_ORDER = ("magnitude", "dns", "dns-nosplice")
-COLORS = {"magnitude": "tab:blue", "dns": "tab:red", "dns-nosplice": "tab:orange", "dense": "black"}
 REQUIRED = ("accuracy", "compression_ratio", "compression_ratio_bits", "sparsity", "latency_ms",
             "latency_dense_ms", "speedup_measured")
 
-# From PAPERS.md, except the keys listed in PAPER_UNVERIFIED.
-PAPER = {"lenet-5": {"dense_error": 0.91, "ratio": 108, "error": 0.91},
-         "lenet-300-100": {"dense_error": 2.28, "ratio": 56, "error": 1.99}}
-PAPER_UNVERIFIED = ("dense_error",)
+# The paper's numbers (robench.report.papers: DNS, Table 1), per model.
+PAPER = {model: {key: papers.value("dns", f"{model}.{key}") for key in ("dense_error", "ratio", "error")}
+         for model in ("lenet-5", "lenet-300-100")}
 UNVERIFIED = "(from the paper's Table 1, not verified by us)"
 
 
@@ -120,6 +121,7 @@ def plot(summary, runs, out: Path) -> Path:
     fig, axes = plt.subplots(2, len(models), figsize=(max(5.6 * len(models), 7.5), 7.6), squeeze=False)
     families = [f for f in FAMILY_ORDER if f in set(summary["family"])]
     families += sorted(f for f in set(summary["family"]) if f not in FAMILY_ORDER and f != "dense")
+    colours = method_colors(families)  # "magnitude (layer)": magnitude's colour, its own marker and line
     for j, model in enumerate(models):
         dense = _dense(summary, model)
         for i in range(2):
@@ -133,11 +135,13 @@ def plot(summary, runs, out: Path) -> Path:
                 ax.errorbar([r["compression_ratio_mean"] for r in rows], [100 * r["accuracy_mean"] for r in rows],
                             xerr=[z(r["compression_ratio_std"]) for r in rows],
                             yerr=[100 * z(r["accuracy_std"]) for r in rows],
-                            fmt="o-", ms=4, capsize=3, color=COLORS.get(family), label=family)
+                            fmt="o-" if family in FAMILY_ORDER else "s--", ms=4, capsize=3, color=colours[family],
+                            label=family)
             if model in PAPER:
                 ax.axvline(PAPER[model]["ratio"], color="gray", ls=":", lw=1,
                            label=f"paper's ratio ({PAPER[model]['ratio']}×, full MNIST)")
             ax.set_xscale("log")
+            log_ticks(ax.xaxis)  # 50, 100, 200 rather than 10²
             ax.set_xlabel("compression ratio (all params / nonzero, log)")
             ax.set_ylabel("test accuracy (%)" + (" — zoom near dense" if i == 1 else ""))
             ax.grid(alpha=0.3, which="both")
@@ -150,7 +154,7 @@ def plot(summary, runs, out: Path) -> Path:
                             fontsize=7, color="dimgray")
             if i == 0:
                 ax.set_title(f"{model} — {scale_title(runs, model)}", fontsize=10)
-                ax.legend(fontsize=7, loc="lower left")
+                ax.legend(fontsize=7, loc="best")
     fig.suptitle("DNS: accuracy vs compression ratio\n(mean ± std over seeds in both axes; bottom: zoom near dense)")
     return save(fig, out / "accuracy_vs_compression.png")
 
@@ -307,8 +311,11 @@ def write_report(runs, summary, notes, failed, figure: Path, out: Path) -> Path:
     lines = ["# Dynamic Network Surgery (arXiv 1608.04493) at robench scale", "",
              "**Paper's claim.** Pruning *and splicing* during training (masks recomputed from |W| with "
              "per-layer thresholds, pruned weights still receiving the gradient so they can come back) "
-             "compresses LeNet-5 108× at 0.91% error and LeNet-300-100 56× at 1.99% error on MNIST "
-             "(AlexNet 17.7× on ImageNet, no accuracy loss). robench tests the trend: DNS reaches a higher "
+             f"compresses LeNet-5 {papers.value('dns', 'lenet-5.ratio'):g}× at "
+             f"{papers.value('dns', 'lenet-5.error'):g}% error and LeNet-300-100 "
+             f"{papers.value('dns', 'lenet-300-100.ratio'):g}× at {papers.value('dns', 'lenet-300-100.error'):g}% "
+             f"error on MNIST (AlexNet {papers.value('dns', 'alexnet.ratio'):g}× on ImageNet, no accuracy loss; "
+             "sources below). robench tests the trend: DNS reaches a higher "
              "compression ratio than one-shot magnitude pruning at the same accuracy, and DNS without "
              "splicing does worse.", "", "## Our scale", ""]
     lines += scale_lines(runs)
@@ -350,6 +357,7 @@ def write_report(runs, summary, notes, failed, figure: Path, out: Path) -> Path:
         ("ratio incl. storage bits", "compression_ratio_bits", 1, 1), ("sparsity (%)", "sparsity", 100, 2),
         ("latency (ms)", "latency_ms", 1, 2), ("dense latency (ms)", "latency_dense_ms", 1, 2),
         ("speedup", "speedup_measured", 1, 2)]))
+    lines += [""] + papers.sources_section("dns")
     path = out / "report.md"
     path.write_text("\n".join(lines) + "\n")
     return path

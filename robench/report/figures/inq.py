@@ -14,11 +14,11 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from robench.report import papers
 from robench.report.figures._compression import (dense_band, family_rows, first_row, make_paper, metric_table,
-                                                 models_of, noise_points, save, scale_lines, scale_title,
-                                                 zoom)
+                                                 models_of, noise_points, save, scale_lines, scale_title, zoom)
+from robench.report.style import KNOWN, PALETTE
 from robench.report.table import pm
-
 
 SUITE = "inq"
 REQUIRED = ("accuracy", "compression_ratio", "compression_ratio_bits", "bits_per_weight", "latency_ms",
@@ -27,7 +27,9 @@ METHODS = ("dense", "inq", "inq-oneshot", "uniform", "dns+inq")
 INQ, RANDOM, ONESHOT, UNIFORM, DNS_INQ = ("INQ (magnitude)", "INQ (random partition)", "one-shot",
                                           "uniform", "DNS+INQ")
 FAMILY_ORDER = (INQ, RANDOM, ONESHOT, UNIFORM)
-COLORS = {INQ: "tab:red", RANDOM: "tab:purple", ONESHOT: "tab:blue", UNIFORM: "tab:green", DNS_INQ: "black"}
+# each method's colour everywhere (robench.report.style); INQ's random-partition variant a shade of its own
+COLORS = {INQ: KNOWN["inq"], RANDOM: PALETTE[13], ONESHOT: KNOWN["inq-oneshot"], UNIFORM: KNOWN["uniform"],
+          DNS_INQ: KNOWN["dns+inq"]}
 DEFAULT_PORTIONS = [0.5, 0.75, 0.875, 1.0]
 LOW_BITS, HIGH_BITS = (2, 3), (4, 5)
 
@@ -197,8 +199,8 @@ def _bits_list(bits: list[int]) -> str:
 def paper_table(summary, runs) -> list[str]:
     lines = ["| model (data) | source | float error (%) | 5-bit INQ error (%) | error change (points) | "
              "DNS+INQ storage ratio | DNS+INQ error (%) |", "|" + " --- |" * 7,
-             "| ResNet-18 (ImageNet, top-1) | paper | 31.73 | 31.02 | −0.71 | — | — |",
-             "| AlexNet (ImageNet, top-1) | paper | 42.76 | 42.61 | −0.15 | 53× | — |"]
+             *(_paper_row(name, key, ratio) for name, key, ratio in
+               (("ResNet-18", "resnet-18", None), ("AlexNet", "alexnet", "alexnet.dns_inq_ratio")))]
     for model in models_of(summary):
         dense, inq = first_row(summary, model, "dense"), _by_bits(summary, model, INQ).get(5)
         dns_inq = family_rows(summary, model, DNS_INQ)
@@ -215,6 +217,14 @@ def paper_table(summary, runs) -> list[str]:
             cells += ["—", "—"]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
+
+
+def _paper_row(name: str, key: str, ratio_key: str | None) -> str:
+    """One model's row of the paper (robench.report.papers: INQ, Table 1; Table 5 for DNS+INQ)."""
+    before, after = papers.value("inq", f"{key}.float_error"), papers.value("inq", f"{key}.inq5_error")
+    ratio = f"{papers.value('inq', ratio_key):g}×" if ratio_key else "—"
+    change = f"{after - before:+.2f}".replace("-", "−")
+    return f"| {name} (ImageNet, top-1) | paper | {before:.2f} | {after:.2f} | {change} | {ratio} | — |"
 
 
 def bits_table(summary, model: str) -> list[str]:
@@ -239,8 +249,11 @@ def write_report(runs, summary, notes, failed, figure: Path, out: Path) -> Path:
              "**Paper's claim.** Quantizing weights to powers of two (or zero) incrementally — partition each "
              "layer's weights by magnitude, quantize and freeze the largest portion, retrain the rest, repeat "
              "with accumulated portions 50/75/87.5/100% — loses nothing at 5 bits on ImageNet (ResNet-18 top-1 "
-             "error 31.73 → 31.02%, AlexNet 42.76 → 42.61%), stays close at lower bit-widths, and combined with "
-             "DNS compresses AlexNet 53×. robench tests the trend: 5-bit INQ within noise of the float model; "
+             f"error {papers.value('inq', 'resnet-18.float_error'):.2f} → "
+             f"{papers.value('inq', 'resnet-18.inq5_error'):.2f}%, AlexNet {papers.value('inq', 'alexnet.float_error'):.2f} "
+             f"→ {papers.value('inq', 'alexnet.inq5_error'):.2f}%), stays close at lower bit-widths, and combined with "
+             f"DNS compresses AlexNet {papers.value('inq', 'alexnet.dns_inq_ratio'):g}× (sources below). "
+             "robench tests the trend: 5-bit INQ within noise of the float model; "
              "incremental beats one-shot rounding with the same retraining budget, more so at 3 and 2 bits; "
              "the magnitude partition beats a random partition.", "", "## Our scale", ""]
     lines += scale_lines(runs, extra="; INQ restarts the cosine schedule at each of its phases, one-shot "
@@ -280,6 +293,7 @@ def write_report(runs, summary, notes, failed, figure: Path, out: Path) -> Path:
         ("accuracy (%)", "accuracy", 100, 2), ("storage ratio", "compression_ratio_bits", 1, 1),
         ("bits/weight", "bits_per_weight", 1, 2), ("param. ratio", "compression_ratio", 1, 2),
         ("latency (ms)", "latency_ms", 1, 2), ("dense latency (ms)", "latency_dense_ms", 1, 2)]))
+    lines += [""] + papers.sources_section("inq")
     path = out / "report.md"
     path.write_text("\n".join(lines) + "\n")
     return path

@@ -14,11 +14,12 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from robench.report import papers
 from robench.report.figures._compression import (MATCH_POINTS, dense_band, family_rows, first_row, make_paper,
                                                  metric_table, models_of, noise_points, save, scale_lines,
                                                  scale_title, z)
+from robench.report.style import KNOWN, PALETTE
 from robench.report.table import pm
-
 
 SUITE = "sketching"
 REQUIRED = ("accuracy", "sketch_error", "additions_saved", "compression_ratio_bits", "latency_ms",
@@ -26,7 +27,8 @@ REQUIRED = ("accuracy", "sketch_error", "additions_saved", "compression_ratio_bi
 METHODS = ("dense", "sketch", "bwn", "sign")
 DIRECT, REFINED, TUNED, BWN, SIGN = "direct", "refined", "refined + fine-tuned", "bwn", "sign"
 VARIANTS = (DIRECT, REFINED)
-COLORS = {DIRECT: "tab:blue", REFINED: "tab:red", TUNED: "tab:red", BWN: "tab:green", SIGN: "tab:gray"}
+# each method's colour everywhere (robench.report.style); direct sketching a shade of its own
+COLORS = {DIRECT: PALETTE[12], REFINED: KNOWN["sketch"], TUNED: KNOWN["sketch"], BWN: KNOWN["bwn"], SIGN: KNOWN["sign"]}
 FEW_BASES = 3  # "a few bases": m ≤ this
 
 
@@ -241,8 +243,8 @@ def write_report(runs, summary, notes, failed, figure: Path, out: Path) -> Path:
              "a_j = mean|residual|; refined: re-fit all a_j by least squares after each basis), and an "
              "associative implementation reuses binary convolutions to cut additions. The paper's results are "
              "AlexNet and ResNet-18 on ImageNet, where the sketched models beat BinaryConnect and BWN \"by large "
-             "margins\" at little extra memory; PAPERS.md records no numbers for them, and the paper has none "
-             "for MNIST, so this report has no paper column. robench tests the trend: approximation error and "
+             "margins\" at little extra memory (Guo et al., CVPR 2017, its ImageNet experiments). It reports no "
+             "MNIST numbers, so this report has no paper column. robench tests the trend: approximation error and "
              "accuracy loss fall as m grows; refined < direct for m ≥ 2; a few bases come close to the float "
              "model without retraining.", "", "## Our scale", ""]
     lines += scale_lines(runs, extra="; sketch, BWN and sign do not retrain (the sketched model is the seed's "
@@ -284,6 +286,7 @@ def write_report(runs, summary, notes, failed, figure: Path, out: Path) -> Path:
         ("storage ratio", "compression_ratio_bits", 1, 1), ("additions saved (%)", "additions_saved", 100, 1),
         ("latency (ms)", "latency_ms", 1, 2), ("dense latency (ms)", "latency_dense_ms", 1, 2),
         ("speedup", "speedup_measured", 1, 2)]))
+    lines += [""] + papers.sources_section("sketching")
     path = out / "report.md"
     path.write_text("\n".join(lines) + "\n")
     return path

@@ -15,6 +15,9 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from robench.report import papers
+from robench.report.plots import PAPER, save_figure
+from robench.report.style import method_colors
 from robench.report.table import ordered, pm, select_runs, summarize
 from robench.spec import short_value
 
@@ -90,13 +93,14 @@ def plot(table, eps, out: Path) -> Path:
     position = {s: i for i, s in enumerate(sparsities)}  # even spacing: the sweep crowds near 1
     data = table.assign(x=table["sparsity"].map(position))
     methods = sorted(data["method"].unique())
+    palette = method_colors(methods)  # a method's colour in every panel, figure and page
     fig, axes = plt.subplots(len(panels), len(models), figsize=(4.2 * len(models), 2.6 * len(panels)),
                              squeeze=False, sharex=True)
     for j, model in enumerate(models):
         sub = data[data["model"] == model]
         for i, (col, label) in enumerate(panels):
             ax = axes[i][j]
-            sns.lineplot(data=sub, x="x", y=col, hue="method", hue_order=methods, errorbar="sd",
+            sns.lineplot(data=sub, x="x", y=col, hue="method", hue_order=methods, palette=palette, errorbar="sd",
                          marker="o", ax=ax, legend=(i == 0 and j == len(models) - 1))
             ax.set_xticks(range(len(sparsities)), [f"{s:g}" for s in sparsities])
             ax.set_xlabel("weight sparsity" if i == len(panels) - 1 else "")
@@ -107,8 +111,7 @@ def plot(table, eps, out: Path) -> Path:
     fig.suptitle("Robustness vs sparsity (mean ± std over seeds)")
     fig.tight_layout()
     path = out / "sparsity_robustness.png"
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path.with_suffix(""), PAPER)
     return path
 
 
@@ -241,6 +244,7 @@ def write_report(runs, table, summary, eps, notes, figures, out: Path) -> Path:
                                         "wrapped = unwrapped model)."]
     lines += ["", "## Numbers", "", _markdown(summary), ""]
     path = out / "report.md"
+    lines += ["", *papers.sources_section("sparse-robustness")]
     path.write_text("\n".join(lines))
     return path
 

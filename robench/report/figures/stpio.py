@@ -17,17 +17,16 @@ from pathlib import Path
 
 import numpy as np
 
-from robench.report.table import (column, metric_values, order_key, ordered, pm, select_runs, summarize,
-                                  to_float)
+from robench.report import papers
+from robench.report.plots import PAPER, save_figure
+from robench.report.table import column, metric_values, order_key, ordered, pm, select_runs, summarize, to_float
 
-# Published LSUN (validation) / Hedau (test) pixel errors in percent, from PAPERS.md.
-PUBLISHED = [
-    ("Hedau et al. 2009", 24.23, 21.20),
-    ("Mallya & Lazebnik 2015", 16.71, 12.83),
-    ("DeLay 2016", 10.63, 9.73),
-    ("CFILE 2016", 7.57, 8.67),
-    ("ST-PIO 2017", 5.29, 6.60),
-]
+# Published LSUN (validation) / Hedau (test) pixel errors in percent (robench.report.papers:
+# the ST-PIO paper's comparison tables), as (name, LSUN, Hedau).
+PUBLISHED = [(name, papers.value("stpio", f"{key}.lsun"), papers.value("stpio", f"{key}.hedau"))
+             for key, name in (("hedau2009", "Hedau et al. 2009"), ("mallya2015", "Mallya & Lazebnik 2015"),
+                               ("delay2016", "DeLay 2016"), ("cfile2016", "CFILE 2016"),
+                               ("stpio2017", "ST-PIO 2017"))]
 METRICS = [("pixel_error", "pixel error, test"), ("corner_error", "corner error, test"),
            ("type_accuracy", "type accuracy, test"),
            ("pixel_error_hard", "pixel error, test-hard"),
@@ -127,8 +126,7 @@ def _errors_axes(table, out: Path, plt, sns) -> Path:
                   fontsize=10)
     ax2.legend(fontsize=8, loc="lower right")
     path = out / "errors.png"
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
+    save_figure(fig, path.with_suffix(""), PAPER)
     return path
 
 
@@ -212,8 +210,7 @@ def _grid(runs, out: Path) -> tuple[Path | None, list[str]]:
                  "black; number: the image's pixel error)", fontsize=9)
     fig.tight_layout(rect=(0, 0.03, 1, 0.97))
     path = out / "predictions_grid.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path.with_suffix(""), PAPER)
     return path, notes
 
 
@@ -406,6 +403,7 @@ def make(frame, out_dir) -> list[Path]:
                   "method (its lowest seed)."]
     lines += [f"- {n}" for n in notes]
     lines += ["", "Regenerate with `robench figures stpio` (reads the results store only).", ""]
+    lines += ["", *papers.sources_section("stpio")]
     report.write_text("\n".join(lines))
     written.append(report)
     return written

@@ -40,21 +40,21 @@ from pydantic import Field
 
 from robench.errors import UserError
 from robench.registry import register_task
-from robench.tasks.base import RunContext, Task, TaskParams, TaskResult
+from robench.tasks.base import RunContext, Task, TaskParams, TaskResult, registered
 from robench.tasks.compression.methods.base import CompressionMethod
 
 
 class CompressionParams(TaskParams):
     """Parameters of the ``compression`` task. With the defaults one LeNet-5 run (baseline cached)
     takes ≈ 16 s of CPU time on one core: 504 fine-tuning steps, evaluation and timing."""
-    model: str = "lenet-5"
-    dataset: str = "mnist-5k"
+    model: str = registered("models", "lenet-5", "registered classifier")
+    dataset: str = registered("datasets", "mnist-5k", "registered dataset (mnist-5k, mnist, cifar10, a plug-in)")
     dataset_root: str | None = None
     baseline_epochs: int = Field(10, gt=0, description="epochs of the shared dense baseline")
     finetune_epochs: int = Field(8, gt=0, description="fine-tuning budget of every method, in epochs")
     batch_size: int = Field(64, gt=0, description="fine-tuning minibatch size")
     finetune_lr: float = Field(0.02, gt=0, description="initial fine-tuning learning rate (cosine-decayed to 0)")
-    latency_batch_size: int = Field(64, gt=0, description="images per timed forward pass")
+    latency_batch_size: int = Field(64, gt=0, le=4096, description="images per timed forward pass")
     latency_repeats: int = Field(30, gt=0, description="timed forward passes per model (median reported)")
 
 
@@ -88,7 +88,8 @@ class CompressionTask(Task):
 
     headline_metrics = ("accuracy_delta", "compression_ratio", "compression_ratio_bits", "bits_per_weight",
                         "speedup_measured")
-    plots = ({"name": "accuracy_vs_storage", "x": "compression_ratio_bits", "y": "accuracy", "logx": True},
+    plots = ({"name": "accuracy_vs_storage", "x": "compression_ratio_bits", "y": "accuracy", "logx": True,
+              "front": True},
              {"name": "accuracy_vs_compression", "x": "compression_ratio", "y": "accuracy", "logx": True})
 
     check_params = dict(model="lenet-300-100", baseline_epochs=1, finetune_epochs=1, batch_size=128,
@@ -163,6 +164,48 @@ class CompressionTask(Task):
         artifacts = self._export(model, stats, (storage_bits, storage), getattr(fast, "sparse_layers_", {}),
                                  Path(ctx.artifact_dir))
         return TaskResult(metrics=result, artifacts=artifacts)
+
+    def rescore(self, artifact_dir: Path, seed: int, ctx: RunContext) -> dict[str, float]:
+        """Re-score the exported ``model.pt`` (``robench verify``): accuracy on this setting's
+        test split, parameter compression, weight sparsity and FLOP ratio of its weights, and,
+        when ``layers.json`` says every layer used the task's generic storage encoding (no
+        method-specific ``storage_bits``), ``compression_ratio_bits`` and ``bits_per_weight``.
+        Left out: the baseline's numbers (``baseline_accuracy``, ``accuracy_delta``), the
+        wall-clock latencies and a method's ``extra_metrics``."""
+        import torch
+
+        from robench.data import load_dataset
+        from robench.models import build_model
+        from robench.tasks.compression import metrics
+        from robench.training import accuracy
+
+        folder = Path(artifact_dir)
+        p = self.params
+        data = load_dataset(p.dataset, p.dataset_root)
+        with torch.device("cpu"):
+            model = build_model(p.model, num_classes=data.num_classes)
+        try:
+            model.load_state_dict(torch.load(folder / "model.pt", weights_only=True, map_location="cpu"))
+        except FileNotFoundError:
+            raise UserError(f"task 'compression': {folder.name}: no model.pt to re-score") from None
+        except (RuntimeError, ValueError, OSError, EOFError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise UserError(f"task 'compression': {folder.name}/model.pt does not load into {p.model} ({first})") from None
+        model = model.to(ctx.device).eval()
+        stats = metrics.layer_stats(model, data.input_shape)
+        out = {"accuracy": accuracy(model, data.test_x, data.test_y),
+               "compression_ratio": metrics.compression_ratio(model),
+               "sparsity": metrics.weight_sparsity(stats), "flops_ratio": metrics.flops_ratio(stats)}
+        try:
+            layers = json.loads((folder / "layers.json").read_text())["layers"]
+            generic = all(layer["storage"]["encoding"] != "method" for layer in layers)
+        except (OSError, ValueError, KeyError, TypeError):
+            generic = False
+        if generic:
+            storage_bits, storage = metrics.model_storage(model)
+            out["compression_ratio_bits"] = 32 * sum(t.numel() for t in model.parameters()) / storage_bits
+            out["bits_per_weight"] = sum(r["bits"] for r in storage) / sum(r["weights"] for r in storage)
+        return out
 
     def _export(self, model, stats, storage, sparse_layers, folder: Path) -> dict[str, str]:
         from robench.models import export_state_dict

@@ -21,9 +21,11 @@ class SpectrumScores:
     """The scores of one run, level by level: the method's PSNR and SSIM, and the base's and
     oracle's PSNR (for ``recovery``), all against the same ground truth."""
 
-    def __init__(self, truth, train_level: float):
+    def __init__(self, truth, train_level: float, y_crop: int | None = None):
         self.truth = truth  # float64 (N, C, H, W), see scoring_truth
         self.train_level = float(train_level)
+        self.y_crop = y_crop  # None: RGB only; k: also Y-channel scores with k border pixels cropped
+        self.y_scores: list[tuple[float, float]] = []
         self.levels: list[float] = []
         self.per_level: dict[str, float] = {}
         self.method_psnr: list[float] = []
@@ -42,6 +44,11 @@ class SpectrumScores:
         self.ssims.append(ssim_value)
         self.base_psnr.append(image_scores(base_out, self.truth, ssim=False)[0])
         self.oracle_psnr.append(image_scores(oracle_out, self.truth, ssim=False)[0])
+        if self.y_crop is not None:
+            y_psnr, y_ssim = image_scores(restored, self.truth, y_channel=True, crop_border=self.y_crop)
+            self.per_level[f"psnr_y@{name}"] = y_psnr
+            self.per_level[f"ssim_y@{name}"] = y_ssim
+            self.y_scores.append((y_psnr, y_ssim))
 
     def metrics(self) -> dict[str, float]:
         """``psnr@<level>``, ``ssim@<level>``, the spectrum summary and ``ssim_mean``."""
@@ -51,6 +58,9 @@ class SpectrumScores:
         out.update(spectrum_summary(self.levels, self.train_level, self.method_psnr, self.base_psnr,
                                     self.oracle_psnr))
         out["ssim_mean"] = float(np.mean(self.ssims))
+        if self.y_scores:
+            out["psnr_y_mean"] = float(np.mean([s[0] for s in self.y_scores]))
+            out["ssim_y_mean"] = float(np.mean([s[1] for s in self.y_scores]))
         return out
 
 
@@ -60,13 +70,17 @@ def quantize(x):
     return torch.round(x.detach().to(torch.float64).clamp(0.0, 1.0) * 255.0) / 255.0
 
 
-def image_scores(restored, truth, ssim: bool = True) -> tuple[float, float]:
-    """(mean PSNR, mean SSIM) over the batch; RGB, full image, data range 1; float64 inputs."""
+def image_scores(restored, truth, ssim: bool = True, y_channel: bool = False,
+                 crop_border: int = 0) -> tuple[float, float]:
+    """(mean PSNR, mean SSIM) over the batch; data range 1; float64 inputs. RGB and the full
+    image by default; ``y_channel`` scores BT.601 luma with ``crop_border`` pixels removed
+    from each side (the super-resolution convention of BasicSR and KAIR)."""
     from robench.metrics.image import psnr
     from robench.metrics.image import ssim as ssim_fn
 
-    psnr_value = float(psnr(restored, truth).mean())
-    ssim_value = float(ssim_fn(restored, truth).mean()) if ssim else float("nan")
+    kw = {"y_channel": y_channel, "crop_border": crop_border}
+    psnr_value = float(psnr(restored, truth, **kw).mean())
+    ssim_value = float(ssim_fn(restored, truth, **kw).mean()) if ssim else float("nan")
     return psnr_value, ssim_value
 
 
@@ -124,3 +138,21 @@ def spectrum_summary(levels, train_level, method_psnr, base_psnr, oracle_psnr) -
         "psnr_base_offtrain_mean": float(b[off].mean()) if off.any() else nan,
         "psnr_oracle_offtrain_mean": float(o[off].mean()) if off.any() else nan,
     }
+
+
+def write_png_grid(path, degraded, restored, truth, n_images: int = 4, zoom: int = 4) -> None:
+    """A PNG of the first ``n_images`` test images, one per row: degraded | restored |
+    ground truth, each uint8 (N, H, W, C) array enlarged ``zoom`` times (nearest) to be seen."""
+    import numpy as np
+    from PIL import Image
+
+    def as_uint8(x):
+        x = np.asarray(x[:n_images])
+        return x if x.dtype == np.uint8 else np.rint(np.clip(x, 0, 1) * 255).astype(np.uint8)
+
+    columns = [as_uint8(a) for a in (degraded, restored, truth)]
+    gap = np.full((columns[0].shape[1], 2, columns[0].shape[3]), 255, np.uint8)
+    rows = [np.concatenate([c[i] if j == 0 else np.concatenate([gap, c[i]], axis=1) for j, c in enumerate(columns)],
+                           axis=1) for i in range(len(columns[0]))]
+    grid = np.concatenate(rows, axis=0).repeat(zoom, axis=0).repeat(zoom, axis=1)
+    Image.fromarray(grid[..., 0] if grid.shape[-1] == 1 else grid).save(path, optimize=True)

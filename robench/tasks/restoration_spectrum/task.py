@@ -56,10 +56,11 @@ from pydantic import Field, model_validator
 
 from robench.registry import register_task
 from robench.seeding import PROTOCOL_SEED, stream_seed
-from robench.tasks.base import RunContext, Task, TaskParams, TaskResult
+from robench.tasks.base import RunContext, Task, TaskParams, TaskResult, added
 from robench.tasks.restoration_spectrum.methods.base import ALL_FAMILIES, RestorationMethod
 
 ARTIFACT = "restored.npz"
+PNG_IMAGES = 4  # test images per level written as PNG (degraded | restored | ground truth)
 # conformance: (train level, test levels) per family on 16×16 synthetic images
 CHECK_LEVELS = {"inpainting": (6.0, (4.0, 6.0)), "interpolation": (0.6, (0.3, 0.6)),
                 "super_resolution": (3.0, (2.0, 3.0))}
@@ -86,6 +87,10 @@ class RestorationParams(TaskParams):
     train_root: str | None = Field(None, description="folder of training images (dataset=folder; "
                                    "default: the bundled training patches)")
     folder_mode: Literal["center", "tile"] = Field("center", description="test crops per folder image")
+    y_channel: bool = added(False, "also score PSNR/SSIM on the Y channel of YCbCr (BT.601), as the "
+                            "super-resolution papers, BasicSR and KAIR report: psnr_y@<level>, psnr_y_mean, ...")
+    crop_border: int = added(0, "pixels removed from each border before the Y-channel scores "
+                             "(the SR convention: the scale factor)", ge=0)
 
     @model_validator(mode="after")
     def _check(self):
@@ -93,6 +98,11 @@ class RestorationParams(TaskParams):
             raise ValueError("dataset=folder needs root= (a folder of test images)")
         if self.dataset == "bundled" and (self.root or self.train_root):
             raise ValueError("root/train_root are for dataset=folder; dataset=bundled uses embedded images")
+        if self.crop_border and not self.y_channel:
+            raise ValueError("crop_border applies to the Y-channel scores: set y_channel=true too")
+        if self.image_size - 2 * self.crop_border < 11:
+            raise ValueError(f"crop_border={self.crop_border} leaves less than 11x11 of {self.image_size}px "
+                             f"crops for SSIM")
         train_level, test_levels = resolve_levels(self)
         if not test_levels:
             raise ValueError("test_levels is empty; expected at least one level")
@@ -150,6 +160,22 @@ class RestorationSpectrumTask(Task):
     label_params = ("family",)
     check_params = dict(image_size=16, width=4, n_train=16, train_steps=3, finetune_steps=2, batch_size=4,
                         n_test_per_image=2)
+
+    data_sources = {
+        "bundled": "images bundled with scikit-image and scikit-learn: training patches and 3 held-out "
+                   "test images (offline)",
+        "folder": "your own images: dataset=folder root=<folder of PNG/JPEG/BMP> (Set5, Set14, BSD100, "
+                  "Urban100, a phone's photos); train_root= for training images too",
+    }
+
+    @classmethod
+    def check_params_for(cls, method):
+        """The check settings, on a degradation family the method handles."""
+        params = dict(cls.check_params)
+        families = tuple(getattr(method, "families", ()) or ())
+        if families and RestorationParams.model_fields["family"].default not in families:
+            params["family"] = families[0]
+        return params
     metrics_info = {
         "psnr_mean": ("PSNR (dB, RGB, full image, 8-bit output) averaged over the test levels", True),
         "ssim_mean": ("SSIM averaged over the test levels", True),
@@ -159,8 +185,14 @@ class RestorationSpectrumTask(Task):
                      "0 = base, 1 = level-specific oracle", True),
         "psnr_base_offtrain_mean": ("the base network's psnr_offtrain_mean (same seed, cached)", True),
         "psnr_oracle_offtrain_mean": ("the oracle networks' psnr_offtrain_mean (same seed, cached)", True),
+        "psnr_y_mean": ("PSNR (dB) on the Y channel of YCbCr with crop_border pixels removed, averaged "
+                        "over the test levels (y_channel=true)", True),
+        "ssim_y_mean": ("SSIM on the Y channel with crop_border pixels removed, averaged over the test "
+                        "levels (y_channel=true)", True),
     }
     headline_metrics = ("psnr_offtrain_mean", "recovery", "psnr_auc", "ssim_mean")
+    # PSNR against the level (psnr@<level>), per method, the training level marked
+    plots = ({"name": "psnr_vs_level", "kind": "levels", "y": "psnr", "mark": "train_level"},)
 
     def base_spec(self, seed: int):
         """The base network's spec (trained at ``train_level``); the oracle's at a level is
@@ -181,7 +213,9 @@ class RestorationSpectrumTask(Task):
 
         train_level, test_levels = resolve_levels(self.params)
         base = self.base_spec(seed)
-        return [(f"restoration/{spec.file_name()}", functools.partial(_build_network, self.params, spec))
+        from robench.tasks.restoration_spectrum.networks import CACHE_FOLDER
+
+        return [(f"{CACHE_FOLDER}/{spec.file_name()}", functools.partial(_build_network, self.params, spec))
                 for spec in (dataclasses.replace(base, level=float(level))
                              for level in dict.fromkeys((train_level, *test_levels)))]
 
@@ -209,7 +243,7 @@ class RestorationSpectrumTask(Task):
         reference = dict(zip(reference_levels, problem.networks_at(reference_levels)))
         method.fit(problem)
 
-        scores = metrics.SpectrumScores(truth, train_level)
+        scores = metrics.SpectrumScores(truth, train_level, y_crop=p.crop_border if p.y_channel else None)
         arrays: dict[str, np.ndarray] = {"levels": np.asarray(test_levels, dtype=np.float64)}
         for i, level in enumerate(test_levels):
             obs = self.degrade(test_x, level)
@@ -225,7 +259,50 @@ class RestorationSpectrumTask(Task):
         folder = Path(ctx.artifact_dir)
         folder.mkdir(parents=True, exist_ok=True)
         np.savez_compressed(folder / ARTIFACT, **arrays)
-        return TaskResult(metrics=scores.metrics(), artifacts={"restored": ARTIFACT})
+        artifacts = {"restored": ARTIFACT}
+        for i, level in enumerate(test_levels):  # a few test images per level, to look at
+            name = f"restored@{metrics.format_level(level)}.png"
+            metrics.write_png_grid(folder / name, arrays[f"degraded_{i}"], arrays[f"restored_{i}"],
+                                   arrays["ground_truth"], n_images=PNG_IMAGES)
+            artifacts[f"png@{metrics.format_level(level)}"] = name
+        return TaskResult(metrics=scores.metrics(), artifacts=artifacts)
+
+    def rescore(self, artifact_dir: Path, seed: int, ctx: RunContext) -> dict[str, float]:
+        """Re-score ``restored.npz`` (``robench verify``) against this setting's test crops
+        (recomputed from the protocol, not read from the artifact): ``psnr@<level>``,
+        ``ssim@<level>``, ``psnr_mean``, ``ssim_mean``, ``psnr_auc`` and
+        ``psnr_offtrain_mean``. The reference networks' numbers (``recovery`` and the base's
+        and oracle's means) are not the run's output: left out."""
+        import numpy as np
+        import torch
+
+        from robench.errors import UserError
+        from robench.tasks.restoration_spectrum import metrics
+
+        path = Path(artifact_dir) / ARTIFACT
+        where = f"task 'restoration_spectrum': {path.parent.name}/{ARTIFACT}"
+        train_level, test_levels = resolve_levels(self.params)
+        truth = metrics.scoring_truth(self.test_images().to(ctx.device))
+        expected = (truth.shape[0], truth.shape[2], truth.shape[3], truth.shape[1])
+        p = self.params
+        scores = metrics.SpectrumScores(truth, train_level, y_crop=p.crop_border if p.y_channel else None)
+        try:
+            with np.load(path, allow_pickle=False) as arrays:
+                if [float(v) for v in arrays["levels"]] != [float(v) for v in test_levels]:
+                    raise UserError(f"{where}: levels {list(arrays['levels'])}, expected {list(test_levels)}")
+                for i, level in enumerate(test_levels):
+                    restored = arrays[f"restored_{i}"]
+                    if restored.dtype != np.uint8 or restored.shape != expected:
+                        raise UserError(f"{where}: restored_{i} is {restored.dtype} {restored.shape}, "
+                                        f"expected uint8 {expected}")
+                    x = torch.from_numpy(restored.transpose(0, 3, 1, 2).astype(np.float64) / 255.0).to(truth.device)
+                    scores.add(level, x, x, x)  # base and oracle: placeholders, their numbers are dropped
+        except (OSError, ValueError, KeyError) as exc:
+            raise UserError(f"{where}: unreadable ({type(exc).__name__}: {exc})") from None
+        out = scores.metrics()
+        for name in ("recovery", "psnr_base_offtrain_mean", "psnr_oracle_offtrain_mean"):
+            out.pop(name, None)
+        return out
 
     # -- data ------------------------------------------------------------------------
     def test_images(self):

@@ -43,17 +43,32 @@ MISSING_CORNER_COST = 1.0 / 3.0
 
 
 def resize_nearest(labels: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Nearest-neighbour resize of a 2-D label map as MATLAB ``imresize(x, shape,
-    'nearest')`` does: output pixel i samples input pixel floor((i + 0.5) * in / out)."""
+    """Nearest-neighbour resize of a 2-D label map exactly as MATLAB's ``imresize(x, shape,
+    'nearest')`` (what the LSUN toolkit calls), ties included: see :func:`matlab_nearest_index`."""
     labels = np.asarray(labels)
     h, w = int(shape[0]), int(shape[1])
     if labels.shape == (h, w):
         return labels
-    rows = np.minimum(((np.arange(h) + 0.5) * labels.shape[0] / h).astype(np.int64),
-                      labels.shape[0] - 1)
-    cols = np.minimum(((np.arange(w) + 0.5) * labels.shape[1] / w).astype(np.int64),
-                      labels.shape[1] - 1)
+    rows = matlab_nearest_index(labels.shape[0], h)
+    cols = matlab_nearest_index(labels.shape[1], w)
     return labels[rows[:, None], cols[None, :]]
+
+
+def matlab_nearest_index(n_in: int, n_out: int) -> np.ndarray:
+    """0-based input index of each output pixel under MATLAB's ``imresize`` 'nearest' rule:
+    output pixel x (1-based) maps to u = x/scale + 0.5·(1 − 1/scale), scale = n_out/n_in,
+    in floating point, and takes the input pixel i whose box kernel covers it,
+    −0.5 ≤ u − i < 0.5 (``contributions`` in imresize.m), clamped to the image. Computing
+    u in the same floating-point order matters: an algebraically equal formula picks the
+    neighbouring pixel in some tie cases."""
+    scale = n_out / n_in
+    x = np.arange(1, n_out + 1, dtype=np.float64)
+    u = x / scale + 0.5 * (1 - 1 / scale)
+    candidates = np.floor(u - 0.5)[:, None] + np.arange(3)[None, :]  # P = ceil(width) + 2
+    distance = u[:, None] - candidates
+    covered = (distance >= -0.5) & (distance < 0.5)
+    index = candidates[np.arange(n_out), covered.argmax(axis=1)]
+    return (np.clip(index, 1, n_in) - 1).astype(np.int64)
 
 
 def overlap_matrix(pred_seg: np.ndarray, true_seg: np.ndarray):

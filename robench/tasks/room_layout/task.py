@@ -123,7 +123,14 @@ class RoomLayoutTask(Task):
     greater_is_better = False
     label_params = ("dataset", "image_size")
     check_params = dict(image_size=64, n_train=24, n_test=8, n_test_hard=6, epochs=1, batch_size=8)
+    data_sources = {
+        "synthetic-rooms": "procedurally rendered cuboid rooms with clutter, written in LSUN's format (offline)",
+        "lsun": "LSUN Room Layout (train/validation .mat files and images) under root=",
+        "hedau": "Hedau et al.'s room images and layouts under root=",
+    }
     headline_metrics = ("corner_error", "type_accuracy", "pixel_error_hard")
+    plots = ({"name": "errors_per_method", "kind": "dots",
+              "metrics": ["pixel_error", "corner_error", "pixel_error_hard", "corner_error_hard"]},)
     metrics_info = {
         "pixel_error": ("LSUN pixel error on test, fraction of pixels in [0, 1] "
                         "(Hungarian-matched regions)", False),
@@ -213,9 +220,16 @@ class RoomLayoutTask(Task):
             return []
         import functools
 
-        key = json.dumps(self.params.model_dump(mode="json", include={
-            "image_size", "n_train", "n_test", "n_test_hard", "data_seed"}), sort_keys=True)
-        return [(f"room_layout/synthetic-rooms/{key}", functools.partial(_build_synthetic, self.params))]
+        return [(self._synthetic_folder().as_posix(), functools.partial(_build_synthetic, self.params))]
+
+    def _synthetic_folder(self) -> Path:
+        """The synthetic dataset's folder, relative to the cache folder."""
+        p = self.params
+        spec = {"version": SYNTHETIC_VERSION, "image_size": p.image_size, "n_train": p.n_train,
+                "n_test": p.n_test, "n_test_hard": p.n_test_hard, "seed": p.data_seed}
+        key = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
+        name = f"{p.image_size}px-{p.n_train}-{p.n_test}-{p.n_test_hard}-seed{p.data_seed}-{key}"
+        return Path("room_layout") / "synthetic-rooms" / name
 
     def synthetic_root(self, cache_dir) -> Path:
         """Folder of the synthetic dataset of these parameters (generated if missing)."""
@@ -225,9 +239,7 @@ class RoomLayoutTask(Task):
         p = self.params
         spec = {"version": SYNTHETIC_VERSION, "image_size": p.image_size, "n_train": p.n_train,
                 "n_test": p.n_test, "n_test_hard": p.n_test_hard, "seed": p.data_seed}
-        key = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
-        base = Path(cache_dir) / "room_layout" / "synthetic-rooms"
-        root = base / f"{p.image_size}px-{p.n_train}-{p.n_test}-{p.n_test_hard}-seed{p.data_seed}-{key}"
+        root = Path(cache_dir) / self._synthetic_folder()
 
         def write(_root, folder: Path) -> None:
             write_synthetic_dataset(folder, p.n_train, p.n_test, p.n_test_hard, p.data_seed,
@@ -319,6 +331,46 @@ class RoomLayoutTask(Task):
             exported[split.name] = (split, pred, keypoints, pixel, corner)
         path = export_predictions(Path(ctx.artifact_dir) / "predictions.npz", exported)
         return TaskResult(metrics=metrics, artifacts={"predictions": path.name})
+
+
+    def rescore(self, artifact_dir: Path, seed: int, ctx: RunContext) -> dict[str, float]:
+        """Re-score ``predictions.npz`` (``robench verify``) against this setting's test
+        splits: pixel error, corner error and room-type accuracy per split, from the stored
+        segmentations, keypoints and room types (the per-image scores stored beside them are
+        not read). The images must be the splits' own, in order."""
+        import numpy as np
+
+        from robench.tasks.room_layout.metrics import corner_error, pixel_error, room_type_accuracy
+
+        p = self.params
+        path = Path(artifact_dir) / "predictions.npz"
+        try:
+            stored = load_predictions(path)
+        except (OSError, ValueError, KeyError) as exc:
+            raise UserError(f"task 'room_layout': {path.parent.name}/predictions.npz is unreadable "
+                            f"({type(exc).__name__})") from None
+        _, splits, _ = self.load(ctx.cache_dir)
+        size = (p.image_size, p.image_size)
+        metrics: dict[str, float] = {}
+        for split in splits:
+            where = f"{path.parent.name}/predictions.npz, split {split.name}"
+            fields = stored.get(split.name)
+            if fields is None or [str(n) for n in fields.get("names", [])] != [s.name for s in split.samples]:
+                raise UserError(f"task 'room_layout': {where}: not the split's images (expected "
+                                f"{len(split.samples)} images named as the split's, in order)")
+            pred = prediction_of(fields)
+            try:
+                pred.validate(len(split.samples), size, where)
+            except ValueError as exc:
+                raise UserError(f"task 'room_layout': {exc}") from None
+            metrics[f"pixel_error{split.suffix}"] = float(np.mean(
+                [pixel_error(seg, s.segmentation) for seg, s in zip(pred.segmentations, split.samples)]))
+            if p.dataset != "hedau":
+                metrics[f"corner_error{split.suffix}"] = float(np.mean(
+                    [corner_error(kp, s.keypoints, s.shape) for kp, s in zip(pred.keypoints, split.samples)]))
+            metrics[f"type_accuracy{split.suffix}"] = room_type_accuracy(
+                pred.room_types, [s.room_type for s in split.samples])
+        return metrics
 
 
 # ------------------------------------------------------------------ helpers

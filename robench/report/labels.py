@@ -1,0 +1,149 @@
+"""Readable metric names, units and display scales, derived from the metric names alone.
+
+``robust_accuracy_linf@0.0883436`` reads "robust acc. l∞ ε = 0.088 (%)" and shows 100 ×
+its value; ``psnr@8`` reads "PSNR at level 8 (dB)". What a name means is fixed by the tasks'
+naming (``<what>@<budget>``); the report never imports a task. A name no rule knows is
+shown with spaces for underscores, its values as stored.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Metric:
+    """How one metric is shown: ``label`` (no unit), ``unit`` ("%", "dB", "×", ...) and
+    ``scale`` (displayed value = stored value × scale)."""
+    name: str
+    label: str
+    unit: str = ""
+    scale: float = 1.0
+
+    @property
+    def header(self) -> str:
+        """The column header: label and unit."""
+        return f"{self.label} ({self.unit})" if self.unit else self.label
+
+
+PERCENT = ("%", 100.0)
+TIMES = ("×", 1.0)
+POINTS = ("pp", 100.0)  # percentage points: a difference of two fractions
+
+# name → (label, (unit, scale))
+_KNOWN: dict[str, tuple[str, tuple[str, float]]] = {
+    "accuracy": ("accuracy", PERCENT),
+    "test_accuracy": ("clean accuracy", PERCENT),
+    "clean_accuracy": ("clean acc. (attacked points)", PERCENT),
+    "baseline_accuracy": ("dense baseline accuracy", PERCENT),
+    "baseline_test_accuracy": ("baseline accuracy", PERCENT),
+    "accuracy_delta": ("Δ accuracy vs dense", POINTS),
+    "compression_ratio": ("params compression", TIMES),
+    "compression_ratio_bits": ("storage compression", TIMES),
+    "bits_per_weight": ("bits / weight", ("bits", 1.0)),
+    "sparsity": ("weight sparsity", PERCENT),
+    "weight_sparsity": ("weight sparsity", PERCENT),
+    "target_sparsity": ("target sparsity", PERCENT),
+    "activation_sparsity": ("activation sparsity", PERCENT),
+    "flops_ratio": ("FLOP reduction", TIMES),
+    "latency_ms": ("CPU latency", ("ms", 1.0)),
+    "latency_dense_ms": ("dense CPU latency", ("ms", 1.0)),
+    "speedup_measured": ("measured speed-up", TIMES),
+    "rho2": ("ρ2 (DeepFool ‖r‖/‖x‖)", ("", 1.0)),
+    "eps_ref": ("ε_ref", ("", 1.0)),
+    "eps_ref_rho2_vanilla": ("ρ2 of the ε_ref model", ("", 1.0)),
+    "deepfool_l2_median": ("DeepFool l2 median", ("", 1.0)),
+    "deepfool_l2_failure_rate": ("DeepFool failures", PERCENT),
+    "cw_l2_median": ("C&W l2 median", ("", 1.0)),
+    "train_seconds": ("training time", ("s", 1.0)),
+    "train_cpu_seconds": ("training CPU time", ("s", 1.0)),
+    "eval_seconds": ("evaluation time", ("s", 1.0)),
+    "pixel_error": ("pixel error", PERCENT),
+    "corner_error": ("corner error", PERCENT),
+    "type_accuracy": ("room-type accuracy", PERCENT),
+    "psnr_mean": ("PSNR, mean over levels", ("dB", 1.0)),
+    "psnr_offtrain_mean": ("PSNR off the training level", ("dB", 1.0)),
+    "psnr_auc": ("PSNR area under the level curve", ("dB", 1.0)),
+    "psnr_base_offtrain_mean": ("base PSNR off the training level", ("dB", 1.0)),
+    "psnr_oracle_offtrain_mean": ("oracle PSNR off the training level", ("dB", 1.0)),
+    "ssim_mean": ("SSIM, mean over levels", ("", 1.0)),
+    "recovery": ("recovery of the base→oracle gap", PERCENT),
+    "sketch_error": ("sketch approximation error", ("", 1.0)),
+    "additions_saved": ("additions saved", PERCENT),
+}
+_NORMS = {"linf": "l∞", "l2": "l2", "l1": "l1", "l0": "l0"}
+_ATTACK = re.compile(r"^accuracy_under_([a-z0-9]+)_(linf|l2|l1|l0)@(.+)$")
+_ROBUST = re.compile(r"^robust_accuracy_(linf|l2|l1|l0)@(.+)$")
+_RELATIVE = re.compile(r"^(fgs|pgd|fgsm)_accuracy@([0-9.]+)x$")
+_LEVEL = re.compile(r"^(psnr|ssim)@(.+)$")
+
+
+def number_text(text: str, digits: int = 3) -> str:
+    """A budget or level written in a metric name, with at most ``digits`` significant digits."""
+    try:
+        value = float(text)
+    except ValueError:
+        return text
+    return f"{value:.{digits}g}" if math.isfinite(value) else text
+
+
+def metric(name: str) -> Metric:
+    """How the metric ``name`` is shown (label, unit, scale)."""
+    name = str(name)
+    suffix = ""
+    base = name
+    if name.endswith("_hard") and name[:-5] in _KNOWN:
+        base, suffix = name[:-5], ", test-hard"
+    if base in _KNOWN:
+        label, (unit, scale) = _KNOWN[base]
+        return Metric(name, label + suffix, unit, scale)
+    match = _ROBUST.match(name)
+    if match:
+        return Metric(name, f"robust acc. {_NORMS[match.group(1)]} ε = {number_text(match.group(2), 2)}", *PERCENT)
+    match = _ATTACK.match(name)
+    if match:
+        return Metric(name, f"acc. under {match.group(1).upper()} {_NORMS[match.group(2)]} "
+                            f"ε = {number_text(match.group(3), 2)}", *PERCENT)
+    match = _RELATIVE.match(name)
+    if match:
+        return Metric(name, f"{match.group(1).upper()} acc. at {number_text(match.group(2))} ε_ref", *PERCENT)
+    match = _LEVEL.match(name)
+    if match:
+        what = "PSNR" if match.group(1) == "psnr" else "SSIM"
+        return Metric(name, f"{what} at level {number_text(match.group(2))}", "dB" if what == "PSNR" else "")
+    if name.startswith("sanity_"):
+        return Metric(name, "check: " + name[len("sanity_"):].replace("_", " "), "1 = passed")
+    return Metric(name, name.replace("_", " "))
+
+
+def robust_curves(names) -> dict[str, list[tuple[float, str]]]:
+    """The robust-accuracy curves among metric ``names``: threat model ("linf", "l2", ...) →
+    [(ε, metric name), ...] sorted by ε, from the ``robust_accuracy_<norm>@<ε>`` names."""
+    curves: dict[str, list[tuple[float, str]]] = {}
+    for name in names:
+        match = _ROBUST.match(str(name))
+        if match:
+            try:
+                curves.setdefault(match.group(1), []).append((float(match.group(2)), str(name)))
+            except ValueError:
+                continue
+    return {norm: sorted(points) for norm, points in curves.items()}
+
+
+def level_curve(names, prefix: str = "psnr") -> list[tuple[float, str]]:
+    """[(level, metric name), ...] of the ``<prefix>@<level>`` metrics, sorted by level."""
+    points = []
+    for name in names:
+        match = _LEVEL.match(str(name))
+        if match and match.group(1) == prefix:
+            try:
+                points.append((float(match.group(2)), str(name)))
+            except ValueError:
+                continue
+    return sorted(points)
+
+
+def norm_symbol(norm: str) -> str:
+    return _NORMS.get(norm, norm)

@@ -1,0 +1,425 @@
+"""Hardening: every bad input is one line, exit 2, store untouched — found at `validate`
+where it can be; every fault survived; every cached file verified.
+
+Each case reproduces a defect a hostile test found (issue 17). CLI cases run in
+subprocesses where the exit status or the process tree matters, in-process otherwise.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, TOY, robench_cmd
+from robench import api
+from robench.errors import UserError
+
+SUITE = """
+suite: hard
+seeds: [0, 1]
+tasks:
+  - task: toy
+    params: {n: 30}
+    methods:
+      - name: mean
+      - name: median
+"""
+
+
+def write(tmp_path, text, name="s.yaml"):
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else "absent"
+
+
+def cli(*args, cwd, env=None, timeout=120):
+    return subprocess.run(robench_cmd(*args), capture_output=True, text=True, cwd=cwd, env=env, timeout=timeout)
+
+
+def assert_one_line_exit_2(out, *words):
+    assert out.returncode == 2, (out.returncode, out.stderr[-2000:])
+    assert "Traceback" not in out.stderr
+    lines = [line for line in out.stderr.strip().splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("robench: error: "), out.stderr
+    for word in words:
+        assert word in lines[0], (word, lines[0])
+
+
+@pytest.fixture
+def store(tmp_path, toy_plugin):
+    """A store holding the toy suite's four runs."""
+    path = tmp_path / "store" / "r.sqlite"
+    api.run(write(tmp_path, SUITE), store=path, plugins=(TOY,), progress=False)
+    return path
+
+
+# -- bad input: one line, exit 2, store untouched -------------------------------------------
+BAD_SUITES = [
+    ("seed 10^20", "suite: x\nseeds: [100000000000000000000]\ntasks:\n  - task: toy\n    methods: [{name: mean}]\n",
+     "seeds[0]"),
+    ("seed as a string", "suite: x\nseeds: ['0']\ntasks:\n  - task: toy\n    methods: [{name: mean}]\n", "seeds[0]"),
+    ("seed as a bool", "suite: x\nseeds: [true]\ntasks:\n  - task: toy\n    methods: [{name: mean}]\n", "seeds[0]"),
+    ("duplicate keys", "suite: x\nsuite: y\ntasks:\n  - task: toy\n    methods: [{name: mean}]\n", "duplicate key 'suite'"),
+    ("huge suite name", "suite: " + "a" * 100_000 + "\ntasks:\n  - task: toy\n    methods: [{name: mean}]\n", "suite:"),
+    ("unknown model", "suite: x\ntasks:\n  - task: compression\n    params: {model: lenet-55}\n    methods: [{name: dense}]\n",
+     "params.model: unknown model 'lenet-55'; did you mean 'lenet-5'"),
+    ("unknown dataset", "suite: x\ntasks:\n  - task: compression\n    params: {dataset: mnist-50k}\n    methods: [{name: dense}]\n",
+     "params.dataset: unknown dataset 'mnist-50k'"),
+    ("missing dataset_root", "suite: x\ntasks:\n  - task: compression\n    params: {dataset: mnist}\n    methods: [{name: dense}]\n",
+     "params.dataset_root: dataset 'mnist' reads its files from a folder"),
+    ("dataset_root not a folder", "suite: x\ntasks:\n  - task: compression\n    params: {dataset: cifar10, dataset_root: /nonexistent/cifar}\n"
+     "    methods: [{name: dense}]\n", "no such folder"),
+    ("sparsity 1.5", "suite: x\ntasks:\n  - task: compression\n    methods: [{name: magnitude, params: {sparsity: 1.5}}]\n",
+     "sparsity=1.5"),
+    ("sparsity -0.1", "suite: x\ntasks:\n  - task: compression\n    methods: [{name: magnitude, params: {sparsity: -0.1}}]\n",
+     "sparsity=-0.1"),
+    ("sparsity nan", "suite: x\ntasks:\n  - task: compression\n    methods: [{name: magnitude, params: {sparsity: .nan}}]\n",
+     "sparsity: expected finite numbers (got nan)"),
+    ("scope bogus", "suite: x\ntasks:\n  - task: compression\n    methods: [{name: magnitude, params: {scope: bogus}}]\n",
+     "scope='bogus'"),
+    ("finetune_lr inf", "suite: x\ntasks:\n  - task: compression\n    params: {finetune_lr: .inf}\n    methods: [{name: dense}]\n",
+     "params.finetune_lr"),
+    ("latency batch 1e9", "suite: x\ntasks:\n  - task: compression\n    params: {latency_batch_size: 1000000000}\n"
+     "    methods: [{name: dense}]\n", "params.latency_batch_size"),
+    ("a million runs", "suite: x\ntasks:\n  - task: toy\n    grid: {n: [" + ", ".join(map(str, range(1, 1001))) + "]}\n"
+     "    methods: [{name: mean, grid: {trim: [" + ", ".join(f"{i / 2500:.4f}" for i in range(1000)) + "]}}]\n",
+     "expands to 1,000,000 runs, more than --max-runs 10,000"),
+]
+
+
+@pytest.mark.parametrize("case, text, words", BAD_SUITES, ids=[c for c, _, _ in BAD_SUITES])
+def test_bad_suites_are_one_line_at_validate_and_run(case, text, words, tmp_path, store, cli_env):
+    suite = write(tmp_path, text, "bad.yaml")
+    before = digest(store)
+    started = time.monotonic()
+    assert_one_line_exit_2(cli("validate", suite, "--plugin", TOY, cwd=tmp_path, env=cli_env), words)
+    assert time.monotonic() - started < 60  # a million runs are counted, not expanded
+    assert_one_line_exit_2(cli("run", suite, "--plugin", TOY, "--store", store, cwd=tmp_path, env=cli_env), words)
+    assert digest(store) == before
+
+
+def test_cli_arguments_are_one_line(tmp_path, store, cli_env):
+    a_file = tmp_path / "a_file"
+    a_file.write_text("not a folder")
+    suite = write(tmp_path, SUITE)
+    cases = [
+        (("run", "--task", "toy", "--method", "mean", "--seeds", ",", "--plugin", TOY, "--store", store), "--seeds"),
+        (("run", "--task", "toy", "--method", "mean", "--seeds", "1e30", "--plugin", TOY, "--store", store), "--seeds"),
+        (("leaderboard", "--out", a_file, "--store", store), "is a file, not a folder"),
+        (("figures", "dns", "--out", a_file, "--store", store), "is a file, not a folder"),
+        (("run", suite, "--plugin", TOY, "--store", a_file / "results.sqlite"), "is a file, not a folder"),
+    ]
+    before = digest(store)
+    for args, words in cases:
+        assert_one_line_exit_2(cli(*args, cwd=tmp_path, env=cli_env), words)
+    assert digest(store) == before
+
+
+def test_read_only_store_refuses_writing_and_still_reads(tmp_path, store, cli_env):
+    folder = store.parent
+    os.chmod(store, 0o444)
+    os.chmod(folder, 0o555)
+    try:
+        if os.access(store, os.W_OK):
+            pytest.skip("running as a user who can write read-only files (root)")
+        out = cli("run", write(tmp_path, SUITE.replace("n: 30", "n: 31")), "--plugin", TOY, "--store", store,
+                  cwd=tmp_path, env=cli_env)
+        assert_one_line_exit_2(out, "read-only")
+        listed = cli("results", "--store", store, "--format", "csv", cwd=tmp_path, env=cli_env)
+        assert listed.returncode == 0 and listed.stdout.count("\n") == 5, listed.stderr
+    finally:
+        os.chmod(folder, 0o755)
+        os.chmod(store, 0o644)
+
+
+def test_read_only_store_refusal_in_process(tmp_path, store, monkeypatch):
+    """The same refusal, whoever runs the tests: SQLite says the database is read-only."""
+    import robench.store as store_module
+
+    real_connect = sqlite3.connect
+
+    class ReadOnly:
+        def __init__(self, conn):
+            self._conn = conn
+
+        def execute(self, sql, *args):
+            if sql.startswith("PRAGMA journal_mode"):
+                raise sqlite3.OperationalError("attempt to write a readonly database")
+            return self._conn.execute(sql, *args)
+
+        def __getattr__(self, name):
+            return getattr(self._conn, name)
+
+    monkeypatch.setattr(store_module.sqlite3, "connect",
+                        lambda *a, **k: ReadOnly(real_connect(*a, **k)) if not k.get("uri") else real_connect(*a, **k))
+    with pytest.raises(UserError, match="read-only"):
+        store_module.Store(store)
+    reader = store_module.Store(store, create=False)
+    assert reader.read_only and len(reader.rows()) == 4
+    reader.close()
+
+
+@pytest.mark.parametrize("damage, words", [
+    ("UPDATE meta SET value = '1.1' WHERE key = 'version'", "unknown schema version '1.1'"),
+    ("ALTER TABLE runs DROP COLUMN provenance", "its runs table lacks provenance"),
+])
+def test_damaged_stores_are_one_line_and_left_untouched(damage, words, tmp_path, store, cli_env):
+    with sqlite3.connect(store) as conn:
+        conn.execute(damage)
+    conn.close()
+    before = digest(store)
+    for args in (("results", "--store", store), ("run", write(tmp_path, SUITE), "--plugin", TOY, "--store", store)):
+        assert_one_line_exit_2(cli(*args, cwd=tmp_path, env=cli_env), words)
+    assert digest(store) == before
+
+
+def test_markup_in_a_parameter_is_printed_as_text(tmp_path, cli_env):
+    suite = write(tmp_path, SUITE.replace("      - name: median\n", "      - name: markup\n        params: {note: '[/red]'}\n"))
+    store = tmp_path / "r.sqlite"
+    out = cli("run", suite, "--plugin", TOY, "--store", store, cwd=tmp_path, env=cli_env)
+    assert out.returncode == 0, out.stderr[-2000:]
+    listed = cli("results", "--store", store, cwd=tmp_path, env=cli_env)  # the rich table
+    assert listed.returncode == 0 and "markup" in listed.stdout, listed.stderr
+    as_csv = cli("results", "--store", store, "--format", "csv", cwd=tmp_path, env=cli_env)
+    assert as_csv.returncode == 0 and "[/red]" in as_csv.stdout, as_csv.stderr
+
+
+def test_plugins_that_exit_or_register_for_no_task_are_one_line(tmp_path, cli_env):
+    exits = tmp_path / "exits.py"
+    exits.write_text("import sys\nsys.exit(0)\n")
+    orphan = tmp_path / "orphan.py"
+    orphan.write_text("from robench import register_method\nfrom robench.tasks.base import Method\n"
+                      "@register_method('no-such-task', 'x')\nclass X(Method):\n    pass\n")
+    assert_one_line_exit_2(cli("ls", "--plugin", exits, cwd=tmp_path, env=cli_env), "sys.exit(0)")
+    assert_one_line_exit_2(cli("ls", "--plugin", orphan, cwd=tmp_path, env=cli_env), "unknown task 'no-such-task'")
+
+
+# -- property-based: malformed suites and arguments ------------------------------------------
+def test_fuzzed_suites_and_arguments_never_trace_back(tmp_path, store, toy_plugin):
+    """>= 1,000 generated malformed suites and argument lists: exit 2 with one line (or a
+    valid suite, exit 0), never a traceback, and the store is unchanged."""
+    hypothesis = pytest.importorskip("hypothesis")
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+    from typer.testing import CliRunner
+
+    from robench.cli import app
+
+    runner = CliRunner()
+    before = digest(store)
+    scalars = st.one_of(st.none(), st.booleans(), st.integers(-10**30, 10**30),
+                        st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=12))
+    values = st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_size=3),
+                                                           st.dictionaries(st.text(max_size=8), inner, max_size=3)),
+                          max_leaves=8)
+    keys = st.sampled_from(["suite", "seeds", "tasks", "task", "params", "grid", "methods", "name",
+                            "device", "description", "n", "trim", "sparsity", "model"])
+    suites = st.dictionaries(keys, values, max_size=5) | st.fixed_dictionaries(
+        {"suite": st.text(max_size=10), "tasks": st.lists(st.fixed_dictionaries(
+            {"task": st.sampled_from(["toy", "compression", "tooy"]),
+             "methods": st.lists(st.dictionaries(keys, values, max_size=3), max_size=2)}), max_size=2)})
+    counter = {"n": 0}
+    path = tmp_path / "fuzz.yaml"
+
+    def check(result, allow_ok=True):
+        counter["n"] += 1
+        assert not (result.exception and not isinstance(result.exception, SystemExit)), repr(result.exception)
+        assert result.exit_code in ((0, 2) if allow_ok else (2,)), (result.exit_code, result.output)
+        if result.exit_code == 2:
+            lines = [line for line in result.output.splitlines() if line.strip()]
+            assert len(lines) == 1 and lines[0].startswith("robench: error: "), result.output
+
+    @settings(max_examples=900, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+    @given(suites)
+    def fuzz_suites(data):
+        import yaml
+
+        path.write_text(yaml.safe_dump(data, allow_unicode=True) if isinstance(data, dict) else "x")
+        check(runner.invoke(app, ["validate", str(path), "--plugin", str(TOY)]))
+
+    @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+    @given(st.lists(st.text(alphabet="-=,.0123456789abcdefghijklmnopqrstuvwxyz[]/", max_size=12), max_size=5))
+    def fuzz_arguments(extra):
+        asks_help = any(a in ("-h", "--help") for a in extra)
+        check(runner.invoke(app, ["run", "--task", "toy", "--store", str(store), "--plugin", str(TOY),
+                                  "--method", "nope", *extra]), allow_ok=asks_help)
+
+    fuzz_suites()
+    fuzz_arguments()
+    assert counter["n"] >= 1000
+    assert digest(store) == before
+
+
+# -- faults ----------------------------------------------------------------------------------
+def test_a_dead_worker_fails_only_its_run_and_the_suite_goes_on(tmp_path, cli_env):
+    suite = write(tmp_path, SUITE.replace("      - name: median\n", "      - name: dies\n      - name: median\n"))
+    store = tmp_path / "r.sqlite"
+    out = cli("run", suite, "--plugin", TOY, "--workers", "2", "--store", store, cwd=tmp_path, env=cli_env,
+              timeout=300)
+    assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr[-3000:]
+    with sqlite3.connect(store) as conn:
+        rows = {(r[0], r[1]): (r[2], r[3]) for r in conn.execute("SELECT method, seed, status, error FROM runs")}
+    assert len(rows) == 6
+    assert rows[("dies", 1)][0] == "failed" and "died (signal 9)" in rows[("dies", 1)][1]
+    assert all(status == "done" for key, (status, _) in rows.items() if key != ("dies", 1))
+
+
+def _children(pid: int) -> list[int]:
+    import psutil
+
+    try:
+        return [c.pid for c in psutil.Process(pid).children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_stopped_driver_leaves_no_process_behind(sig, tmp_path, cli_env):
+    import psutil
+
+    suite = write(tmp_path, SUITE.replace("n: 30", "n: 30, sleep: 20"))
+    driver = subprocess.Popen(robench_cmd("run", suite, "--plugin", TOY, "--workers", "2", "--store",
+                                          tmp_path / "r.sqlite"), cwd=tmp_path, env=cli_env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while time.time() < deadline and len(_children(driver.pid)) < 2:
+        time.sleep(0.2)
+    time.sleep(3)  # the workers are inside their runs
+    children = _children(driver.pid)
+    assert children
+    driver.send_signal(sig)
+    driver.communicate(timeout=15)
+    assert driver.returncode == 130
+    time.sleep(1)
+    alive = [p for p in children if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
+    assert not alive, f"processes left running: {alive}"
+
+
+def test_unwritable_artifacts_fail_that_run_and_the_suite_goes_on(tmp_path, toy_plugin, monkeypatch):
+    real_rename = Path.rename
+    calls = {"n": 0}
+
+    def rename(self, target):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise PermissionError(13, "Permission denied")
+        return real_rename(self, target)
+
+    monkeypatch.setattr(Path, "rename", rename)
+    store = tmp_path / "r.sqlite"
+    summary = api.run(write(tmp_path, SUITE), store=store, plugins=(TOY,), progress=False)
+    assert summary.failed == 1 and summary.done == 3
+    failed = api.results(store, status="failed")
+    assert "could not store the run's artifacts" in failed.iloc[0]["error"]
+    assert "\n" not in failed.iloc[0]["error"]
+
+
+def test_partial_folders_of_killed_runs_are_removed(tmp_path, toy_plugin):
+    store = tmp_path / "r.sqlite"
+    api.run(write(tmp_path, SUITE), store=store, plugins=(TOY,), progress=False)
+    leftover = tmp_path / "artifacts" / ".partial-0123456789abcdef-deadbeef"
+    leftover.mkdir(parents=True)
+    (leftover / "model.pt").write_text("half")
+    api.run(write(tmp_path, SUITE), store=store, plugins=(TOY,), progress=False)
+    assert not leftover.exists()
+
+
+def test_store_creation_is_one_transaction(tmp_path, monkeypatch):
+    """A failure between creating the tables and writing their meta rows leaves no tables
+    (a killed creation used to leave a store every later command refused)."""
+    import robench.store as store_module
+
+    class Boom:
+        def __str__(self):
+            raise RuntimeError("killed here")
+
+    monkeypatch.setattr(store_module, "SCHEMA_VERSION", Boom())
+    path = tmp_path / "r.sqlite"
+    with pytest.raises(RuntimeError, match="killed here"):
+        store_module.Store(path)
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] == 0
+    monkeypatch.undo()
+    store_module.Store(path).close()  # the next command creates the store normally
+
+
+def test_two_drivers_on_one_store_share_the_work(tmp_path, cli_env):
+    suite = write(tmp_path, SUITE.replace("n: 30", "n: 30, sleep: 1.5").replace("seeds: [0, 1]", "seeds: [0, 1, 2, 3]"))
+    store = tmp_path / "r.sqlite"
+    cmd = robench_cmd("run", suite, "--plugin", TOY, "--store", store)
+    drivers = [subprocess.Popen(cmd, cwd=tmp_path, env=cli_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True) for _ in range(2)]
+    outs = [d.communicate(timeout=180) for d in drivers]
+    assert all(d.returncode == 0 for d in drivers), [o[1][-1500:] for o in outs]
+    executed = (tmp_path / "cache" / "executed.log").read_text().split("\n")
+    executed = [line for line in executed if line]
+    assert len(executed) == 8 and len(set(executed)) == 8, executed  # each run computed once
+    with sqlite3.connect(store) as conn:
+        assert conn.execute("SELECT count(*) FROM runs WHERE status = 'done'").fetchone()[0] == 8
+
+
+# -- cached files are verified ----------------------------------------------------------------
+@pytest.mark.parametrize("damage", ["truncate", "overwrite"])
+def test_a_damaged_cache_file_is_reported_recomputed_and_replaced(damage, tmp_path, capfd):
+    from robench.cache import cached, verified
+
+    path = tmp_path / "cache" / "entry.bin"
+    payload = os.urandom(256 * 1024)
+    computed = []
+
+    def compute():
+        computed.append(1)
+        return payload
+
+    def save(value, tmp):
+        tmp.write_bytes(value)
+
+    assert cached(path, compute, save, lambda p: p.read_bytes()) == (payload, False)
+    assert verified(path)
+    blob = path.read_bytes()
+    if damage == "truncate":
+        path.write_bytes(blob[: len(blob) // 3])
+    else:  # 64 KiB overwritten, same size
+        path.write_bytes(blob[:4096] + b"\0" * 65536 + blob[4096 + 65536:])
+    value, was_cached = cached(path, compute, save, lambda p: p.read_bytes())
+    assert value == payload and not was_cached and len(computed) == 2
+    assert verified(path)
+    err = capfd.readouterr().err
+    assert f"cache entry {path} failed its checksum (damaged); recomputing it" in err
+
+
+def test_a_damaged_baseline_is_retrained_not_loaded(tmp_path, capfd):
+    torch = pytest.importorskip("torch")
+    from robench.training import TrainSpec, trained_baseline
+
+    spec = TrainSpec(model="linear", dataset="mnist-5k", epochs=1, seed=0)
+    first, info = trained_baseline(spec, tmp_path)
+    Path(info["path"]).write_bytes(Path(info["path"]).read_bytes()[:1000])  # truncated
+    again, info2 = trained_baseline(spec, tmp_path)
+    assert not info2["cached"] and info2["test_accuracy"] == info["test_accuracy"]
+    for a, b in zip(first.state_dict().values(), again.state_dict().values()):
+        assert torch.equal(a, b)
+    assert "failed its checksum" in capfd.readouterr().err
+
+
+def test_cache_names_from_user_strings_stay_inside_the_cache(tmp_path):
+    from robench.cache import safe_name
+    from robench.training import TrainSpec, baseline_path
+
+    rel = baseline_path(TrainSpec(model="../../x", dataset="/etc/passwd"))
+    resolved = (tmp_path / rel).resolve()
+    assert resolved.is_relative_to(tmp_path.resolve()) and resolved.parent == (tmp_path / "baselines").resolve()
+    assert safe_name("..") == "_" and "/" not in safe_name("a/b")

@@ -184,9 +184,13 @@ class Store:
             what = "no runs table" if "runs" not in tables else f"its runs table lacks {', '.join(missing)}"
             raise UserError(f"results store {self.path}: {what} (a damaged store); it was left untouched")
 
+    def _has_runs_table(self) -> bool:
+        return bool(self.conn.execute(
+            "SELECT count(*) FROM sqlite_master WHERE type='table' AND name='runs'").fetchone()[0])
+
     def _init_schema(self) -> None:
         conn = self.conn
-        if conn.execute("SELECT count(*) FROM sqlite_master WHERE type='table' AND name='runs'").fetchone()[0]:
+        if self._has_runs_table():
             return
         # tables and their meta rows in one transaction: a kill at any moment leaves either
         # an empty file or a whole store (executescript would commit each statement)
@@ -195,6 +199,9 @@ class Store:
         try:
             conn.execute("BEGIN IMMEDIATE")
             try:
+                if self._has_runs_table():  # another driver created the store while we waited
+                    conn.execute("ROLLBACK")
+                    return
                 for statement in statements:
                     conn.execute(statement)
                 conn.executemany("INSERT INTO meta(key, value) VALUES (?, ?)",

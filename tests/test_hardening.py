@@ -356,6 +356,24 @@ def test_store_creation_is_one_transaction(tmp_path, monkeypatch):
     store_module.Store(path).close()  # the next command creates the store normally
 
 
+def _open_store(path: str) -> str:
+    from robench.store import Store
+    Store(path).close()
+    return "ok"
+
+
+def test_stores_created_concurrently_by_many_processes(tmp_path):
+    # two drivers starting together on a fresh path both found no tables, and the second
+    # one's meta rows collided with the first one's (seen on CI as "UNIQUE constraint failed")
+    from concurrent.futures import ProcessPoolExecutor
+    for attempt in range(5):
+        path = str(tmp_path / f"s{attempt}.sqlite")
+        with ProcessPoolExecutor(6) as pool:
+            assert list(pool.map(_open_store, [path] * 12)) == ["ok"] * 12
+        with sqlite3.connect(path) as conn:
+            assert conn.execute("SELECT count(*) FROM meta").fetchone()[0] == 2
+
+
 def test_two_drivers_on_one_store_share_the_work(tmp_path, cli_env):
     suite = write(tmp_path, SUITE.replace("n: 30", "n: 30, sleep: 1.5").replace("seeds: [0, 1]", "seeds: [0, 1, 2, 3]"))
     store = tmp_path / "r.sqlite"

@@ -259,11 +259,110 @@ def baseline_path(spec: TrainSpec) -> str:
 def baseline_prerequisite(spec: TrainSpec):
     """``(key, build)`` of the trained baseline ``spec`` as a shared prerequisite of the runs
     that start from it (see ``Task.prerequisites``): trained once, before them."""
+    return start_prerequisite(spec, None)
+
+
+# -- robust bases: a classification task may start from a robustly trained model ---------
+class RobustBase:
+    """A task's ``base`` parameter: start from the vanilla baseline fine-tuned by a
+    ``robust_training`` recipe (its protocol: ``epochs`` epochs, SGD momentum 0.9 at ``lr``,
+    batch ``batch_size``), e.g. ``{recipe: deepdefense, params: {c: 10}}``. Validated at
+    suite expansion: the recipe must be registered and its parameters valid."""
+
+    FIELDS = {"recipe": str, "params": dict, "epochs": int, "lr": float, "batch_size": int}
+    DEFAULTS = {"params": {}, "epochs": 5, "lr": 0.005, "batch_size": 64}
+
+    @classmethod
+    def canonical(cls, value: dict | None) -> dict | None:
+        """The base with defaults filled in and the recipe's parameters canonical; raises
+        ValueError (one line) for an unknown recipe, key or parameter."""
+        if value is None:
+            return None
+        if not isinstance(value, dict) or "recipe" not in value:
+            raise ValueError("base: expected {recipe: <robust_training recipe>, params: {...}, epochs: 5}")
+        unknown = sorted(set(value) - set(cls.FIELDS) - {"version"})  # version: set here, below
+        if unknown:
+            raise ValueError(f"base: unknown key(s) {', '.join(unknown)} (expected {', '.join(cls.FIELDS)})")
+        out = {**cls.DEFAULTS, **value}
+        from robench import registry
+        from robench.errors import UserError
+        from robench.spec import canonical_method_params
+
+        registry.load_builtins()
+        try:
+            recipe_cls = registry.methods.get(str(out["recipe"]), task="robust_training")
+            out["params"] = canonical_method_params(recipe_cls, dict(out["params"] or {}), "base", "params")
+            recipe_cls(**out["params"])
+        except UserError as exc:
+            raise ValueError(f"base: {exc}") from None
+        for key, kind in cls.FIELDS.items():
+            if kind in (int, float) and (isinstance(out[key], bool) or not isinstance(out[key], (int, float))
+                                         or out[key] <= 0):
+                raise ValueError(f"base: {key}={out[key]!r}; expected a positive number")
+        out["epochs"], out["batch_size"], out["lr"] = int(out["epochs"]), int(out["batch_size"]), float(out["lr"])
+        out["version"] = str(getattr(recipe_cls, "version", "1"))
+        return out
+
+
+def base_path(spec: TrainSpec, base: dict | None) -> str:
+    """Where a run's starting model is cached, relative to the cache folder."""
+    if base is None:
+        return baseline_path(spec)
+    from robench.cache import safe_name
+
+    key = hashlib.sha256(json.dumps({"baseline": spec.key(), "base": base}, sort_keys=True).encode()).hexdigest()[:16]
+    return f"robust-bases/{safe_name(spec.model)}-{safe_name(spec.dataset)}-{safe_name(base['recipe'])}-{key}.pt"
+
+
+def starting_model(spec: TrainSpec, base: dict | None, cache_dir, data=None, say=None, device="cpu"):
+    """``(model, info)``: what a classification run starts from — the dense baseline
+    ``spec`` (:func:`trained_baseline`), or with a ``base`` (:class:`RobustBase`, canonical)
+    that baseline fine-tuned by the robust_training recipe, computed once and cached like
+    the baseline (the recipe trains on global generators seeded with ``spec.seed``,
+    restored afterwards). ``info["test_accuracy"]`` is the starting model's."""
+    import copy
+
+    import torch
+
+    from robench import registry, seeding
+    from robench.cache import cached
+    from robench.data import load_dataset
+    from robench.models import build_model, export_state_dict
+
+    data = data if data is not None else load_dataset(spec.dataset, spec.dataset_root)
+    if base is None:
+        return trained_baseline(spec, cache_dir, data=data, say=say, device=device)
+
+    def train():
+        vanilla, _ = trained_baseline(spec, cache_dir, data=data, say=say, device=device)
+        recipe = registry.methods.get(base["recipe"], task="robust_training")(**base["params"])
+        if say:
+            say(f"robust base: {base['recipe']} on {spec.model} (seed {spec.seed}, {base['epochs']} epochs)")
+        with seeding.scoped(spec.seed):
+            return recipe.train(copy.deepcopy(vanilla), data, base["epochs"], spec.seed,
+                                batch_size=base["batch_size"], lr=base["lr"])
+
+    def load(path):
+        with seeding.scoped(spec.seed), torch.device("cpu"):
+            model = build_model(spec.model, num_classes=data.num_classes)
+        model.load_state_dict(torch.load(path, weights_only=True))
+        return model.to(device)
+
+    path = Path(cache_dir) / base_path(spec, base)
+    model, was_cached = cached(path, train, export_state_dict, load)
+    model.eval()
+    return model, {"path": str(path), "cached": was_cached, "base": base,
+                   "test_accuracy": accuracy(model, data.test_x, data.test_y)}
+
+
+def start_prerequisite(spec: TrainSpec, base: dict | None):
+    """``(key, build)`` of a run's starting model as a shared prerequisite (see
+    ``Task.prerequisites``)."""
     import functools
 
-    return baseline_path(spec), functools.partial(_build_baseline, spec)
+    return base_path(spec, base), functools.partial(_build_start, spec, base)
 
 
-def _build_baseline(spec: TrainSpec, cache_dir, device) -> list[Path]:
-    _, info = trained_baseline(spec, cache_dir, device=device)
+def _build_start(spec: TrainSpec, base, cache_dir, device) -> list[Path]:
+    _, info = starting_model(spec, base, cache_dir, device=device)
     return [Path(info["path"])]

@@ -1,6 +1,7 @@
-"""The shared attack layer: configs, per-sample evaluation, worst-case aggregation, ρ2,
-npz round trip, sanity flags and input validation, checked against closed forms (linear
-models) and an independent plain-torch PGD."""
+"""The shared attack layer: configs, per-sample evaluation, worst-case aggregation and the
+first-broken record, ρ2, npz round trip, sanity flags and input validation, checked against
+closed forms (linear models), an independent plain-torch PGD, and the AutoAttack paper's
+settings; every adversarial example checked inside its ε-ball and the box."""
 
 import math
 
@@ -10,9 +11,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from robench.attacks import (PRESETS, AttackConfig, RobustnessReport, activation_sparsity, cw_l2,
-                             deepfool_l2, evaluate_robustness, fgsm, get_preset, pgd_l2, pgd_linf,
-                             run_sanity_checks, sanity_flags, weight_sparsity)
+from robench.attacks import (PRESETS, AttackConfig, RobustnessReport, activation_sparsity, apgd_ce, apgd_t,
+                             cw_l2, deepfool_l2, describe_attacks, evaluate_robustness, fab_t, fgsm,
+                             get_preset, pgd_l2, pgd_linf, run_sanity_checks, sanity_flags, square,
+                             weight_sparsity)
 from robench.errors import UserError
 
 # -- fixtures ------------------------------------------------------------------------------
@@ -116,25 +118,67 @@ def metrics_equal(a, b):
 
 def test_presets_and_config_round_trip():
     default = {c.name: c for c in get_preset("mnist-default")}
-    assert set(default) == {"deepfool_l2", "cw_l2", "fgsm_linf", "pgd_linf", "pgd_l2"}
+    assert list(default) == ["deepfool_l2", "cw_l2", "fgsm_linf", "pgd_linf", "pgd_l2",
+                             "apgd_ce_linf", "apgd_t_linf", "apgd_ce_l2", "apgd_t_l2"]
     assert default["deepfool_l2"].epsilons is None and default["deepfool_l2"].overshoot == 0.02
     assert default["deepfool_l2"].steps == 50 and default["cw_l2"].minimal
-    assert default["fgsm_linf"].epsilons == default["pgd_linf"].epsilons == LINF_EPS
-    assert default["pgd_l2"].epsilons == L2_EPS
+    assert default["fgsm_linf"].epsilons == default["pgd_linf"].epsilons == default["apgd_t_linf"].epsilons == LINF_EPS
+    assert default["pgd_l2"].epsilons == default["apgd_ce_l2"].epsilons == L2_EPS
+    model = nn.Sequential(nn.Flatten(), nn.Linear(4, 10))
     for configs in PRESETS.values():
         for cfg in configs:
             d = cfg.to_dict()
-            assert d["version"] and d["foolbox"] == cfg.foolbox_class
+            assert d["version"] == "2" and d[cfg.library] == cfg.library_class
             assert AttackConfig.from_dict(d) == cfg
-            cfg.build()  # every preset maps to a constructible foolbox attack
+            if cfg.library == "foolbox":
+                cfg.build()  # every preset maps to a constructible attack
+            else:
+                assert cfg.foolbox_class is None
+                cfg.build_torchattacks(model, 0.1, 10, seed=0)
     with pytest.raises(UserError, match="did you mean 'smoke'"):
         get_preset("smok")
     with pytest.raises(UserError, match="does not apply"):
         AttackConfig("deepfool", "l2", rel_stepsize=0.1)
+    with pytest.raises(UserError, match="does not apply"):
+        AttackConfig("apgd_ce", "linf", epsilons=(0.1,), target_classes=3)
     with pytest.raises(UserError, match="minimal-perturbation mode"):
         AttackConfig("cw", "l2", epsilons=(1.0,))
     with pytest.raises(UserError, match="does not support norm"):
         AttackConfig("cw", "linf")
+    with pytest.raises(UserError, match=r"p_init must lie in \(0, 1\]"):
+        square("linf", (0.1,), p_init=1.5)
+
+
+def test_autoattack_presets_have_the_papers_settings():
+    """Croce & Hein 2020, standard version: APGD-CE and APGD-T 100 iterations, 1 restart,
+    APGD-T on the DLR loss with 9 target classes, FAB-T 100 iterations and 9 targets,
+    Square 5000 queries with p_init 0.8; worst case per point (the evaluator's rule)."""
+    standard = {c.name: c for c in get_preset("autoattack-standard")}
+    assert list(standard) == [f"{k}_{n}" for n in ("linf", "l2") for k in ("apgd_ce", "apgd_t", "fab_t", "square")]
+    for norm, grid in (("linf", LINF_EPS), ("l2", L2_EPS)):
+        ce, t, fab, sq = (standard[f"{k}_{norm}"] for k in ("apgd_ce", "apgd_t", "fab_t", "square"))
+        assert (ce.steps, ce.restarts, ce.rho) == (100, 1, 0.75)
+        assert (t.steps, t.restarts, t.target_classes, t.rho) == (100, 1, 9, 0.75)
+        assert (fab.steps, fab.restarts, fab.target_classes) == (100, 1, 9)
+        assert (sq.queries, sq.restarts, sq.p_init) == (5000, 1, 0.8)
+        assert ce.epsilons == t.epsilons == fab.epsilons == sq.epsilons == grid
+    model = nn.Sequential(nn.Flatten(), nn.Linear(4, 10))
+    built = {name: cfg.build_torchattacks(model, 0.3, 10, seed=0) for name, cfg in standard.items()}
+    assert built["apgd_ce_linf"].loss == "ce" and built["apgd_ce_linf"].steps == 100
+    assert built["apgd_t_linf"].n_target_classes == 9 and built["apgd_t_linf"].steps == 100
+    assert built["fab_t_linf"].multi_targeted and built["fab_t_linf"].n_target_classes == 9
+    assert built["fab_t_linf"].steps == 100 and built["fab_t_l2"].norm == "L2"
+    assert built["square_linf"].n_queries == 5000 and built["square_linf"].rescale_schedule is False
+    assert built["square_linf"].loss == "margin"
+    # targets are capped at classes − 1 when the model has fewer classes
+    assert standard["apgd_t_linf"].build_torchattacks(model, 0.3, 5, seed=0).n_target_classes == 4
+    fast = [c.name for c in get_preset("autoattack-fast")]
+    assert fast == ["apgd_ce_linf", "apgd_t_linf", "apgd_ce_l2", "apgd_t_l2"]
+    text = describe_attacks("autoattack-fast")
+    assert text.startswith("APGD-CE l∞ (100 steps) at ε 0.05, 0.1, 0.2, 0.3; APGD-T l∞ (100 steps, 9 targets)")
+    default = describe_attacks("mnist-default", exclude=["cw_l2"])
+    assert default.startswith("DeepFool l2 (50 steps); FGSM l∞ (1 step) at ε 0.05") and "C&W" not in default
+    assert describe_attacks([{"kind": "square", "norm": "l2", "epsilons": [1]}]) == "Square l2 (5000 queries) at ε 1"
 
 
 # -- closed forms on linear models --------------------------------------------------------
@@ -194,6 +238,18 @@ def test_worst_case_is_the_pointwise_union_of_attacks():
     assert flags.flags["robust_accuracy_monotone_linf"] is False
     assert any("0.2->0.3" in msg for msg in flags.messages)
     assert flags.flags["robust_accuracy_monotone_l2"] and flags.flags["deepfool_l2_complete"]
+    assert flags.flags["worst_case_le_every_attack_linf"] and flags.flags["worst_case_le_every_attack_l2"]
+    # which attack first broke each point, in the order given (deepfool_l2, pgd_linf, fgsm_linf, pgd_l2)
+    assert report.first_broken["linf"].tolist() == [[1, 1, -1], [-1, 2, 2], [-1, -1, -1], [-2, -2, -2]]
+    assert report.first_broken["l2"].tolist() == [[0, 0], [-1, -1], [-1, 0], [-2, -2]]
+    assert m["broken_first_by_pgd_linf@0.2"] == 0.25 and m["broken_first_by_fgsm_linf@0.2"] == 0.25
+    assert "broken_first_by_pgd_linf@0.3" not in m  # pgd did not run at 0.3
+    assert m["broken_first_by_deepfool_l2@1"] == 0.5 and m["broken_first_by_pgd_l2@1"] == 0.0
+    for threat, grid in (("linf", (0.1, 0.2, 0.3)), ("l2", (0.5, 1.0))):
+        for eps in grid:  # shares add up to clean accuracy − robust accuracy
+            shares = sum(v for k, v in m.items() if k.startswith("broken_first_by_") and k.endswith(f"@{eps:g}")
+                         and report.config(k.removeprefix("broken_first_by_").split("@")[0]).norm == threat)
+            assert shares == pytest.approx(m["clean_accuracy"] - m[f"robust_accuracy_{threat}@{eps:g}"])
     # a DeepFool failure: inf norm, out of ρ2, counted, flagged
     report.minimal_norms["deepfool_l2"][1] = np.inf
     m = report.as_metrics()
@@ -227,7 +283,24 @@ def test_mlp_evaluation_metrics_and_sanity(mnist_mlp, mlp_report):
     flags = sanity_flags(report)
     assert flags == {"robust_accuracy_monotone_linf": True, "robust_accuracy_monotone_l2": True,
                      "robust_accuracy_near_zero_linf": True, "robust_accuracy_near_zero_l2": True,
+                     "worst_case_le_every_attack_linf": True, "worst_case_le_every_attack_l2": True,
                      "deepfool_l2_complete": True, "wrapped_matches_unwrapped": True}
+
+
+def test_the_worst_case_flag_fires_on_a_fabricated_inconsistent_report():
+    report = constructed_report()
+    assert sanity_flags(report)["worst_case_le_every_attack_linf"]
+    # fabricated: the stored record calls point 0 robust at ε 0.1 although pgd_linf broke it there
+    report.first_broken["linf"][0, 0] = -1
+    assert report.robust_accuracy("linf")[0.1] == 0.75 > report.as_metrics()["accuracy_under_pgd_linf@0.1"]
+    result = run_sanity_checks(report)
+    assert result.flags["worst_case_le_every_attack_linf"] is False
+    assert result.flags["worst_case_le_every_attack_l2"] is True
+    message = [m for m in result.messages if m.startswith("linf worst case")]
+    assert message == ["linf worst case is not <= every attack: at epsilon 0.1 robust accuracy 0.750 counts "
+                       "1 point(s) that pgd_linf broke (its own accuracy there: 0.500); the first-broken record "
+                       "disagrees with the attacks' results"]
+    assert result.as_metrics()["sanity_worst_case_le_every_attack_linf"] == 0.0
 
 
 def test_npz_round_trip_reproduces_metrics_exactly(mlp_report, tmp_path):
@@ -238,6 +311,18 @@ def test_npz_round_trip_reproduces_metrics_exactly(mlp_report, tmp_path):
     assert sanity_flags(again) == sanity_flags(mlp_report)
     for name, norms in mlp_report.minimal_norms.items():
         assert np.array_equal(norms, again.minimal_norms[name])
+    for threat, record in mlp_report.first_broken.items():
+        assert record.dtype == np.int16 and np.array_equal(record, again.first_broken[threat])
+    # the stored record is what is reported (not re-derived on load) ...
+    edited = mlp_report.first_broken["linf"].copy()
+    edited[:, 0] = -1
+    RobustnessReport(**{**mlp_report.__dict__, "first_broken": {"linf": edited}}).save_npz(tmp_path / "edited.npz")
+    assert RobustnessReport.from_npz(tmp_path / "edited.npz").robust_accuracy("linf")[0.05] == 1.0
+    # ... and a report written before the record existed gets it derived
+    with np.load(path) as data:
+        old = {k: data[k] for k in data.files if not k.startswith("first_broken__")}
+    np.savez(tmp_path / "old.npz", **old)
+    metrics_equal(RobustnessReport.from_npz(tmp_path / "old.npz").as_metrics(), mlp_report.as_metrics())
     with pytest.raises(UserError, match="cannot read"):
         RobustnessReport.from_npz(tmp_path / "missing.npz")
 
@@ -341,3 +426,101 @@ def test_bad_epsilon_grids_raise_one_line(epsilons, pattern):
     with pytest.raises(UserError, match=pattern):  # also when configs come from stored dicts
         evaluate_robustness(nn.Linear(4, 3), torch.rand(5, 4), torch.zeros(5, dtype=torch.int64),
                             [{"kind": "fgsm", "norm": "linf", "epsilons": list(epsilons)}])
+
+
+# -- the AutoAttack attacks (torchattacks) -----------------------------------------------------
+
+def _collect_adversarials(store):
+    def collect(name, eps, x, x_adv, success):
+        store.append((name, float(eps), x.detach().clone(), x_adv.detach().clone(), success.clone()))
+    return collect
+
+
+def _assert_inside_ball_and_box(seen, cfgs, lo, hi):
+    norms = {c.name: c.norm for c in cfgs}
+    for name, eps, x, x_adv, _ in seen:
+        delta = (x_adv - x).flatten(1).double()
+        size = delta.abs().amax(1) if norms[name] == "linf" else delta.norm(dim=1)
+        assert float(size.max()) <= eps * (1 + 1e-5) + 1e-6, (name, eps, float(size.max()))
+        assert float(x_adv.min()) >= lo and float(x_adv.max()) <= hi, name
+
+
+def test_autoattack_kinds_stay_in_the_ball_and_box_and_beat_pgd_on_a_linear_model():
+    """Flat inputs in bounds (−5, 5): the evaluator maps them onto the [0, 1] 4-D batches
+    torchattacks expects; every returned example lies in the ε-ball and the box, and the
+    recorded success is the model's own verdict on it."""
+    model, x, y = linear_problem(5, n=40)
+    grids = {"linf": (0.1, 0.5), "l2": (0.5, 2.0)}
+    cfgs = [pgd_linf(grids["linf"], steps=10), pgd_l2(grids["l2"], steps=10)]
+    cfgs += [make(norm, grids[norm], steps=20) for norm in ("linf", "l2") for make in (apgd_ce, apgd_t, fab_t)]
+    seen = []
+    report = evaluate_robustness(model, x, y, cfgs, bounds=(-5, 5), on_adversarial=_collect_adversarials(seen))
+    assert [(name, eps) for name, eps, *_ in seen] == [(c.name, e) for c in cfgs for e in c.epsilons]
+    _assert_inside_ball_and_box(seen, cfgs, -5, 5)
+    assert report.meta["invalid_adversarials"] == {c.name: 0 for c in cfgs[2:]}
+    for name, eps, _, x_adv, success in seen:
+        if report.config(name).library == "torchattacks":
+            with torch.no_grad():
+                wrong = model(x_adv).argmax(1) != y
+            assert torch.equal(success, wrong | ~torch.as_tensor(report.clean_correct))
+    m = report.as_metrics()
+    exact = closed_form_distance(model, x, y)  # l2 only; APGD's l2 result must respect it
+    for eps in grids["l2"]:
+        truly_robust = (report.clean_correct & (exact > eps)).mean()
+        assert m[f"robust_accuracy_l2@{eps:g}"] >= truly_robust - 1e-12  # no attack beats the exact minimum
+        assert m[f"accuracy_under_apgd_t_l2@{eps:g}"] <= m[f"accuracy_under_pgd_l2@{eps:g}"] + 1 / 40
+    assert all(sanity_flags(report).values())
+
+
+def test_square_runs_on_images_and_attacks_only_in_the_ball(mnist_mlp):
+    model, x, y = mnist_mlp
+    cfgs = [square("linf", (0.1, 0.3), queries=200), square("l2", (1.0, 3.0), queries=200)]
+    seen = []
+    report = evaluate_robustness(model, x[:50], y[:50], cfgs, on_adversarial=_collect_adversarials(seen))
+    _assert_inside_ball_and_box(seen, cfgs, 0, 1)
+    m = report.as_metrics()
+    assert m["accuracy_under_square_linf@0.3"] < m["accuracy_under_square_linf@0.1"] <= m["clean_accuracy"]
+
+
+def test_apgd_per_point_results_are_reproducible_per_seed(mnist_mlp):
+    model, x, y = mnist_mlp
+    cfgs = [apgd_ce("linf", (0.05, 0.1), steps=10), apgd_t("linf", (0.05, 0.1), steps=10, target_classes=3)]
+    state = torch.random.get_rng_state()
+    a = evaluate_robustness(model, x[:60], y[:60], cfgs, batch_size=32, seed=3)
+    assert torch.equal(state, torch.random.get_rng_state())  # the caller's generator is left alone
+    b = evaluate_robustness(model, x[:60], y[:60], cfgs, batch_size=32, seed=3)
+    for name in ("apgd_ce_linf", "apgd_t_linf"):
+        assert np.array_equal(a.success[name], b.success[name])
+    for threat in ("linf", "l2"):
+        assert np.array_equal(a.first_broken[threat], b.first_broken[threat])
+    c = evaluate_robustness(model, x[:60], y[:60], cfgs, batch_size=32, seed=4)
+    assert c.meta["seed"] == 4  # another seed: other random starts (results may still agree)
+
+
+def test_adding_autoattack_kinds_leaves_the_foolbox_attacks_results_alone(mnist_mlp):
+    """torchattacks reseeds torch's global generator; inside the evaluator it must not shift
+    the random starts of the foolbox attacks that run after it (their metrics must not move)."""
+    model, x, y = mnist_mlp
+    pgd = pgd_linf((0.1, 0.15), steps=1, rel_stepsize=0.05)  # its result is mostly its random start
+    alone = evaluate_robustness(model, x, y, [pgd], batch_size=100, seed=1)
+    other_start = evaluate_robustness(model, x, y, [pgd], batch_size=100, seed=2)
+    assert not np.array_equal(alone.success["pgd_linf"], other_start.success["pgd_linf"])  # the test can see it
+    mixed = evaluate_robustness(model, x, y, [apgd_ce("linf", (0.1,), steps=2), pgd], batch_size=100, seed=1)
+    assert np.array_equal(alone.success["pgd_linf"], mixed.success["pgd_linf"])
+
+
+@pytest.mark.parametrize("case, pattern", [
+    ("few_classes", "targeted DLR loss needs at least 4 classes, the model has 3"),
+    ("flat_square", r"Square needs image inputs \(N, C, H, W\)"),
+    ("float64", "needs a float32 model"),
+])
+def test_autoattack_kinds_reject_what_they_cannot_attack_in_one_line(case, pattern, monkeypatch):
+    monkeypatch.setattr(AttackConfig, "build_torchattacks", lambda *a, **k: pytest.fail("an attack was built"))
+    model, x, y = linear_problem(3 if case == "few_classes" else 5, n=10)
+    attack = {"few_classes": apgd_t("linf", (0.1,)), "flat_square": square("linf", (0.1,)),
+              "float64": apgd_ce("l2", (0.5,))}[case]
+    if case == "float64":
+        model, x = model.double(), x.double()
+    with pytest.raises(UserError, match=pattern) as info:
+        evaluate_robustness(model, x, y, [attack], bounds=(-5, 5))
+    assert "\n" not in str(info.value)

@@ -36,7 +36,8 @@ def _robust_metrics(rho: float, acc: float, seed: int, sparsity: float | None = 
     out = {"rho2": rho + j, "test_accuracy": acc + j, "clean_accuracy": acc, "eps_ref": 0.0883436,
            "fgs_accuracy@1x": acc - 0.5 + 2 * rho, "pgd_accuracy@1x": acc - 0.6 + 2 * rho,
            "accuracy_under_fgsm_linf@0.0883436": acc - 0.5 + 2 * rho, "train_cpu_seconds": 3.0 + 10 * rho + seed,
-           "sanity_deepfool_l2_complete": 1.0}
+           "sanity_deepfool_l2_complete": 1.0, "broken_first_by_pgd_linf@0.1": 0.25 + j,
+           "broken_first_by_apgd_t_linf@0.1": 0.05, "broken_first_by_pgd_linf@0.05": 0.125}
     for eps in (0.05, 0.1, 0.2):
         out[f"robust_accuracy_linf@{eps:g}"] = max(0.0, acc - eps * (4 - 10 * rho)) + j
     for eps in (0.5, 1, 2):
@@ -161,6 +162,20 @@ def test_every_task_page_has_a_plot_and_readable_headline_columns(site):
     sparsity = (site / "sparsity_robustness.html").read_text()
     assert "rho2_vs_sparsity.svg" in sparsity and "robust_accuracy_l2_at_1_vs_weight_sparsity.svg" in sparsity
     assert "errors_per_method.svg" in (site / "room_layout.html").read_text()
+
+
+def test_run_pages_show_which_attack_broke_each_point_first(site):
+    pages = [p.read_text() for p in (site / "runs").glob("*.html")]
+    page = next(t for t in pages if "which attack broke each point first" in t)
+    table = page[page.index('<table class="first-broken">'):]
+    table = table[:table.index("</table>")]
+    # one column per attack, in the attack layer's order; budgets increasing; shares in %
+    assert re.findall(r'<th scope="col">([^<]+)</th>', table) == ["budget", "PGD", "APGD-T"]
+    assert re.findall(r'<th scope="row">([^<]+)</th>', table) == ["ε = 0.05", "ε = 0.1"]
+    assert re.findall(r'<td class="mono">([^<]+)</td>', table)[:4] == ["12.5", "—", "25", "5"]
+    assert metric("broken_first_by_apgd_t_linf@0.1").header == "first broken by APGD-T l∞ ε = 0.1 (%)"
+    assert metric("broken_first_by_pgd_linf@1x").header == "first broken by PGD l∞ ε = 1 × ε_ref (%)"
+    assert sum("which attack broke" in t for t in pages) < len(pages)  # not on tasks without attacks
 
 
 def test_no_local_path_anywhere_in_the_site(site, store):

@@ -1,5 +1,7 @@
 """The robust_training task (DeepDefense): the unrolled differentiable DeepFool, the
-regularizer's gradient, Parseval's retraction, and tiny end-to-end runs."""
+regularizer's gradient, Parseval's retraction, tiny end-to-end runs, the worst case over
+the AutoAttack attacks on an adversarially trained model, selection on a validation split
+that never reads the test split, and re-scoring a run from its artifacts."""
 
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ from robench.tasks.robust_training.methods.vanilla import Vanilla
 from robench.tasks.robust_training.task import RobustTrainingTask
 
 TINY = dict(model="mlp-500-150", baseline_epochs=1, epochs=1, n_train=256, n_test=24, deepfool_steps=30,
-            pgd_steps=3, batch_size=64)
+            pgd_steps=3, batch_size=64, attack_preset="smoke")
 
 
 def tiny_net(act=nn.ReLU, classes=5, dtype=torch.float32, scale=1.0, seed=0):
@@ -164,6 +166,12 @@ def test_end_to_end_metrics(runs):
             assert 0 <= m[f"pgd_accuracy@{f}"] <= m[f"fgs_accuracy@{f}"] + 0.2
             assert m[f"fgs_accuracy@{f}"] <= m["clean_accuracy"]
         assert m["fgs_accuracy@0.2x"] >= m["fgs_accuracy@1x"]
+        for f in ("0.2x", "0.5x", "1x"):  # the worst case over FGS, PGD, APGD-CE and APGD-T, point by point
+            each = [m[f"{a}_accuracy@{f}"] for a in ("fgs", "pgd", "apgd_ce", "apgd_t")]
+            assert m[f"robust_accuracy@{f}"] <= min(each)
+            shares = [m[f"broken_first_by_{a}@{f}"] for a in ("fgsm_linf", "pgd_linf", "apgd_ce_linf", "apgd_t_linf")]
+            assert sum(shares) == pytest.approx(m["clean_accuracy"] - m[f"robust_accuracy@{f}"])
+        assert m["sanity_worst_case_le_every_attack_linf"] == 1.0
         assert m["eps_ref"] == pytest.approx(m["eps_ref_rho2_vanilla"], rel=1e-2)  # MNIST: ||x||inf ≈ 1
         assert m["train_seconds"] > 0 and m["train_cpu_seconds"] > 0
         sanity = {k: v for k, v in m.items() if k.startswith("sanity_")}
@@ -192,6 +200,8 @@ def test_independent_foolbox_deepfool_reproduces_stored_rho2(runs):
     data = load_dataset(info["dataset"])
     lo, hi = info["test_indices"]
     x, y = data.test_x[lo:hi], data.test_y[lo:hi]
+    assert info["split"] == "test" and [a["name"] for a in info["attacks"]] == [
+        "deepfool_l2", "fgsm_linf", "pgd_linf", "apgd_ce_linf", "apgd_t_linf"]
     attack = fb.attacks.L2DeepFoolAttack(steps=info["deepfool_steps"], candidates=10, overshoot=0.02, loss="logits")
     adv, _, hit = attack(fb.PyTorchModel(model, bounds=(0, 1)), x, y, epsilons=None)
     correct = model(x).argmax(1) == y
@@ -207,6 +217,39 @@ def test_bad_params_are_rejected():
         RobustTrainingTask(fgs_factors=(1.0, 0.5))
     with pytest.raises(UserError, match=r"^task 'robust_training': params\.nonsense: unknown key"):
         RobustTrainingTask(nonsense=1)
+    with pytest.raises(UserError, match=r"^task 'robust_training': params\.attack_preset: unknown attack preset "
+                                        r"'autoattack-fats'; did you mean 'autoattack-fast'\?"):
+        RobustTrainingTask(attack_preset="autoattack-fats")
+    with pytest.raises(UserError, match=r"params\.validation_size: must be at least n_test=300"):
+        RobustTrainingTask(eval_split="validation", n_test=300, validation_size=200)
+    with pytest.raises(UserError, match=r"params\.eval_split: Input should be 'test' or 'validation'"):
+        RobustTrainingTask(eval_split="val")
+    with pytest.raises(UserError, match=r"params\.preset_factors: must be a non-empty subset of fgs_factors"):
+        RobustTrainingTask(preset_factors=(0.3,))
+
+
+def test_the_preset_attacks_run_at_the_budgets_asked_for():
+    eps = (0.02, 0.05, 0.1)
+    full = {c.name: c.epsilons for c in RobustTrainingTask().attacks(eps)}
+    assert full == {"deepfool_l2": None, "fgsm_linf": eps, "pgd_linf": eps, "apgd_ce_linf": eps, "apgd_t_linf": eps}
+    at_1x = {c.name: c.epsilons for c in RobustTrainingTask(preset_factors=(1.0,)).attacks(eps)}
+    assert at_1x["apgd_ce_linf"] == at_1x["apgd_t_linf"] == (0.1,) and at_1x["pgd_linf"] == eps
+    # a preset's attacks named like the task's own (mnist-default's FGSM, PGD) are the task's; l2 ones are left out
+    names = [c.name for c in RobustTrainingTask(attack_preset="mnist-default").attacks(eps)]
+    assert names == ["deepfool_l2", "fgsm_linf", "pgd_linf", "apgd_ce_linf", "apgd_t_linf"]
+    assert [c.name for c in RobustTrainingTask(attack_preset=None).attacks(eps)] == ["deepfool_l2", "fgsm_linf", "pgd_linf"]
+
+
+def test_a_suite_with_an_unknown_preset_fails_validation_in_one_line(tmp_path):
+    from robench.api import validate
+
+    suite = tmp_path / "s.yaml"
+    suite.write_text("suite: s\ntasks:\n  - task: robust_training\n    params: {attack_preset: mnist-defualt}\n"
+                     "    methods: [{name: vanilla}]\n")
+    with pytest.raises(UserError, match=r"s\.yaml: tasks\[0\]\.params\.attack_preset: unknown attack preset "
+                                        r"'mnist-defualt'; did you mean 'mnist-default'\?") as info:
+        validate(suite)
+    assert "\n" not in str(info.value)
 
 
 @pytest.mark.parametrize("name, params, match", [
@@ -274,3 +317,134 @@ def test_regularizer_gradient_is_finite_when_samples_finish_early():
     grads = torch.autograd.grad(loss, list(net.parameters()))
     assert (~res.correct).any() and res.fooled[~res.correct].any()
     assert all(torch.isfinite(g).all() for g in grads)
+
+
+# -- stronger attacks, validation selection, re-scoring ----------------------------------------
+
+def _by_attack(seen):
+    out = {}
+    for name, eps, *_ in seen:
+        out.setdefault(name, set()).add(eps)
+    return out
+
+
+def test_default_preset_on_an_adversarially_trained_model_is_no_weaker_than_pgd40(tmp_path_factory):
+    """adv-pgd fine-tuning, then the task's default attacks (FGS, PGD, APGD-CE, APGD-T with
+    AutoAttack's settings): the worst case is ≤ an independent 40-step PGD on the same
+    points at every budget, and every adversarial example lies in its ε-ball and the box."""
+    from robench.attacks import evaluate_robustness
+    from robench.data import load_dataset
+    from robench.models import build_model
+
+    torch.set_num_threads(1)
+    params = {**TINY, "n_test": 40, "attack_preset": "autoattack-fast", "preset_factors": (0.5, 1.0)}
+    task = RobustTrainingTask(**params)
+    folder = tmp_path_factory.mktemp("adv-pgd")
+    method = registry.methods.get("adv-pgd", task="robust_training")()
+    result = task.run(method, 0, RunContext(artifact_dir=folder, cache_dir=tmp_path_factory.mktemp("cache")))
+    m = result.metrics
+    info = json.loads((folder / "eval.json").read_text())
+    model = build_model(info["model"])
+    model.load_state_dict(torch.load(folder / "model.pt", weights_only=True))
+    model.eval()
+    data = load_dataset("mnist-5k")
+    x, y = data.test_x[:40], data.test_y[:40]
+    seen = []
+    evaluate_robustness(model, x, y, task.attacks(tuple(info["epsilons"])), seed=0,
+                        on_adversarial=lambda name, eps, xb, adv, hit: seen.append((name, eps, xb, adv)))
+    assert {(name, len(seen_eps)) for name, seen_eps in _by_attack(seen).items()} == {
+        ("fgsm_linf", 3), ("pgd_linf", 3), ("apgd_ce_linf", 2), ("apgd_t_linf", 2)}
+    for name, eps, xb, adv in seen:
+        assert float((adv - xb).abs().max()) <= eps * (1 + 1e-5) + 1e-6, name
+        assert float(adv.min()) >= 0.0 and float(adv.max()) <= 1.0, name
+    for p in model.parameters():
+        p.requires_grad_(False)
+    for f, eps in zip(("0.2x", "0.5x", "1x"), info["epsilons"]):
+        gen = torch.Generator().manual_seed(1)
+        adv = (x + (torch.rand(x.shape, generator=gen) * 2 - 1) * eps).clamp(0, 1)
+        for _ in range(40):  # Madry et al.: 40 signed steps of 2.5·ε/40 from a random start
+            adv.requires_grad_(True)
+            grad, = torch.autograd.grad(torch.nn.functional.cross_entropy(model(adv), y), adv)
+            adv = torch.min(torch.max(adv.detach() + 2.5 * eps / 40 * grad.sign(), x - eps), x + eps).clamp(0, 1)
+        with torch.no_grad():
+            pgd40 = float(((model(x).argmax(1) == y) & (model(adv).argmax(1) == y)).double().mean())
+        assert m[f"robust_accuracy@{f}"] <= pgd40, (f, m[f"robust_accuracy@{f}"], pgd40)
+        if f == "0.2x":  # not among preset_factors: FGS and PGD only
+            assert "apgd_t_accuracy@0.2x" not in m
+            assert m["robust_accuracy@0.2x"] <= min(m["fgs_accuracy@0.2x"], m["pgd_accuracy@0.2x"])
+        else:
+            assert m[f"robust_accuracy@{f}"] <= min(m[f"apgd_ce_accuracy@{f}"], m[f"apgd_t_accuracy@{f}"])
+    assert m["robust_accuracy@1x"] < m["clean_accuracy"]  # the attacks do something
+
+
+def test_rescore_reproduces_the_stored_metrics(runs):
+    task, out = runs
+    result, folder = out["deepdefense"]
+    rescored = task.rescore(folder, 0, RunContext(artifact_dir=folder, cache_dir=folder))
+    left_out = {"eps_ref", "eps_ref_rho2_vanilla", "baseline_test_accuracy", "train_seconds",
+                "train_cpu_seconds", "eval_seconds"}
+    assert set(rescored) == set(result.metrics) - left_out
+    assert all(rescored[k] == result.metrics[k] for k in rescored), \
+        {k: (rescored[k], result.metrics[k]) for k in rescored if rescored[k] != result.metrics[k]}
+    with pytest.raises(UserError, match="cannot read the run's artifacts"):
+        task.rescore(folder / "missing", 0, RunContext(artifact_dir=folder, cache_dir=folder))
+
+
+def test_validation_runs_never_read_the_test_split(tmp_path_factory):
+    from robench.data import Splits, load_dataset
+    from robench.registry import register_dataset
+
+    class NoTestSplit(Splits):
+        @property
+        def test_x(self):
+            raise AssertionError("the test split was read")
+
+        @test_x.setter
+        def test_x(self, value):
+            pass
+
+        test_y = test_x
+
+    @register_dataset("rt-test-no-test-split")
+    def _no_test(root=None):
+        d = load_dataset("mnist-5k")
+        return NoTestSplit("rt-test-no-test-split", d.train_x, d.train_y, None, None, 10)
+
+    torch.set_num_threads(1)
+    cache = tmp_path_factory.mktemp("cache")
+    task = RobustTrainingTask(**{**TINY, "dataset": "rt-test-no-test-split", "eval_split": "validation",
+                                 "validation_size": 500})
+    folder = tmp_path_factory.mktemp("validation")
+    result = task.run(Vanilla(), 0, RunContext(artifact_dir=folder, cache_dir=cache))
+    m = result.metrics
+    assert "test_accuracy" not in m and "baseline_test_accuracy" not in m
+    assert 0.5 < m["validation_accuracy"] <= 1 and 0.5 < m["baseline_validation_accuracy"] <= 1
+    assert m["rho2"] > 0 and m["eps_ref"] > 0
+    info = json.loads((folder / "eval.json").read_text())
+    assert info["split"] == "validation" and info["train_indices"] == [3500, 3500 + TINY["n_test"]]
+    # the baseline never saw the held-out images: its own cache file, trained on 3500 images
+    (key, build), = task.prerequisites(Vanilla(), 0)
+    assert (cache / key).exists() and "held_out" not in RobustTrainingTask(**TINY)._spec(0).__dict__
+    assert RobustTrainingTask(**TINY).prerequisites(Vanilla(), 0)[0][0] != key
+    assert build(cache, "cpu") == [cache / key]
+    # and the attacked images are the first validation images (training images 3500, ...)
+    report = np.load(folder / "robustness.npz")
+    assert np.array_equal(report["labels"], load_dataset("mnist-5k").train_y[3500:3500 + TINY["n_test"]].numpy())
+
+
+def test_the_deepdefense_suite_selects_on_validation_and_compares_on_test():
+    from pathlib import Path
+
+    from robench.api import validate
+
+    specs = validate(Path(__file__).resolve().parent.parent / "suites" / "papers" / "deepdefense.yaml")
+    assert len(specs) == 48
+    selection = [s for s in specs if s.task_params["eval_split"] == "validation"]
+    assert {(s.method, s.method_params["c"]) for s in selection if s.method == "deepdefense"} == {
+        ("deepdefense", 10.0), ("deepdefense", 25.0), ("deepdefense", 50.0)}
+    assert {s.task_params["model"] for s in selection} == {"mlp-500-150"}
+    assert all(s.task_params["validation_size"] == 1000 for s in selection)
+    test = [s for s in specs if s.task_params["eval_split"] == "test"]
+    assert len(test) == 36 and {s.task_params["model"] for s in test} == {"mlp-500-150", "lenet-5"}
+    assert all(s.task_params["preset_factors"] == [1.0] and s.task_params["attack_preset"] == "autoattack-fast"
+               for s in specs)

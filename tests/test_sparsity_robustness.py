@@ -1,5 +1,7 @@
 """The sparsity_robustness task: end to end on tiny settings, the stored per-sample results
-reproduce the metrics, an independent PGD agrees, a plug-in model runs, bad input fails early."""
+reproduce the metrics, an independent PGD agrees, the worst case over the APGD attacks and
+the first-broken shares, re-scoring from the artifacts, a plug-in model runs, bad input
+fails early (unknown presets already at suite validation)."""
 
 from __future__ import annotations
 
@@ -59,6 +61,16 @@ def test_end_to_end_metrics_and_artifacts(linear_run):
     sanity = {k for k in m if k.startswith("sanity_")}
     assert "sanity_deepfool_l2_complete" in sanity and all(m[k] in (0.0, 1.0) for k in sanity)
     assert "activation_sparsity" not in m  # the linear model has no ReLU
+    # the smoke preset's APGD-CE and APGD-T join the worst case; shares of the first breaker add up
+    for threat, grid, attacks in (("linf", (0.1, 0.3), ("fgsm_linf", "pgd_linf", "apgd_ce_linf", "apgd_t_linf")),
+                                  ("l2", (1, 3), ("pgd_l2", "apgd_ce_l2", "apgd_t_l2"))):
+        for eps in grid:
+            robust = m[f"robust_accuracy_{threat}@{eps:g}"]
+            assert robust <= min(m[f"accuracy_under_{a}@{eps:g}"] for a in attacks)
+            shares = sum(v for k, v in m.items() if k.startswith("broken_first_by_") and k.endswith(f"@{eps:g}")
+                         and k.split("@")[0].endswith(threat))
+            assert shares == pytest.approx(m["clean_accuracy"] - robust)
+        assert m[f"sanity_worst_case_le_every_attack_{threat}"] == 1.0
     state = torch.load(folder / "model.pt", weights_only=True)
     zeros = sum(int((t == 0).sum()) for k, t in state.items() if k.endswith("weight"))
     assert zeros / state["1.weight"].numel() == pytest.approx(m["weight_sparsity"])
@@ -99,6 +111,36 @@ def pgd_linf(model, x, y, eps, steps=40, restarts=2, seed=0):
         with torch.no_grad():
             robust &= model(adv).argmax(1) == y
     return robust
+
+
+def test_rescore_reproduces_the_stored_metrics(linear_run, tmp_path):
+    folder, result = linear_run
+    task = SparsityRobustnessTask(**{**TINY, "sparsity": 0.75})
+    rescored = task.rescore(folder, 0, RunContext(tmp_path, tmp_path))
+    assert set(rescored) == set(result.metrics) - {"baseline_accuracy"}
+    assert {k: v for k, v in rescored.items() if v != result.metrics[k]} == {}
+    check_one_line_error("cannot read", task.rescore, tmp_path / "nothing", 0, RunContext(tmp_path, tmp_path))
+
+
+def test_a_preset_without_deepfool_gets_one_for_rho2():
+    from robench.tasks.sparsity_robustness.task import _configs
+    names = [c.name for c in _configs("autoattack-fast", (), None)]
+    assert names == ["deepfool_l2", "apgd_ce_linf", "apgd_t_linf", "apgd_ce_l2", "apgd_t_l2"]
+    assert [c.name for c in _configs("smoke", ("cw_l2",), None)][0] == "deepfool_l2"
+
+
+@pytest.mark.parametrize("params, match", [
+    ("{attack_preset: mnist-defualt}", r"params\.attack_preset: unknown attack preset 'mnist-defualt'; "
+                                       r"did you mean 'mnist-default'\?"),
+    ("{exclude_attacks: [cw]}", r"params\.exclude_attacks: \['cw'\] not in preset 'mnist-default'"),
+])
+def test_suite_validation_rejects_unknown_presets_and_exclusions(params, match, tmp_path):
+    from robench.api import validate
+    suite = tmp_path / "s.yaml"
+    suite.write_text(f"suite: s\ntasks:\n  - task: sparsity_robustness\n    params: {params}\n"
+                     f"    methods: [{{name: magnitude}}]\n")
+    message = check_one_line_error(match, validate, suite)
+    assert message.startswith(f"{suite}: tasks[0].params.")
 
 
 def test_independent_pgd_is_no_weaker_than_reported(linear_run):

@@ -1,5 +1,6 @@
-"""The shared attack layer: versioned foolbox attack configs, a batched evaluator that keeps
-per-sample results, worst-case robust accuracy, ρ2, and sanity flags.
+"""The shared attack layer: versioned attack configs (foolbox; the AutoAttack attacks from
+torchattacks), a batched evaluator that keeps per-sample results, worst-case robust accuracy
+with the attack that first broke each point, ρ2, and sanity flags.
 
     from robench.attacks import evaluate_robustness, sanity_flags
     report = evaluate_robustness(model, x, y, "mnist-default")
@@ -7,19 +8,20 @@ per-sample results, worst-case robust accuracy, ρ2, and sanity flags.
 
 Importing this package (or resolving attack configs, as a task's parameter validation
 does) imports neither torch, NumPy nor foolbox: the evaluator (:mod:`robench.attacks.evaluate`)
-loads when one of its names is first used, and it imports torch and foolbox only when an
-attack runs.
+loads when one of its names is first used, and it imports torch, foolbox and torchattacks
+only when an attack runs.
 """
 
-from robench.attacks.configs import (ATTACKS_VERSION, PRESETS, AttackConfig, cw_l2, deepfool_l2,
-                                     fgsm, format_epsilon, get_preset, pgd_l2, pgd_linf)
+from robench.attacks.configs import (ATTACKS_VERSION, PRESETS, AttackConfig, apgd_ce, apgd_t, cw_l2,
+                                     deepfool_l2, describe_attacks, fab_t, fgsm, format_epsilon,
+                                     get_preset, pgd_l2, pgd_linf, square)
 from robench.attacks.sanity import SanityResult, run_sanity_checks, sanity_flags, sanity_messages
 
 _EVALUATE = ("RobustnessReport", "activation_sparsity", "evaluate_robustness", "frozen", "weight_sparsity")
 
 __all__ = [
-    "ATTACKS_VERSION", "PRESETS", "AttackConfig", "cw_l2", "deepfool_l2", "fgsm", "format_epsilon",
-    "get_preset", "pgd_l2", "pgd_linf", "RobustnessReport", "activation_sparsity",
+    "ATTACKS_VERSION", "PRESETS", "AttackConfig", "apgd_ce", "apgd_t", "cw_l2", "deepfool_l2",
+    "describe_attacks", "fab_t", "fgsm", "format_epsilon", "get_preset", "pgd_l2", "pgd_linf", "square", "RobustnessReport", "activation_sparsity",
     "evaluate_robustness", "frozen", "weight_sparsity", "SanityResult", "run_sanity_checks",
     "sanity_flags", "sanity_messages",
 ]

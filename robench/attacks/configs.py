@@ -1,27 +1,60 @@
-"""Standardized, versioned attack configurations on top of foolbox 3.
+"""Standardized, versioned attack configurations on top of foolbox 3 and torchattacks 3.5.
 
-An :class:`AttackConfig` names one foolbox attack and every parameter that changes its
-result. Two modes:
+An :class:`AttackConfig` names one attack and every parameter that changes its result.
+Two modes:
 
 - **minimal** (``epsilons=None``): the attack searches the smallest perturbation that
   changes the prediction (DeepFool, Carlini–Wagner); the evaluator stores its norm per sample.
 - **fixed-ε** (``epsilons=(ε₁ < ε₂ < ...)``): the attack runs once per ε inside the ε-ball
-  (FGSM, PGD); the evaluator stores success per (sample, ε).
+  (FGSM, PGD, the AutoAttack attacks); the evaluator stores success per (sample, ε).
 
-Kinds, norms and the foolbox class each maps to:
+Kinds, norms and the library class each maps to (defaults of version 2):
 
-=========  ======  ===============================  =====================================
-kind       norm    foolbox                          defaults (version 1)
-=========  ======  ===============================  =====================================
-deepfool   l2      ``L2DeepFoolAttack``             steps 50, overshoot 0.02, candidates 10
-deepfool   linf    ``LinfDeepFoolAttack``           same
-cw         l2      ``L2CarliniWagnerAttack``        5 binary-search steps × 100 Adam steps,
-                                                    stepsize 0.1, initial_const 1
-fgsm       linf    ``LinfFastGradientAttack``       one step of size ε (FGSM)
-fgsm       l2      ``L2FastGradientAttack``         one step of size ε (FGM)
-pgd        linf    ``LinfPGD``                      40 steps, step 2.5·ε/steps, random start
-pgd        l2      ``L2PGD``                        50 steps, step 2.5·ε/steps, random start
-=========  ======  ===============================  =====================================
+=========  ==========  ======================================  ==========================================
+kind       norm        class                                   defaults
+=========  ==========  ======================================  ==========================================
+deepfool   l2, linf    foolbox ``L2DeepFoolAttack`` / Linf     steps 50, overshoot 0.02, candidates 10
+cw         l2          foolbox ``L2CarliniWagnerAttack``       5 binary-search steps × 100 Adam steps,
+                                                               stepsize 0.1, initial_const 1
+fgsm       linf, l2    foolbox ``LinfFastGradientAttack`` / L2 one step of size ε (FGSM / FGM)
+pgd        linf, l2    foolbox ``LinfPGD`` / ``L2PGD``         40 (l∞) / 50 (l2) steps, step 2.5·ε/steps,
+                                                               random start, restarts 1
+apgd_ce    linf, l2    torchattacks ``APGD`` (loss "ce")       100 steps, restarts 1, rho 0.75
+apgd_t     linf, l2    torchattacks ``APGDT`` (targeted DLR)   100 steps, restarts 1, 9 target classes,
+                                                               rho 0.75
+fab_t      linf, l2    torchattacks ``FAB`` (multi-targeted)   100 steps, restarts 1, 9 target classes
+square     linf, l2    torchattacks ``Square`` (margin loss)   5000 queries, restarts 1, p_init 0.8
+=========  ==========  ======================================  ==========================================
+
+**The AutoAttack kinds** (Croce & Hein, ICML 2020, "Reliable evaluation of adversarial
+robustness with an ensemble of diverse parameter-free attacks") default to the settings of
+the paper's *standard* version, as its reference code (fra31/auto-attack) sets them:
+APGD-CE 100 iterations, 1 restart; APGD-T 100 iterations, 1 restart per target, the 9
+highest-scoring wrong classes as targets, targeted DLR loss; FAB-T 100 iterations, 1
+restart, 9 targets (α_max 0.1, η 1.05, β 0.9: torchattacks' defaults, the paper's); Square
+5000 queries, 1 restart, p_init 0.8, margin loss, the p schedule *not* rescaled to the query
+budget (``resc_schedule=False``, as AutoAttack builds it); APGD's ρ = 0.75 and its
+checkpoints at 22 %, 6 %, 3 % of the iterations are the library's and the paper's. Where
+torchattacks 3.5.1 differs from the paper's code, and what robench does about it:
+
+- torchattacks' own ``AutoAttack`` class leaves APGD, APGD-T and FAB at the library
+  default of **10** iterations (the paper: 100) and Square's schedule rescaled; robench
+  does not use that class: it builds each attack with the paper's settings above.
+- ``APGDT`` with the l2 norm steps every point with the step size of the batch's first
+  point (``step_size[0]``); the paper's code keeps one step size per point. The step sizes
+  start equal (2ε) and differ only after a point's step was halved, so l2 APGD-T is
+  somewhat weaker than the paper's; the l∞ version is not affected.
+- The four attacks draw their random starts from torch's global generator, which they
+  reseed (``torch.manual_seed(seed)``); the evaluator runs them inside
+  ``torch.random.fork_rng``, so the caller's generators and foolbox's random starts are
+  left as they were, and seeds them per (run seed, attack, batch): reproducible per seed.
+- They work on inputs in [0, 1] and 4-D batches: the evaluator maps the declared
+  ``bounds`` onto [0, 1] (ε scaled alike) and feeds flat inputs as (N, 1, 1, D); Square
+  needs image inputs (N, C, H, W). The targeted DLR loss needs at least 4 classes.
+  The number of targets is capped at (classes − 1).
+- The evaluator does not take a library's word for success: a point counts as broken only
+  if the model misclassifies the returned input *and* that input lies in the ε-ball and
+  the box (a violation is counted in ``meta["invalid_adversarials"]``).
 
 The C&W budget (5 binary-search steps × 100 Adam steps) is deliberately small so that a
 1000-image MNIST evaluation fits a CPU in minutes; foolbox's own default is 9×10000. With
@@ -35,37 +68,43 @@ report it as "C&W-L2 (5×100)". The step size 2.5·ε/steps for
 PGD is Madry et al.'s rule (the iterate can travel 2.5 ε-radii in total).
 
 A config's ``version`` is part of every stored result: change a default here → bump
-:data:`ATTACKS_VERSION`, so old and new numbers are never mixed.
+:data:`ATTACKS_VERSION`, so old and new numbers are never mixed. Version 2 added the
+AutoAttack kinds and put APGD-CE and APGD-T into the ``mnist-default`` and ``smoke``
+presets.
 """
 
 from __future__ import annotations
 
 import difflib
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from types import MappingProxyType
 from typing import Any, Mapping
 
 from robench.errors import UserError
 
-ATTACKS_VERSION = "1"
+ATTACKS_VERSION = "2"
 
-KINDS = ("deepfool", "cw", "fgsm", "pgd")
+KINDS = ("deepfool", "cw", "fgsm", "pgd", "apgd_ce", "apgd_t", "fab_t", "square")
 NORMS = ("l2", "linf")
 MINIMAL_KINDS = ("deepfool", "cw")
 
-# (kind, norm) -> foolbox class name
-FOOLBOX_CLASSES = {
-    ("deepfool", "l2"): "L2DeepFoolAttack",
-    ("deepfool", "linf"): "LinfDeepFoolAttack",
-    ("cw", "l2"): "L2CarliniWagnerAttack",
-    ("fgsm", "linf"): "LinfFastGradientAttack",
-    ("fgsm", "l2"): "L2FastGradientAttack",
-    ("pgd", "linf"): "LinfProjectedGradientDescentAttack",
-    ("pgd", "l2"): "L2ProjectedGradientDescentAttack",
+# (kind, norm) -> (library, class name)
+LIBRARY_CLASSES = {
+    ("deepfool", "l2"): ("foolbox", "L2DeepFoolAttack"),
+    ("deepfool", "linf"): ("foolbox", "LinfDeepFoolAttack"),
+    ("cw", "l2"): ("foolbox", "L2CarliniWagnerAttack"),
+    ("fgsm", "linf"): ("foolbox", "LinfFastGradientAttack"),
+    ("fgsm", "l2"): ("foolbox", "L2FastGradientAttack"),
+    ("pgd", "linf"): ("foolbox", "LinfProjectedGradientDescentAttack"),
+    ("pgd", "l2"): ("foolbox", "L2ProjectedGradientDescentAttack"),
+    **{(kind, norm): ("torchattacks", cls) for kind, cls in
+       (("apgd_ce", "APGD"), ("apgd_t", "APGDT"), ("fab_t", "FAB"), ("square", "Square"))
+       for norm in NORMS},
 }
+FOOLBOX_CLASSES = {key: cls for key, (lib, cls) in LIBRARY_CLASSES.items() if lib == "foolbox"}
 
-# Parameters each kind takes and their version-1 defaults. ``None`` for rel_stepsize
+# Parameters each kind takes and their version-2 defaults. ``None`` for rel_stepsize
 # means 2.5 / steps (Madry et al.).
 _DEFAULTS: dict[str, dict[str, Any]] = {
     "deepfool": {"steps": 50, "overshoot": 0.02, "candidates": 10},
@@ -73,21 +112,31 @@ _DEFAULTS: dict[str, dict[str, Any]] = {
            "confidence": 0.0},
     "fgsm": {"steps": 1, "random_start": False},
     "pgd": {"steps": None, "rel_stepsize": None, "random_start": True, "restarts": 1},
+    # the AutoAttack paper's standard version (module docstring)
+    "apgd_ce": {"steps": 100, "restarts": 1, "rho": 0.75},
+    "apgd_t": {"steps": 100, "restarts": 1, "target_classes": 9, "rho": 0.75},
+    "fab_t": {"steps": 100, "restarts": 1, "target_classes": 9},
+    "square": {"queries": 5000, "restarts": 1, "p_init": 0.8},
 }
 _PGD_STEPS = {"linf": 40, "l2": 50}
 _PARAMS = ("steps", "overshoot", "candidates", "binary_search_steps", "stepsize",
-           "initial_const", "confidence", "rel_stepsize", "random_start", "restarts")
+           "initial_const", "confidence", "rel_stepsize", "random_start", "restarts",
+           "target_classes", "rho", "queries", "p_init")
+_COUNTS = ("steps", "candidates", "binary_search_steps", "restarts", "target_classes", "queries")
+_FRACTIONS = ("rho", "p_init")  # in (0, 1]
 
 
 @dataclass(frozen=True)
 class AttackConfig:
     """One attack with all the parameters that change its result.
 
-    kind: ``deepfool`` | ``cw`` | ``fgsm`` | ``pgd``; norm: ``l2`` | ``linf``.
+    kind: one of :data:`KINDS`; norm: ``l2`` | ``linf``.
     epsilons: ``None`` for the minimal-perturbation kinds (deepfool, cw); a strictly
     increasing tuple of non-negative perturbation budgets (in input units, same norm) for
-    fgsm and pgd. Parameters that do not apply to ``kind`` must stay ``None``; those left
-    ``None`` get the kind's version-1 default (see the module docstring).
+    the fixed-ε kinds. Parameters that do not apply to ``kind`` must stay ``None``; those
+    left ``None`` get the kind's default (see the module docstring). ``target_classes``:
+    how many of the highest-scoring wrong classes a targeted attack tries, one after the
+    other (capped at classes − 1 when it runs).
     name: key of this attack in reports and metric names (default ``<kind>_<norm>``).
     """
 
@@ -104,6 +153,10 @@ class AttackConfig:
     rel_stepsize: float | None = None
     random_start: bool | None = None
     restarts: int | None = None
+    target_classes: int | None = None
+    rho: float | None = None
+    queries: int | None = None
+    p_init: float | None = None
     name: str | None = None
     version: str = ATTACKS_VERSION
 
@@ -111,8 +164,8 @@ class AttackConfig:
         label = self.name or f"{self.kind}_{self.norm}"
         if self.kind not in KINDS:
             raise UserError(f"attack {label!r}: unknown kind {self.kind!r}, expected one of {', '.join(KINDS)}")
-        if (self.kind, self.norm) not in FOOLBOX_CLASSES:
-            norms = [n for (k, n) in FOOLBOX_CLASSES if k == self.kind]
+        if (self.kind, self.norm) not in LIBRARY_CLASSES:
+            norms = [n for (k, n) in LIBRARY_CLASSES if k == self.kind]
             raise UserError(f"attack {label!r}: kind {self.kind!r} does not support norm {self.norm!r}, "
                             f"expected one of {', '.join(norms)}")
         set_ = object.__setattr__  # frozen: fill defaults once, here
@@ -159,14 +212,19 @@ class AttackConfig:
             object.__setattr__(self, "epsilons", eps)
         if self.kind == "fgsm" and self.steps != 1:
             raise UserError(f"attack {label!r}: fgsm is a single step, got steps={self.steps}; use kind 'pgd'")
-        for param in ("steps", "candidates", "binary_search_steps", "restarts"):
+        for param in _COUNTS:
             value = getattr(self, param)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise UserError(f"attack {label!r}: {param} must be a positive integer, got {value!r}")
-        for param in ("overshoot", "stepsize", "initial_const", "confidence", "rel_stepsize"):
+        for param in ("overshoot", "stepsize", "initial_const", "confidence", "rel_stepsize", *_FRACTIONS):
             value = getattr(self, param)
-            if value is not None and (not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                      or not math.isfinite(value) or value < 0):
                 raise UserError(f"attack {label!r}: {param} must be a non-negative number, got {value!r}")
+        for param in _FRACTIONS:
+            value = getattr(self, param)
+            if value is not None and not 0 < value <= 1:
+                raise UserError(f"attack {label!r}: {param} must lie in (0, 1], got {value!r}")
         if not self.name.replace("_", "").replace("-", "").isalnum():
             raise UserError(f"attack name {self.name!r}: use letters, digits, '_' and '-' only")
 
@@ -177,24 +235,39 @@ class AttackConfig:
         return self.epsilons is None
 
     @property
-    def foolbox_class(self) -> str:
-        return FOOLBOX_CLASSES[(self.kind, self.norm)]
+    def library(self) -> str:
+        """``"foolbox"`` or ``"torchattacks"``: who implements this attack."""
+        return LIBRARY_CLASSES[(self.kind, self.norm)][0]
+
+    @property
+    def library_class(self) -> str:
+        return LIBRARY_CLASSES[(self.kind, self.norm)][1]
+
+    @property
+    def foolbox_class(self) -> str | None:
+        """The foolbox class name (None for the torchattacks kinds)."""
+        return self.library_class if self.library == "foolbox" else None
+
+    def with_epsilons(self, epsilons) -> "AttackConfig":
+        """The same attack on another ε grid (a task that derives its budgets at run time)."""
+        return replace(self, epsilons=tuple(epsilons))
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-able dict of every parameter that applies (defaults filled in) plus the foolbox class."""
+        """JSON-able dict of every parameter that applies (defaults filled in) plus the
+        implementing class under the library's name (``"foolbox"`` or ``"torchattacks"``)."""
         out: dict[str, Any] = {"name": self.name, "kind": self.kind, "norm": self.norm,
                                "epsilons": None if self.epsilons is None else list(self.epsilons)}
         for param in _DEFAULTS[self.kind]:
             out[param] = getattr(self, param)
-        out["foolbox"] = self.foolbox_class
+        out[self.library] = self.library_class
         out["version"] = self.version
         return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "AttackConfig":
-        """Inverse of :meth:`to_dict` (the ``foolbox`` key is derived, so it is ignored)."""
+        """Inverse of :meth:`to_dict` (the library keys are derived, so they are ignored)."""
         known = {f.name for f in fields(cls)}
-        extra = set(data) - known - {"foolbox"}
+        extra = set(data) - known - {"foolbox", "torchattacks"}
         if extra:
             raise UserError(f"attack config {data.get('name', '?')!r}: unknown keys {sorted(extra)}")
         kwargs = {k: v for k, v in data.items() if k in known}
@@ -203,9 +276,12 @@ class AttackConfig:
         return cls(**kwargs)
 
     def build(self):
-        """The configured foolbox attack object (imports foolbox)."""
+        """The configured foolbox attack object (imports foolbox); the torchattacks kinds
+        are built per model and ε by :meth:`build_torchattacks`."""
         import foolbox.attacks as fa
 
+        if self.library != "foolbox":
+            raise TypeError(f"attack {self.name!r} is a torchattacks attack: use build_torchattacks(model, eps, ...)")
         cls = getattr(fa, self.foolbox_class)
         if self.kind == "deepfool":
             return cls(steps=self.steps, overshoot=self.overshoot, candidates=self.candidates, loss="logits")
@@ -218,11 +294,59 @@ class AttackConfig:
         attack = cls(rel_stepsize=self.rel_stepsize, steps=self.steps, random_start=self.random_start)
         return attack.repeat(self.restarts) if self.restarts > 1 else attack
 
+    def build_torchattacks(self, model, eps: float, num_classes: int, seed: int):
+        """The configured torchattacks attack on ``model`` (inputs in [0, 1], 4-D) at budget
+        ``eps`` (in those units), seeded with ``seed``; targets capped at num_classes − 1."""
+        import torchattacks
+
+        if self.library != "torchattacks":
+            raise TypeError(f"attack {self.name!r} is a foolbox attack: use build()")
+        norm = {"linf": "Linf", "l2": "L2"}[self.norm]
+        if self.kind == "apgd_ce":
+            return torchattacks.APGD(model, norm=norm, eps=eps, steps=self.steps, n_restarts=self.restarts,
+                                     seed=seed, loss="ce", eot_iter=1, rho=self.rho)
+        targets = min(self.target_classes or 1, num_classes - 1)
+        if self.kind == "apgd_t":  # n_classes only sets the number of targets (n_classes − 1)
+            return torchattacks.APGDT(model, norm=norm, eps=eps, steps=self.steps, n_restarts=self.restarts,
+                                      seed=seed, eot_iter=1, rho=self.rho, n_classes=targets + 1)
+        if self.kind == "fab_t":
+            return torchattacks.FAB(model, norm=norm, eps=eps, steps=self.steps, n_restarts=self.restarts,
+                                    alpha_max=0.1, eta=1.05, beta=0.9, seed=seed, multi_targeted=True,
+                                    n_classes=targets + 1)
+        return torchattacks.Square(model, norm=norm, eps=eps, n_queries=self.queries, n_restarts=self.restarts,
+                                   p_init=self.p_init, loss="margin", resc_schedule=False, seed=seed)
+
     def gradient_evaluations(self) -> int | None:
-        """Forward+backward passes per sample for fixed-ε attacks (all ε); None for minimal ones."""
+        """Forward+backward passes per sample for fixed-ε attacks (all ε; for the targeted
+        ones an upper bound: every target runs on the points the earlier ones left; Square
+        counts forward passes); None for minimal ones."""
         if self.minimal:
             return None
-        return self.steps * self.restarts * len(self.epsilons)
+        per_eps = {"apgd_ce": (self.steps or 0) + 1, "apgd_t": ((self.steps or 0) + 1) * (self.target_classes or 1),
+                   "fab_t": (self.steps or 0) * (self.target_classes or 1),
+                   "square": self.queries or 0}.get(self.kind, self.steps)
+        return per_eps * self.restarts * len(self.epsilons)
+
+    def describe(self) -> str:
+        """A short human-readable label: ``APGD-T l∞ (100 steps, 9 targets)``."""
+        norm = {"linf": "l∞", "l2": "l2"}[self.norm]
+        title = {"deepfool": "DeepFool", "cw": "C&W", "fgsm": "FGSM" if self.norm == "linf" else "FGM",
+                 "pgd": "PGD", "apgd_ce": "APGD-CE", "apgd_t": "APGD-T", "fab_t": "FAB-T",
+                 "square": "Square"}[self.kind]
+        if self.kind == "cw":
+            budget = f"{self.binary_search_steps}×{self.steps} steps"
+        elif self.kind == "square":
+            budget = f"{self.queries} queries"
+        elif self.kind == "fgsm":
+            budget = "1 step"
+        else:
+            budget = f"{self.steps} steps"
+        extras = [budget]
+        if self.restarts and self.restarts > 1:
+            extras.append(f"{self.restarts} restarts")
+        if self.target_classes:
+            extras.append(f"{self.target_classes} targets")
+        return f"{title} {norm} ({', '.join(extras)})"
 
 
 def format_epsilon(eps: float) -> str:
@@ -255,19 +379,55 @@ def pgd_l2(epsilons, **kw) -> AttackConfig:
     return AttackConfig("pgd", "l2", epsilons=tuple(epsilons), **kw)
 
 
+def apgd_ce(norm: str, epsilons, **kw) -> AttackConfig:
+    """APGD on the cross-entropy loss (AutoAttack; 100 steps, 1 restart by default)."""
+    return AttackConfig("apgd_ce", norm, epsilons=tuple(epsilons), **kw)
+
+
+def apgd_t(norm: str, epsilons, **kw) -> AttackConfig:
+    """Targeted APGD on the DLR loss (AutoAttack; 100 steps, 9 target classes by default)."""
+    return AttackConfig("apgd_t", norm, epsilons=tuple(epsilons), **kw)
+
+
+def fab_t(norm: str, epsilons, **kw) -> AttackConfig:
+    """Targeted FAB (AutoAttack; 100 steps, 9 target classes by default)."""
+    return AttackConfig("fab_t", norm, epsilons=tuple(epsilons), **kw)
+
+
+def square(norm: str, epsilons, **kw) -> AttackConfig:
+    """Square Attack, score-based black box (AutoAttack; 5000 queries by default)."""
+    return AttackConfig("square", norm, epsilons=tuple(epsilons), **kw)
+
+
 MNIST_LINF_EPSILONS = (0.05, 0.1, 0.2, 0.3)
 MNIST_L2_EPSILONS = (0.5, 1.0, 2.0, 3.0)
+_GRIDS = {"linf": MNIST_LINF_EPSILONS, "l2": MNIST_L2_EPSILONS}
+
+
+def _autoattack(*kinds, grids=_GRIDS, **kw) -> tuple[AttackConfig, ...]:
+    """The given AutoAttack kinds, in AutoAttack's order, for both norms on ``grids``."""
+    return tuple(AttackConfig(kind, norm, epsilons=grids[norm], **kw) for norm in NORMS[::-1] for kind in kinds)
+
 
 PRESETS: Mapping[str, tuple[AttackConfig, ...]] = MappingProxyType({
     # The standard MNIST evaluation: both minimal-norm attacks (ρ2, C&W median), the
-    # fixed-ε attacks up to budgets where an undefended model must reach ~0 accuracy.
+    # fixed-ε attacks up to budgets where an undefended model must reach ~0 accuracy, and
+    # (since version 2) APGD-CE and APGD-T with AutoAttack's settings on the same grids.
+    # The order is the order of "which attack first broke a point": today's attacks first,
+    # so the share of the APGD attacks is what they add.
     "mnist-default": (
         deepfool_l2(),
         cw_l2(),
         fgsm(MNIST_LINF_EPSILONS),
         pgd_linf(MNIST_LINF_EPSILONS),
         pgd_l2(MNIST_L2_EPSILONS),
+        *_autoattack("apgd_ce", "apgd_t"),
     ),
+    # AutoAttack (Croce & Hein 2020) as RobustBench runs it, on the MNIST grids: APGD-CE,
+    # APGD-T, FAB-T and Square, worst case per point.
+    "autoattack-standard": _autoattack("apgd_ce", "apgd_t", "fab_t", "square"),
+    # Its two gradient attacks only (most of its strength at a fraction of the cost).
+    "autoattack-fast": _autoattack("apgd_ce", "apgd_t"),
     # Seconds, not minutes: every code path with tiny budgets (CI and smoke suites only;
     # never report these numbers as robustness).
     "smoke": (
@@ -276,6 +436,7 @@ PRESETS: Mapping[str, tuple[AttackConfig, ...]] = MappingProxyType({
         fgsm((0.1, 0.3)),
         pgd_linf((0.1, 0.3), steps=5),
         pgd_l2((1.0, 3.0), steps=5),
+        *_autoattack("apgd_ce", "apgd_t", grids={"linf": (0.1, 0.3), "l2": (1.0, 3.0)}, steps=5),
     ),
 })
 
@@ -312,3 +473,16 @@ def resolve_attacks(attacks) -> tuple[AttackConfig, ...]:
 
 def _bad_attack(item):
     raise UserError(f"attacks must hold AttackConfig objects, got {type(item).__name__}")
+
+
+def describe_attacks(attacks, exclude=()) -> str:
+    """One line naming every attack of a preset name or config list (dicts as stored in task
+    params included), minus the names in ``exclude``, with its budget and ε grid, for
+    reports: ``DeepFool l2 (50 steps); APGD-T l∞ (100 steps, 9 targets) at ε 0.05, 0.1``."""
+    parts = []
+    for cfg in resolve_attacks(attacks):
+        if cfg.name in exclude:
+            continue
+        grid = "" if cfg.minimal else " at ε " + ", ".join(format_epsilon(e) for e in cfg.epsilons)
+        parts.append(cfg.describe() + grid)
+    return "; ".join(parts)

@@ -18,6 +18,15 @@ Conventions used everywhere in robench
   attack of norm p needed more than ε. The ε grid of a threat is the union of the grids
   of its fixed-ε attacks; an attack contributes only at the ε it ran at (no closure over
   smaller ε, so a non-monotone curve still exposes a weak or masked attack).
+- **Which attack first broke a point**: per threat, an int16 (N, K) record over the
+  threat's ε grid: the index (into ``configs``) of the first attack, in the order the
+  attacks were given, that broke the point at ε_k; :data:`ROBUST` (−1) where none did,
+  :data:`CLEAN_ERROR` (−2) for a point misclassified without any perturbation. Robust
+  accuracy is the fraction of −1 in a column; the record is stored with the report (npz),
+  and a sanity flag checks it against every single attack's own result.
+- **Success of a torchattacks attack** (the AutoAttack kinds) is decided here, not by the
+  library: the model misclassifies the returned input, and that input lies in the ε-ball
+  and the box (up to float rounding: 1e-5 relative + 1e-6 absolute on the norm).
 - **ρ2** = mean over the test points of ‖r(x)‖₂ / ‖x‖₂ with r from L2 DeepFool, where a
   misclassified point counts as 0 (DeepFool paper / DeepDefense convention). Points where
   DeepFool failed (inf) are left out of the mean and counted in
@@ -42,6 +51,7 @@ from robench.errors import UserError
 
 NPZ_FORMAT = "robench-robustness-report/1"
 THREATS = ("linf", "l2")
+ROBUST, CLEAN_ERROR = -1, -2  # codes of the first-broken record besides attack indices
 
 
 # -- the report -----------------------------------------------------------------------------
@@ -57,6 +67,8 @@ class RobustnessReport:
     success: name → bool (N, K), fixed-ε attack succeeded at ``epsilons[name][k]``.
     epsilons: name → float64 (K,). configs: the attacks in the order they ran.
     meta: bounds, batch size, seed, versions, timing (JSON-able).
+    first_broken: threat → int16 (N, K) record over :meth:`threat_epsilons` (module doc);
+    derived from the attacks' results when not given (the evaluator and ``from_npz`` give it).
     """
 
     labels: np.ndarray
@@ -68,6 +80,14 @@ class RobustnessReport:
     epsilons: dict[str, np.ndarray]
     configs: tuple[AttackConfig, ...]
     meta: dict[str, Any] = field(default_factory=dict)
+    first_broken: dict[str, np.ndarray] | None = None
+
+    def __post_init__(self):
+        record = dict(self.first_broken or {})
+        for threat in THREATS:
+            if threat not in record:
+                record[threat] = self.derive_first_broken(threat)
+        self.first_broken = record
 
     # -- derived quantities ------------------------------------------------------------
     @property
@@ -85,19 +105,36 @@ class RobustnessReport:
         grids = [self.epsilons[c.name] for c in self.configs if not c.minimal and c.norm == threat]
         return np.unique(np.concatenate(grids)) if grids else np.zeros(0)
 
-    def robust_mask(self, threat: str) -> tuple[np.ndarray, np.ndarray]:
-        """(ε grid (K,), robust bool (N, K)): worst case over all attacks of that norm, per point."""
+    def broken_mask(self, name: str, grid: np.ndarray | None = None) -> np.ndarray:
+        """bool (N, K): attack ``name`` alone broke the point at ε_k of ``grid`` (default: the
+        threat grid of its norm). A minimal attack breaks a point at every ε ≥ its norm; a
+        fixed-ε attack only at the ε it ran at (False elsewhere)."""
+        cfg = self.config(name)
+        grid = self.threat_epsilons(cfg.norm) if grid is None else np.asarray(grid, dtype=np.float64)
+        if cfg.minimal:
+            return self.minimal_norms[name][:, None] <= grid[None, :]
+        out = np.zeros((self.n, len(grid)), dtype=bool)
+        eps = self.epsilons[name]
+        cols = np.searchsorted(grid, eps)
+        found = cols < len(grid)
+        found[found] = grid[cols[found]] == eps[found]
+        out[:, cols[found]] = self.success[name][:, found]
+        return out
+
+    def derive_first_broken(self, threat: str) -> np.ndarray:
+        """The first-broken record of ``threat`` (module doc), from the attacks' results."""
         grid = self.threat_epsilons(threat)
-        robust = np.repeat(self.clean_correct[:, None], len(grid), axis=1)
-        for cfg in self.configs:
-            if cfg.norm != threat:
-                continue
-            if cfg.minimal:
-                robust &= ~(self.minimal_norms[cfg.name][:, None] <= grid[None, :])
-            else:
-                cols = np.searchsorted(grid, self.epsilons[cfg.name])
-                robust[:, cols] &= ~self.success[cfg.name]
-        return grid, robust
+        record = np.full((self.n, len(grid)), ROBUST, dtype=np.int16)
+        record[~self.clean_correct] = CLEAN_ERROR
+        for index, cfg in enumerate(self.configs):
+            if cfg.norm == threat:
+                record[self.broken_mask(cfg.name, grid) & (record == ROBUST)] = index
+        return record
+
+    def robust_mask(self, threat: str) -> tuple[np.ndarray, np.ndarray]:
+        """(ε grid (K,), robust bool (N, K)): worst case over all attacks of that norm, per
+        point, as the first-broken record says."""
+        return self.threat_epsilons(threat), self.first_broken[threat] == ROBUST
 
     def robust_accuracy(self, threat: str) -> dict[float, float]:
         """ε → fraction of all N points robust at ε under ``threat`` (``linf`` or ``l2``)."""
@@ -125,7 +162,10 @@ class RobustnessReport:
         (median norm over clean-correct points, inf if more than half failed) and
         ``<name>_failure_rate`` (fraction of clean-correct points not broken);
         per threat and ε ``robust_accuracy_<linf|l2>@<ε>`` (worst case over attacks);
-        per fixed-ε attack and ε ``accuracy_under_<name>@<ε>``.
+        per fixed-ε attack and ε ``accuracy_under_<name>@<ε>``; per threat, ε and attack
+        of that norm contributing at that ε ``broken_first_by_<name>@<ε>``, the fraction of
+        all N points that attack was the first (in the given order) to break: over the
+        attacks, these add up to clean accuracy − robust accuracy.
         """
         metrics: dict[str, float] = {"clean_accuracy": float(self.clean_correct.mean())}
         try:
@@ -148,6 +188,14 @@ class RobustnessReport:
             broken = self.success[cfg.name]
             for k, eps in enumerate(self.epsilons[cfg.name]):
                 metrics[f"accuracy_under_{cfg.name}@{format_epsilon(eps)}"] = float((correct & ~broken[:, k]).mean())
+        for threat in THREATS:
+            grid, record = self.threat_epsilons(threat), self.first_broken[threat]
+            for index, cfg in enumerate(self.configs):
+                if cfg.norm != threat:
+                    continue
+                for k, eps in enumerate(grid):
+                    if cfg.minimal or eps in self.epsilons[cfg.name]:
+                        metrics[f"broken_first_by_{cfg.name}@{format_epsilon(eps)}"] = float((record[:, k] == index).mean())
         return metrics
 
     def sanity(self, **kwargs):
@@ -161,8 +209,9 @@ class RobustnessReport:
 
         ``labels``, ``clean_correct``, ``clean_correct_unwrapped``, ``input_l2`` (N,);
         ``norm__<name>`` (N,) per minimal attack; ``success__<name>`` (N, K) and
-        ``epsilons__<name>`` (K,) per fixed-ε attack; ``configs_json`` (list of
-        ``AttackConfig.to_dict()``) and ``meta_json`` as 0-d unicode arrays.
+        ``epsilons__<name>`` (K,) per fixed-ε attack; ``first_broken__<threat>`` (N, K)
+        int16 per threat (module doc); ``configs_json`` (list of ``AttackConfig.to_dict()``)
+        and ``meta_json`` as 0-d unicode arrays.
         """
         path = Path(path)
         arrays: dict[str, np.ndarray] = {
@@ -176,6 +225,8 @@ class RobustnessReport:
         for name, success in self.success.items():
             arrays[f"success__{name}"] = success
             arrays[f"epsilons__{name}"] = self.epsilons[name]
+        for threat, record in self.first_broken.items():
+            arrays[f"first_broken__{threat}"] = record
         with open(path, "wb") as fh:  # a file handle keeps numpy from appending ".npz"
             np.savez_compressed(fh, **arrays)
         return path
@@ -196,10 +247,12 @@ class RobustnessReport:
                 minimal = {c.name: data[f"norm__{c.name}"] for c in configs if c.minimal}
                 success = {c.name: data[f"success__{c.name}"] for c in configs if not c.minimal}
                 epsilons = {c.name: data[f"epsilons__{c.name}"] for c in configs if not c.minimal}
+                # reports written before the record existed get it derived
+                record = {t: data[f"first_broken__{t}"] for t in THREATS if f"first_broken__{t}" in data.files}
                 return cls(labels=data["labels"], clean_correct=data["clean_correct"],
                            clean_correct_unwrapped=data["clean_correct_unwrapped"], input_l2=data["input_l2"],
                            minimal_norms=minimal, success=success, epsilons=epsilons,
-                           configs=configs, meta=meta)
+                           configs=configs, meta=meta, first_broken=record)
             except KeyError as exc:
                 raise UserError(f"robustness report {path}: missing entry {exc}; expected the layout of {NPZ_FORMAT}") from None
 
@@ -208,19 +261,24 @@ class RobustnessReport:
 
 def evaluate_robustness(model, x, y, attacks: str | AttackConfig | Sequence[AttackConfig], *,
                         batch_size: int = 250, bounds: tuple[float, float] = (0.0, 1.0),
-                        seed: int = 0, device=None) -> RobustnessReport:
+                        seed: int = 0, device=None, on_adversarial=None) -> RobustnessReport:
     """Attack ``model`` on (x, y) with every config in ``attacks`` and keep per-sample results.
 
     model: ``torch.nn.Module`` mapping a float batch (B, ...) to logits (B, classes).
     x: float (N, ...) in ``bounds``; y: int (N,) class labels. ``attacks``: a preset name
-    (``"mnist-default"``, ``"smoke"``), one :class:`AttackConfig` or a sequence of them.
-    The model is evaluated in eval mode with its parameters' ``requires_grad`` switched off
-    (foolbox would otherwise leave ``.grad`` on them); both are restored afterwards.
-    ``seed`` fixes the random starts (the global generators are seeded with it for the
-    evaluation and restored afterwards: :func:`robench.seeding.scoped`), so the same call
-    gives the same report and the caller's random state is left as it was. The attacks
-    run on ``device`` (default: the model's); x and y may be on any device, per-sample
-    results come back as NumPy arrays.
+    (``"mnist-default"``, ``"autoattack-standard"``, ``"smoke"``, ...), one
+    :class:`AttackConfig` or a sequence of them. Every attack runs on every point (so each
+    one's own accuracy is known); the order of ``attacks`` is the order of the first-broken
+    record. The model is evaluated in eval mode with its parameters' ``requires_grad``
+    switched off (foolbox would otherwise leave ``.grad`` on them); both are restored
+    afterwards. ``seed`` fixes the random starts (foolbox draws from the global generators,
+    seeded with it for the evaluation and restored afterwards: :func:`robench.seeding.scoped`;
+    each torchattacks attack gets its own seed per batch and ε, derived from it), so the
+    same call gives the same report and the caller's random state is left as it was. The
+    attacks run on ``device`` (default: the model's); x and y may be on any device,
+    per-sample results come back as NumPy arrays. ``on_adversarial(name, eps, x, x_adv,
+    success)``, if given, sees every fixed-ε attack's adversarial batch (tensors on
+    ``device``; success bool (B,)), for tests and inspection.
     Inputs are validated before any attack runs; bad ones raise :class:`UserError`.
     """
     import torch
@@ -237,11 +295,15 @@ def evaluate_robustness(model, x, y, attacks: str | AttackConfig | Sequence[Atta
 
     started = time.perf_counter()
     timings: dict[str, float] = {}
+    invalid: dict[str, int] = {}
     with frozen(model):
         num_classes = _check_logits(model, x, y, device)
+        _check_torchattacks_inputs(configs, model, x, num_classes)
         import foolbox as fb
         fmodel = fb.PyTorchModel(model, bounds=(lo, hi), device=device)  # device given: never moved
-        attacks_fb = {c.name: c.build() for c in configs}
+        attacks_fb = {c.name: c.build() for c in configs if c.library == "foolbox"}
+        unit_model = _unit_box_model(model, lo, hi, tuple(x.shape[1:]), device) \
+            if any(c.library == "torchattacks" for c in configs) else None
         correct, correct_plain, input_l2 = [], [], []
         minimal = {c.name: [] for c in configs if c.minimal}
         success = {c.name: [] for c in configs if not c.minimal}
@@ -260,9 +322,18 @@ def evaluate_robustness(model, x, y, attacks: str | AttackConfig | Sequence[Atta
                     t0 = time.perf_counter()
                     if cfg.minimal:
                         minimal[cfg.name].append(_run_minimal(attacks_fb[cfg.name], cfg, fmodel, xb, yb, ok))
-                    else:
-                        _, _, hit = attacks_fb[cfg.name](fmodel, xb, yb, epsilons=list(cfg.epsilons))
+                    elif cfg.library == "foolbox":
+                        _, clipped, hit = attacks_fb[cfg.name](fmodel, xb, yb, epsilons=list(cfg.epsilons))
+                        if on_adversarial is not None:
+                            for k, eps in enumerate(cfg.epsilons):
+                                on_adversarial(cfg.name, eps, xb, clipped[k], hit[k])
                         success[cfg.name].append(hit.T.cpu().numpy())  # (K, B) -> (B, K)
+                    else:
+                        hits, bad = _run_torchattacks(cfg, unit_model, xb, yb, ok, num_classes,
+                                                      lambda k: seeding.stream_seed(seed, f"{cfg.name}/{start}/{k}"),
+                                                      on_adversarial)
+                        success[cfg.name].append(hits)
+                        invalid[cfg.name] = invalid.get(cfg.name, 0) + bad
                     timings[cfg.name] = timings.get(cfg.name, 0.0) + time.perf_counter() - t0
 
     import foolbox
@@ -271,6 +342,9 @@ def evaluate_robustness(model, x, y, attacks: str | AttackConfig | Sequence[Atta
             "foolbox_version": foolbox.__version__, "torch_version": torch.__version__,
             "device": str(device), "seconds_total": time.perf_counter() - started,
             "seconds_per_attack": timings}
+    if unit_model is not None:
+        import torchattacks
+        meta.update(torchattacks_version=torchattacks.__version__, invalid_adversarials=invalid)
     return RobustnessReport(
         labels=y.numpy().astype(np.int64),
         clean_correct=np.concatenate(correct).astype(bool),
@@ -280,6 +354,88 @@ def evaluate_robustness(model, x, y, attacks: str | AttackConfig | Sequence[Atta
         success={k: np.concatenate(v).astype(bool) for k, v in success.items()},
         epsilons={c.name: np.asarray(c.epsilons, dtype=np.float64) for c in configs if not c.minimal},
         configs=configs, meta=meta)
+
+
+def _run_torchattacks(cfg: AttackConfig, unit_model, xb, yb, clean_ok, num_classes: int, seed_of,
+                      on_adversarial) -> tuple[np.ndarray, int]:
+    """(B, K) success of a torchattacks attack at each ε of ``cfg`` and the number of
+    adversarial inputs it returned outside the ε-ball or the box (not counted as broken).
+
+    Runs inside ``torch.random.fork_rng`` (the library reseeds the global generator), on
+    ``unit_model`` (bounds mapped to [0, 1], 4-D input). Success is decided here: clean
+    errors count as broken (foolbox's convention); a correctly classified point is broken
+    when the model misclassifies the returned input and that input lies in the ball and box.
+    """
+    import torch
+
+    wrap = unit_model
+    u = wrap.to_unit(xb)
+    # the accelerator's generator too when the batch lives there (draws made there under its default device)
+    fork = {"devices": []} if xb.device.type == "cpu" else \
+        {"devices": [xb.device.index or 0], "device_type": xb.device.type}
+    hits, invalid = [], 0
+    for k, eps in enumerate(cfg.epsilons):
+        attack = cfg.build_torchattacks(wrap, eps / wrap.scale, num_classes, seed_of(k))
+        attack.set_device(xb.device)
+        with torch.random.fork_rng(**fork):
+            x_adv = wrap.from_unit(attack(u, yb)).detach()
+        with torch.no_grad():
+            wrong = wrap.model(x_adv).argmax(1) != yb
+        delta = (x_adv - xb).flatten(1).double()
+        size = delta.abs().amax(1) if cfg.norm == "linf" else delta.norm(dim=1)
+        flat = x_adv.flatten(1)
+        inside = (size <= eps * (1 + 1e-5) + 1e-6) & (flat >= wrap.lo).all(1) & (flat <= wrap.hi).all(1)
+        hit = ~clean_ok | (wrong & inside)
+        invalid += int((clean_ok & wrong & ~inside).sum())
+        if on_adversarial is not None:
+            on_adversarial(cfg.name, eps, xb, x_adv, hit)
+        hits.append(hit.cpu().numpy())
+    return np.stack(hits, axis=1), invalid
+
+
+def _unit_box_model(model, lo: float, hi: float, shape: tuple[int, ...], device):
+    """The model as the torchattacks attacks see it: inputs u in [0, 1] with 4-D batches
+    (N, C, H, W); x = lo + (hi − lo)·u in the model's own ``shape``. An identity map (no
+    extra operation in the forward pass) for image inputs in [0, 1]."""
+    import torch
+    from torch import nn
+
+    class UnitBox(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.model, self.lo, self.hi, self.scale, self.shape = model, lo, hi, hi - lo, shape
+            self.unit_shape = shape if len(shape) == 3 else (1, 1, math.prod(shape))
+            self.identity = (lo, hi) == (0.0, 1.0) and len(shape) == 3
+            # torchattacks finds its device from the first parameter (the model may have none)
+            self.anchor = nn.Parameter(torch.zeros(0, device=device), requires_grad=False)
+
+        def to_unit(self, x):
+            return x if self.identity else ((x - self.lo) / self.scale).reshape(len(x), *self.unit_shape)
+
+        def from_unit(self, u):
+            return u if self.identity else (self.lo + self.scale * u).reshape(len(u), *self.shape)
+
+        def forward(self, u):
+            return self.model(self.from_unit(u))
+
+    return UnitBox().eval()
+
+
+def _check_torchattacks_inputs(configs, model, x, num_classes: int) -> None:
+    """What the torchattacks kinds need, checked before any attack runs (one line each)."""
+    import torch
+
+    for cfg in configs:
+        if cfg.library != "torchattacks":
+            continue
+        if _model_dtype(model) != torch.float32:
+            raise UserError(f"attack {cfg.name!r} (torchattacks) needs a float32 model, got {_model_dtype(model)}")
+        if cfg.kind == "apgd_t" and num_classes < 4:
+            raise UserError(f"attack {cfg.name!r}: the targeted DLR loss needs at least 4 classes, "
+                            f"the model has {num_classes}")
+        if cfg.kind == "square" and x.ndim != 4:
+            raise UserError(f"attack {cfg.name!r}: Square needs image inputs (N, C, H, W), "
+                            f"got shape {tuple(x.shape)}")
 
 
 def _run_minimal(attack, cfg: AttackConfig, fmodel, xb, yb, clean_ok) -> np.ndarray:

@@ -16,6 +16,11 @@ Flags (present only where they apply):
   ``mnist-default`` preset reaches both). For a certified-robust model this flag is
   *expected* to fail: read it as "make sure this is not gradient masking".
 - ``<deepfool>_complete``: every DeepFool attack broke every correctly classified point.
+- ``worst_case_le_every_attack_<threat>``: the worst case is at most every single attack
+  of that norm, point by point: no point the first-broken record counts as robust at ε was
+  broken there by one of the attacks on its own (so robust accuracy ≤ accuracy under each
+  attack at every ε). It fails when the stored record and the attacks' results disagree
+  (a corrupted or hand-edited report, or a bug in the aggregation).
 - ``wrapped_matches_unwrapped``: the foolbox-wrapped model's clean accuracy equals the
   plain ``model(x)`` accuracy.
 """
@@ -77,6 +82,7 @@ def run_sanity_checks(report, *, near_zero_threshold: float = NEAR_ZERO_THRESHOL
                    f"{threat} robust accuracy at the largest epsilon {format_epsilon(eps_max)} is "
                    f"{curve[eps_max]:.3f} > {near_zero_threshold:g} (gradient masking, a weak attack, "
                    f"or a genuinely robust model: cross-check)")
+        _check_worst_case(report, threat, record)
 
     correct = report.clean_correct
     for cfg in report.configs:
@@ -102,3 +108,24 @@ def sanity_flags(report, **kwargs) -> dict[str, bool]:
 def sanity_messages(report, **kwargs) -> list[str]:
     """One human-readable line per failed check; empty when all passed."""
     return run_sanity_checks(report, **kwargs).messages
+
+
+def _check_worst_case(report, threat: str, record) -> None:
+    """``worst_case_le_every_attack_<threat>`` (module doc): the first violation, in words."""
+    grid, robust = report.robust_mask(threat)
+    if not len(grid):
+        return
+    for cfg in report.configs:
+        if cfg.norm != threat:
+            continue
+        bad = robust & report.broken_mask(cfg.name, grid)
+        if bad.any():
+            k = int(bad.any(axis=0).argmax())
+            own = float((report.clean_correct & ~report.broken_mask(cfg.name, grid)[:, k]).mean())
+            record(f"worst_case_le_every_attack_{threat}", False,
+                   f"{threat} worst case is not <= every attack: at epsilon {format_epsilon(grid[k])} robust "
+                   f"accuracy {float(robust[:, k].mean()):.3f} counts {int(bad[:, k].sum())} point(s) that "
+                   f"{cfg.name} broke (its own accuracy there: {own:.3f}); the first-broken record disagrees "
+                   f"with the attacks' results")
+            return
+    record(f"worst_case_le_every_attack_{threat}", True, "")

@@ -74,9 +74,24 @@ _KNOWN: dict[str, tuple[str, tuple[str, float]]] = {
     "additions_saved": ("additions saved", PERCENT),
 }
 _NORMS = {"linf": "l∞", "l2": "l2", "l1": "l1", "l0": "l0"}
-_ATTACK = re.compile(r"^accuracy_under_([a-z0-9]+)_(linf|l2|l1|l0)@(.+)$")
+_ATTACK = re.compile(r"^accuracy_under_([a-z0-9_]+?)_(linf|l2|l1|l0)@(.+)$")
 _ROBUST = re.compile(r"^robust_accuracy_(linf|l2|l1|l0)@(.+)$")
-_RELATIVE = re.compile(r"^(fgs|pgd|fgsm)_accuracy@([0-9.]+)x$")
+_RELATIVE = re.compile(r"^(fgs|pgd|fgsm|apgd_ce|apgd_t|fab_t|square|robust)_accuracy@([0-9.]+)x$")
+_FIRST_BROKEN = re.compile(r"^broken_first_by_([a-z0-9_]+?)_(linf|l2|l1|l0)@(.+)$")
+# attack kinds as the papers write them (names the attack layer gives by default)
+ATTACK_NAMES = {"fgsm": "FGSM", "fgs": "FGS", "pgd": "PGD", "apgd_ce": "APGD-CE", "apgd_t": "APGD-T",
+                "fab_t": "FAB-T", "square": "Square", "deepfool": "DeepFool", "cw": "C&W", "robust": "worst-case"}
+
+
+def attack_name(kind: str) -> str:
+    return ATTACK_NAMES.get(kind, kind.upper())
+
+
+def _budget(text: str) -> str:
+    """``0.0883436`` → "ε = 0.088"; ``1x`` → "1 ε_ref" (a budget relative to the reference ε)."""
+    if text.endswith("x"):
+        return f"ε = {number_text(text[:-1])} × ε_ref"
+    return f"ε = {number_text(text, 2)}"
 _LEVEL = re.compile(r"^(psnr|ssim)@(.+)$")
 
 
@@ -104,11 +119,15 @@ def metric(name: str) -> Metric:
         return Metric(name, f"robust acc. {_NORMS[match.group(1)]} ε = {number_text(match.group(2), 2)}", *PERCENT)
     match = _ATTACK.match(name)
     if match:
-        return Metric(name, f"acc. under {match.group(1).upper()} {_NORMS[match.group(2)]} "
-                            f"ε = {number_text(match.group(3), 2)}", *PERCENT)
+        return Metric(name, f"acc. under {attack_name(match.group(1))} {_NORMS[match.group(2)]} "
+                            f"{_budget(match.group(3))}", *PERCENT)
+    match = _FIRST_BROKEN.match(name)
+    if match:
+        return Metric(name, f"first broken by {attack_name(match.group(1))} {_NORMS[match.group(2)]} "
+                            f"{_budget(match.group(3))}", *PERCENT)
     match = _RELATIVE.match(name)
     if match:
-        return Metric(name, f"{match.group(1).upper()} acc. at {number_text(match.group(2))} ε_ref", *PERCENT)
+        return Metric(name, f"{attack_name(match.group(1))} acc. at {number_text(match.group(2))} ε_ref", *PERCENT)
     match = _LEVEL.match(name)
     if match:
         what = "PSNR" if match.group(1) == "psnr" else "SSIM"
@@ -147,3 +166,31 @@ def level_curve(names, prefix: str = "psnr") -> list[tuple[float, str]]:
 
 def norm_symbol(norm: str) -> str:
     return _NORMS.get(norm, norm)
+
+
+def first_broken_shares(metrics: dict) -> list[dict]:
+    """The ``broken_first_by_<attack>_<norm>@<budget>`` metrics of one run as tables, one per
+    norm: ``{"norm", "attacks": [...], "rows": [{"budget", "shares": [value or None]}]}``,
+    budgets in increasing order (relative budgets ``<f>x`` after the absolute ones)."""
+    found: dict[str, dict[str, dict[str, float]]] = {}
+    for name, value in metrics.items():
+        match = _FIRST_BROKEN.match(str(name))
+        if match:
+            kind, norm, budget = match.groups()
+            found.setdefault(norm, {}).setdefault(budget, {})[kind] = value
+
+    def order(budget: str):
+        relative = budget.endswith("x")
+        try:
+            return (relative, float(budget[:-1] if relative else budget))
+        except ValueError:
+            return (relative, math.inf)
+
+    tables = []
+    for norm in sorted(found):
+        attacks = sorted({k for shares in found[norm].values() for k in shares},
+                         key=lambda k: list(ATTACK_NAMES).index(k) if k in ATTACK_NAMES else len(ATTACK_NAMES))
+        rows = [{"budget": _budget(b), "shares": [found[norm][b].get(k) for k in attacks]}
+                for b in sorted(found[norm], key=order)]
+        tables.append({"norm": _NORMS.get(norm, norm), "attacks": [attack_name(k) for k in attacks], "rows": rows})
+    return tables

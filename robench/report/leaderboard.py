@@ -30,7 +30,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterable
 
-from .labels import metric
+from .labels import first_broken_shares, metric
 from .paths import private_roots, scrub_label, scrub_text, scrub_value
 from .style import method_colors
 from .table import as_dict, is_missing, metric_values, mode, normalize, summarize, task_info, to_float
@@ -348,6 +348,10 @@ def _setting_pages(task: str, task_file: str, setting: str, runs, out_dir: Path,
                 "metrics": [_metric_line(n, metrics[n]) for n in names if n in metrics] +
                            [_metric_line(n, v) for n, v in metrics.items() if n not in names],
                 "metric_cells": [format_number(to_float(metrics.get(c["name"])) * c["scale"]) for c in headline],
+                "first_broken": [{**t, "rows": [{**row, "shares": [format_number(to_float(v) * 100, 3)
+                                                                    for v in row["shares"]]}
+                                                for row in t["rows"]]}
+                                 for t in first_broken_shares(metrics)],
                 "task_params": scrub_value(r.task_params, roots),
                 "method_params": scrub_value(r.method_params, roots),
                 "provenance": scrub_value(r.provenance, roots),

@@ -14,9 +14,9 @@ from __future__ import annotations
 import inspect
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar, Optional
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import AfterValidator, BaseModel, ConfigDict
 
 from robench.errors import UserError, validation_message
 
@@ -34,6 +34,17 @@ def added(default: Any, description: str = "", **constraints) -> Any:
     from pydantic import Field
 
     return Field(default, description=description, json_schema_extra={"omit_default": True}, **constraints)
+
+
+def _canonical_base(value):
+    from robench.training import RobustBase
+
+    return RobustBase.canonical(value)
+
+
+# A classification task's `base` parameter: None (the dense baseline) or a robust_training
+# recipe to start from, e.g. {recipe: deepdefense, params: {c: 10}} (see training.RobustBase)
+RobustBaseParam = Annotated[Optional[dict], AfterValidator(_canonical_base)]
 
 
 def registered(kind: str, default: Any, description: str = "") -> Any:

@@ -40,7 +40,7 @@ from pydantic import Field
 
 from robench.errors import UserError
 from robench.registry import register_task
-from robench.tasks.base import RunContext, Task, TaskParams, TaskResult, registered
+from robench.tasks.base import RobustBaseParam, RunContext, Task, TaskParams, TaskResult, added, registered
 from robench.tasks.compression.methods.base import CompressionMethod
 
 
@@ -56,6 +56,9 @@ class CompressionParams(TaskParams):
     finetune_lr: float = Field(0.02, gt=0, description="initial fine-tuning learning rate (cosine-decayed to 0)")
     latency_batch_size: int = Field(64, gt=0, le=4096, description="images per timed forward pass")
     latency_repeats: int = Field(30, gt=0, description="timed forward passes per model (median reported)")
+    base: RobustBaseParam = added(None, "start from the dense baseline fine-tuned by a robust_training recipe, "
+                                  "e.g. {recipe: deepdefense, params: {c: 10}, epochs: 5} (default: the "
+                                  "dense baseline itself)")
 
 
 @register_task("compression")
@@ -110,21 +113,21 @@ class CompressionTask(Task):
 
     def prerequisites(self, method, seed):
         """The dense baseline of this seed, trained once."""
-        from robench.training import TrainSpec, baseline_prerequisite
+        from robench.training import TrainSpec, start_prerequisite
 
-        return [baseline_prerequisite(TrainSpec.of_task(self.params, seed))]
+        return [start_prerequisite(TrainSpec.of_task(self.params, seed), self.params.base)]
 
     def run(self, method: CompressionMethod, seed: int, ctx: RunContext) -> TaskResult:
         import torch
 
         from robench.data import load_dataset
         from robench.tasks.compression import metrics
-        from robench.training import TrainSpec, accuracy, finetune_with_hooks, trained_baseline
+        from robench.training import TrainSpec, accuracy, finetune_with_hooks, starting_model
 
         p = self.params
         data = load_dataset(p.dataset, p.dataset_root)
         spec = TrainSpec.of_task(p, seed)
-        dense, info = trained_baseline(spec, ctx.cache_dir, data=data, say=ctx.say, device=ctx.device)
+        dense, info = starting_model(spec, p.base, ctx.cache_dir, data=data, say=ctx.say, device=ctx.device)
         model = copy.deepcopy(dense)
 
         ctx.say(f"fine-tuning {method!r} for {p.finetune_epochs} epochs")

@@ -14,12 +14,27 @@ Protocol of one run (recipe R, seed s):
    (``train_seconds``, ``train_cpu_seconds``).
 3. Evaluate with the shared attack layer (:mod:`robench.attacks`) on the first ``n_test``
    test images: L2 DeepFool (``deepfool_steps``, overshoot 0.02) → ``rho2``;
-   FGS (l∞ FGSM) and l∞ PGD (``pgd_steps`` steps, random start) at
-   ε = f × ``eps_ref`` for f in ``fgs_factors``; sanity flags as 0/1 metrics.
+   FGS (l∞ FGSM) and l∞ PGD (``pgd_steps`` steps, random start) and the l∞ fixed-ε attacks
+   of ``attack_preset`` (default ``autoattack-fast``: APGD-CE and APGD-T with the AutoAttack
+   paper's settings; a preset attack named like one of the task's own is the task's) at
+   ε = f × ``eps_ref`` for f in ``fgs_factors`` (the preset's attacks at the f of
+   ``preset_factors`` only, when given: they cost 5–45× PGD). ``robust_accuracy@<f>x`` is the worst case
+   per point over every l∞ attack, ``broken_first_by_<attack>@<f>x`` the share of points
+   each one broke first (order: FGS, PGD, then the preset's); sanity flags as 0/1 metrics.
    ``test_accuracy`` is on the whole test split.
 4. Export ``model.pt`` (state dict, ``torch.load(..., weights_only=True)``),
-   ``robustness.npz`` (per-sample attack results, :class:`RobustnessReport`) and
-   ``eval.json`` (model name, evaluated test indices, ε values).
+   ``robustness.npz`` (per-sample attack results and the first-broken record,
+   :class:`RobustnessReport`) and ``eval.json`` (model name, split, evaluated indices, ε
+   values, the attacks with all their parameters).
+
+**Selection on a validation split** (``eval_split: validation``): the last
+``validation_size`` training images are held out from *every* training of the run (the
+vanilla baseline, cached separately, and the recipe) and take the test split's place in
+steps 3–4 and in ε_ref; the test split is not read. The run's metrics then say so:
+``validation_accuracy`` and ``baseline_validation_accuracy`` replace ``test_accuracy`` and
+``baseline_test_accuracy`` (the attack metrics are on the first ``n_test`` validation
+images). A suite picks hyperparameters on such runs and reports the picked ones on
+``eval_split: test`` runs, so the test split is touched once.
 
 **ε_ref** (one number per model/dataset/baseline setting, shared by every recipe and
 seed, so seeds average at the same ε): ``eps_ref = rho2_vanilla × mean_i ‖x_i‖∞`` over
@@ -29,9 +44,13 @@ fine-tuning) under the same DeepFool. That is, the l∞ budget whose size relati
 image's l∞ norm equals the vanilla model's mean relative l2 distance to the boundary
 (ρ2 = ‖r‖₂/‖x‖₂ → ε/‖x‖∞). On MNIST ‖x‖∞ = 1,
 so ``eps_ref = rho2_vanilla``. The paper derives its reference ε from the vanilla model's
-ρ2 too but the exact conversion is not in our notes (PAPERS.md); this is ours. It is
+ρ2 too, but we could not confirm its exact conversion; this one is ours. It is
 computed once, cached under ``<cache_dir>/robust_training/`` (:func:`robench.cache.cached`),
 and recorded as the metric ``eps_ref`` (with ``eps_ref_rho2_vanilla``, the ρ2 it came from).
+
+``rescore`` re-attacks an exported ``model.pt`` on the same points at the ε values of its
+``eval.json`` and returns the deterministic metrics (not ``eps_ref`` and the baseline's
+accuracy, which belong to the shared vanilla model, nor wall-clock times).
 
 The recipes, their contract (``methods/base.py``) and the differentiable DeepFool behind
 ``deepdefense`` (``methods/_deepfool.py``) live in ``methods/``.
@@ -42,31 +61,46 @@ from __future__ import annotations
 import copy
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator
 
 from robench.errors import UserError
 from robench.registry import register_task
-from robench.tasks.base import RunContext, Task, TaskParams, TaskResult
+from robench.tasks.base import RunContext, Task, TaskParams, TaskResult, registered
 from robench.tasks.robust_training.methods.base import RobustTrainingRecipe
+from robench.training import TrainSpec
 
 
 class RobustTrainingParams(TaskParams):
     """Parameters of ``robust_training``. Defaults: LeNet-5 on MNIST-5k, 5 fine-tuning epochs
-    (the paper's budget), attacks on 200 test images."""
-    model: str = "lenet-5"
-    dataset: str = "mnist-5k"
+    (the paper's budget), attacks on 200 test images, APGD-CE + APGD-T next to FGS and PGD."""
+    model: str = registered("models", "lenet-5", "registered classifier")
+    dataset: str = registered("datasets", "mnist-5k", "registered dataset (mnist-5k, mnist, cifar10, a plug-in)")
     dataset_root: str | None = None
     baseline_epochs: int = Field(10, gt=0, description="epochs of the shared vanilla model")
     epochs: int = Field(5, gt=0, description="fine-tuning budget of every recipe, in epochs")
     batch_size: int = Field(64, gt=0, description="fine-tuning minibatch size")
     lr: float = Field(0.005, gt=0, description="initial fine-tuning learning rate (halved for the last 20%)")
     n_train: int | None = Field(None, gt=0, description="use only the first n_train training images (None: all)")
-    n_test: int = Field(200, gt=0, description="test images attacked (the first n_test of the test split)")
+    n_test: int = Field(200, gt=0, description="images attacked (the first n_test of the evaluated split)")
     deepfool_steps: int = Field(50, gt=0, description="L2 DeepFool iterations for rho2 (foolbox)")
     pgd_steps: int = Field(20, gt=0, description="l-inf PGD iterations (step 2.5*eps/steps, random start)")
     fgs_factors: tuple[float, ...] = Field((0.2, 0.5, 1.0), description="FGS/PGD budgets as multiples of eps_ref")
+    attack_preset: str | None = Field(
+        "autoattack-fast", description="robench.attacks preset whose l-inf fixed-eps attacks also run at the "
+                                       "same budgets (null: FGS and PGD only)")
+    preset_factors: tuple[float, ...] | None = Field(
+        None, validate_default=True,
+        description="the budgets (multiples of eps_ref, among fgs_factors) at which the preset's attacks run "
+                    "(null: all of fgs_factors)")
+    eval_split: Literal["test", "validation"] = Field(
+        "test", description="evaluate on the test split, or on a validation split held out from the training "
+                            "images (for selecting hyperparameters)")
+    validation_size: int = Field(1000, gt=0, validate_default=True,
+                                 description="training images held out when eval_split is validation")
     eval_batch_size: int = Field(250, gt=0, description="attack batch size")
 
     @field_validator("fgs_factors")
@@ -76,6 +110,71 @@ class RobustTrainingParams(TaskParams):
             raise ValueError("fgs_factors must be positive and strictly increasing, e.g. [0.2, 0.5, 1.0]")
         return v
 
+    @field_validator("preset_factors")
+    @classmethod
+    def _among_fgs_factors(cls, v, info):
+        factors = info.data.get("fgs_factors")
+        if v is not None and factors is not None and (not v or any(f not in factors for f in v)):
+            raise ValueError(f"must be a non-empty subset of fgs_factors {list(factors)}")
+        return v
+
+    @field_validator("attack_preset")
+    @classmethod
+    def _known_preset(cls, v):
+        if v is not None:
+            preset_attacks(v, ())
+        return v
+
+    @field_validator("validation_size")
+    @classmethod
+    def _holds_the_attacked_images(cls, v, info):
+        n_test = info.data.get("n_test")
+        if info.data.get("eval_split") == "validation" and n_test is not None and n_test > v:
+            raise ValueError(f"must be at least n_test={n_test}: the attacked images come from the validation split")
+        return v
+
+
+def preset_attacks(preset: str, own_names) -> list:
+    """The l∞ fixed-ε attacks of ``preset`` whose names are not among ``own_names`` (the
+    task's FGS and PGD); an unknown preset raises ValueError (one line, did-you-mean)."""
+    from robench.attacks.configs import get_preset
+
+    try:
+        configs = get_preset(preset)
+    except UserError as exc:
+        raise ValueError(str(exc)) from None
+    return [c for c in configs if c.norm == "linf" and not c.minimal and c.name not in own_names]
+
+
+@dataclass(frozen=True)
+class HeldOutSpec(TrainSpec):
+    """The vanilla baseline of a validation run: trained without the last ``held_out``
+    training images (its own cache file: the key differs)."""
+    held_out: int = 0
+
+
+def selection_view(data, validation_size: int):
+    """``data`` with the last ``validation_size`` training images moved into the test
+    slot (the validation split); the real test split is left out."""
+    from robench.data import Splits
+
+    if validation_size >= len(data.train_x):
+        raise UserError(f"robust_training: validation_size={validation_size} leaves no training images "
+                        f"({data.name} has {len(data.train_x)})")
+    cut = len(data.train_x) - validation_size
+    return Splits(name=f"{data.name}[validation]", train_x=data.train_x[:cut], train_y=data.train_y[:cut],
+                  test_x=data.train_x[cut:], test_y=data.train_y[cut:], num_classes=data.num_classes)
+
+
+def _build_held_out_baseline(spec: HeldOutSpec, cache_dir, device) -> list[Path]:
+    """The shared-prerequisite build of a validation run's vanilla model."""
+    from robench.data import load_dataset
+    from robench.training import trained_baseline
+
+    data = selection_view(load_dataset(spec.dataset, spec.dataset_root), spec.held_out)
+    _, info = trained_baseline(spec, cache_dir, data=data, device=device)
+    return [Path(info["path"])]
+
 
 def factor_name(f: float) -> str:
     """0.2 → '0.2x', 1.0 → '1x' (metric-name suffix of a budget relative to eps_ref)."""
@@ -84,36 +183,39 @@ def factor_name(f: float) -> str:
 
 @register_task("robust_training")
 class RobustTrainingTask(Task):
-    """Fine-tune a trained classifier with a robustness recipe (same epochs); rho2, FGS/PGD accuracy."""
+    """Fine-tune a trained classifier with a robustness recipe (same epochs); rho2, worst-case l∞ accuracy."""
     name = "robust_training"
-    version = "1"
+    # 2: APGD-CE + APGD-T by default (attacks version 2), worst case robust_accuracy@<f>x, eval_split
+    version = "2"
     Params = RobustTrainingParams
     method_base = RobustTrainingRecipe
     primary_metric = "rho2"
     greater_is_better = True
     label_params = ("model",)
-    headline_metrics = ("test_accuracy", "fgs_accuracy@1x", "pgd_accuracy@1x", "eps_ref")
+    headline_metrics = ("test_accuracy", "robust_accuracy@1x", "pgd_accuracy@1x", "fgs_accuracy@1x", "eps_ref")
     plots = ({"name": "rho2_vs_accuracy", "x": "test_accuracy", "y": "rho2"},
              {"name": "rho2_vs_training_cost", "x": "train_cpu_seconds", "y": "rho2", "logx": True})
     metrics_info = {
         "rho2": ("mean over attacked test images of ||r||2/||x||2, r from L2 DeepFool (misclassified count 0)", True),
         "clean_accuracy": ("accuracy on the attacked test images", True),
         "test_accuracy": ("accuracy on the whole test split", True),
+        "validation_accuracy": ("accuracy on the whole validation split (eval_split: validation)", True),
         "baseline_test_accuracy": ("test accuracy of the vanilla model before fine-tuning", True),
+        "baseline_validation_accuracy": ("validation accuracy of the held-out vanilla model before fine-tuning", True),
         "eps_ref": ("reference l-inf budget: rho2 of the seed-0 vanilla model x mean ||x||inf", True),
         "eps_ref_rho2_vanilla": ("rho2 of the seed-0 vanilla model that eps_ref comes from", True),
-        "fgs_accuracy@0.2x": ("accuracy under FGS at 0.2 x eps_ref", True),
-        "fgs_accuracy@0.5x": ("accuracy under FGS at 0.5 x eps_ref", True),
-        "fgs_accuracy@1x": ("accuracy under FGS at eps_ref", True),
-        "pgd_accuracy@0.2x": ("accuracy under l-inf PGD at 0.2 x eps_ref", True),
-        "pgd_accuracy@0.5x": ("accuracy under l-inf PGD at 0.5 x eps_ref", True),
-        "pgd_accuracy@1x": ("accuracy under l-inf PGD at eps_ref", True),
+        **{f"{metric}@{f}": (f"{what} at {'' if f == '1x' else f.rstrip('x') + ' x '}eps_ref", True)
+           for f in ("0.2x", "0.5x", "1x") for metric, what in (
+               ("robust_accuracy", "worst case per point over every l-inf attack (FGS, PGD, the preset's)"),
+               ("fgs_accuracy", "accuracy under FGS"), ("pgd_accuracy", "accuracy under l-inf PGD"),
+               ("apgd_ce_accuracy", "accuracy under APGD-CE (AutoAttack settings)"),
+               ("apgd_t_accuracy", "accuracy under APGD-T (AutoAttack settings)"))},
         "train_seconds": ("wall-clock seconds of the recipe's fine-tuning", False),
         "train_cpu_seconds": ("CPU seconds (process time) of the recipe's fine-tuning", False),
     }
 
     check_params = dict(model="lenet-300-100", baseline_epochs=1, epochs=1, n_train=256, n_test=16,
-                        deepfool_steps=10, pgd_steps=3, eval_batch_size=16)
+                        deepfool_steps=10, pgd_steps=3, eval_batch_size=16, attack_preset="smoke")
 
     @classmethod
     def conformance(cls, make_method, folder):
@@ -152,13 +254,10 @@ class RobustTrainingTask(Task):
     def run(self, method: RobustTrainingRecipe, seed: int, ctx: RunContext) -> TaskResult:
         import torch
 
-        from robench.data import load_dataset
-        from robench.training import accuracy, trained_baseline
+        from robench.training import trained_baseline
 
         p = self.params
-        data = load_dataset(p.dataset, p.dataset_root)
-        if p.n_test > len(data.test_x):
-            raise UserError(f"robust_training: n_test={p.n_test} but {p.dataset} has {len(data.test_x)} test images")
+        data = self.data()
         eps_ref, rho2_vanilla = self.reference_epsilon(data, ctx)
         vanilla, info = trained_baseline(self._spec(seed), ctx.cache_dir, data=data, say=ctx.say,
                                          device=ctx.device)
@@ -173,38 +272,93 @@ class RobustTrainingTask(Task):
             raise UserError(f"method {method!r}: train() returned {type(model).__name__}; expected the model")
         model.eval()
 
-        ctx.say("attacking the fine-tuned model")
+        ctx.say(f"attacking the fine-tuned model ({p.eval_split} split)")
         epsilons = tuple(f * eps_ref for f in p.fgs_factors)
-        report = self.evaluate(model, data, epsilons, seed)
-        metrics = self._metrics(report, epsilons)
+        metrics, report = self.score(model, data, epsilons, seed)
         metrics.update({
-            "test_accuracy": accuracy(model, data.test_x, data.test_y),
-            "baseline_test_accuracy": info["test_accuracy"],
+            f"baseline_{p.eval_split}_accuracy": info["test_accuracy"],  # the view's test slot: see data()
             "eps_ref": eps_ref, "eps_ref_rho2_vanilla": rho2_vanilla,
             "train_seconds": train_wall, "train_cpu_seconds": train_cpu,
             "eval_seconds": float(report.meta["seconds_total"]),
         })
-        artifacts = self._export(model, report, epsilons, eps_ref, Path(ctx.artifact_dir))
+        artifacts = self._export(model, report, data, epsilons, eps_ref, Path(ctx.artifact_dir))
         return TaskResult(metrics=metrics, artifacts=artifacts)
 
+    def rescore(self, artifact_dir: Path, seed: int, ctx: RunContext) -> dict[str, float]:
+        """The run's deterministic metrics again, from its ``model.pt`` and the ε values of its
+        ``eval.json``: the same points, attacks and seed (see the module doc for what is left out)."""
+        import torch
+
+        from robench import seeding
+        from robench.models import build_model
+
+        folder = Path(artifact_dir)
+        try:
+            info = json.loads((folder / "eval.json").read_text())
+            state = torch.load(folder / "model.pt", weights_only=True, map_location="cpu")
+        except (OSError, ValueError, RuntimeError) as exc:
+            raise UserError(f"robust_training: cannot read the run's artifacts in {folder}: {exc}") from None
+        data = self.data()
+        with seeding.scoped(seeding.PROTOCOL_SEED), torch.device("cpu"):  # weights are loaded over it
+            model = build_model(self.params.model, num_classes=data.num_classes)
+        model.load_state_dict(state)
+        model.to(ctx.device).eval()
+        return self.score(model, data, tuple(info["epsilons"]), seed)[0]
+
     # -- protocol pieces ----------------------------------------------------------------
+    def data(self):
+        """The splits the run sees: the dataset, or its validation view (``eval_split``)."""
+        from robench.data import load_dataset
+
+        p = self.params
+        data = load_dataset(p.dataset, p.dataset_root)
+        if p.eval_split == "validation":
+            data = selection_view(data, p.validation_size)
+        if p.n_test > len(data.test_x):
+            raise UserError(f"robust_training: n_test={p.n_test} but {data.name} has {len(data.test_x)} "
+                            f"{p.eval_split} images")
+        return data
+
+    def score(self, model, data, epsilons, seed: int):
+        """(metrics, report) of the fine-tuned ``model``: the attacks of step 3 and the
+        accuracy on the whole evaluated split (``test_accuracy`` or ``validation_accuracy``)."""
+        from robench.training import accuracy
+
+        report = self.evaluate(model, data, epsilons, seed)
+        metrics = self._metrics(report, epsilons)
+        metrics[f"{self.params.eval_split}_accuracy"] = accuracy(model, data.test_x, data.test_y)
+        return metrics, report
+
     def prerequisites(self, method, seed):
         """The vanilla baselines of this seed and of seed 0 (ε_ref), trained once."""
-        from robench.training import baseline_prerequisite
+        import functools
 
-        return [baseline_prerequisite(self._spec(s)) for s in dict.fromkeys((seed, 0))]
+        from robench.training import baseline_path, baseline_prerequisite
+
+        specs = [self._spec(s) for s in dict.fromkeys((seed, 0))]
+        if self.params.eval_split == "test":
+            return [baseline_prerequisite(spec) for spec in specs]
+        return [(baseline_path(spec), functools.partial(_build_held_out_baseline, spec)) for spec in specs]
 
     def _spec(self, seed: int):
-        from robench.training import TrainSpec
-        return TrainSpec.of_task(self.params, seed)
+        spec = TrainSpec.of_task(self.params, seed)
+        if self.params.eval_split == "validation":
+            return HeldOutSpec(**{**spec.__dict__, "held_out": self.params.validation_size})
+        return spec
 
     def attacks(self, epsilons):
-        """The attack list of step 3 (foolbox via robench.attacks)."""
+        """The attack list of step 3: DeepFool (ρ2), then, at ``epsilons``, FGS, PGD and the
+        preset's l∞ fixed-ε attacks (foolbox and torchattacks via robench.attacks)."""
         from robench.attacks import deepfool_l2, fgsm, pgd_linf
         p = self.params
         configs = [deepfool_l2(steps=p.deepfool_steps)]
         if epsilons:
             configs += [fgsm(epsilons), pgd_linf(epsilons, steps=p.pgd_steps)]
+            if p.attack_preset is not None:
+                own = {c.name for c in configs}
+                chosen = p.fgs_factors if p.preset_factors is None else p.preset_factors
+                strong = tuple(e for f, e in zip(p.fgs_factors, epsilons) if f in chosen)
+                configs += [c.with_epsilons(strong) for c in preset_attacks(p.attack_preset, own)]
         return configs
 
     def evaluate(self, model, data, epsilons, seed: int):
@@ -216,15 +370,16 @@ class RobustTrainingTask(Task):
     def reference_epsilon(self, data, ctx: RunContext) -> tuple[float, float]:
         """(eps_ref, rho2 of the PROTOCOL_SEED vanilla model), computed once and cached (see
         module doc)."""
-        from robench.attacks import ATTACKS_VERSION
-        from robench.cache import cached
+        from robench.cache import cached, safe_name
         from robench.seeding import PROTOCOL_SEED
         from robench.training import trained_baseline
 
         p = self.params
         spec = self._spec(PROTOCOL_SEED)
+        split = "" if p.eval_split == "test" else f"-val{p.validation_size}"
+        # DeepFool's settings (unchanged since attacks version 1) are all that eps_ref depends on
         path = (Path(ctx.cache_dir) / "robust_training" /
-                f"eps_ref-{p.model}-{p.dataset}-{spec.key()}-n{p.n_test}-df{p.deepfool_steps}-a{ATTACKS_VERSION}.json")
+                f"eps_ref-{safe_name(p.model)}-{safe_name(p.dataset)}-{spec.key()}-n{p.n_test}-df{p.deepfool_steps}-a1{split}.json")
 
         def compute() -> dict:
             vanilla, _ = trained_baseline(spec, ctx.cache_dir, data=data, say=ctx.say, device=ctx.device)
@@ -234,7 +389,7 @@ class RobustTrainingTask(Task):
             eps_ref = float(rho2 * x_inf)
             if not eps_ref > 0:
                 raise UserError(f"robust_training: eps_ref = 0 for {p.model} on {p.dataset}: the vanilla model "
-                                f"misclassifies all {p.n_test} attacked test images (rho2 = 0); expected a "
+                                f"misclassifies all {p.n_test} attacked images (rho2 = 0); expected a "
                                 f"trained classifier (raise baseline_epochs or n_test)")
             return {"eps_ref": eps_ref, "rho2_vanilla": rho2, "mean_x_linf": x_inf, "baseline_key": spec.key()}
 
@@ -246,23 +401,33 @@ class RobustTrainingTask(Task):
         from robench.attacks import format_epsilon
         metrics = dict(report.as_metrics())
         metrics.update(report.sanity().as_metrics())
+        fixed = [c.name for c in report.configs if not c.minimal]
         for f, eps in zip(self.params.fgs_factors, epsilons):
-            name = format_epsilon(eps)
-            metrics[f"fgs_accuracy@{factor_name(f)}"] = metrics[f"accuracy_under_fgsm_linf@{name}"]
-            metrics[f"pgd_accuracy@{factor_name(f)}"] = metrics[f"accuracy_under_pgd_linf@{name}"]
+            name, factor = format_epsilon(eps), factor_name(f)
+            metrics[f"robust_accuracy@{factor}"] = metrics[f"robust_accuracy_linf@{name}"]
+            for attack in fixed:
+                if f"accuracy_under_{attack}@{name}" not in metrics:  # a preset attack not run at this budget
+                    continue
+                short = {"fgsm_linf": "fgs", "pgd_linf": "pgd"}.get(attack, attack.removesuffix("_linf"))
+                metrics[f"{short}_accuracy@{factor}"] = metrics[f"accuracy_under_{attack}@{name}"]
+                metrics[f"broken_first_by_{attack}@{factor}"] = metrics[f"broken_first_by_{attack}@{name}"]
         return metrics
 
-    def _export(self, model, report, epsilons, eps_ref, folder: Path) -> dict[str, str]:
+    def _export(self, model, report, data, epsilons, eps_ref, folder: Path) -> dict[str, str]:
         from robench.models import export_state_dict
 
         folder.mkdir(parents=True, exist_ok=True)
         export_state_dict(model, folder / "model.pt")
         report.save_npz(folder / "robustness.npz")
         p = self.params
+        # the attacked images: test images [0, n_test), or training images [cut, cut + n_test)
+        where = {"test_indices": [0, p.n_test]} if p.eval_split == "test" else \
+            {"train_indices": [len(data.train_x), len(data.train_x) + p.n_test]}
         (folder / "eval.json").write_text(json.dumps({
-            "model": p.model, "dataset": p.dataset, "test_indices": [0, p.n_test],
+            "model": p.model, "dataset": p.dataset, "split": p.eval_split, **where,
             "eps_ref": eps_ref, "fgs_factors": list(p.fgs_factors), "epsilons": list(epsilons),
-            "deepfool_steps": p.deepfool_steps, "pgd_steps": p.pgd_steps}, indent=2) + "\n")
+            "deepfool_steps": p.deepfool_steps, "pgd_steps": p.pgd_steps,
+            "attacks": [c.to_dict() for c in report.configs]}, indent=2) + "\n")
         return {"model": "model.pt", "robustness": "robustness.npz", "eval": "eval.json"}
 
 

@@ -3,7 +3,8 @@
 Protocol of one run (method M, target sparsity s, seed r):
 
 1. Resolve the attacks (preset ``attack_preset`` minus ``exclude_attacks``, or the explicit
-   ``attacks`` list) and check the inputs: the model's output on a few test images must be
+   ``attacks`` list; an L2 DeepFool with default settings goes first when they have none,
+   since ρ2 is the primary metric) and check the inputs: the model's output on a few test images must be
    (N, classes) logits (a probe model built on generators seeded for it alone,
    :func:`robench.seeding.scoped`), every image must lie in ``bounds``. Bad input fails
    here, with one line, before anything is trained or attacked. The data stays on the CPU.
@@ -21,14 +22,22 @@ Protocol of one run (method M, target sparsity s, seed r):
 5. Attack the first ``n_test`` points of a fixed permutation of the test split (the same
    points for every run: :func:`attack_points`) with :func:`robench.attacks.evaluate_robustness`,
    seed r. Export ``model.pt`` (device-free state dict, ``torch.load(..., weights_only=True)``)
-   and ``attacks.npz`` (per-sample results, :meth:`RobustnessReport.save_npz`).
+   and ``attacks.npz`` (per-sample results, the attacks' settings and, per point, which
+   attack broke it first: :meth:`RobustnessReport.save_npz`).
+
+The default preset ``mnist-default`` (attacks version 2) runs APGD-CE and APGD-T with the
+AutoAttack paper's settings next to DeepFool, C&W, FGSM and PGD: ``robust_accuracy_*`` is
+the worst case per point over all of them, ``broken_first_by_<attack>@<ε>`` the share each
+attack broke first (in the preset's order, so the APGD shares are what they add to the
+older attacks), and the sanity flag ``worst_case_le_every_attack_<threat>`` checks the two
+against each other. ``rescore`` re-attacks an exported ``model.pt`` on the same points.
 
 Metrics: everything of ``RobustnessReport.as_metrics()`` (``clean_accuracy`` and the attack
 metrics are on the n_test attacked points), ``sanity_*`` flags as 1/0, plus
 ``target_sparsity``, ``weight_sparsity``, ``activation_sparsity`` (ReLU outputs that are
 exactly 0 on the attacked points; absent for a model without ``nn.ReLU`` modules),
 ``test_accuracy`` (whole test split) and ``baseline_accuracy`` (dense baseline, whole test
-split). Primary metric: ``rho2``.
+split; not part of ``rescore``, which sees the run's own model only). Primary metric: ``rho2``.
 """
 
 from __future__ import annotations
@@ -42,7 +51,7 @@ from pydantic import Field, field_validator
 
 from robench.errors import UserError
 from robench.registry import register_task
-from robench.tasks.base import RunContext, Task, TaskParams, TaskResult
+from robench.tasks.base import RunContext, Task, TaskParams, TaskResult, registered
 from robench.tasks.sparsity_robustness.methods.base import SparsityMethod
 
 
@@ -50,8 +59,8 @@ class SparsityRobustnessParams(TaskParams):
     """Parameters of ``sparsity_robustness``. With the defaults (LeNet-300-100, 200 points,
     full mnist-default preset) one run takes ≈ 12 s of CPU time on one core once the
     baseline is cached; LeNet-5 without C&W ≈ 45 s (the attacks dominate)."""
-    model: str = Field("lenet-300-100", description="registered classifier (linear, lenet-300-100, lenet-5, a plug-in)")
-    dataset: str = "mnist-5k"
+    model: str = registered("models", "lenet-300-100", "registered classifier (linear, lenet-300-100, lenet-5, a plug-in)")
+    dataset: str = registered("datasets", "mnist-5k", "registered dataset (mnist-5k, mnist, cifar10, a plug-in)")
     dataset_root: str | None = None
     sparsity: float = Field(0.9, ge=0.0, lt=1.0, description="target fraction of zero Conv/Linear weights")
     sparsity_tolerance: float = Field(0.01, ge=0.0, description="allowed |measured − target| weight sparsity")
@@ -67,32 +76,53 @@ class SparsityRobustnessParams(TaskParams):
     attack_batch_size: int = Field(250, gt=0)
     bounds: tuple[float, float] = (0.0, 1.0)
 
+    # checked at construction, so suite expansion (`robench validate`) rejects them in one line
+    @field_validator("attack_preset")
+    @classmethod
+    def _known_preset(cls, value):
+        return _one_line(lambda: _configs(value, (), None)) and value
+
+    @field_validator("exclude_attacks")
+    @classmethod
+    def _in_the_preset(cls, value, info):
+        if "attack_preset" in info.data:  # else the preset itself was rejected
+            _one_line(lambda: _configs(info.data["attack_preset"], value, None))
+        return value
+
     @field_validator("attacks")
     @classmethod
     def _attacks_resolve(cls, value):
         if value is not None:
-            try:
-                _configs(None, (), value)
-            except UserError as exc:  # one line, at construction (suite expansion included)
-                raise UserError(f"task 'sparsity_robustness' param attacks: {exc}") from None
+            _one_line(lambda: _configs(None, (), value))
         return value
 
 
+def _one_line(check):
+    """``check()``, its UserError turned into the ValueError pydantic reports with the key."""
+    try:
+        return check()
+    except UserError as exc:
+        raise ValueError(str(exc)) from None
+
+
 def _configs(preset: str | None, exclude, attacks):
-    from robench.attacks.configs import get_preset, resolve_attacks
+    from robench.attacks.configs import deepfool_l2, get_preset, resolve_attacks
 
     if attacks is not None:
         if not attacks:
             raise UserError("attacks is empty; give at least one attack config or leave it null for the preset")
-        return resolve_attacks([dict(a) for a in attacks])
-    configs = get_preset(preset)
-    names = [c.name for c in configs]
-    unknown = [n for n in exclude if n not in names]
-    if unknown:
-        raise UserError(f"exclude_attacks: {unknown} not in preset {preset!r} (its attacks: {', '.join(names)})")
-    kept = tuple(c for c in configs if c.name not in exclude)
-    if not kept:
-        raise UserError(f"exclude_attacks removes every attack of preset {preset!r}")
+        kept = resolve_attacks([dict(a) for a in attacks])
+    else:
+        configs = get_preset(preset)
+        names = [c.name for c in configs]
+        unknown = [n for n in exclude if n not in names]
+        if unknown:
+            raise UserError(f"{unknown} not in preset {preset!r} (its attacks: {', '.join(names)})")
+        kept = tuple(c for c in configs if c.name not in exclude)
+        if not kept:
+            raise UserError(f"exclude_attacks removes every attack of preset {preset!r}")
+    if not any(c.kind == "deepfool" and c.norm == "l2" for c in kept):  # ρ2, the primary metric
+        kept = resolve_attacks((deepfool_l2(), *kept))
     return kept
 
 
@@ -114,7 +144,8 @@ def attack_points(n_test: int, n_available: int):
 class SparsityRobustnessTask(Task):
     """Prune a trained classifier to a target sparsity, fine-tune, attack: ρ2 and robust accuracy."""
     name = "sparsity_robustness"
-    version = "1"
+    # 2: attacks version 2 (APGD-CE + APGD-T in mnist-default and smoke), first-broken record
+    version = "2"
     Params = SparsityRobustnessParams
     method_base = SparsityMethod
     primary_metric = "rho2"
@@ -171,11 +202,12 @@ class SparsityRobustnessTask(Task):
         import torch
 
         from robench import seeding
-        from robench.attacks import activation_sparsity, evaluate_robustness, weight_sparsity
-        from robench.attacks.evaluate import _check_bounds, _check_inputs_in_bounds, _check_logits
+        from robench.attacks import weight_sparsity
+        from robench.attacks.evaluate import (_check_bounds, _check_inputs_in_bounds, _check_logits,
+                                              _check_torchattacks_inputs)
         from robench.data import load_dataset
         from robench.models import build_model, export_state_dict
-        from robench.training import TrainSpec, accuracy, finetune_with_hooks, trained_baseline
+        from robench.training import TrainSpec, finetune_with_hooks, trained_baseline
 
         p = self.params
         configs = _configs(p.attack_preset, p.exclude_attacks, p.attacks)
@@ -183,8 +215,7 @@ class SparsityRobustnessTask(Task):
 
         # -- 1. inputs, checked before anything is trained or attacked ---------------------
         data = load_dataset(p.dataset, p.dataset_root)
-        idx = attack_points(p.n_test, len(data.test_x))
-        x, y = data.test_x[idx], data.test_y[idx]
+        x, y = self.points(data)
         for split, images in (("test", data.test_x), ("train", data.train_x)):
             try:
                 _check_inputs_in_bounds(images, lo, hi)
@@ -194,6 +225,7 @@ class SparsityRobustnessTask(Task):
             with seeding.scoped(seeding.PROTOCOL_SEED):  # a throwaway: the run's generators stay as seeded
                 probe = build_model(p.model, num_classes=data.num_classes).to(ctx.device)
             classes = _check_logits(probe.eval(), x, y, torch.device(ctx.device))
+            _check_torchattacks_inputs(configs, probe, x, classes)
         except UserError as exc:
             raise UserError(f"model {p.model!r}: {exc}") from None
         if classes != data.num_classes:
@@ -223,20 +255,56 @@ class SparsityRobustnessTask(Task):
         folder = Path(ctx.artifact_dir)
         folder.mkdir(parents=True, exist_ok=True)
         export_state_dict(model, folder / "model.pt")
-        ctx.say(f"attacking {p.n_test} test points with {', '.join(c.name for c in configs)}")
-        report = evaluate_robustness(model, x, y, configs, batch_size=p.attack_batch_size,
-                                     bounds=(lo, hi), seed=seed)
+        metrics, report = self.score(model, data, seed, say=ctx.say)
+        report.save_npz(folder / "attacks.npz")
+        metrics["baseline_accuracy"] = float(info["test_accuracy"])
+        return TaskResult(metrics=metrics, artifacts={"model": "model.pt", "attacks": "attacks.npz"})
+
+    def rescore(self, artifact_dir: Path, seed: int, ctx: RunContext) -> dict[str, float]:
+        """The run's metrics again from its ``model.pt`` alone (same points, attacks and seed),
+        except ``baseline_accuracy`` (the shared dense model's, not in the artifacts)."""
+        import torch
+
+        from robench import seeding
+        from robench.data import load_dataset
+        from robench.models import build_model
+
+        p = self.params
+        try:
+            state = torch.load(Path(artifact_dir) / "model.pt", weights_only=True, map_location="cpu")
+        except (OSError, RuntimeError) as exc:
+            raise UserError(f"sparsity_robustness: cannot read {Path(artifact_dir) / 'model.pt'}: {exc}") from None
+        data = load_dataset(p.dataset, p.dataset_root)
+        with seeding.scoped(seeding.PROTOCOL_SEED), torch.device("cpu"):  # weights are loaded over it
+            model = build_model(p.model, num_classes=data.num_classes)
+        model.load_state_dict(state)
+        return self.score(model.to(ctx.device).eval(), data, seed)[0]
+
+    def points(self, data):
+        """(x, y) of the attacked test points (:func:`attack_points`), on the CPU."""
+        idx = attack_points(self.params.n_test, len(data.test_x))
+        return data.test_x[idx], data.test_y[idx]
+
+    def score(self, model, data, seed: int, say=None):
+        """(metrics, report) of the pruned, fine-tuned ``model``: step 5's attacks, the
+        sanity flags, sparsities and the test accuracy (everything but ``baseline_accuracy``)."""
+        from robench import seeding
+        from robench.attacks import activation_sparsity, evaluate_robustness, weight_sparsity
+        from robench.training import accuracy
+
+        p = self.params
+        configs = _configs(p.attack_preset, p.exclude_attacks, p.attacks)
+        x, y = self.points(data)
+        if say is not None:
+            say(f"attacking {p.n_test} test points with {', '.join(c.name for c in configs)}")
+        report = evaluate_robustness(model, x, y, configs, batch_size=p.attack_batch_size, bounds=p.bounds, seed=seed)
         report.meta.update(test_indices_seed=seeding.stream_seed(seeding.PROTOCOL_SEED, "points"), model=p.model,
                            target_sparsity=p.sparsity)
-        report.save_npz(folder / "attacks.npz")
-
         metrics = dict(report.as_metrics())
         metrics.update(report.sanity().as_metrics())
         activations = activation_sparsity(model, x)["overall"]
         if math.isfinite(activations):
             metrics["activation_sparsity"] = activations
-        metrics.update(target_sparsity=float(p.sparsity), weight_sparsity=measured,
-                       test_accuracy=accuracy(model, data.test_x, data.test_y),
-                       baseline_accuracy=float(info["test_accuracy"]))
-        return TaskResult(metrics={k: float(v) for k, v in metrics.items()},
-                          artifacts={"model": "model.pt", "attacks": "attacks.npz"})
+        metrics.update(target_sparsity=float(p.sparsity), weight_sparsity=weight_sparsity(model),
+                       test_accuracy=accuracy(model, data.test_x, data.test_y))
+        return {k: float(v) for k, v in metrics.items()}, report

@@ -504,3 +504,24 @@ def test_a_sweep_parameter_becomes_rows_of_one_table(tmp_path):
     assert len(labels) == 2 and all(t.count(" @ sparsity=") == 1 for t in labels)
     assert any("magnitude @ sparsity=0.5" in t for t in labels) and any("magnitude @ sparsity=0.9" in t for t in labels)
     assert "<h2>model=lenet-5</h2>" in page.read_text(encoding="utf-8")
+
+
+def test_sparse_robustness_report_reads_what_the_apgd_attacks_changed():
+    from robench.report.figures.sparse_robustness import _stronger_attack_lines, without_apgd
+
+    metrics = {"robust_accuracy_linf@0.1": 0.40, "broken_first_by_apgd_ce_linf@0.1": 0.03,
+               "broken_first_by_apgd_t_linf@0.1": 0.02, "broken_first_by_pgd_linf@0.1": 0.30,
+               "broken_first_by_apgd_ce_linf@0.2": 0.5, "robust_accuracy_l2@1": 0.5}
+    # the APGD attacks come last: the points they broke first were robust without them
+    assert without_apgd(metrics, "linf", "0.1") == pytest.approx(0.45)
+    assert math.isnan(without_apgd(metrics, "l2", "1"))  # no APGD at that budget
+    # an inverted U without APGD that APGD flattens at the peak: the verdict says it did not survive
+    rows = []
+    for seed in range(3):
+        for sparsity, old, new in ((0.0, 0.25, 0.24), (0.9, 0.45, 0.25), (0.99, 0.26, 0.25)):
+            rows.append({"model": "lenet-300-100", "method": "magnitude", "seed": seed, "sparsity": sparsity,
+                         "robust_linf": new + 0.001 * seed, "robust_linf_without_apgd": old + 0.001 * seed})
+    text = "\n".join(_stronger_attack_lines(pd.DataFrame(rows), n_test=200))
+    assert "| lenet-300-100 | magnitude | robust_linf | inverted U |" in text
+    assert "0.251 → 0.451 (at 0.9) → 0.261" in text and "| 0.200 at 0.9 |" in text
+    assert "of the 1 inverted-U curve(s) under the earlier attacks, 0 keep the inverted U" in text

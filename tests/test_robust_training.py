@@ -305,6 +305,43 @@ def test_deepdefense_figure_table_and_verdict(tmp_path):
     assert all(p.exists() for p in files)
 
 
+def test_deepdefense_report_selects_c_on_validation_runs_only(tmp_path):
+    import pandas as pd
+
+    from robench.report.figures.deepdefense import make
+
+    rows = []
+
+    def add(recipe, split, rho, acc, pgd, worst):
+        for seed in range(3):
+            metrics = {"rho2": rho, "pgd_accuracy@1x": pgd, "robust_accuracy@1x": worst, "eps_ref": 0.12}
+            metrics.update({"validation_accuracy": acc} if split == "validation" else {"test_accuracy": acc})
+            params = {"model": "mlp-500-150", "epochs": 5, "eval_split": split, "validation_size": 1000}
+            rows.append({"task": "robust_training", "status": "done", "suites": ["deepdefense"], "seed": seed,
+                         "task_params": params, "task_label": f"split={split}", "method_label": recipe,
+                         "metrics": metrics})
+    # validation: c=50 has the highest rho2 but costs 2 points of accuracy; c=10 is the pick
+    for recipe, rho, acc in (("vanilla", 0.11, 0.93), ("deepdefense", 0.14, 0.94), ("deepdefense(c=10)", 0.16, 0.935),
+                             ("deepdefense(c=50)", 0.19, 0.91)):
+        add(recipe, "validation", rho, acc, 0.3, 0.3)
+    # test split (more runs than the validation setting would need to win the selection)
+    for recipe, rho, pgd, worst in (("vanilla", 0.12, 0.15, 0.14), ("deepdefense(c=10)", 0.18, 0.53, 0.40),
+                                    ("adv-pgd", 0.17, 0.60, 0.57), ("adv-fgs", 0.165, 0.45, 0.43),
+                                    ("parseval", 0.125, 0.18, 0.16)):
+        add(recipe, "test", rho, 0.95, pgd, worst)
+    make(pd.DataFrame(rows), tmp_path)
+    report = (tmp_path / "report.md").read_text()
+    section = report[report.index("## Choosing c"):report.index("## mlp-500-150")]
+    assert "| deepdefense(c=50) | 19.00 ± 0.00 | 91.0 ± 0.0 |" in section
+    assert "Chosen: **deepdefense(c=10)**" in section
+    results = report[report.index("## mlp-500-150"):]
+    assert "| deepdefense(c=50) |" not in results and "| deepdefense |" not in results  # no validation row
+    assert "worst case ε_ref (%)" in results and "| 57.0 ± 0.0 |" in results
+    assert "13.0 points below PGD's alone (most for deepdefense(c=10))" in results
+    # adv-fgs overtakes DeepDefense under the worst case: the report says so
+    assert "is adv-pgd under both; the order changes: adv-pgd > adv-fgs > deepdefense(c=10) > parseval" in results
+
+
 def test_regularizer_gradient_is_finite_when_samples_finish_early():
     # misclassified samples that are corrected after one step have an all-zero input
     # gradient in the later iterations; the backward pass must not turn that into NaN

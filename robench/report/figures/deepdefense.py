@@ -161,24 +161,30 @@ def stronger_attacks_sentence(table, model: str) -> str:
                f"; the order changes: {' > '.join(order_all)} (PGD alone: {' > '.join(order_pgd)})."))
 
 
-def plot(table, out: Path) -> Path:
+def plot(table, out: Path, scale: dict | None = None) -> Path:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    scale = scale or {}
     models = list(dict.fromkeys(table["model"]))
     fig, axes = plt.subplots(1, len(models), figsize=(5.5 * len(models), 4.2), squeeze=False)
     recipes = ordered(table["recipe"], RECIPE_ORDER)
     palette = method_colors(recipes)  # a recipe's colour in every panel, figure and page
+    markers = "osD^v"
     for ax, model in zip(axes[0], models):
         sub = table[table["model"] == model]
+        seen: dict[str, int] = {}  # configurations of one recipe share its colour, told apart by marker
         for r in sub.to_dict("records"):
+            base = r["recipe"].split("(")[0]
+            k = seen[base] = seen.get(base, -1) + 1
             ax.errorbar(100 * r["test_accuracy_mean"], 100 * r["rho2_mean"],
                         xerr=100 * np.nan_to_num(r["test_accuracy_std"]), yerr=100 * np.nan_to_num(r["rho2_std"]),
-                        fmt="o", capsize=3, color=palette[r["recipe"]], label=r["recipe"])
+                        fmt=markers[k % len(markers)], capsize=3, color=palette[r["recipe"]], label=r["recipe"])
         ax.set_xlabel("clean test accuracy (%)")
         ax.set_ylabel("ρ2 (×10⁻²)")
-        ax.set_title(f"{model}: mean ± std over seeds")
+        ax.set_title(f"{model}: mean ± std over {int(sub['n'].max())} seeds\n"
+                     f"{scale.get(model, '')}; the paper: full MNIST", fontsize=10)
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
     fig.tight_layout()
@@ -201,7 +207,10 @@ def make(frame, out_dir) -> list[Path]:
     table = summarize_recipes(runs)
     csv = out / "table.csv"
     table.to_csv(csv, index=False)
-    written = [csv, plot(table, out)]
+    scale = {model: f"{group['task_params'].iloc[0].get('dataset', 'mnist-5k')}, "
+                    f"{group['task_params'].iloc[0].get('n_test', 200)} attacked test points"
+             for model, group in runs.groupby("model")}
+    written = [csv, plot(table, out, scale)]
     failed = frame[(frame["task"] == TASK) & (frame["status"] != "done")]
     lines = ["# DeepDefense (Yan et al., NeurIPS 2018) at robench scale", "",
              "## Scale we ran at", ""]

@@ -36,6 +36,7 @@ POINTS = ("pp", 100.0)  # percentage points: a difference of two fractions
 _KNOWN: dict[str, tuple[str, tuple[str, float]]] = {
     "accuracy": ("accuracy", PERCENT),
     "test_accuracy": ("clean accuracy", PERCENT),
+    "validation_accuracy": ("clean accuracy, validation split", PERCENT),
     "clean_accuracy": ("clean acc. (attacked points)", PERCENT),
     "baseline_accuracy": ("dense baseline accuracy", PERCENT),
     "baseline_test_accuracy": ("baseline accuracy", PERCENT),

@@ -192,7 +192,8 @@ class RobustTrainingTask(Task):
     primary_metric = "rho2"
     greater_is_better = True
     label_params = ("model",)
-    headline_metrics = ("test_accuracy", "robust_accuracy@1x", "pgd_accuracy@1x", "fgs_accuracy@1x", "eps_ref")
+    headline_metrics = ("test_accuracy", "validation_accuracy", "robust_accuracy@1x", "pgd_accuracy@1x",
+                        "fgs_accuracy@1x", "eps_ref")
     plots = ({"name": "rho2_vs_accuracy", "x": "test_accuracy", "y": "rho2"},
              {"name": "rho2_vs_training_cost", "x": "train_cpu_seconds", "y": "rho2", "logx": True})
     metrics_info = {

@@ -189,10 +189,14 @@ def ls_(kind: Optional[str] = typer.Argument(None, help="tasks | methods | model
 
     with _user_errors():
         entries = api.ls(kind, plugins=tuple(plugin or ()))
+    from robench.registry import methods_users
+
     current = None
     width = max((len(e["name"]) for e in entries), default=0)
     for e in entries:
-        heading = e["kind"] if not e["task"] else f"{e['kind']} ({e['task']})"
+        # a method runs in its task and in every task that takes that task's methods
+        users = methods_users(e["task"]) if e["kind"] == "methods" and e["task"] else [e["task"]]
+        heading = e["kind"] if not e["task"] else f"{e['kind']} ({', '.join(users)})"
         if heading != current:
             typer.echo(("" if current is None else "\n") + f"{heading}:")
             current = heading

@@ -11,8 +11,11 @@ exposing the entry-point group ``robench.plugins`` or from a file given with ``-
 
 Methods are scoped by task (``magnitude`` of ``compression`` and of another task are two
 entries) and must subclass their task's ``method_base``: a method of an unknown task, or
-of the wrong type, is refused when it registers. Tasks, models and datasets live in one
-flat namespace each.
+of the wrong type, is refused when it registers. A task may take another task's methods
+instead of its own: its class attribute ``methods_from = "compression"`` makes every
+method look-up for it (``get``, ``entry``, ``entries``, ``names``, ``in``) resolve to that
+task's entries, and registering a method for it is refused. Tasks, models and datasets
+live in one flat namespace each.
 """
 
 from __future__ import annotations
@@ -134,9 +137,14 @@ class Registry:
 
         def decorator(obj):
             load_builtins()  # the index first, so a built-in imported directly is not a duplicate
+            declared = dict(meta or {})
             if self.kind == "methods":
                 _check_method_class(task, name, obj)
-            self.add(name, obj, description, task, meta=meta)
+            elif self.kind == "tasks" and getattr(obj, "methods_from", None):
+                declared["methods_from"] = _methods_from_value(obj.methods_from, name)
+            self.add(name, obj, description, task, meta=declared)
+            if "methods_from" in declared:  # (also when inherited, which the source scan misses)
+                self._entries[(task, name)].meta["methods_from"] = declared["methods_from"]
             if hasattr(obj, "__dict__") and not isinstance(obj, type(sys)):
                 try:
                     obj.registered_name = name
@@ -149,11 +157,17 @@ class Registry:
     def get(self, name: str, task: str | None = None) -> Any:
         return self.entry(name, task).load()
 
+    def _scope(self, task: str | None) -> str | None:
+        """The task whose methods ``task`` uses: itself, or its ``methods_from``."""
+        return methods_scope(task) if self.kind == "methods" else task
+
     def entry(self, name: str, task: str | None = None) -> Entry:
+        asked, task = task, self._scope(task)
         key = (task, name)
         if key not in self._entries:
             choices = [n for (t, n) in self._entries if t == task]
-            where = f" for task {task!r}" if task else ""
+            where = f" for task {asked!r}" if asked else ""
+            where += f" (it takes the methods of {task!r})" if task != asked else ""
             hint = difflib.get_close_matches(name, choices, n=1, cutoff=0.5) if isinstance(name, str) else []
             msg = f"unknown {self._singular} {name!r}{where}"
             msg += f"; did you mean {hint[0]!r}?" if hint else f"; known: {', '.join(sorted(choices)) or 'none'}"
@@ -162,9 +176,13 @@ class Registry:
 
     def __contains__(self, key) -> bool:
         name, task = (key if isinstance(key, tuple) else (key, None))
-        return (task, name) in self._entries
+        return (self._scope(task), name) in self._entries
 
     def entries(self, task: str | None = ...) -> Iterator[Entry]:
+        """The entries of ``task`` (of the task it takes its methods from), or of every
+        task (``...``: each entry once, under the task it registered for)."""
+        if task is not ...:
+            task = self._scope(task)
         for (t, _), entry in sorted(self._entries.items(), key=lambda kv: (kv[0][0] or "", kv[0][1])):
             if task is ... or t == task:
                 yield entry
@@ -193,12 +211,47 @@ def _module_source_hash(obj: Any) -> str | None:
         return None
 
 
+def methods_scope(task: str | None) -> str | None:
+    """The task whose registered methods ``task`` uses: ``task`` itself, or the task named
+    by its class attribute ``methods_from`` (read from the source for a built-in task, so
+    no task module is imported). A ``methods_from`` naming an unknown task, or one that
+    itself borrows, is a one-line UserError."""
+    if task is None or (None, task) not in tasks._entries:
+        return task
+    source = tasks._entries[(None, task)].meta.get("methods_from")
+    if not source:
+        return task
+    if (None, source) not in tasks._entries:
+        raise UserError(f"task {task!r}: methods_from={source!r} names no registered task "
+                        f"(known: {', '.join(tasks.names())})")
+    if tasks._entries[(None, source)].meta.get("methods_from"):
+        raise UserError(f"task {task!r}: methods_from={source!r}, a task that itself takes the methods of "
+                        f"{tasks._entries[(None, source)].meta['methods_from']!r}; name that task instead")
+    return source
+
+
+def methods_users(task: str) -> list[str]:
+    """``task`` and every task that takes its methods from it (``methods_from``), sorted:
+    the tasks a method registered for ``task`` runs in (``robench ls`` can name them)."""
+    return sorted({task} | {e.name for e in tasks.entries() if e.meta.get("methods_from") == task})
+
+
+def _methods_from_value(value: Any, task: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise UserError(f"task {task!r}: methods_from={value!r}; expected the name of a registered task")
+    return value
+
+
 def _check_method_class(task: str, name: str, obj: Any) -> None:
     """A method registers for a task that exists, and subclasses that task's ``method_base``."""
     if task not in tasks:
         known = ", ".join(tasks.names()) or "none"
         raise UserError(f"register_method({task!r}, {name!r}): unknown task {task!r} (known: {known}); "
                         f"register the task first")
+    source = methods_scope(task)
+    if source != task:
+        raise UserError(f"register_method({task!r}, {name!r}): task {task!r} takes the methods of {source!r}; "
+                        f"register it with register_method({source!r}, {name!r})")
     task_cls = tasks.get(task)
     base = getattr(task_cls, "method_base", None)
     if base is not None and not (isinstance(obj, type) and issubclass(obj, base)):
@@ -291,12 +344,36 @@ def scan_builtins(root: Path = PACKAGE_ROOT) -> list[dict]:
                     task, name = args[:2]
                 else:
                     task, name = None, args[0]
+                meta = _declared_meta(kind, kwargs)
+                if kind == "tasks":
+                    source = _class_literal(text, attr, "methods_from", path)
+                    if source is not None:
+                        meta["methods_from"] = _methods_from_value(source, name)
                 found.append({"kind": kind, "name": name, "task": task, "target": f"{module}:{attr}",
                               "description": kwargs.get("description", args[2 if kind == "methods" else 1]
                                                         if len(args) > (2 if kind == "methods" else 1) else None),
                               "file": str(path),
-                              "meta": _declared_meta(kind, kwargs)})
+                              "meta": meta})
     return found
+
+
+def _class_literal(text: str, cls: str, attr: str, path: Path) -> Any:
+    """The literal value of class attribute ``attr`` in the body of class ``cls`` in the
+    source ``text`` (None when it is not set there); a value that is not a literal is an
+    error, as for a decorator's arguments."""
+    if attr not in text:
+        return None
+    for node in ast.parse(text).body:
+        if isinstance(node, ast.ClassDef) and node.name == cls:
+            for item in node.body:
+                targets = item.targets if isinstance(item, ast.Assign) else \
+                    [item.target] if isinstance(item, ast.AnnAssign) and item.value is not None else []
+                if any(isinstance(t, ast.Name) and t.id == attr for t in targets):
+                    try:
+                        return ast.literal_eval(item.value)
+                    except ValueError:
+                        raise RuntimeError(f"{path}: {cls}.{attr} must be a string literal") from None
+    return None
 
 
 def _declared_meta(kind: str, kwargs: dict) -> dict:

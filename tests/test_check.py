@@ -56,6 +56,16 @@ BAD_RECIPES = textwrap.dedent('''
             clone.load_state_dict(module.state_dict())
             setattr(model, name, clone)
             return self
+
+
+    @register_method("compression", "in-two-tasks")
+    class InTwoTasksCompression(CompressionMethod):
+        pass
+
+
+    @register_method("robust_training", "in-two-tasks")
+    class InTwoTasksRecipe(RobustTrainingRecipe):
+        pass
 ''')
 
 
@@ -135,8 +145,11 @@ def test_a_compression_hook_that_swaps_modules_is_caught(plugin):
 def test_unknown_method_and_ambiguous_params_are_user_errors(plugin):
     with pytest.raises(UserError, match="did you mean 'deepdefense'"):
         check_method("deepdefence", plugins=(plugin,), run_task=False)
-    with pytest.raises(UserError, match=r"several tasks \(compression, sparsity_robustness\); pass --task"):
-        check_method("magnitude", plugins=(plugin,), run_task=False)
+    with pytest.raises(UserError, match=r"several tasks \(compression, robust_training\); pass --task"):
+        check_method("in-two-tasks", plugins=(plugin,), run_task=False)
+    # sparsity_robustness takes compression's methods: one entry, not an ambiguity
+    task, checks = check_method("magnitude", plugins=(plugin,), run_task=False)
+    assert task == "compression" and all(c.ok for c in checks)
     with pytest.raises(UserError, match="sparsty"):
         check_method("magnitude", task="compression", params={"sparsty": 0.5}, plugins=(plugin,), run_task=False)
 

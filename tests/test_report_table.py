@@ -155,3 +155,22 @@ def test_leaderboard_and_plots_share_table_not_each_other():
     assert all(not name.startswith("_") for module, name in leaderboard | plots if module.endswith("table"))
     assert any(module.endswith("table") for module, _ in leaderboard) and any(
         module.endswith("table") for module, _ in plots)
+
+
+def test_setting_headings_leave_out_what_every_setting_shares():
+    from robench.report.table import distinct_labels, label_parts
+
+    attacks = 'attacks=[{"kind":"deepfool", "norm":"l2"}, {"epsilons":[0.1], "kind":"pgd", "norm":"linf"}]'
+    base = 'base={"batch_size":64, "epochs":2, "lr":0.005, "params":{"c":10.0, "candidates":10}, "recipe":"deepdefense"}'
+    assert label_parts(f"{attacks}, {base}, model=lenet-5") == [attacks, base, "model=lenet-5"]
+    labels = [f"{attacks}, {base}, model=lenet-5", f"{attacks}, model=lenet-5", f"{attacks}, model=mlp"]
+    shown, shared = distinct_labels(labels, width=40)
+    assert shared == [attacks]  # listed once, whole
+    assert shown[labels[1]] == "model=lenet-5" and shown[labels[2]] == "model=mlp"
+    # a long dict value is cut after what names it, not after its alphabetically first keys
+    assert shown[labels[0]].startswith('base={"recipe":"deepdefense", ') and "…, model=lenet-5" in shown[labels[0]]
+    assert len(set(shown.values())) == 3
+    # one setting: nothing is shared, its label stays (cut alike); two that would read alike stay whole
+    assert distinct_labels(["model=mlp"]) == ({"model=mlp": "model=mlp"}, [])
+    a, b = "x=" + "a" * 80 + "1", "x=" + "a" * 80 + "2"
+    assert distinct_labels([a, b], width=20)[0] == {a: a, b: b}

@@ -18,10 +18,10 @@ registry.load_builtins()  # before the task modules register themselves (else: d
 from robench.attacks import RobustnessReport
 from robench.models import build_model
 from robench.registry import register_dataset, register_model
-from robench.tasks.base import Method, RunContext
+from robench.tasks.base import RunContext
 from robench.tasks.compression.methods.base import CompressionMethod
-from robench.tasks.sparsity_robustness.methods.base import SparsityMethod
-from robench.tasks.sparsity_robustness.methods.prune import DNS, Magnitude
+from robench.tasks.compression.methods.dns_target import TargetDNS as DNS
+from robench.tasks.compression.methods.magnitude import MagnitudePruning as Magnitude
 from robench.tasks.sparsity_robustness.task import SparsityRobustnessTask, attack_points
 
 TINY = dict(model="linear", baseline_epochs=1, finetune_epochs=1, batch_size=128,
@@ -45,13 +45,13 @@ def run(method, tmp_path, cache_dir, seed=0, **params):
 @pytest.fixture(scope="module")
 def linear_run(tmp_path_factory, cache_dir):
     folder = tmp_path_factory.mktemp("linear")
-    return folder, run(Magnitude(), folder, cache_dir, sparsity=0.75)
+    return folder, run(Magnitude(sparsity=0.75), folder, cache_dir)
 
 
 def test_end_to_end_metrics_and_artifacts(linear_run):
     folder, result = linear_run
     m = result.metrics
-    assert result.artifacts == {"model": "model.pt", "attacks": "attacks.npz"}
+    assert result.artifacts == {"model": "model.pt", "attacks": "attacks.npz", "storage": "storage.json"}
     assert all(isinstance(v, float) for v in m.values())
     assert m["weight_sparsity"] == pytest.approx(0.75, abs=1e-3) and m["target_sparsity"] == 0.75
     assert 0.5 < m["clean_accuracy"] <= 1 and 0.5 < m["test_accuracy"] <= 1
@@ -61,6 +61,9 @@ def test_end_to_end_metrics_and_artifacts(linear_run):
     sanity = {k for k in m if k.startswith("sanity_")}
     assert "sanity_deepfool_l2_complete" in sanity and all(m[k] in (0.0, 1.0) for k in sanity)
     assert "activation_sparsity" not in m  # the linear model has no ReLU
+    # the compression task's storage accounting of the attacked model: 75% zeros → > 2x
+    assert m["compression_ratio"] == pytest.approx(7850 / (7840 * 0.25 + 10))
+    assert m["compression_ratio_bits"] > 2 and 0 < m["bits_per_weight"] < 32
     # the smoke preset's APGD-CE and APGD-T join the worst case; shares of the first breaker add up
     for threat, grid, attacks in (("linf", (0.1, 0.3), ("fgsm_linf", "pgd_linf", "apgd_ce_linf", "apgd_t_linf")),
                                   ("l2", (1, 3), ("pgd_l2", "apgd_ce_l2", "apgd_t_l2"))):
@@ -115,9 +118,10 @@ def pgd_linf(model, x, y, eps, steps=40, restarts=2, seed=0):
 
 def test_rescore_reproduces_the_stored_metrics(linear_run, tmp_path):
     folder, result = linear_run
-    task = SparsityRobustnessTask(**{**TINY, "sparsity": 0.75})
+    task = SparsityRobustnessTask(**TINY)
     rescored = task.rescore(folder, 0, RunContext(tmp_path, tmp_path))
-    assert set(rescored) == set(result.metrics) - {"baseline_accuracy"}
+    # magnitude uses the generic storage encoding: the storage metrics are re-scored too
+    assert set(rescored) == set(result.metrics) - {"baseline_accuracy", "target_sparsity"}
     assert {k: v for k, v in rescored.items() if v != result.metrics[k]} == {}
     check_one_line_error("cannot read", task.rescore, tmp_path / "nothing", 0, RunContext(tmp_path, tmp_path))
 
@@ -175,7 +179,7 @@ def test_a_plugin_model_runs_through_the_task(tmp_path, cache_dir):
     path = tmp_path / "my_model.py"
     path.write_text(PLUGIN)
     registry.load_plugin_file(path)
-    result = run(DNS(), tmp_path / "run", cache_dir, model="sr-test-tiny-mlp", sparsity=0.5, n_test=20)
+    result = run(DNS(sparsity=0.5), tmp_path / "run", cache_dir, model="sr-test-tiny-mlp", n_test=20)
     m = result.metrics
     assert abs(m["weight_sparsity"] - 0.5) <= 0.01
     assert 0 < m["activation_sparsity"] < 1 and m["rho2"] > 0
@@ -202,13 +206,10 @@ def _unscaled(root=None):
     return Splits("sr-test-mnist-255", d.train_x * 255, d.train_y, d.test_x * 255, d.test_y, 10)
 
 
-class NoPruning(SparsityMethod):
+class NoPruning(CompressionMethod):
     """A broken method: asked for any sparsity, it prunes nothing."""
-    def __init__(self):
-        pass
-
-    def pruner(self, sparsity):
-        return CompressionMethod()
+    def __init__(self, sparsity: float = 0.5):
+        self.sparsity = sparsity
 
 
 @pytest.fixture
@@ -249,7 +250,7 @@ def test_an_epsilon_grid_not_increasing_is_rejected(epsilons):
 
 def test_a_method_missing_the_target_sparsity_is_rejected(tmp_path, cache_dir, no_attacks):
     check_one_line_error(r"measured weight sparsity 0\.0000 differs from the target 0\.5", run, NoPruning(),
-                   tmp_path, cache_dir, sparsity=0.5)
+                         tmp_path, cache_dir)
 
 
 def test_other_bad_params_are_one_line(tmp_path, cache_dir, no_attacks):
@@ -258,18 +259,25 @@ def test_other_bad_params_are_one_line(tmp_path, cache_dir, no_attacks):
     check_one_line_error("n_test=5000", run, Magnitude(), tmp_path, cache_dir, n_test=5000)
 
 
-def test_a_method_of_another_base_is_refused_at_registration():
-    class Other(Method):
+def test_a_method_registered_for_the_task_itself_is_refused():
+    """Its methods are the compression task's: one registers there, and runs in both."""
+    class Other(CompressionMethod):
         def __init__(self):
             pass
-    check_one_line_error("SparsityMethod", registry.register_method("sparsity_robustness", "sr-test-other"), Other)
+    message = check_one_line_error(r"task 'sparsity_robustness' takes the methods of 'compression'; register it "
+                                   r"with register_method\('compression', 'sr-test-other'\)",
+                                   registry.register_method("sparsity_robustness", "sr-test-other"), Other)
+    assert message.startswith("register_method('sparsity_robustness', 'sr-test-other')")
     assert ("sr-test-other", "sparsity_robustness") not in registry.methods
+    assert ("sr-test-other", "compression") not in registry.methods
 
 
 @pytest.mark.parametrize("cls, params, match", [
     (Magnitude, {"scope": "model"}, r"^method 'magnitude': scope='model'; expected one of 'layer', 'global'$"),
-    (DNS, {"gamma": -1}, r"^method 'dns': gamma=-1; expected a number >= 0$"),
-    (DNS, {"mask_update_fraction": 0.0}, r"^method 'dns': mask_update_fraction=0\.0; expected a number in \(0, 1\]$"),
+    (DNS, {"gamma": -1}, r"^method 'dns-target': gamma=-1; expected a number >= 0$"),
+    (DNS, {"mask_update_fraction": 0.0},
+     r"^method 'dns-target': mask_update_fraction=0\.0; expected a number in \(0, 1\]$"),
+    (DNS, {"sparsity": 1.0}, r"^method 'dns-target': sparsity=1\.0; expected a number in \[0, 1\)$"),
 ])
 def test_bad_method_params_are_rejected_at_construction(cls, params, match):
     check_one_line_error(match, cls, **params)
@@ -277,12 +285,13 @@ def test_bad_method_params_are_rejected_at_construction(cls, params, match):
 
 def test_conformance_passes_the_reference_methods_and_fails_a_pruner_that_misses_the_target(tmp_path):
     torch.set_num_threads(1)
-    for cls in (Magnitude, DNS):
+    for cls in (lambda: Magnitude(sparsity=0.5), lambda: DNS(sparsity=0.5)):
         checks = SparsityRobustnessTask.conformance(cls, tmp_path)
-        assert [c for c in checks if not c.ok] == [] and len(checks) >= 7, cls
+        assert [c for c in checks if not c.ok] == [] and len(checks) >= 8, cls
+        assert "reaches its sparsity 0.5 (within 0.01)" in {c.name for c in checks}
     failed = {c.name: c.detail for c in SparsityRobustnessTask.conformance(NoPruning, tmp_path) if not c.ok}
-    assert list(failed) == ["reaches the target sparsity 0.5 (within 0.01)"]
-    assert failed["reaches the target sparsity 0.5 (within 0.01)"] == "measured weight sparsity 0.0000"
+    assert list(failed) == ["reaches its sparsity 0.5 (within 0.01)"]
+    assert failed["reaches its sparsity 0.5 (within 0.01)"] == "measured weight sparsity 0.0000"
 
 
 # -- suites and figures --------------------------------------------------------------------
@@ -293,9 +302,15 @@ def test_suites_expand():
     from robench.api import validate
     root = Path(__file__).resolve().parent.parent / "suites"
     paper = validate(root / "papers" / "sparse-robustness.yaml")
+    # as before the methods came from the compression task: 3 models × 7 sparsities × 3 seeds,
+    # the sparsity now the parameter of the compression method `magnitude` (per layer)
     assert len(paper) == 3 * 7 * 3 and {s.task_params["model"] for s in paper} == {"linear", "lenet-300-100", "lenet-5"}
+    assert {s.method for s in paper} == {"magnitude"} and {s.method_params["scope"] for s in paper} == {"layer"}
+    assert sorted({s.method_params["sparsity"] for s in paper}) == [0.0, 0.5, 0.75, 0.9, 0.95, 0.98, 0.99]
+    assert all("sparsity" not in s.task_params for s in paper)
     assert len({s.seed for s in paper}) >= 3
-    assert len(validate(root / "parts" / "sparsity_robustness.yaml")) == 16
+    part = validate(root / "parts" / "sparsity_robustness.yaml")
+    assert len(part) == 16 and {s.method for s in part} == {"magnitude", "dns-target"}
 
 
 def fake_frame(tmp_path):
@@ -312,8 +327,9 @@ def fake_frame(tmp_path):
                            "robust_accuracy_linf@0.1": 3 * value, "test_accuracy": 0.9, "clean_accuracy": 0.9,
                            "weight_sparsity": s, "sanity_deepfool_l2_complete": float(not (seed == 1 and s == 0.99))}
                 rows.append({"task": "sparsity_robustness", "status": "done", "method": "magnitude",
-                             "method_label": "magnitude", "seed": seed, "suites": ["sparse-robustness"],
-                             "task_params": {"model": model, "sparsity": s, "dataset": "mnist-5k",
+                             "method_label": f"magnitude(sparsity={s:g})", "seed": seed,
+                             "suites": ["sparse-robustness"], "method_params": {"sparsity": s, "scope": "layer"},
+                             "task_params": {"model": model, "dataset": "mnist-5k",
                                              "baseline_epochs": 10, "finetune_epochs": 3, "finetune_lr": 0.02,
                                              "batch_size": 64, "n_test": 200, "attack_preset": "mnist-default",
                                              "exclude_attacks": ["cw_l2"], "attacks": None},

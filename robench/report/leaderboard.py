@@ -33,7 +33,7 @@ from typing import Any, Iterable
 from .labels import first_broken_shares, metric
 from .paths import private_roots, scrub_label, scrub_text, scrub_value
 from .style import method_colors
-from .table import as_dict, is_missing, metric_values, mode, normalize, summarize, task_info, to_float
+from .table import as_dict, distinct_labels, is_missing, metric_values, mode, normalize, summarize, task_info, to_float
 
 _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 _RESERVED_PAGES = {"index", "compare"}
@@ -293,7 +293,8 @@ def _artifact_name(run_id: str, path: str) -> str:
 
 
 def _setting_pages(task: str, task_file: str, setting: str, runs, out_dir: Path, env, plots: bool,
-                   generated: str, site_title: str, artifacts: _Artifacts, roots: list[str]) -> dict:
+                   generated: str, site_title: str, artifacts: _Artifacts, roots: list[str],
+                   shown: str | None = None) -> dict:
     """Render the runs pages of one setting; return the context of its section on the task page."""
     info_task = task_info(runs)
     info, stats = summarize_configs(runs)
@@ -301,7 +302,7 @@ def _setting_pages(task: str, task_file: str, setting: str, runs, out_dir: Path,
     primary = mode(runs["primary_metric"])
     gib = mode([g for g, p in zip(runs["greater_is_better"], runs["primary_metric"]) if p == primary], True)
     greater_is_better = bool(gib)
-    shown_setting = scrub_label(setting, roots)
+    shown_setting = scrub_label(setting if shown is None else shown, roots)
     setting_id = "setting-" + _slug(setting, shown=shown_setting)
     headline = [_column(n, info_task) for n in headline_order(names, info_task, primary)]
     every = [_column(n, info_task) for n in names]
@@ -508,13 +509,15 @@ def write_leaderboard(df, out_dir, *, title: str = "robench leaderboard", plots:
     for task in sorted(runs["task"].unique()):
         task_runs = runs[runs["task"] == task]
         task_file = _safe_name(task)
+        shown, shared = distinct_labels(sorted(task_runs["task_label"].unique()))
         settings = [
             _setting_pages(task, task_file, setting, task_runs[task_runs["task_label"] == setting],
-                           out_dir, env, plots, generated, title, copier, roots)
+                           out_dir, env, plots, generated, title, copier, roots, shown=shown[setting])
             for setting in sorted(task_runs["task_label"].unique())
         ]
         html = env.get_template("task.html").render(
             title=f"{task} — {title}", site_title=title, task=task, settings=settings,
+            shared=[scrub_label(p, roots) for p in shared],
             generated=generated, version=version, root="",
         )
         (out_dir / f"{task_file}.html").write_text(html, encoding="utf-8")

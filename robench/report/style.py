@@ -23,8 +23,8 @@ NEUTRAL = "#949494"  # a floor or trivial baseline (random, prior)
 
 # Built-in methods of every task; equal names across tasks are the same colour.
 KNOWN = {
-    # compression (and sparsity_robustness: magnitude, dns, random)
-    "dense": REFERENCE, "random": NEUTRAL, "magnitude": "#0173b2", "dns": "#d55e00",
+    # compression (and sparsity_robustness, which takes compression's methods)
+    "dense": REFERENCE, "random": NEUTRAL, "magnitude": "#0173b2", "dns": "#d55e00", "dns-target": "#a23582",
     "dns-nosplice": "#de8f05", "inq": "#029e73", "inq-oneshot": "#56b4e9", "uniform": "#ca9161",
     "sketch": "#cc78bc", "bwn": "#591e71", "sign": "#b8850a", "dns+inq": "#8c0800", "pipeline": "#006374",
     # robust_training

@@ -147,6 +147,55 @@ def fold_sweeps(out) -> None:
                 out.at[i, "method_label"] = f"{out.at[i, 'method_label']} @ {component}"
 
 
+def label_parts(label: str) -> list[str]:
+    """``k=v, k=v`` split at its top-level commas (not those inside a JSON list or dict)."""
+    parts, depth, quoted, start = [], 0, False, 0
+    for i, ch in enumerate(label):
+        if ch == '"':
+            quoted = not quoted
+        elif not quoted and ch in "[{(":
+            depth += 1
+        elif not quoted and ch in "]})":
+            depth -= 1
+        elif not quoted and depth == 0 and label.startswith(", ", i):
+            parts.append(label[start:i])
+            start = i + 2
+    parts.append(label[start:])
+    return [p for p in parts if p]
+
+
+def distinct_labels(labels, width: int = 60) -> tuple[dict[str, str], list[str]]:
+    """Shorter headings for the settings of one task: ``({label: shown}, shared)`` where the
+    components every label has alike are left out of ``shown`` and listed once in ``shared``,
+    and a component longer than ``width`` characters is cut with "…" (the run pages keep the
+    full parameters). One setting keeps its label whole, but cut alike."""
+    labels = list(dict.fromkeys(str(x) for x in labels))
+    parts = {lab: label_parts(lab) for lab in labels}
+    shared = [p for p in parts[labels[0]] if all(p in parts[lab] for lab in labels)] if len(labels) > 1 else []
+
+    def cut(part: str) -> str:
+        if len(part) <= width:
+            return part
+        key, _, value = part.partition("=")
+        try:
+            value = json.loads(value)
+        except ValueError:
+            value = None
+        if isinstance(value, dict):  # what names it first: {"recipe": ..., the rest}
+            first = [k for k in ("recipe", "name", "kind", "method") if k in value]
+            value = {**{k: value[k] for k in first}, **value}
+            part = f"{key}=" + json.dumps(value, separators=(", ", ":"))
+        return part[:width - 1].rstrip(", ") + "…"
+
+    shown = {lab: ", ".join(cut(p) for p in parts[lab] if p not in shared) or "(the shared setting)"
+             for lab in labels}
+    if len(set(shown.values())) < len(shown):  # cutting made two alike: keep those whole
+        counts = Counter(shown.values())
+        shown = {lab: (", ".join(p for p in parts[lab] if p not in shared) if counts[s] > 1 else s)
+                 for lab, s in shown.items()}
+    return shown, shared
+
+
 # ---------------------------------------------------------------------------- selection
 
 @dataclass

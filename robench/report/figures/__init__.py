@@ -27,6 +27,10 @@ FIGURES: dict[str, tuple[str, str, str]] = {
             "INQ: accuracy vs bit-width, incremental vs one-shot vs uniform, DNS+INQ (mean ± std), report"),
     "sketching": ("robench.report.figures.sketching:make", "suites/papers/sketching.yaml",
                   "Network Sketching: approximation error and accuracy vs bases m, direct vs refined, report"),
+    "compression-robustness": ("robench.report.figures.compression_robustness:make",
+                               "suites/studies/compression-robustness.yaml",
+                               "Compression meets robustness: robust accuracy and rho2 vs storage ratio per method "
+                               "with the Pareto front, per model and base (vanilla, DeepDefense), report"),
 }
 
 

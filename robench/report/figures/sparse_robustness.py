@@ -3,8 +3,10 @@
 
 Reads only the results table of the ``sparsity_robustness`` runs (those of the
 ``sparse-robustness`` suite when the store has any, else all done runs); nothing is re-run.
-When a model was run with several task settings (everything but ``sparsity``), the
-setting with the most runs is used and the report says so. Writes under ``out_dir``:
+The sparsity of a run is its method's ``sparsity`` parameter (the methods are the
+``compression`` task's; stores from before that have it in the task parameters), else its
+measured weight sparsity. When a model was run with several task settings, the setting
+with the most runs is used and the report says so. Writes under ``out_dir``:
 ``results.csv`` (mean/std/n per model, method and sparsity), ``sparsity_robustness.png``
 (ρ2, robust accuracy l2 and l∞ at one ε each, clean test accuracy; mean ± std over seeds)
 and ``report.md`` (the paper's claim, our scale, whether the trend held, failed sanity flags).
@@ -13,6 +15,7 @@ and ``report.md`` (the paper's claim, our scale, whether the trend held, failed 
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 from robench.report import papers
@@ -54,8 +57,8 @@ def long_table(runs):
             columns[f"robust_{threat}"] = f"robust_accuracy_{threat}@{_eps_text(e)}"
     rows = []
     for r in runs.itertuples(index=False):
-        row = {"model": r.model, "method": r.method_label, "seed": r.seed,
-               "sparsity": float(r.task_params["sparsity"])}
+        row = {"model": r.model, "method": without_sparsity(r.method_label), "seed": r.seed,
+               "sparsity": run_sparsity(r)}
         row.update({col: r.metrics.get(name, math.nan) for col, name in columns.items()})
         for threat, e in eps.items():
             if e is not None and f"robust_{threat}" in columns:
@@ -64,6 +67,25 @@ def long_table(runs):
     table = pd.DataFrame(rows)
     empty = [c for c in table.columns if c.endswith("_without_apgd") and table[c].isna().all()]
     return table.drop(columns=empty), eps
+
+
+def run_sparsity(run) -> float:
+    """The sparsity a run was asked for: its method's ``sparsity`` parameter (the methods
+    are the compression task's), else the task's (stores from before that), else the
+    measured ``weight_sparsity`` rounded to 0.01 (a method without a sparsity parameter)."""
+    for params in (getattr(run, "method_params", None), run.task_params):
+        if isinstance(params, dict) and isinstance(params.get("sparsity"), (int, float)):
+            return float(params["sparsity"])
+    return round(float(run.metrics.get("weight_sparsity", math.nan)), 2)
+
+
+def without_sparsity(label: str) -> str:
+    """A method label without its sparsity, which is the x axis here:
+    ``magnitude(scope=global, sparsity=0.5)`` → ``magnitude(scope=global)``, ``magnitude @
+    sparsity=0.5`` → ``magnitude``."""
+    label = re.sub(r" @ sparsity=[^,\s]+", "", str(label))
+    label = re.sub(r"(, )?\bsparsity=[^,)]*", "", label)
+    return label.replace("(, ", "(").replace("()", "")
 
 
 def without_apgd(metrics: dict, threat: str, eps: str) -> float:
@@ -174,15 +196,15 @@ def _scale_lines(runs) -> list[str]:
     lines = []
     for model, group in runs.groupby("model"):
         p = dict(group["task_params"].iloc[0])
+        sparsities = sorted({run_sparsity(r) for r in group.itertuples(index=False)})
         attacks = (", ".join(a.get("name") or f"{a['kind']}_{a['norm']}" for a in p["attacks"]) if p.get("attacks")
                    else f"preset {p['attack_preset']}" + (f" minus {', '.join(p['exclude_attacks'])}"
                                                           if p.get("exclude_attacks") else ""))
         lines.append(f"- **{model}**: {p['dataset']}, baseline {p['baseline_epochs']} epochs, "
                      f"fine-tuning {p['finetune_epochs']} epochs after pruning (lr {p['finetune_lr']:g}, "
                      f"batch {p['batch_size']}), {p['n_test']} attacked test points, attacks: {attacks}; "
-                     f"{group['seed'].nunique()} seed(s), sparsities "
-                     f"{', '.join(f'{s:g}' for s in sorted(group['task_params'].map(lambda q: q['sparsity']).unique()))}; "
-                     f"methods {', '.join(sorted(group['method_label'].unique()))}.")
+                     f"{group['seed'].nunique()} seed(s), sparsities {', '.join(f'{s:g}' for s in sparsities)}; "
+                     f"methods {', '.join(sorted(set(group['method_label'].map(without_sparsity))))}.")
     return lines
 
 
@@ -245,7 +267,7 @@ def _sanity_lines(runs) -> list[str]:
     for r in runs.sort_values(["model", "method_label", "seed"]).itertuples(index=False):
         failed = sorted(k.removeprefix("sanity_") for k, v in r.metrics.items() if k.startswith("sanity_") and v < 1)
         if failed:
-            lines.append(f"- {r.model} / {r.method_label} / sparsity {r.task_params['sparsity']:g} / "
+            lines.append(f"- {r.model} / {without_sparsity(r.method_label)} / sparsity {run_sparsity(r):g} / "
                          f"seed {r.seed}: {', '.join(failed)}")
     return lines
 

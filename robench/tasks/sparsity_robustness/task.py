@@ -1,6 +1,12 @@
-"""Task ``sparsity_robustness``: is a sparser network more robust? (arXiv 1810.09619)
+"""Task ``sparsity_robustness``: is a sparser (or otherwise compressed) network more robust?
+(arXiv 1810.09619, and the compression-robustness matrix of robench's own study)
 
-Protocol of one run (method M, target sparsity s, seed r):
+Its methods are the ``compression`` task's (``methods_from``: every registered compression
+method and plug-in, with its own parameters: ``magnitude``/``random``/``dns-target`` with
+``sparsity``, ``inq``/``uniform`` with ``bits``, ``sketch`` with ``m``, ``bwn``, ``dns``,
+``dns+inq``, ``pipeline``...). The sweep axis is the method's own parameter.
+
+Protocol of one run (compression method M, seed r):
 
 1. Resolve the attacks (preset ``attack_preset`` minus ``exclude_attacks``, or the explicit
    ``attacks`` list; an L2 DeepFool with default settings goes first when they have none,
@@ -8,22 +14,29 @@ Protocol of one run (method M, target sparsity s, seed r):
    (N, classes) logits (a probe model built on generators seeded for it alone,
    :func:`robench.seeding.scoped`), every image must lie in ``bounds``. Bad input fails
    here, with one line, before anything is trained or attacked. The data stays on the CPU.
-2. Take the dense baseline trained by ``TrainSpec(model, dataset, epochs=baseline_epochs,
-   seed=r)`` from the shared cache (the same file the ``compression`` task uses), on the
-   run's device.
-3. ``hooks = M.pruner(s)``; ``hooks.prepare(...)`` on the global generators as the
-   executor seeded them with r; fine-tune with the ``compression`` protocol
-   (:func:`robench.training.finetune_with_hooks`: SGD momentum 0.9, weight decay 5e-4, lr
-   ``finetune_lr`` cosine-decayed to 0, batch ``batch_size``, ``finetune_epochs`` epochs,
-   hooks as the step hooks); ``model = hooks.finalize(model)``. Sparsity 0 is the dense
-   model fine-tuned with the same budget.
-4. Measure the weight sparsity (zero Conv/Linear weights); it must be within
-   ``sparsity_tolerance`` of s, else the run fails (the method did not do what was asked).
+2. Take the starting model from the shared cache: the dense baseline trained by
+   ``TrainSpec(model, dataset, epochs=baseline_epochs, seed=r)`` (the same file the
+   ``compression`` task uses), or with ``base`` that baseline fine-tuned by a
+   ``robust_training`` recipe (:func:`robench.training.starting_model`, e.g.
+   ``{recipe: deepdefense, params: {c: 10}}``: trained once per seed, shared with the
+   ``compression`` runs of the same base), on the run's device.
+3. Apply M with the ``compression`` protocol (:func:`robench.training.finetune_with_hooks`):
+   ``M.prepare(...)`` on the global generators as the executor seeded them with r, SGD
+   momentum 0.9, weight decay 5e-4, lr ``finetune_lr`` cosine-decayed to 0 (restarting
+   where ``M.lr_restarts`` says), batch ``batch_size``, ``finetune_epochs`` epochs, M as
+   the step hooks (no fine-tuning when ``M.wants_finetuning()`` is False, e.g. ``sketch``);
+   ``model = M.finalize(model)``. ``magnitude`` at sparsity 0 is the dense model
+   fine-tuned with the same budget.
+4. For a method with a ``sparsity`` parameter, the measured weight sparsity (zero
+   Conv/Linear weights) must be within ``sparsity_tolerance`` of it, else the run fails
+   (the method did not do what was asked). Storage: the ``compression`` task's accounting
+   (:func:`robench.tasks.compression.metrics.model_storage` with M's own encoding).
 5. Attack the first ``n_test`` points of a fixed permutation of the test split (the same
    points for every run: :func:`attack_points`) with :func:`robench.attacks.evaluate_robustness`,
-   seed r. Export ``model.pt`` (device-free state dict, ``torch.load(..., weights_only=True)``)
-   and ``attacks.npz`` (per-sample results, the attacks' settings and, per point, which
-   attack broke it first: :meth:`RobustnessReport.save_npz`).
+   seed r. Export ``model.pt`` (device-free state dict, ``torch.load(..., weights_only=True)``),
+   ``attacks.npz`` (per-sample results, the attacks' settings and, per point, which
+   attack broke it first: :meth:`RobustnessReport.save_npz`) and ``storage.json`` (bits
+   and encoding per layer).
 
 The default preset ``mnist-default`` (attacks version 2) runs APGD-CE and APGD-T with the
 AutoAttack paper's settings next to DeepFool, C&W, FGSM and PGD: ``robust_accuracy_*`` is
@@ -34,15 +47,19 @@ against each other. ``rescore`` re-attacks an exported ``model.pt`` on the same 
 
 Metrics: everything of ``RobustnessReport.as_metrics()`` (``clean_accuracy`` and the attack
 metrics are on the n_test attacked points), ``sanity_*`` flags as 1/0, plus
-``target_sparsity``, ``weight_sparsity``, ``activation_sparsity`` (ReLU outputs that are
-exactly 0 on the attacked points; absent for a model without ``nn.ReLU`` modules),
-``test_accuracy`` (whole test split) and ``baseline_accuracy`` (dense baseline, whole test
-split; not part of ``rescore``, which sees the run's own model only). Primary metric: ``rho2``.
+``weight_sparsity``, ``target_sparsity`` (methods with a ``sparsity`` parameter),
+``activation_sparsity`` (ReLU outputs that are exactly 0 on the attacked points; absent
+for a model without ``nn.ReLU`` modules), ``compression_ratio``, ``compression_ratio_bits``
+and ``bits_per_weight`` (the ``compression`` task's storage accounting of the attacked
+model), ``test_accuracy`` (whole test split) and ``baseline_accuracy`` (the starting
+model, whole test split; not part of ``rescore``, which sees the run's own model only).
+Primary metric: ``rho2``.
 """
 
 from __future__ import annotations
 
 import copy
+import json
 import math
 from pathlib import Path
 from typing import Any
@@ -51,21 +68,22 @@ from pydantic import Field, field_validator
 
 from robench.errors import UserError
 from robench.registry import register_task
-from robench.tasks.base import RunContext, Task, TaskParams, TaskResult, registered
-from robench.tasks.sparsity_robustness.methods.base import SparsityMethod
+from robench.tasks.base import RobustBaseParam, RunContext, Task, TaskParams, TaskResult, added, registered
+from robench.tasks.compression.methods.base import CompressionMethod
 
 
 class SparsityRobustnessParams(TaskParams):
-    """Parameters of ``sparsity_robustness``. With the defaults (LeNet-300-100, 200 points,
-    full mnist-default preset) one run takes ≈ 12 s of CPU time on one core once the
-    baseline is cached; LeNet-5 without C&W ≈ 45 s (the attacks dominate)."""
+    """Parameters of ``sparsity_robustness`` (the method's own parameters, e.g. its
+    ``sparsity``, are the method's). With the defaults (LeNet-300-100, 200 points, full
+    mnist-default preset) one run takes ≈ 12 s of CPU time on one core once the baseline
+    is cached; LeNet-5 without C&W ≈ 45 s (the attacks dominate)."""
     model: str = registered("models", "lenet-300-100", "registered classifier (linear, lenet-300-100, lenet-5, a plug-in)")
     dataset: str = registered("datasets", "mnist-5k", "registered dataset (mnist-5k, mnist, cifar10, a plug-in)")
     dataset_root: str | None = None
-    sparsity: float = Field(0.9, ge=0.0, lt=1.0, description="target fraction of zero Conv/Linear weights")
-    sparsity_tolerance: float = Field(0.01, ge=0.0, description="allowed |measured − target| weight sparsity")
+    sparsity_tolerance: float = Field(0.01, ge=0.0, description="allowed |measured − target| weight sparsity "
+                                      "(methods with a sparsity parameter)")
     baseline_epochs: int = Field(10, gt=0, description="epochs of the shared dense baseline")
-    finetune_epochs: int = Field(3, ge=0, description="fine-tuning budget after pruning, in epochs (every sparsity)")
+    finetune_epochs: int = Field(3, ge=0, description="fine-tuning budget of every method, in epochs")
     batch_size: int = Field(64, gt=0, description="fine-tuning minibatch size")
     finetune_lr: float = Field(0.02, gt=0, description="initial fine-tuning learning rate (cosine-decayed to 0)")
     attack_preset: str = Field("mnist-default", description="robench.attacks preset name")
@@ -75,6 +93,9 @@ class SparsityRobustnessParams(TaskParams):
     n_test: int = Field(200, gt=0, description="test points attacked (a fixed subset, same for every run)")
     attack_batch_size: int = Field(250, gt=0)
     bounds: tuple[float, float] = (0.0, 1.0)
+    base: RobustBaseParam = added(None, "start from the dense baseline fine-tuned by a robust_training recipe, "
+                                  "e.g. {recipe: deepdefense, params: {c: 10}, epochs: 5} (default: the "
+                                  "dense baseline itself)")
 
     # checked at construction, so suite expansion (`robench validate`) rejects them in one line
     @field_validator("attack_preset")
@@ -142,63 +163,83 @@ def attack_points(n_test: int, n_available: int):
 
 @register_task("sparsity_robustness")
 class SparsityRobustnessTask(Task):
-    """Prune a trained classifier to a target sparsity, fine-tune, attack: ρ2 and robust accuracy."""
+    """Compress a trained (or robust) classifier with any compression method, attack it: ρ2, robust accuracy."""
     name = "sparsity_robustness"
     # 2: attacks version 2 (APGD-CE + APGD-T in mnist-default and smoke), first-broken record
-    version = "2"
+    # 3: the methods are the compression task's (sparsity moved from the task to the method),
+    #    robust bases, the storage metrics
+    version = "3"
     Params = SparsityRobustnessParams
-    method_base = SparsityMethod
+    methods_from = "compression"  # every registered compression method (registry.methods_scope)
+    method_base = CompressionMethod
     primary_metric = "rho2"
     greater_is_better = True
-    label_params = ("model", "sparsity")
+    label_params = ("model",)
+    # the sparsity is the method's parameter now (in its label: a row per configuration);
+    # runs stored before version 3 carry it as a task parameter, which the report folds
+    # into the rows as before. Either way the leaderboard joins a method's configurations
+    # in x order in the plots below (one legend entry per method)
     sweep_params = ("sparsity",)
     # l-inf 0.1 and l2 1 are on the ε grid of both presets (mnist-default, smoke)
-    headline_metrics = ("test_accuracy", "weight_sparsity", "robust_accuracy_linf@0.1", "robust_accuracy_l2@1")
-    plots = ({"name": "rho2_vs_sparsity", "x": "weight_sparsity", "y": "rho2"},
-             {"name": "linf_robustness_vs_sparsity", "x": "weight_sparsity", "y": "robust_accuracy_linf@0.1"})
+    headline_metrics = ("robust_accuracy_linf@0.1", "robust_accuracy_l2@1", "test_accuracy",
+                        "compression_ratio_bits", "weight_sparsity")
+    plots = ({"name": "rho2_vs_storage", "x": "compression_ratio_bits", "y": "rho2", "logx": True, "front": True},
+             {"name": "linf_robustness_vs_storage", "x": "compression_ratio_bits", "y": "robust_accuracy_linf@0.1",
+              "logx": True, "front": True},
+             {"name": "rho2_vs_sparsity", "x": "weight_sparsity", "y": "rho2"})
     check_params = dict(model="linear", baseline_epochs=1, finetune_epochs=1, batch_size=128,
                         attack_preset="smoke", n_test=40)
     metrics_info = {
         "rho2": ("mean DeepFool-L2 ‖r‖₂/‖x‖₂ over the attacked points, misclassified = 0", True),
         "clean_accuracy": ("accuracy on the attacked test points", True),
-        "test_accuracy": ("accuracy of the pruned, fine-tuned model on the whole test split", True),
-        "baseline_accuracy": ("accuracy of the dense baseline on the whole test split", True),
-        "target_sparsity": ("the requested fraction of zero Conv/Linear weights", True),
+        "test_accuracy": ("accuracy of the compressed, fine-tuned model on the whole test split", True),
+        "baseline_accuracy": ("accuracy of the starting model (dense baseline or robust base) on the whole "
+                              "test split", True),
+        "target_sparsity": ("the method's sparsity parameter (methods that have one)", True),
         "weight_sparsity": ("measured fraction of zero Conv/Linear weights", True),
         "activation_sparsity": ("fraction of nn.ReLU outputs exactly 0 on the attacked points", True),
+        "compression_ratio": ("all parameters (biases included) / nonzero parameters", True),
+        "compression_ratio_bits": ("32 · all parameters / bits needed to store the attacked model (the "
+                                   "compression task's accounting, the method's own encoding)", True),
+        "bits_per_weight": ("storage bits of the Conv2d/Linear weights / their number", False),
         "deepfool_l2_median": ("median DeepFool-L2 norm over correctly classified points", True),
         "cw_l2_median": ("median C&W-L2 norm over correctly classified points", True),
     }
 
     @classmethod
     def conformance(cls, make_method, folder):
-        """The method contract (methods/base.py) on a tiny LeNet-300-100 and random data: the
-        pruner of target sparsity 0.5, as the fine-tuning hooks of step 3, keeps the model's
-        parameter objects, returns the model, reaches the target within the default
-        ``sparsity_tolerance`` and is deterministic for a seed."""
+        """The compression contract on a tiny LeNet-300-100 and random data (the methods
+        are the compression task's): the method, as the fine-tuning hooks of step 3, keeps
+        the model's parameter objects, returns the model and is deterministic for a seed;
+        its storage is counted; a method with a ``sparsity`` parameter reaches it within
+        the default ``sparsity_tolerance``."""
         from robench.attacks import weight_sparsity
+        from robench.tasks.compression import metrics
         from robench.tasks.contract import Check, guarded, step_hook_checks, tiny_classification_data
 
-        target, tolerance = 0.5, SparsityRobustnessParams().sparsity_tolerance
-        checks, out = step_hook_checks(
-            f"prunes a tiny LeNet-300-100 to sparsity {target:g} (pruner, fine-tuning, finalize)",
-            "lenet-300-100", tiny_classification_data(), lambda: make_method().pruner(target))
+        checks, out = step_hook_checks("compresses a tiny LeNet-300-100 (prepare, fine-tuning, finalize)",
+                                       "lenet-300-100", tiny_classification_data(), make_method)
         if out is None:
             return checks
-        sparsity_check, measured = guarded(f"reaches the target sparsity {target:g} (within {tolerance:g})",
-                                           lambda: weight_sparsity(out))
-        if measured is not None:
-            sparsity_check = Check(sparsity_check.name, abs(measured - target) <= tolerance,
-                                   f"measured weight sparsity {measured:.4f}")
-        return checks + [sparsity_check]
+        checks.append(guarded("storage accounting (compression_ratio_bits)",
+                              lambda: metrics.model_storage(out, make_method()))[0])
+        target, tolerance = target_sparsity(make_method()), SparsityRobustnessParams().sparsity_tolerance
+        if target is not None:
+            sparsity_check, measured = guarded(f"reaches its sparsity {target:g} (within {tolerance:g})",
+                                               lambda: weight_sparsity(out))
+            if measured is not None:
+                sparsity_check = Check(sparsity_check.name, abs(measured - target) <= tolerance,
+                                       f"measured weight sparsity {measured:.4f}")
+            checks.append(sparsity_check)
+        return checks
 
     def prerequisites(self, method, seed):
-        """The dense baseline of this seed, trained once."""
-        from robench.training import TrainSpec, baseline_prerequisite
+        """The starting model of this seed (dense baseline or robust base), trained once."""
+        from robench.training import TrainSpec, start_prerequisite
 
-        return [baseline_prerequisite(TrainSpec.of_task(self.params, seed))]
+        return [start_prerequisite(TrainSpec.of_task(self.params, seed), self.params.base)]
 
-    def run(self, method: SparsityMethod, seed: int, ctx: RunContext) -> TaskResult:
+    def run(self, method: CompressionMethod, seed: int, ctx: RunContext) -> TaskResult:
         import torch
 
         from robench import seeding
@@ -207,7 +248,7 @@ class SparsityRobustnessTask(Task):
                                               _check_torchattacks_inputs)
         from robench.data import load_dataset
         from robench.models import build_model, export_state_dict
-        from robench.training import TrainSpec, finetune_with_hooks, trained_baseline
+        from robench.training import TrainSpec, finetune_with_hooks, starting_model
 
         p = self.params
         configs = _configs(p.attack_preset, p.exclude_attacks, p.attacks)
@@ -232,37 +273,47 @@ class SparsityRobustnessTask(Task):
             raise UserError(f"model {p.model!r}: outputs {classes} logits but dataset {p.dataset!r} "
                             f"has {data.num_classes} classes")
 
-        # -- 2. shared dense baseline ------------------------------------------------------
+        # -- 2. the starting model: shared dense baseline or robust base -------------------
         spec = TrainSpec.of_task(p, seed)
-        dense, info = trained_baseline(spec, ctx.cache_dir, data=data, say=ctx.say, device=ctx.device)
-        model = copy.deepcopy(dense)
+        start, info = starting_model(spec, p.base, ctx.cache_dir, data=data, say=ctx.say, device=ctx.device)
+        model = copy.deepcopy(start)
 
-        # -- 3. prune and fine-tune (the compression task's protocol) -----------------------
-        ctx.say(f"pruning with {method!r} to {p.sparsity:g}, fine-tuning {p.finetune_epochs} epochs")
-        model = finetune_with_hooks(model, data, method.pruner(p.sparsity), epochs=p.finetune_epochs,
-                                    batch_size=p.batch_size, lr=p.finetune_lr, seed=seed)
+        # -- 3. compress and fine-tune (the compression task's protocol) -------------------
+        ctx.say(f"compressing with {method!r}, fine-tuning {p.finetune_epochs} epochs")
+        model = finetune_with_hooks(model, data, method, epochs=p.finetune_epochs, batch_size=p.batch_size,
+                                    lr=p.finetune_lr, seed=seed)
         if not isinstance(model, torch.nn.Module):
             raise UserError(f"method {method!r}: finalize() returned {type(model).__name__}; expected the model")
         model.eval()
 
-        # -- 4. did the method produce the requested sparsity? -----------------------------
+        # -- 4. did the method produce the requested sparsity? what does it store? ---------
+        target = target_sparsity(method)
         measured = weight_sparsity(model)
-        if abs(measured - p.sparsity) > p.sparsity_tolerance:
+        if target is not None and abs(measured - target) > p.sparsity_tolerance:
             raise UserError(f"method {method!r}: measured weight sparsity {measured:.4f} differs from the "
-                            f"target {p.sparsity:g} by more than sparsity_tolerance={p.sparsity_tolerance:g}")
+                            f"target {target:g} by more than sparsity_tolerance={p.sparsity_tolerance:g}")
+        storage, records = storage_metrics(model, method)
 
         # -- 5. attack and export ----------------------------------------------------------
         folder = Path(ctx.artifact_dir)
         folder.mkdir(parents=True, exist_ok=True)
         export_state_dict(model, folder / "model.pt")
-        metrics, report = self.score(model, data, seed, say=ctx.say)
+        (folder / "storage.json").write_text(json.dumps({"layers": records}, indent=2) + "\n")
+        metrics, report = self.score(model, data, seed, say=ctx.say, target=target)
         report.save_npz(folder / "attacks.npz")
+        metrics.update(storage)
         metrics["baseline_accuracy"] = float(info["test_accuracy"])
-        return TaskResult(metrics=metrics, artifacts={"model": "model.pt", "attacks": "attacks.npz"})
+        if target is not None:
+            metrics["target_sparsity"] = float(target)
+        return TaskResult(metrics=metrics, artifacts={"model": "model.pt", "attacks": "attacks.npz",
+                                                      "storage": "storage.json"})
 
     def rescore(self, artifact_dir: Path, seed: int, ctx: RunContext) -> dict[str, float]:
-        """The run's metrics again from its ``model.pt`` alone (same points, attacks and seed),
-        except ``baseline_accuracy`` (the shared dense model's, not in the artifacts)."""
+        """The run's metrics again from its ``model.pt`` alone (same points, attacks and
+        seed), except ``baseline_accuracy`` (the starting model's, not in the artifacts),
+        ``target_sparsity`` (the method's parameter) and, when ``storage.json`` says a layer
+        used its method's own encoding, ``compression_ratio_bits`` and ``bits_per_weight``
+        (the method is not in the artifacts)."""
         import torch
 
         from robench import seeding
@@ -270,24 +321,35 @@ class SparsityRobustnessTask(Task):
         from robench.models import build_model
 
         p = self.params
+        folder = Path(artifact_dir)
         try:
-            state = torch.load(Path(artifact_dir) / "model.pt", weights_only=True, map_location="cpu")
+            state = torch.load(folder / "model.pt", weights_only=True, map_location="cpu")
         except (OSError, RuntimeError) as exc:
-            raise UserError(f"sparsity_robustness: cannot read {Path(artifact_dir) / 'model.pt'}: {exc}") from None
+            raise UserError(f"sparsity_robustness: cannot read {folder / 'model.pt'}: {exc}") from None
         data = load_dataset(p.dataset, p.dataset_root)
         with seeding.scoped(seeding.PROTOCOL_SEED), torch.device("cpu"):  # weights are loaded over it
             model = build_model(p.model, num_classes=data.num_classes)
         model.load_state_dict(state)
-        return self.score(model.to(ctx.device).eval(), data, seed)[0]
+        model = model.to(ctx.device).eval()
+        metrics = self.score(model, data, seed)[0]
+        storage, _ = storage_metrics(model, None)
+        try:
+            layers = json.loads((folder / "storage.json").read_text())["layers"]
+            generic = all(layer["encoding"] != "method" for layer in layers)
+        except (OSError, ValueError, KeyError, TypeError):
+            generic = False
+        metrics.update(storage if generic else {"compression_ratio": storage["compression_ratio"]})
+        return metrics
 
     def points(self, data):
         """(x, y) of the attacked test points (:func:`attack_points`), on the CPU."""
         idx = attack_points(self.params.n_test, len(data.test_x))
         return data.test_x[idx], data.test_y[idx]
 
-    def score(self, model, data, seed: int, say=None):
-        """(metrics, report) of the pruned, fine-tuned ``model``: step 5's attacks, the
-        sanity flags, sparsities and the test accuracy (everything but ``baseline_accuracy``)."""
+    def score(self, model, data, seed: int, say=None, target: float | None = None):
+        """(metrics, report) of the compressed, fine-tuned ``model``: step 5's attacks, the
+        sanity flags, sparsities and the test accuracy (no storage, ``baseline_accuracy``
+        or ``target_sparsity``)."""
         from robench import seeding
         from robench.attacks import activation_sparsity, evaluate_robustness, weight_sparsity
         from robench.training import accuracy
@@ -298,13 +360,32 @@ class SparsityRobustnessTask(Task):
         if say is not None:
             say(f"attacking {p.n_test} test points with {', '.join(c.name for c in configs)}")
         report = evaluate_robustness(model, x, y, configs, batch_size=p.attack_batch_size, bounds=p.bounds, seed=seed)
-        report.meta.update(test_indices_seed=seeding.stream_seed(seeding.PROTOCOL_SEED, "points"), model=p.model,
-                           target_sparsity=p.sparsity)
+        report.meta.update(test_indices_seed=seeding.stream_seed(seeding.PROTOCOL_SEED, "points"), model=p.model)
+        if target is not None:
+            report.meta.update(target_sparsity=target)
         metrics = dict(report.as_metrics())
         metrics.update(report.sanity().as_metrics())
         activations = activation_sparsity(model, x)["overall"]
         if math.isfinite(activations):
             metrics["activation_sparsity"] = activations
-        metrics.update(target_sparsity=float(p.sparsity), weight_sparsity=weight_sparsity(model),
-                       test_accuracy=accuracy(model, data.test_x, data.test_y))
+        metrics.update(weight_sparsity=weight_sparsity(model), test_accuracy=accuracy(model, data.test_x, data.test_y))
         return {k: float(v) for k, v in metrics.items()}, report
+
+
+def target_sparsity(method) -> float | None:
+    """The ``sparsity`` parameter of a method that has one (the fraction of zero weights
+    it is asked for), else None."""
+    value = method.get_params().get("sparsity") if hasattr(method, "get_params") else None
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def storage_metrics(model, method) -> tuple[dict[str, float], list[dict]]:
+    """The ``compression`` task's storage accounting of ``model`` (``method``'s own
+    encoding where it declares one; None: the generic encoding): ``compression_ratio``,
+    ``compression_ratio_bits``, ``bits_per_weight``, and the per-layer records."""
+    from robench.tasks.compression import metrics as storage
+
+    bits, records = storage.model_storage(model, method)
+    return {"compression_ratio": storage.compression_ratio(model),
+            "compression_ratio_bits": 32 * sum(t.numel() for t in model.parameters()) / bits,
+            "bits_per_weight": sum(r["bits"] for r in records) / sum(r["weights"] for r in records)}, records

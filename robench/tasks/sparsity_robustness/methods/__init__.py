@@ -1,2 +1,1 @@
-"""Methods of ``sparsity_robustness``: pruners that reach the task's target sparsity
-(adapters over the ``compression`` methods, in ``prune.py``)."""
+"""Methods of ``sparsity_robustness``: the ``compression`` task's (see ``base.py``)."""

@@ -1,25 +1,15 @@
-"""The contract of a ``sparsity_robustness`` method.
+"""Where the methods of ``sparsity_robustness`` come from: the ``compression`` task.
 
-A method turns the task's target sparsity into step hooks: :meth:`SparsityMethod.pruner`
-returns a fresh :class:`~robench.tasks.compression.methods.base.CompressionMethod` (the
-step-hook object of ``compression``) that prunes to ``sparsity``; the task fine-tunes with
-it as its hooks and checks the measured weight sparsity of the finalized model against
-the target.
+The task declares ``methods_from = "compression"``, so the registry resolves every
+method name of ``sparsity_robustness`` to the registered ``compression`` method of that
+name (built-in or plug-in; ``robench ls methods`` lists them under ``compression``), with
+its own parameters, and refuses to register a method for ``sparsity_robustness`` itself.
+The contract is therefore :class:`~robench.tasks.compression.methods.base.CompressionMethod`
+(its hooks, applied with the compression protocol); a method with a ``sparsity``
+parameter must also reach that weight sparsity (within the task's ``sparsity_tolerance``).
+To add a method, register it for ``compression``: it then runs in both tasks.
 """
 
-from __future__ import annotations
+from robench.tasks.compression.methods.base import CompressionMethod
 
-from typing import TYPE_CHECKING
-
-from robench.tasks.base import Method
-
-if TYPE_CHECKING:
-    from robench.tasks.compression.methods.base import CompressionMethod
-
-
-class SparsityMethod(Method):
-    """Base of every ``sparsity_robustness`` method."""
-
-    def pruner(self, sparsity: float) -> "CompressionMethod":
-        """Step hooks (a ``compression`` method) that prune to ``sparsity`` in [0, 1)."""
-        raise NotImplementedError
+__all__ = ["CompressionMethod"]

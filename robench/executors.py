@@ -278,7 +278,7 @@ class ProcessExecutor:
                 future.cancel()
             self._queue.clear()
         self._wake_w.send(None)
-        self._thread.join(timeout=5)
+        self._thread.join(timeout=2)
         for worker in self._workers:
             busy = worker["future"] is not None and not worker["future"].done()
             try:
@@ -288,11 +288,17 @@ class ProcessExecutor:
                     worker["conn"].send(None)
             except (OSError, ValueError):
                 pass
+        # a few seconds in all: an idle worker leaves when told, any other one is stopped
+        deadline = time.monotonic() + 2
         for worker in self._workers:
-            worker["process"].join(timeout=5)
+            worker["process"].join(timeout=max(0.0, deadline - time.monotonic()))
+        for worker in self._workers:
+            if worker["process"].is_alive():
+                worker["process"].terminate()
+                worker["process"].join(timeout=1)
             if worker["process"].is_alive():
                 worker["process"].kill()
-                worker["process"].join(timeout=5)
+                worker["process"].join(timeout=2)
             if worker["future"] is not None and not worker["future"].done():
                 worker["future"].cancel()
 

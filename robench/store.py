@@ -8,9 +8,11 @@ robench store is refused, never initialised over.
 from __future__ import annotations
 
 import json
+import random
 import re
 import shutil
 import sqlite3
+import time
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -106,6 +108,9 @@ _RUN_COLUMNS = tuple(re.findall(r"^    (\w+) ", _SCHEMA.split("CREATE TABLE IF N
                                 re.MULTILINE))
 
 
+_OPEN_PATIENCE_S = 30.0  # how long opening waits out another driver's lock
+
+
 class Store:
     """``Store(path)`` opens (``create=True``: or creates) the results store at ``path``."""
 
@@ -122,25 +127,41 @@ class Store:
                             f"not a folder (expected a path like .robench/results.sqlite)") from None
         except PermissionError as exc:
             raise UserError(f"results store {self.path}: cannot create its folder ({exc.strerror})") from None
-        try:
-            if self.path.exists() and self.path.stat().st_size:
-                self._check_schema()  # read-only: a foreign database is never modified
-            self.conn = sqlite3.connect(self.path, timeout=30)
+        # Another driver may be creating or switching the same store to WAL right now; some
+        # of those steps answer "database is locked" at once instead of waiting: retry them.
+        deadline = time.monotonic() + _OPEN_PATIENCE_S
+        while True:
             try:
-                self.conn.execute("PRAGMA journal_mode=WAL")
-                self._init_schema()
-            except sqlite3.OperationalError as exc:
-                if "readonly" not in str(exc) and "read-only" not in str(exc):
-                    raise
-                self.conn.close()
-                if create:
-                    raise UserError(f"results store {self.path}: read-only ({exc}); `robench run` needs to "
-                                    f"write it (check the file's and its folder's permissions)") from None
-                # reading commands work on a store they cannot write
-                self.conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro&immutable=1", uri=True)
-                self.read_only = True
-        except sqlite3.DatabaseError as exc:
-            raise UserError(f"results store {self.path}: unreadable SQLite database ({exc}); it was left untouched") from None
+                self._open(create)
+                return
+            except sqlite3.DatabaseError as exc:
+                if getattr(self, "conn", None) is not None:
+                    self.conn.close()
+                    self.conn = None
+                if "locked" in str(exc) and time.monotonic() < deadline:
+                    time.sleep(random.uniform(0.02, 0.1))
+                    continue
+                raise UserError(f"results store {self.path}: unreadable SQLite database ({exc}); "
+                                "it was left untouched") from None
+
+    def _open(self, create: bool) -> None:
+        self.conn = None
+        if self.path.exists() and self.path.stat().st_size:
+            self._check_schema()  # read-only: a foreign database is never modified
+        self.conn = sqlite3.connect(self.path, timeout=30)
+        try:
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            self._init_schema()
+        except sqlite3.OperationalError as exc:
+            if "readonly" not in str(exc) and "read-only" not in str(exc):
+                raise
+            self.conn.close()
+            if create:
+                raise UserError(f"results store {self.path}: read-only ({exc}); `robench run` needs to "
+                                f"write it (check the file's and its folder's permissions)") from None
+            # reading commands work on a store they cannot write
+            self.conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro&immutable=1", uri=True)
+            self.read_only = True
 
     def _check_file(self, create: bool) -> None:
         p = self.path
@@ -195,23 +216,16 @@ class Store:
         # tables and their meta rows in one transaction: a kill at any moment leaves either
         # an empty file or a whole store (executescript would commit each statement)
         statements = [s.strip() for s in (_SCHEMA + _TASK_INFO).split(";") if s.strip()]
-        level, conn.isolation_level = conn.isolation_level, None
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                if self._has_runs_table():  # another driver created the store while we waited
-                    conn.execute("ROLLBACK")
-                    return
-                for statement in statements:
-                    conn.execute(statement)
-                conn.executemany("INSERT INTO meta(key, value) VALUES (?, ?)",
-                                 [("schema", SCHEMA_NAME), ("version", str(SCHEMA_VERSION))])
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-        finally:
-            conn.isolation_level = level
+
+        def create() -> None:
+            if self._has_runs_table():  # another driver created the store while we waited
+                return
+            for statement in statements:
+                conn.execute(statement)
+            conn.executemany("INSERT INTO meta(key, value) VALUES (?, ?)",
+                             [("schema", SCHEMA_NAME), ("version", str(SCHEMA_VERSION))])
+
+        self._immediate(create)
 
     def close(self) -> None:
         self.conn.close()
@@ -299,8 +313,9 @@ class Store:
         import time
 
         host, pid, now = socket.gethostname(), os.getpid(), time.time()
-        with self.conn:
-            self.conn.executescript(_CLAIMS)
+        self.conn.executescript(_CLAIMS)
+
+        def take() -> bool:
             if self.conn.execute("SELECT 1 FROM runs WHERE id = ? AND status = 'done'", (run_id,)).fetchone():
                 return False
             row = self.conn.execute("SELECT host, pid, heartbeat FROM claims WHERE run_id = ?", (run_id,)).fetchone()
@@ -308,7 +323,26 @@ class Store:
                 return False
             self.conn.execute("INSERT OR REPLACE INTO claims(run_id, host, pid, heartbeat) VALUES (?, ?, ?, ?)",
                               (run_id, host, pid, now))
-        return True
+            return True
+
+        # check and take in one write transaction: with a deferred one, two drivers could both
+        # read "free" before either wrote, and both run it
+        return self._immediate(take)
+
+    def _immediate(self, work):
+        """``work()`` inside ``BEGIN IMMEDIATE`` … ``COMMIT`` (rolled back if it raises)."""
+        level, self.conn.isolation_level = self.conn.isolation_level, None
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                result = work()
+            except BaseException:
+                self.conn.execute("ROLLBACK")
+                raise
+            self.conn.execute("COMMIT")
+            return result
+        finally:
+            self.conn.isolation_level = level
 
     def heartbeat(self, run_ids) -> None:
         """Keep this process's claims on ``run_ids`` fresh."""

@@ -374,6 +374,31 @@ def test_stores_created_concurrently_by_many_processes(tmp_path):
             assert conn.execute("SELECT count(*) FROM meta").fetchone()[0] == 2
 
 
+def _claim(args) -> bool:
+    import os
+
+    from robench.store import Store
+    path, barrier_file = args
+    with Store(path) as db:
+        while not os.path.exists(barrier_file):  # then claim together
+            pass
+        return db.claim("run-x")
+
+
+def test_a_run_is_claimed_by_exactly_one_of_many_drivers(tmp_path):
+    # the check ("free?") and the take must be one write transaction, or two drivers both run it
+    from concurrent.futures import ProcessPoolExecutor
+    for attempt in range(4):
+        path, go = str(tmp_path / f"c{attempt}.sqlite"), tmp_path / f"go{attempt}"
+        from robench.store import Store
+        Store(path).close()
+        with ProcessPoolExecutor(8) as pool:
+            futures = [pool.submit(_claim, (path, str(go))) for _ in range(8)]
+            time.sleep(1.0)
+            go.touch()
+            assert sum(f.result() for f in futures) == 1
+
+
 def test_two_drivers_on_one_store_share_the_work(tmp_path, cli_env):
     suite = write(tmp_path, SUITE.replace("n: 30", "n: 30, sleep: 1.5").replace("seeds: [0, 1]", "seeds: [0, 1, 2, 3]"))
     store = tmp_path / "r.sqlite"

@@ -400,6 +400,11 @@ def verify(run_ids: Optional[List[str]] = typer.Argument(None, help="run ids (un
 
 
 def main() -> None:
+    import faulthandler
+    import signal
+
+    if hasattr(signal, "SIGUSR1"):  # `kill -USR1 <pid>` prints where every thread is (a hang's report)
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
     app()
 
 

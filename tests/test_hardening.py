@@ -291,9 +291,12 @@ def test_a_stopped_driver_leaves_no_process_behind(sig, tmp_path, cli_env):
     import psutil
 
     suite = write(tmp_path, SUITE.replace("n: 30", "n: 30, sleep: 20"))
+    # as from a terminal: SIGINT at its default (a test run started in the background by a
+    # non-interactive shell inherits SIGINT ignored, and so would the driver)
     driver = subprocess.Popen(robench_cmd("run", suite, "--plugin", TOY, "--workers", "2", "--store",
                                           tmp_path / "r.sqlite"), cwd=tmp_path, env=cli_env,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 60
     while time.time() < deadline and len(_children(driver.pid)) < 2:
         time.sleep(0.2)

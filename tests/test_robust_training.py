@@ -475,10 +475,9 @@ def test_the_deepdefense_suite_selects_on_validation_and_compares_on_test():
     from robench.api import validate
 
     specs = validate(Path(__file__).resolve().parent.parent / "suites" / "papers" / "deepdefense.yaml")
-    assert len(specs) == 48
+    assert len(specs) == 54
     selection = [s for s in specs if s.task_params["eval_split"] == "validation"]
-    assert {(s.method, s.method_params["c"]) for s in selection if s.method == "deepdefense"} == {
-        ("deepdefense", 10.0), ("deepdefense", 25.0), ("deepdefense", 50.0)}
+    assert {s.method_params["c"] for s in selection if s.method == "deepdefense"} == {2.0, 5.0, 10.0, 25.0, 50.0}
     assert {s.task_params["model"] for s in selection} == {"mlp-500-150"}
     assert all(s.task_params["validation_size"] == 1000 for s in selection)
     test = [s for s in specs if s.task_params["eval_split"] == "test"]

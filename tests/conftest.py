@@ -64,7 +64,8 @@ def one_thread():
 
 
 def check_one_line_user_error(fn, *words):
-    """``fn()`` raises a one-line UserError whose message contains every one of ``words``."""
+    """``fn()`` raises a one-line UserError whose message contains every one of ``words``;
+    returns the message."""
     from robench.errors import UserError
 
     with pytest.raises(UserError) as info:
@@ -73,3 +74,4 @@ def check_one_line_user_error(fn, *words):
     assert "\n" not in message
     for word in words:
         assert word in message, (word, message)
+    return message

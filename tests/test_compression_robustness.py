@@ -12,8 +12,8 @@ import math
 import pytest
 import torch
 
+from conftest import check_one_line_user_error
 from robench import registry
-from robench.errors import UserError
 
 registry.load_builtins()  # before the task modules register themselves (else: duplicate names)
 from robench.tasks.base import RunContext
@@ -32,13 +32,6 @@ def cache_dir(tmp_path_factory):
 @pytest.fixture(scope="module", autouse=True)
 def fast_runs(fast_classification_runs):
     """mnist-5k loaded once, one torch thread (see conftest)."""
-
-
-def one_line_error(match, fn, *args, **kwargs):
-    with pytest.raises(UserError, match=match) as info:
-        fn(*args, **kwargs)
-    assert "\n" not in str(info.value)
-    return str(info.value)
 
 
 def run(method_name, folder, cache_dir, method_params=None, seed=0, **params):
@@ -66,7 +59,8 @@ def test_sparsity_robustness_resolves_every_method_to_the_compression_entry():
     assert registry.methods_users("compression") == ["compression", "sparsity_robustness"]
     assert registry.methods_users("robust_training") == ["robust_training"]
     # an unknown name: did-you-mean among the compression methods, naming the task asked for
-    message = one_line_error("did you mean 'dns-target'", registry.methods.entry, "dns-targte", "sparsity_robustness")
+    message = check_one_line_user_error(lambda: registry.methods.entry("dns-targte", "sparsity_robustness"),
+                                        "did you mean 'dns-target'")
     assert message.startswith("unknown method 'dns-targte' for task 'sparsity_robustness' (it takes the methods "
                               "of 'compression')")
 
@@ -128,8 +122,8 @@ def test_a_plugin_task_borrows_methods_and_an_unknown_source_is_one_line():
         registry.register_task("cr-test-borrower")(Borrower)
         registry.register_task("cr-test-broken")(Broken)
         assert registry.methods.entry("inq", task="cr-test-borrower").task == "compression"
-        one_line_error(r"task 'cr-test-broken': methods_from='no-such-task' names no registered task",
-                       registry.methods.get, "magnitude", "cr-test-broken")
+        check_one_line_user_error(lambda: registry.methods.get("magnitude", "cr-test-broken"),
+                                  "task 'cr-test-broken': methods_from='no-such-task' names no registered task")
     finally:  # leave the task registry as the other tests know it
         for name in ("cr-test-borrower", "cr-test-broken"):
             registry.tasks._entries.pop((None, name), None)
@@ -179,7 +173,8 @@ def test_dns_target_is_a_compression_method_with_its_own_parameters():
     assert cls is TargetDNS and cls.label_params == ("sparsity",)
     assert canonical_method_params(cls, {}, "s", "p") == {"sparsity": 0.9, "gamma": 0.0001, "power": 1.0,
                                                           "mask_update_fraction": 0.5}
-    one_line_error(r"^method 'dns-target': sparsity=1\.5; expected a number in \[0, 1\)$", TargetDNS, sparsity=1.5)
+    message = check_one_line_user_error(lambda: TargetDNS(sparsity=1.5))
+    assert message == "method 'dns-target': sparsity=1.5; expected a number in [0, 1)"
 
 
 # -- the Done-when runs: inq and sketch, attacked, with their defining checks --------------
@@ -277,7 +272,7 @@ def test_deepdefense_then_dns_then_attacked_is_one_suite_entry(tmp_path):
     assert "base" not in next(s for s in specs if s is not with_base).task_params  # added(): left out at None
     bad = tmp_path / "bad.yaml"
     bad.write_text(suite.read_text().replace("recipe: deepdefense", "recipe: deepdefence"))
-    message = one_line_error("did you mean 'deepdefense'", validate, bad)
+    message = check_one_line_user_error(lambda: validate(bad), "did you mean 'deepdefense'")
     assert message.startswith(f"{bad}: tasks[0].params")
 
 
@@ -376,8 +371,10 @@ def test_figures_without_runs_say_what_to_run(tmp_path):
     import pandas as pd
 
     from robench.report.figures import make_figures
-    one_line_error("run suites/studies/compression-robustness.yaml first", make_figures, "compression-robustness",
-                   pd.DataFrame([{"task": "compression", "status": "done"}]), tmp_path)
+    frame = pd.DataFrame([{"task": "compression", "status": "done"}])  # no sparsity_robustness run
+    message = check_one_line_user_error(lambda: make_figures("compression-robustness", frame, tmp_path))
+    assert message.endswith("run suites/studies/compression-robustness.yaml first")
+    assert not any(tmp_path.rglob("*.png"))  # no empty figure written
 
 
 def test_the_sparse_robustness_figures_read_the_sparsity_from_the_method():

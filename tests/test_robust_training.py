@@ -431,16 +431,11 @@ def test_validation_runs_never_read_the_test_split(tmp_path_factory):
     from robench.data import Splits, load_dataset
     from robench.registry import register_dataset
 
+    def read(self):
+        raise AssertionError("the test split was read")
+
     class NoTestSplit(Splits):
-        @property
-        def test_x(self):
-            raise AssertionError("the test split was read")
-
-        @test_x.setter
-        def test_x(self, value):
-            pass
-
-        test_y = test_x
+        test_x = test_y = property(read, lambda self, value: None)  # reading either one fails the test
 
     @register_dataset("rt-test-no-test-split")
     def _no_test(root=None):

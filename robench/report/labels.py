@@ -118,14 +118,11 @@ def metric(name: str) -> Metric:
     match = _ROBUST.match(name)
     if match:
         return Metric(name, f"robust acc. {_NORMS[match.group(1)]} ε = {number_text(match.group(2), 2)}", *PERCENT)
-    match = _ATTACK.match(name)
-    if match:
-        return Metric(name, f"acc. under {attack_name(match.group(1))} {_NORMS[match.group(2)]} "
-                            f"{_budget(match.group(3))}", *PERCENT)
-    match = _FIRST_BROKEN.match(name)
-    if match:
-        return Metric(name, f"first broken by {attack_name(match.group(1))} {_NORMS[match.group(2)]} "
-                            f"{_budget(match.group(3))}", *PERCENT)
+    for pattern, wording in ((_ATTACK, "acc. under"), (_FIRST_BROKEN, "first broken by")):
+        match = pattern.match(name)  # <what>_<attack>_<norm>@<budget>
+        if match:
+            kind, norm, budget = match.groups()
+            return Metric(name, f"{wording} {attack_name(kind)} {_NORMS[norm]} {_budget(budget)}", *PERCENT)
     match = _RELATIVE.match(name)
     if match:
         return Metric(name, f"{attack_name(match.group(1))} acc. at {number_text(match.group(2))} ε_ref", *PERCENT)

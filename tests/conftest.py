@@ -50,6 +50,28 @@ def fast_classification_runs():
     torch.set_num_threads(threads)
 
 
+@pytest.fixture(scope="session")
+def mnist_mlp():
+    """A small MLP trained for a few seconds on MNIST-5k, and 200 test images."""
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+
+    from robench.data import load_dataset
+    data = load_dataset("mnist-5k")
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(784, 64), nn.ReLU(), nn.Linear(64, 10))
+    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(3):
+        for idx in torch.randperm(4000, generator=gen).split(100):
+            opt.zero_grad()
+            F.cross_entropy(model(data.train_x[idx]), data.train_y[idx]).backward()
+            opt.step()
+    model.zero_grad(set_to_none=True)
+    return model, data.test_x[:200], data.test_y[:200]
+
+
 @pytest.fixture(scope="module")
 def one_thread():
     """Tiny models train much faster on one thread when other processes share the cores

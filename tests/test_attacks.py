@@ -42,24 +42,6 @@ def one_thread():
 
 
 @pytest.fixture(scope="module")
-def mnist_mlp():
-    """A small MLP trained for a few seconds on MNIST-5k, and 200 test images."""
-    from robench.data import load_dataset
-    data = load_dataset("mnist-5k")
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Flatten(), nn.Linear(784, 64), nn.ReLU(), nn.Linear(64, 10))
-    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
-    gen = torch.Generator().manual_seed(0)
-    for _ in range(3):
-        for idx in torch.randperm(4000, generator=gen).split(100):
-            opt.zero_grad()
-            F.cross_entropy(model(data.train_x[idx]), data.train_y[idx]).backward()
-            opt.step()
-    model.zero_grad(set_to_none=True)
-    return model, data.test_x[:200], data.test_y[:200]
-
-
-@pytest.fixture(scope="module")
 def mlp_report(mnist_mlp):
     model, x, y = mnist_mlp
     return evaluate_robustness(model, x, y, CHEAP_ATTACKS, batch_size=128)
@@ -128,13 +110,16 @@ def test_presets_and_config_round_trip():
     for configs in PRESETS.values():
         for cfg in configs:
             d = cfg.to_dict()
-            assert d["version"] == "2" and d[cfg.library] == cfg.library_class
+            assert d["version"] == "3" and d[cfg.library] == cfg.library_class
             assert AttackConfig.from_dict(d) == cfg
             if cfg.library == "foolbox":
                 cfg.build()  # every preset maps to a constructible attack
-            else:
+            elif cfg.library == "torchattacks":
                 assert cfg.foolbox_class is None
                 cfg.build_torchattacks(model, 0.1, 10, seed=0)
+            else:
+                assert cfg.library == "robench" and cfg.kind in ("apgd_ce", "apgd_t")
+                cfg.apgd_arguments(10)
     with pytest.raises(UserError, match="did you mean 'smoke'"):
         get_preset("smok")
     with pytest.raises(UserError, match="does not apply"):
@@ -163,15 +148,19 @@ def test_autoattack_presets_have_the_papers_settings():
         assert (sq.queries, sq.restarts, sq.p_init) == (5000, 1, 0.8)
         assert ce.epsilons == t.epsilons == fab.epsilons == sq.epsilons == grid
     model = nn.Sequential(nn.Flatten(), nn.Linear(4, 10))
-    built = {name: cfg.build_torchattacks(model, 0.3, 10, seed=0) for name, cfg in standard.items()}
-    assert built["apgd_ce_linf"].loss == "ce" and built["apgd_ce_linf"].steps == 100
-    assert built["apgd_t_linf"].n_target_classes == 9 and built["apgd_t_linf"].steps == 100
+    built = {name: cfg.build_torchattacks(model, 0.3, 10, seed=0) for name, cfg in standard.items()
+             if cfg.library == "torchattacks"}
+    assert standard["apgd_ce_linf"].apgd_arguments(10) == {"norm": "linf", "steps": 100, "restarts": 1,
+                                                           "rho": 0.75, "target_classes": None}  # CE loss
+    assert standard["apgd_t_l2"].apgd_arguments(10) == {"norm": "l2", "steps": 100, "restarts": 1,
+                                                         "rho": 0.75, "target_classes": 9}
     assert built["fab_t_linf"].multi_targeted and built["fab_t_linf"].n_target_classes == 9
     assert built["fab_t_linf"].steps == 100 and built["fab_t_l2"].norm == "L2"
     assert built["square_linf"].n_queries == 5000 and built["square_linf"].rescale_schedule is False
     assert built["square_linf"].loss == "margin"
     # targets are capped at classes − 1 when the model has fewer classes
-    assert standard["apgd_t_linf"].build_torchattacks(model, 0.3, 5, seed=0).n_target_classes == 4
+    assert standard["apgd_t_linf"].apgd_arguments(5)["target_classes"] == 4
+    assert standard["fab_t_linf"].build_torchattacks(model, 0.3, 5, seed=0).n_target_classes == 4
     fast = [c.name for c in get_preset("autoattack-fast")]
     assert fast == ["apgd_ce_linf", "apgd_t_linf", "apgd_ce_l2", "apgd_t_l2"]
     text = describe_attacks("autoattack-fast")
@@ -428,7 +417,7 @@ def test_bad_epsilon_grids_raise_one_line(epsilons, pattern):
                             [{"kind": "fgsm", "norm": "linf", "epsilons": list(epsilons)}])
 
 
-# -- the AutoAttack attacks (torchattacks) -----------------------------------------------------
+# -- the AutoAttack attacks (robench's APGD, torchattacks' FAB-T and Square) -------------------
 
 def _collect_adversarials(store):
     def collect(name, eps, x, x_adv, success):
@@ -459,7 +448,7 @@ def test_autoattack_kinds_stay_in_the_ball_and_box_and_beat_pgd_on_a_linear_mode
     _assert_inside_ball_and_box(seen, cfgs, -5, 5)
     assert report.meta["invalid_adversarials"] == {c.name: 0 for c in cfgs[2:]}
     for name, eps, _, x_adv, success in seen:
-        if report.config(name).library == "torchattacks":
+        if report.config(name).library in ("robench", "torchattacks"):
             with torch.no_grad():
                 wrong = model(x_adv).argmax(1) != y
             assert torch.equal(success, wrong | ~torch.as_tensor(report.clean_correct))
@@ -498,14 +487,16 @@ def test_apgd_per_point_results_are_reproducible_per_seed(mnist_mlp):
 
 
 def test_adding_autoattack_kinds_leaves_the_foolbox_attacks_results_alone(mnist_mlp):
-    """torchattacks reseeds torch's global generator; inside the evaluator it must not shift
-    the random starts of the foolbox attacks that run after it (their metrics must not move)."""
+    """torchattacks reseeds torch's global generator and APGD draws its own starts; inside the
+    evaluator neither may shift the random starts of the foolbox attacks that run after them
+    (their metrics must not move)."""
     model, x, y = mnist_mlp
     pgd = pgd_linf((0.1, 0.15), steps=1, rel_stepsize=0.05)  # its result is mostly its random start
     alone = evaluate_robustness(model, x, y, [pgd], batch_size=100, seed=1)
     other_start = evaluate_robustness(model, x, y, [pgd], batch_size=100, seed=2)
     assert not np.array_equal(alone.success["pgd_linf"], other_start.success["pgd_linf"])  # the test can see it
-    mixed = evaluate_robustness(model, x, y, [apgd_ce("linf", (0.1,), steps=2), pgd], batch_size=100, seed=1)
+    mixed = evaluate_robustness(model, x, y, [apgd_ce("linf", (0.1,), steps=2), fab_t("linf", (0.1,), steps=2),
+                                              pgd], batch_size=100, seed=1)
     assert np.array_equal(alone.success["pgd_linf"], mixed.success["pgd_linf"])
 
 
@@ -516,9 +507,10 @@ def test_adding_autoattack_kinds_leaves_the_foolbox_attacks_results_alone(mnist_
 ])
 def test_autoattack_kinds_reject_what_they_cannot_attack_in_one_line(case, pattern, monkeypatch):
     monkeypatch.setattr(AttackConfig, "build_torchattacks", lambda *a, **k: pytest.fail("an attack was built"))
+    monkeypatch.setattr("robench.attacks.apgd.apgd", lambda *a, **k: pytest.fail("APGD ran"))
     model, x, y = linear_problem(3 if case == "few_classes" else 5, n=10)
     attack = {"few_classes": apgd_t("linf", (0.1,)), "flat_square": square("linf", (0.1,)),
-              "float64": apgd_ce("l2", (0.5,))}[case]
+              "float64": fab_t("l2", (0.5,))}[case]
     if case == "float64":
         model, x = model.double(), x.double()
     with pytest.raises(UserError, match=pattern) as info:

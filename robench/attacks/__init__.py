@@ -1,5 +1,6 @@
-"""The shared attack layer: versioned attack configs (foolbox; the AutoAttack attacks from
-torchattacks), a batched evaluator that keeps per-sample results, worst-case robust accuracy
+"""The shared attack layer: versioned attack configs (foolbox; the AutoAttack attacks: robench's
+own APGD-CE and APGD-T, :func:`robench.attacks.apgd.apgd`, and torchattacks' FAB-T and Square),
+a batched evaluator that keeps per-sample results, worst-case robust accuracy
 with the attack that first broke each point, ρ2, and sanity flags.
 
     from robench.attacks import evaluate_robustness, sanity_flags

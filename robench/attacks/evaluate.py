@@ -24,9 +24,10 @@ Conventions used everywhere in robench
   :data:`CLEAN_ERROR` (−2) for a point misclassified without any perturbation. Robust
   accuracy is the fraction of −1 in a column; the record is stored with the report (npz),
   and a sanity flag checks it against every single attack's own result.
-- **Success of a torchattacks attack** (the AutoAttack kinds) is decided here, not by the
-  library: the model misclassifies the returned input, and that input lies in the ε-ball
-  and the box (up to float rounding: 1e-5 relative + 1e-6 absolute on the norm).
+- **Success of an AutoAttack kind** (robench's APGD, torchattacks' FAB-T and Square) is
+  decided here, not by the attack: the model misclassifies the returned input, and that
+  input lies in the ε-ball and the box (up to float rounding: 1e-5 relative + 1e-6
+  absolute on the norm).
 - **ρ2** = mean over the test points of ‖r(x)‖₂ / ‖x‖₂ with r from L2 DeepFool, where a
   misclassified point counts as 0 (DeepFool paper / DeepDefense convention). Points where
   DeepFool failed (inf) are left out of the mean and counted in
@@ -52,6 +53,7 @@ from robench.errors import UserError
 NPZ_FORMAT = "robench-robustness-report/1"
 THREATS = ("linf", "l2")
 ROBUST, CLEAN_ERROR = -1, -2  # codes of the first-broken record besides attack indices
+UNIT_BOX_LIBRARIES = ("robench", "torchattacks")  # the AutoAttack kinds: inputs mapped onto [0, 1]
 
 
 # -- the report -----------------------------------------------------------------------------
@@ -273,7 +275,7 @@ def evaluate_robustness(model, x, y, attacks: str | AttackConfig | Sequence[Atta
     switched off (foolbox would otherwise leave ``.grad`` on them); both are restored
     afterwards. ``seed`` fixes the random starts (foolbox draws from the global generators,
     seeded with it for the evaluation and restored afterwards: :func:`robench.seeding.scoped`;
-    each torchattacks attack gets its own seed per batch and ε, derived from it), so the
+    each AutoAttack kind gets its own seed per batch and ε, derived from it), so the
     same call gives the same report and the caller's random state is left as it was. The
     attacks run on ``device`` (default: the model's); x and y may be on any device,
     per-sample results come back as NumPy arrays. ``on_adversarial(name, eps, x, x_adv,
@@ -298,12 +300,12 @@ def evaluate_robustness(model, x, y, attacks: str | AttackConfig | Sequence[Atta
     invalid: dict[str, int] = {}
     with frozen(model):
         num_classes = _check_logits(model, x, y, device)
-        _check_torchattacks_inputs(configs, model, x, num_classes)
+        _check_autoattack_inputs(configs, model, x, num_classes)
         import foolbox as fb
         fmodel = fb.PyTorchModel(model, bounds=(lo, hi), device=device)  # device given: never moved
         attacks_fb = {c.name: c.build() for c in configs if c.library == "foolbox"}
         unit_model = _unit_box_model(model, lo, hi, tuple(x.shape[1:]), device) \
-            if any(c.library == "torchattacks" for c in configs) else None
+            if any(c.library in UNIT_BOX_LIBRARIES for c in configs) else None
         correct, correct_plain, input_l2 = [], [], []
         minimal = {c.name: [] for c in configs if c.minimal}
         success = {c.name: [] for c in configs if not c.minimal}
@@ -329,9 +331,9 @@ def evaluate_robustness(model, x, y, attacks: str | AttackConfig | Sequence[Atta
                                 on_adversarial(cfg.name, eps, xb, clipped[k], hit[k])
                         success[cfg.name].append(hit.T.cpu().numpy())  # (K, B) -> (B, K)
                     else:
-                        hits, bad = _run_torchattacks(cfg, unit_model, xb, yb, ok, num_classes,
-                                                      lambda k: seeding.stream_seed(seed, f"{cfg.name}/{start}/{k}"),
-                                                      on_adversarial)
+                        hits, bad = _run_unit_box(cfg, unit_model, xb, yb, ok, num_classes,
+                                                  lambda k: seeding.stream_seed(seed, f"{cfg.name}/{start}/{k}"),
+                                                  on_adversarial)
                         success[cfg.name].append(hits)
                         invalid[cfg.name] = invalid.get(cfg.name, 0) + bad
                     timings[cfg.name] = timings.get(cfg.name, 0.0) + time.perf_counter() - t0
@@ -343,8 +345,10 @@ def evaluate_robustness(model, x, y, attacks: str | AttackConfig | Sequence[Atta
             "device": str(device), "seconds_total": time.perf_counter() - started,
             "seconds_per_attack": timings}
     if unit_model is not None:
+        meta.update(invalid_adversarials=invalid)
+    if any(c.library == "torchattacks" for c in configs):
         import torchattacks
-        meta.update(torchattacks_version=torchattacks.__version__, invalid_adversarials=invalid)
+        meta.update(torchattacks_version=torchattacks.__version__)
     return RobustnessReport(
         labels=y.numpy().astype(np.int64),
         clean_correct=np.concatenate(correct).astype(bool),
@@ -356,17 +360,20 @@ def evaluate_robustness(model, x, y, attacks: str | AttackConfig | Sequence[Atta
         configs=configs, meta=meta)
 
 
-def _run_torchattacks(cfg: AttackConfig, unit_model, xb, yb, clean_ok, num_classes: int, seed_of,
-                      on_adversarial) -> tuple[np.ndarray, int]:
-    """(B, K) success of a torchattacks attack at each ε of ``cfg`` and the number of
+def _run_unit_box(cfg: AttackConfig, unit_model, xb, yb, clean_ok, num_classes: int, seed_of,
+                  on_adversarial) -> tuple[np.ndarray, int]:
+    """(B, K) success of an AutoAttack kind at each ε of ``cfg`` and the number of
     adversarial inputs it returned outside the ε-ball or the box (not counted as broken).
 
-    Runs inside ``torch.random.fork_rng`` (the library reseeds the global generator), on
-    ``unit_model`` (bounds mapped to [0, 1], 4-D input). Success is decided here: clean
-    errors count as broken (foolbox's convention); a correctly classified point is broken
-    when the model misclassifies the returned input and that input lies in the ball and box.
+    Runs on ``unit_model`` (bounds mapped to [0, 1], 4-D input): robench's APGD on the
+    clean-correct points, torchattacks' attacks inside ``torch.random.fork_rng`` (the
+    library reseeds the global generator). Success is decided here: clean errors count as
+    broken (foolbox's convention); a correctly classified point is broken when the model
+    misclassifies the returned input and that input lies in the ball and box.
     """
     import torch
+
+    from robench.attacks.apgd import apgd
 
     wrap = unit_model
     u = wrap.to_unit(xb)
@@ -375,10 +382,15 @@ def _run_torchattacks(cfg: AttackConfig, unit_model, xb, yb, clean_ok, num_class
         {"devices": [xb.device.index or 0], "device_type": xb.device.type}
     hits, invalid = [], 0
     for k, eps in enumerate(cfg.epsilons):
-        attack = cfg.build_torchattacks(wrap, eps / wrap.scale, num_classes, seed_of(k))
-        attack.set_device(xb.device)
-        with torch.random.fork_rng(**fork):
-            x_adv = wrap.from_unit(attack(u, yb)).detach()
+        if cfg.library == "robench":
+            u_adv, _ = apgd(wrap, u, yb, eps=eps / wrap.scale, seed=seed_of(k), attack=clean_ok,
+                            **cfg.apgd_arguments(num_classes))
+        else:
+            attack = cfg.build_torchattacks(wrap, eps / wrap.scale, num_classes, seed_of(k))
+            attack.set_device(xb.device)
+            with torch.random.fork_rng(**fork):
+                u_adv = attack(u, yb)
+        x_adv = wrap.from_unit(u_adv).detach()
         with torch.no_grad():
             wrong = wrap.model(x_adv).argmax(1) != yb
         delta = (x_adv - xb).flatten(1).double()
@@ -394,7 +406,7 @@ def _run_torchattacks(cfg: AttackConfig, unit_model, xb, yb, clean_ok, num_class
 
 
 def _unit_box_model(model, lo: float, hi: float, shape: tuple[int, ...], device):
-    """The model as the torchattacks attacks see it: inputs u in [0, 1] with 4-D batches
+    """The model as the AutoAttack kinds see it: inputs u in [0, 1] with 4-D batches
     (N, C, H, W); x = lo + (hi − lo)·u in the model's own ``shape``. An identity map (no
     extra operation in the forward pass) for image inputs in [0, 1]."""
     import torch
@@ -421,14 +433,14 @@ def _unit_box_model(model, lo: float, hi: float, shape: tuple[int, ...], device)
     return UnitBox().eval()
 
 
-def _check_torchattacks_inputs(configs, model, x, num_classes: int) -> None:
-    """What the torchattacks kinds need, checked before any attack runs (one line each)."""
+def _check_autoattack_inputs(configs, model, x, num_classes: int) -> None:
+    """What the AutoAttack kinds need, checked before any attack runs (one line each)."""
     import torch
 
     for cfg in configs:
-        if cfg.library != "torchattacks":
+        if cfg.library not in UNIT_BOX_LIBRARIES:
             continue
-        if _model_dtype(model) != torch.float32:
+        if cfg.library == "torchattacks" and _model_dtype(model) != torch.float32:
             raise UserError(f"attack {cfg.name!r} (torchattacks) needs a float32 model, got {_model_dtype(model)}")
         if cfg.kind == "apgd_t" and num_classes < 4:
             raise UserError(f"attack {cfg.name!r}: the targeted DLR loss needs at least 4 classes, "

@@ -186,7 +186,8 @@ class RobustTrainingTask(Task):
     """Fine-tune a trained classifier with a robustness recipe (same epochs); rho2, worst-case l∞ accuracy."""
     name = "robust_training"
     # 2: APGD-CE + APGD-T by default (attacks version 2), worst case robust_accuracy@<f>x, eval_split
-    version = "2"
+    # 3: attacks version 3 (robench's APGD: the same l∞ results; l2 APGD-T one step size per point)
+    version = "3"
     Params = RobustTrainingParams
     method_base = RobustTrainingRecipe
     primary_metric = "rho2"

@@ -38,7 +38,7 @@ Protocol of one run (compression method M, seed r):
    attack broke it first: :meth:`RobustnessReport.save_npz`) and ``storage.json`` (bits
    and encoding per layer).
 
-The default preset ``mnist-default`` (attacks version 2) runs APGD-CE and APGD-T with the
+The default preset ``mnist-default`` (attacks version 3) runs APGD-CE and APGD-T with the
 AutoAttack paper's settings next to DeepFool, C&W, FGSM and PGD: ``robust_accuracy_*`` is
 the worst case per point over all of them, ``broken_first_by_<attack>@<ε>`` the share each
 attack broke first (in the preset's order, so the APGD shares are what they add to the
@@ -168,7 +168,8 @@ class SparsityRobustnessTask(Task):
     # 2: attacks version 2 (APGD-CE + APGD-T in mnist-default and smoke), first-broken record
     # 3: the methods are the compression task's (sparsity moved from the task to the method),
     #    robust bases, the storage metrics
-    version = "3"
+    # 4: attacks version 3 (robench's APGD: the same results except l2 APGD-T, now one step size per point)
+    version = "4"
     Params = SparsityRobustnessParams
     methods_from = "compression"  # every registered compression method (registry.methods_scope)
     method_base = CompressionMethod
@@ -244,8 +245,8 @@ class SparsityRobustnessTask(Task):
 
         from robench import seeding
         from robench.attacks import weight_sparsity
-        from robench.attacks.evaluate import (_check_bounds, _check_inputs_in_bounds, _check_logits,
-                                              _check_torchattacks_inputs)
+        from robench.attacks.evaluate import (_check_autoattack_inputs, _check_bounds, _check_inputs_in_bounds,
+                                              _check_logits)
         from robench.data import load_dataset
         from robench.models import build_model, export_state_dict
         from robench.training import TrainSpec, finetune_with_hooks, starting_model
@@ -266,7 +267,7 @@ class SparsityRobustnessTask(Task):
             with seeding.scoped(seeding.PROTOCOL_SEED):  # a throwaway: the run's generators stay as seeded
                 probe = build_model(p.model, num_classes=data.num_classes).to(ctx.device)
             classes = _check_logits(probe.eval(), x, y, torch.device(ctx.device))
-            _check_torchattacks_inputs(configs, probe, x, classes)
+            _check_autoattack_inputs(configs, probe, x, classes)
         except UserError as exc:
             raise UserError(f"model {p.model!r}: {exc}") from None
         if classes != data.num_classes:

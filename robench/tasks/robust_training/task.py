@@ -350,7 +350,7 @@ class RobustTrainingTask(Task):
 
     def attacks(self, epsilons):
         """The attack list of step 3: DeepFool (ρ2), then, at ``epsilons``, FGS, PGD and the
-        preset's l∞ fixed-ε attacks (foolbox and torchattacks via robench.attacks)."""
+        preset's l∞ fixed-ε attacks (foolbox and robench.attacks.apgd, via robench.attacks)."""
         from robench.attacks import deepfool_l2, fgsm, pgd_linf
         p = self.params
         configs = [deepfool_l2(steps=p.deepfool_steps)]

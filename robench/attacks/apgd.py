@@ -35,8 +35,6 @@ after ``torch.manual_seed(seed)``); the global generators are not touched.
 
 from __future__ import annotations
 
-LOSSES = ("ce", "dlr-targeted")
-
 
 def apgd(model, x, y, *, norm: str, eps: float, steps: int = 100, restarts: int = 1, rho: float = 0.75,
          seed: int = 0, target_classes: int | None = None, attack=None):

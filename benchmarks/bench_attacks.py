@@ -92,17 +92,6 @@ def _report(title: str, variants, evals: dict, wall: dict, cpu: dict, library: s
             print(f"  layer / {same:18s} = {rate['layer'] / rate[same]:.3f}")
 
 
-def _without_parameter_grads(model, fn):
-    flags = [p.requires_grad for p in model.parameters()]
-    for p in model.parameters():
-        p.requires_grad_(False)
-    try:
-        return fn()
-    finally:
-        for p, flag in zip(model.parameters(), flags):
-            p.requires_grad_(flag)
-
-
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
@@ -118,12 +107,16 @@ def main(argv=None) -> None:
     import torch
     import torchattacks
 
-    from robench.attacks import apgd_ce, evaluate_robustness, pgd_linf
+    from robench.attacks import apgd_ce, evaluate_robustness, frozen, pgd_linf
     from robench.data import load_dataset
     from robench.models import build_model
 
     if args.threads:
         torch.set_num_threads(args.threads)
+
+    def frozen_call(model, fn):  # no parameter gradients, as the layer attacks (robench.attacks.frozen)
+        with frozen(model):
+            return fn()
     torch.manual_seed(0)
     data = load_dataset("mnist-5k")
     x, y = data.test_x[:args.batch].contiguous(), data.test_y[:args.batch]
@@ -142,8 +135,8 @@ def main(argv=None) -> None:
 
         variants = {
             "layer": lambda: evaluate_robustness(model, x, y, [config], batch_size=args.batch),
-            "raw torch": lambda: _without_parameter_grads(
-                model, lambda: raw_pgd_linf(model, x, y, args.eps, args.steps, config.rel_stepsize)),
+            "raw torch": lambda: frozen_call(model, lambda: raw_pgd_linf(model, x, y, args.eps, args.steps,
+                                                                         config.rel_stepsize)),
             "foolbox defaults": foolbox_defaults,
         }
         variants["layer"]()  # warm-up (imports, allocator)
@@ -165,11 +158,10 @@ def main(argv=None) -> None:
 
         variants = {
             "layer": lambda: evaluate_robustness(model, x, own, [config], batch_size=args.batch),
-            "raw torch": lambda: _without_parameter_grads(
-                model, lambda: raw_apgd_linf(model, x, own, args.eps, args.apgd_steps)),
+            "raw torch": lambda: frozen_call(model, lambda: raw_apgd_linf(model, x, own, args.eps, args.apgd_steps)),
             "torchattacks defaults": torchattacks_defaults,
             # what attacks version 2 ran: torchattacks' APGD with the paper's steps, frozen model
-            "torchattacks APGD": lambda: _without_parameter_grads(model, lambda: torchattacks.APGD(
+            "torchattacks APGD": lambda: frozen_call(model, lambda: torchattacks.APGD(
                 model, eps=args.eps, steps=args.apgd_steps, seed=0)(x, own)),
         }
         variants["layer"]()

@@ -11,7 +11,7 @@ import torch
 import torchattacks
 
 from robench import seeding
-from robench.attacks import apgd_ce, apgd_t, evaluate_robustness
+from robench.attacks import apgd_ce, apgd_t, evaluate_robustness, frozen
 from robench.attacks.apgd import apgd
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -23,12 +23,8 @@ STEPS = 25  # checkpoints at 5, 9, 13, ... (p1 = 22 %, shrinking by 3 % down to 
 def mlp(mnist_mlp):
     """The trained MLP as the attacks see it (no parameter gradients), 4-D images in [0, 1]."""
     model, x, y = mnist_mlp
-    flags = [p.requires_grad for p in model.parameters()]
-    for p in model.parameters():
-        p.requires_grad_(False)
-    yield model.eval(), x[:120], y[:120]
-    for p, flag in zip(model.parameters(), flags):
-        p.requires_grad_(flag)
+    with frozen(model):
+        yield model, x[:120], y[:120]
 
 
 def _library(model, norm, eps, restarts, seed, targets):

@@ -90,13 +90,13 @@ def _single_run(model, x, y, norm, eps, steps, rho, generator, target):
         x_adv = x + eps * torch.ones(column, device=device) * t / ((t ** 2).sum(dim=dims, keepdim=True).sqrt() + 1e-12)
     x_adv = x_adv.clamp(0.0, 1.0)
 
-    rows = torch.arange(n, device=device)
     if target is None:
         def loss_of(logits):
             return F.cross_entropy(logits, y, reduction="none")
     else:
         with torch.no_grad():
             y_target = model(x).sort(dim=1)[1][:, -target]
+        rows = torch.arange(n, device=device)
 
         def loss_of(logits):
             ordered = logits.sort(dim=1)[0]

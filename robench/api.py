@@ -64,6 +64,8 @@ def run(suite: str | Path | None = None, *, task: str | None = None, methods: li
     from robench.spec import MAX_RUNS, expand, load_suite
     from robench.store import Store
 
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise UserError(f"--workers {workers}: expected a whole number of at least 1")
     registry.setup(plugins)
     if suite is not None:
         if task or methods:
@@ -125,39 +127,59 @@ def run(suite: str | Path | None = None, *, task: str | None = None, methods: li
 
 
 def results(store: str | Path | None = None, *, task: str | None = None, suite: str | None = None,
-            status: str | None = None):
-    """All stored runs as a pandas DataFrame, one row per run.
+            status: str | None = None, imported: bool = True):
+    """All stored runs as a pandas DataFrame, one row per run and origin: the runs computed
+    into this store (``origin`` "local") and, with ``imported``, every claim imported from
+    a bundle (``origin`` "bundle:<sha256>"; one run id may then appear more than once).
 
-    Columns: id, config_id, suites, task, method, task_label, method_label, task_params,
-    method_params, seed, status, primary_metric, greater_is_better, primary_value, metrics
-    (dict), error, started_at, finished_at, duration_s, provenance (dict), artifacts
-    (name → absolute path), task_version, method_version, task_info (dict: the task's
-    ``report_info()`` as last recorded, empty if never) and one ``metrics.<name>`` column
-    per metric.
+    Columns: id, origin, verification (dict: empty for a local run; an imported claim's
+    source and ``robench verify`` verdict, see ``Store.verification``), config_id, suites,
+    task, method, task_label, method_label, task_params, method_params, seed, status,
+    primary_metric, greater_is_better, primary_value, metrics (dict), error, started_at,
+    finished_at, duration_s, provenance (dict), artifacts (name → absolute path),
+    components, task_version, method_version, task_info (dict: the task's ``report_info()``
+    as last recorded, empty if never), artifact_root (the store's artifact folder) and one
+    ``metrics.<name>`` column per metric. :func:`trusted` keeps what may be ranked.
     """
     import pandas as pd
 
     from robench.store import Store
 
     with Store(store, create=False) as db:
-        rows = db.rows(task=task, suite=suite, status=status)
+        rows = db.rows(task=task, suite=suite, status=status, imported=imported)
         info = db.task_info()
+        artifact_root = str(db.artifact_root.resolve())
     frame = pd.DataFrame(rows)
     if frame.empty:
         return frame
     frame["task_info"] = [info.get(name, {}) for name in frame["task"]]
+    frame["artifact_root"] = artifact_root
     metric_names = sorted({k for m in frame["metrics"] for k in m})
     columns = pd.DataFrame({f"metrics.{name}": [m.get(name, float("nan")) for m in frame["metrics"]]
                             for name in metric_names}, index=frame.index)
     return pd.concat([frame, columns], axis=1)
 
 
+def trusted(frame):
+    """The rows of a results frame that may be ranked, compared and plotted: local runs and
+    imported claims that ``robench verify`` verified; one row per run id (the local one
+    first, then the first verified claim)."""
+    if frame.empty or "origin" not in frame:
+        return frame
+    ok = (frame["origin"] == "local") | frame["verification"].map(lambda v: (v or {}).get("status") == "verified")
+    kept = frame[ok].assign(_imported=(frame["origin"] != "local").astype(int))
+    kept = kept.sort_values("_imported", kind="stable").drop_duplicates("id", keep="first")
+    return kept.sort_index().drop(columns=["_imported"]).reset_index(drop=True)
+
+
 def leaderboard(out: str | Path = "leaderboards", store: str | Path | list | tuple | None = None, *,
-                artifacts: bool = True, plots: bool = True) -> Path:
+                artifacts: bool = True, plots: bool = True, include_unverified: bool = False) -> Path:
     """Write the static leaderboard site from the store (or several stores, merged: a run
-    id stored in more than one appears once); returns the index page's path. The site is
-    publishable: artifacts are copied under it (``artifacts=False``: listed, not copied)
-    and no page holds a path of this machine."""
+    of one origin stored in more than one appears once); returns the index page's path.
+    Rankings use local runs and verified imported claims; the other claims are listed,
+    labelled, and ranked only with ``include_unverified``. The site is publishable:
+    artifacts are copied under it (``artifacts=False``: listed, not copied) and no page
+    holds a path of this machine."""
     from robench.report.leaderboard import write_leaderboard
 
     output_folder(out, "--out")
@@ -167,36 +189,31 @@ def leaderboard(out: str | Path = "leaderboards", store: str | Path | list | tup
         raise UserError(f"results store {', '.join(str(s or '.robench/results.sqlite') for s in stores)}: "
                         "no runs yet (run a suite first)")
     private = [Path(s or ".robench/results.sqlite").resolve().parent for s in stores]
-    return write_leaderboard(frame, Path(out), artifacts=artifacts, plots=plots, private=private)
+    return write_leaderboard(frame, Path(out), artifacts=artifacts, plots=plots, private=private,
+                             include_unverified=include_unverified)
 
 
 def merged_results(stores: list):
-    """``results()`` of each store, concatenated; a run id in several stores is kept once
-    (a done copy before a failed one, else the first store's); each row carries its
-    ``verification`` (imported runs: where from, and ``robench verify``'s verdict)."""
+    """``results()`` of each store, concatenated; a run of one origin (run id, origin) in
+    several stores is kept once: a done copy before a failed one, an imported claim with a
+    verdict before one without, else the first store's. A verdict stays with the claim it
+    was made for."""
     import pandas as pd
-
-    from robench.store import Store
 
     frames = []
     for i, store in enumerate(stores):
         frame = results(store)
-        if frame.empty:
-            continue
-        with Store(store, create=False) as db:
-            checks = db.verification()
-        frames.append(frame.assign(verification=[checks.get(r, {}) for r in frame["id"]], _store=i))
+        if not frame.empty:
+            frames.append(frame.assign(_store=i))
     if not frames:
         return pd.DataFrame()
     frame = pd.concat(frames, ignore_index=True)
-    checks = {}  # a run imported and verified in one store keeps that verdict in the merged site
-    for run_id, check in zip(frame["id"], frame["verification"]):
-        if check and not checks.get(run_id, {}).get("checked_at"):
-            checks[run_id] = check
-    frame = frame.assign(_done=(frame["status"] != "done").astype(int))
-    frame = frame.sort_values(["_done", "_store"], kind="stable").drop_duplicates("id", keep="first")
-    frame = frame.assign(verification=[checks.get(r, {}) for r in frame["id"]])
-    return frame.sort_index().drop(columns=["_done", "_store"]).reset_index(drop=True)
+    rank = {"verified": 0, "unverified": 1, "skipped": 2, "imported": 3}
+    frame = frame.assign(_done=(frame["status"] != "done").astype(int),
+                         _verdict=frame["verification"].map(lambda v: rank.get((v or {}).get("status"), 0)))
+    frame = frame.sort_values(["_done", "_verdict", "_store"], kind="stable")
+    frame = frame.drop_duplicates(["id", "origin"], keep="first")
+    return frame.sort_index().drop(columns=["_done", "_verdict", "_store"]).reset_index(drop=True)
 
 
 def figures(name: str, out: str | Path = "reports", store: str | Path | None = None) -> list[Path]:
@@ -208,7 +225,7 @@ def figures(name: str, out: str | Path = "reports", store: str | Path | None = N
     if name not in FIGURES:
         return make_figures(name, None, out)  # raises the did-you-mean error
     output_folder(out, "--out")
-    frame = results(store)
+    frame = trusted(results(store))
     if not suite_runs(frame, name):
         raise MissingRuns(name)
     return written_files(make_figures(name, frame, out))
@@ -254,7 +271,7 @@ def benchmark(model, *, task: str, methods: list[str] | None = None, seeds: list
     summary = run(task=task, methods=list(methods or BENCHMARK_METHODS[task]), seeds=list(seeds),
                   params={"model": name, **params}, store=store, executor="serial", device=device,
                   progress=progress)
-    frame = results(summary.store, task=task)
+    frame = results(summary.store, task=task, imported=False)
     return frame[frame["task_params"].map(lambda p: p.get("model") == name)].reset_index(drop=True)
 
 
@@ -342,7 +359,7 @@ def compare(store_a: str | Path, store_b: str | Path, out: str | Path | None = N
     and ``page`` the HTML page written at ``out`` (None when ``out`` is None)."""
     from robench.report.formats import compare as compare_tables, write_comparison
 
-    a, b = results(store_a), results(store_b)
+    a, b = trusted(results(store_a)), trusted(results(store_b))
     if a.empty and b.empty:
         raise UserError(f"results stores {store_a} and {store_b}: no runs in either")
     table = compare_tables(a, b)
@@ -371,23 +388,27 @@ def export(out: str | Path, store: str | Path | None = None, *, suite: str | Non
     return export_bundle(store, out, suite=suite, run_ids=run_ids)
 
 
-def import_bundle(bundle: str | Path, store: str | Path | None = None) -> dict:
-    """Validate a bundle (schema, checksums, run ids recomputed from the specs) and add its
-    runs to the store; a bad bundle is a one-line UserError and changes nothing. Returns a
-    summary (imported and skipped run ids, store)."""
-    from robench.bundle import import_bundle as run_import
+def import_bundle(bundle: str | Path, store: str | Path | None = None, *, limits=None, plugins: tuple = ()) -> dict:
+    """Validate a bundle (schema, checksums, size ``limits`` (:class:`robench.bundle.Limits`),
+    each run re-validated by its task and method and its id recomputed) and add its runs to
+    the store as claims of that bundle, apart from local runs; a bad bundle is a one-line
+    UserError and changes nothing. ``plugins``: files registering the plug-ins its runs
+    use. Returns a summary (imported and skipped run ids, store, origin)."""
+    from robench.bundle import Limits, import_bundle as run_import
 
-    return run_import(bundle, store)
+    return run_import(bundle, store, limits or Limits(), plugins)
 
 
 def verify(store: str | Path | None = None, run_ids: list[str] | None = None, *, device: str = "cpu",
-           on_verdict=None) -> list:
-    """Re-score runs (default: every imported run) from their artifacts under their task's
-    protocol and record whether they reproduce their metrics; returns the verdicts
+           data_roots: dict[str, str] | None = None, plugins: tuple = (), on_verdict=None) -> list:
+    """Re-score imported claims (default: every one) from their artifacts under their task's
+    protocol, on your data (``data_roots``: dataset or parameter name → your folder, for
+    claims that read files), and record what each proves; returns the verdicts
     (:class:`robench.verify.Verdict`)."""
     from robench.verify import verify_store
 
-    return verify_store(store, run_ids, device=device, on_verdict=on_verdict)
+    return verify_store(store, run_ids, device=device, data_roots=data_roots, plugins=plugins,
+                        on_verdict=on_verdict)
 
 
 @contextlib.contextmanager

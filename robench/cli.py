@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -227,8 +228,8 @@ def results(
         if status not in (None, "done", "failed"):
             raise UserError(f"--status {status}: expected done or failed")
         frame = api.results(store, task=task, suite=suite, status=status)
-        if aggregate and not frame.empty:
-            typer.echo(api.aggregate(frame, fmt), nl=False)
+        if aggregate and not frame.empty:  # the ranked rows: local runs and verified claims
+            typer.echo(api.aggregate(api.trusted(frame), fmt), nl=False)
             return
     if frame.empty:
         typer.echo("no runs match", err=True)
@@ -240,7 +241,8 @@ def results(
         typer.echo(json.dumps(frame[cols].to_dict(orient="records"), indent=1, default=str))
     elif fmt == "csv":
         flat = frame.drop(columns=["metrics"]).copy()
-        for col in ("task_params", "method_params", "provenance", "artifacts", "suites"):
+        for col in ("task_params", "method_params", "provenance", "artifacts", "suites", "components",
+                    "verification"):
             flat[col] = flat[col].map(lambda v: json.dumps(v, sort_keys=True))
         flat.to_csv(sys.stdout, index=False)
     else:
@@ -249,11 +251,13 @@ def results(
         from rich.text import Text
 
         table = Table(show_lines=False)
-        for col in ("id", "task", "setting", "method", "seed", "status", "primary", "value", "time"):
+        for col in ("id", "origin", "task", "setting", "method", "seed", "status", "primary", "value", "time"):
             table.add_column(col, justify="right" if col in ("seed", "value", "time") else "left")
         for r in frame.itertuples():
             value = "" if r.status != "done" else f"{r.primary_value:.4g}"
-            cells = (r.id[:10], r.task, r.task_label, r.method_label, str(r.seed), r.status,
+            origin = "local" if r.origin == "local" else \
+                f"{r.verification.get('source', 'bundle')} ({r.verification.get('status', 'imported')})"
+            cells = (r.id[:10], origin, r.task, r.task_label, r.method_label, str(r.seed), r.status,
                      r.primary_metric or "", value, f"{r.duration_s or 0:.1f}s")
             table.add_row(*(Text(str(c)) for c in cells))  # stored text is never rich markup
         Console(width=None if sys.stdout.isatty() else 200).print(table)
@@ -266,15 +270,19 @@ def leaderboard(out: Path = typer.Option(Path("leaderboards"), "--out", "-o", he
                                                            "[default: .robench/results.sqlite]"),
                 no_artifacts: bool = typer.Option(False, "--no-artifacts", help="list the runs' artifacts "
                                                   "without copying them into the site"),
-                no_plots: bool = typer.Option(False, "--no-plots", help="tables only (faster)")):
+                no_plots: bool = typer.Option(False, "--no-plots", help="tables only (faster)"),
+                include_unverified: bool = typer.Option(False, "--include-unverified", help="rank imported "
+                                                        "claims that `robench verify` did not verify too "
+                                                        "(badged as claims)")):
     """Write the static HTML leaderboard (index + one page per task) from the store(s).
 
-    A publishable folder: artifacts copied in, no path of this machine on any page."""
+    A publishable folder: artifacts copied in, no path of this machine on any page. Rankings
+    use local runs and verified imported claims; other claims are listed, labelled."""
     from robench import api
 
     with _user_errors():
         index = api.leaderboard(out, list(store) if store else None, artifacts=not no_artifacts,
-                                plots=not no_plots)
+                                plots=not no_plots, include_unverified=include_unverified)
     typer.echo(f"leaderboard written: {index}")
 
 
@@ -356,44 +364,75 @@ def export_(run_ids: Optional[List[str]] = typer.Argument(None, help="run ids (u
 
 @app.command("import")
 def import_(bundle: Path = typer.Argument(..., help="a bundle written by `robench export`"),
+            plugin: Optional[List[Path]] = PluginOpt,
+            max_files: int = typer.Option(20_000, "--max-files", help="refuse a bundle of more files", min=1),
+            max_bytes: str = typer.Option("8G", "--max-bytes", help="refuse a bundle that unpacks to more "
+                                          "(bytes; K, M, G suffixes)"),
+            max_file_bytes: str = typer.Option("2G", "--max-file-bytes", help="refuse a bundle with a larger "
+                                               "file (bytes; K, M, G suffixes)"),
             store: Optional[Path] = StoreOpt):
-    """Add the runs of a bundle to the store; a bad bundle is refused and changes nothing.
+    """Add the runs of a bundle to the store as that bundle's claims; a bad bundle is refused
+    and changes nothing.
 
-    Checked first: schema, checksums, and each run id recomputed from its spec."""
+    Checked first: schema, sizes, checksums, each run's parameters by its task and method,
+    and each run id recomputed from its spec. Labels and the primary metric are derived
+    here. Claims never stand in for local runs: `robench run` still computes them."""
     from robench import api
+    from robench.bundle import Limits
 
     with _user_errors():
-        summary = api.import_bundle(bundle, store)
-    typer.echo(f"{bundle}: {len(summary['imported'])} runs imported, {len(summary['skipped'])} already stored "
-               f"→ {summary['store']} (re-score them: robench verify)")
+        limits = Limits(max_files=max_files, max_bytes=_size(max_bytes, "--max-bytes"),
+                        max_file_bytes=_size(max_file_bytes, "--max-file-bytes"))
+        summary = api.import_bundle(bundle, store, limits=limits, plugins=tuple(plugin or ()))
+    typer.echo(f"{bundle}: {len(summary['imported'])} runs imported as claims, {len(summary['skipped'])} already "
+               f"stored → {summary['store']} (re-score them: robench verify)")
+
+
+def _size(text: str, option: str) -> int:
+    units = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)i?B?\s*", str(text), re.IGNORECASE)
+    if not match:
+        raise UserError(f"{option} {text}: expected a size in bytes, e.g. 500M or 8G")
+    return int(float(match.group(1)) * units[match.group(2).upper()])
 
 
 @app.command()
 def verify(run_ids: Optional[List[str]] = typer.Argument(None, help="run ids (unique prefixes; default: every "
-                                                         "imported run)"),
+                                                         "imported claim)"),
+           data_root: Optional[List[str]] = typer.Option(None, "--data-root", help="NAME=PATH: your copy of a "
+                                                         "dataset the claims read from files (NAME: the dataset, "
+                                                         "e.g. cifar10, or the parameter, e.g. train_root; "
+                                                         "repeatable)"),
+           plugin: Optional[List[Path]] = PluginOpt,
            device: str = typer.Option("cpu", "--device", help="cpu | cuda | cuda:N | mps"),
            store: Optional[Path] = StoreOpt):
-    """Re-score imported runs from their artifacts and mark them verified on the leaderboard.
+    """Re-score imported claims from their artifacts, on your data, and record what that proves.
 
-    Each run's task re-evaluates its exported model or predictions under its protocol; a
-    run whose metrics differ is marked unverified, with the differences, and the command
-    exits 1."""
+    Each claim's task is rebuilt from its re-validated parameters (folders: yours, from
+    --data-root, never the bundle's) and re-evaluates the exported model or predictions.
+    Re-scored metrics must agree within the task's tolerance; the rest (latency, timings)
+    stay claims. A claim whose re-score differs is unverified and the command exits 1."""
     from robench import api
+    from robench.verify import parse_data_roots
 
     def show(v) -> None:
+        where = f"{v.run_id}  {v.task}"
         if v.status == "verified":
-            typer.echo(f"verified    {v.run_id}  {v.task}: {len(v.checked)} metrics re-scored equal")
+            claimed = f"; claimed only: {', '.join(v.claimed)}" if v.claimed else ""
+            typer.echo(f"verified    {where}: {len(v.rescored)} metrics re-scored equal{claimed}")
         elif v.status == "unverified":
             diffs = "; ".join(f"{k}: claimed {d['claimed']}, re-scored {d['rescored']}"
-                              for k, d in sorted(v.differences.items()))
-            typer.echo(f"UNVERIFIED  {v.run_id}  {v.task}: {diffs}")
+                              for k, d in sorted(v.differences.items())) or v.note
+            typer.echo(f"UNVERIFIED  {where}: {diffs}")
         else:
-            typer.echo(f"skipped     {v.run_id}  {v.task}: {v.note}")
+            typer.echo(f"skipped     {where}: {v.note}")
 
     with _user_errors():
-        verdicts = api.verify(store, list(run_ids or []), device=device, on_verdict=show)
+        roots = parse_data_roots(data_root or ())
+        verdicts = api.verify(store, list(run_ids or []), device=device, data_roots=roots,
+                              plugins=tuple(plugin or ()), on_verdict=show)
     bad = sum(v.status == "unverified" for v in verdicts)
-    typer.echo(f"{len(verdicts)} runs: {sum(v.status == 'verified' for v in verdicts)} verified, {bad} unverified, "
+    typer.echo(f"{len(verdicts)} claims: {sum(v.status == 'verified' for v in verdicts)} verified, {bad} unverified, "
                f"{sum(v.status == 'skipped' for v in verdicts)} skipped", err=True)
     if bad:
         raise typer.Exit(1)

@@ -340,6 +340,62 @@ def expand(suite: Suite, source: str = "<suite>", max_runs: int = MAX_RUNS) -> l
     return list(specs.values())
 
 
+def path_params(task_cls) -> list[str]:
+    """The task parameters that name a folder or file of the machine the run was made on
+    (``dataset_root``, ``root``, ``train_root``): never read from an imported run."""
+    return [name for name in task_cls.Params.model_fields if name == "root" or name.endswith("_root")]
+
+
+def rebuild_spec(row: dict, source: str, where: str) -> RunSpec:
+    """The RunSpec of a run made elsewhere (an imported bundle's ``row``: task, task_params,
+    method, method_params, seed, components), re-validated as a suite entry is — task and
+    method names, parameter types and ranges, the method's constructor — and with its
+    labels and versions derived here. Folder parameters are kept as written (they are part
+    of the id) but never checked nor used here. A model or dataset that is registered only
+    where the run was made (a plug-in) is accepted when the row's ``components`` carry its
+    identity. Raises a one-line UserError."""
+    from robench import registry
+
+    registry.load_builtins()
+    try:
+        task_cls = registry.tasks.get(row["task"])
+    except UserError as exc:
+        raise UserError(f"{source}: {where}.task: {exc}") from None
+    components = {str(k): str(v) for k, v in (row.get("components") or {}).items()}
+    task_params = canonical_task_params(task_cls, row["task_params"], source, f"{where}.task_params")
+    check_registered(task_cls, task_params, source, f"{where}.task_params", folders=False,
+                     elsewhere=frozenset(components))
+    try:
+        method_cls = registry.methods.get(row["method"], task=row["task"])
+    except UserError as exc:
+        raise UserError(f"{source}: {where}.method: {exc} (a plug-in's method: load it with --plugin)") from None
+    method_params = canonical_method_params(method_cls, row["method_params"], source, f"{where}.method_params")
+    try:
+        instance = method_cls(**method_params)
+    except (ValueError, TypeError, UserError) as exc:
+        raise UserError(f"{source}: {where}.method_params: {exc}") from None
+    here = component_identities(row["task"], row["method"], task_cls, task_params)
+    for key in sorted(set(here) | set(components)):
+        kind, _, name = key.partition(":")
+        registered_here = kind in ("task", "method") or name in registry.REGISTRIES.get(kind + "s", {})
+        if (key in here or registered_here) and components.get(key) != here.get(key):
+            raise UserError(f"{source}: {where}: {key} is {components.get(key) or 'the built-in'} where the run was "
+                            f"made and {here.get(key) or 'the built-in'} here (expected the same code)")
+    for what, theirs, ours in (("task", row.get("task_version"), task_cls.version),
+                               ("method", row.get("method_version"), getattr(instance, "version", method_cls.version))):
+        if str(theirs) != str(ours):
+            raise UserError(f"{source}: {where}: made with {what} {row[what]!r} version {theirs}, this robench has "
+                            f"version {ours} (a run is compared only under the same protocol)")
+    task_defaults = task_cls.Params().model_dump(mode="json") if _all_defaulted(task_cls) else {}
+    method_defaults = canonical_method_params(method_cls, {}, source, where) if _method_all_defaulted(method_cls) else {}
+    return RunSpec(task=row["task"], task_params=task_params, method=row["method"], method_params=method_params,
+                   seed=row["seed"], task_version=str(task_cls.version),
+                   method_version=str(getattr(instance, "version", method_cls.version)),
+                   task_label=_label("", task_params, task_defaults, tuple(task_cls.label_params)) or "default",
+                   method_label=_label(row["method"], method_params, method_defaults, tuple(method_cls.label_params)),
+                   components=components)
+
+
 def component_identities(task: str, method: str, task_cls, task_params: dict) -> dict[str, str]:
     """``RunSpec.components`` of a run: the identity of each registered component it uses
     (its task, method, and the models and datasets its parameters name) where there is one."""
@@ -359,16 +415,21 @@ def component_identities(task: str, method: str, task_cls, task_params: dict) ->
     return out
 
 
-def check_registered(task_cls, task_params: dict, source: str, path: str) -> None:
+def check_registered(task_cls, task_params: dict, source: str, path: str, *, folders: bool = True,
+                     elsewhere: frozenset = frozenset()) -> None:
     """Task parameters that name a registered model or dataset (declared with
     ``robench.tasks.base.registered``) must name one; a dataset that reads its files from a
-    folder needs an existing ``dataset_root`` (and an embedded one takes none)."""
+    folder needs a ``dataset_root`` (``folders``: an existing one; an embedded one takes
+    none). ``elsewhere``: "kind:name" of components registered only where the run was made
+    (an imported run's plug-in model), accepted by name."""
     from robench import registry
 
     for name, field in task_cls.Params.model_fields.items():
         kind = (field.json_schema_extra or {}).get("registry") if isinstance(field.json_schema_extra, dict) else None
         value = task_params.get(name)
         if kind is None or value is None:
+            continue
+        if f"{kind[:-1]}:{value}" in elsewhere and value not in registry.REGISTRIES[kind]:
             continue
         try:
             entry = registry.REGISTRIES[kind].entry(value)
@@ -383,7 +444,7 @@ def check_registered(task_cls, task_params: dict, source: str, path: str) -> Non
         if needs == "forbidden" and root is not None:
             raise UserError(f"{source}: {path}.dataset_root: dataset {value!r} is embedded and takes no "
                             f"dataset_root (got {root!r})")
-        if root is not None and not Path(root).expanduser().is_dir():
+        if folders and root is not None and not Path(root).expanduser().is_dir():
             raise UserError(f"{source}: {path}.dataset_root: dataset {value!r}: no such folder {root} "
                             f"(expected the folder holding its files)")
 

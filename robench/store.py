@@ -89,20 +89,36 @@ def _stale(host: str, pid: int, heartbeat: float, now: float) -> bool:
     return False
 
 
-_JSON_COLUMNS = ("task_params", "method_params", "metrics", "provenance", "artifacts")
+_JSON_COLUMNS = ("task_params", "method_params", "metrics", "provenance", "artifacts", "components")
 
-# Runs that came from a bundle (robench import) and what robench verify found when it
-# re-scored them. Additive, like task_info: a store without them reads as before.
-_PUBLISH = """
-CREATE TABLE IF NOT EXISTS imports (
-    run_id TEXT PRIMARY KEY REFERENCES runs(id), source TEXT NOT NULL, bundle_sha256 TEXT NOT NULL,
-    imported_at TEXT NOT NULL
+# Runs that came from a bundle (robench import): a contributor's claims, kept apart from the
+# runs computed here, so an import never stands in for a local run (`robench run` computes a
+# configuration that only an import holds) and two claims of one run id can coexist. Each
+# claim is keyed by (run id, origin), origin "bundle:<sha256 of the bundle>"; so is the verdict
+# of `robench verify`. Additive: a store without these tables reads as before.
+_IMPORTED = """
+CREATE TABLE IF NOT EXISTS imported_runs (
+    id TEXT NOT NULL, origin TEXT NOT NULL, source TEXT NOT NULL, imported_at TEXT NOT NULL,
+    config_id TEXT NOT NULL, task TEXT NOT NULL, method TEXT NOT NULL, task_params TEXT NOT NULL,
+    method_params TEXT NOT NULL, task_label TEXT NOT NULL, method_label TEXT NOT NULL, seed INTEGER NOT NULL,
+    task_version TEXT NOT NULL, method_version TEXT NOT NULL, status TEXT NOT NULL, metrics TEXT NOT NULL,
+    primary_metric TEXT, greater_is_better INTEGER, primary_value REAL, error TEXT, started_at TEXT,
+    finished_at TEXT, duration_s REAL, provenance TEXT NOT NULL, artifacts TEXT NOT NULL,
+    components TEXT NOT NULL, suites TEXT NOT NULL,
+    PRIMARY KEY (id, origin)
 );
-CREATE TABLE IF NOT EXISTS verifications (
-    run_id TEXT PRIMARY KEY REFERENCES runs(id), status TEXT NOT NULL, checked_at TEXT NOT NULL,
-    details TEXT NOT NULL
+CREATE TABLE IF NOT EXISTS verdicts (
+    run_id TEXT NOT NULL, origin TEXT NOT NULL, status TEXT NOT NULL, checked_at TEXT NOT NULL,
+    details TEXT NOT NULL, PRIMARY KEY (run_id, origin)
 );
 """
+LOCAL = "local"  # the origin of a run computed by `robench run` into this store
+
+
+def claim_folder(origin: str, run_id: str) -> str:
+    """Where an imported claim's artifacts live, relative to the artifact folder (apart
+    from the local run's ``<id>/``)."""
+    return f"bundles/{origin.split(':', 1)[-1][:16]}/{run_id}"
 
 _RUN_COLUMNS = tuple(re.findall(r"^    (\w+) ", _SCHEMA.split("CREATE TABLE IF NOT EXISTS runs (")[1].split(");")[0],
                                 re.MULTILINE))
@@ -212,6 +228,7 @@ class Store:
     def _init_schema(self) -> None:
         conn = self.conn
         if self._has_runs_table():
+            self._migrate()
             return
         # tables and their meta rows in one transaction: a kill at any moment leaves either
         # an empty file or a whole store (executescript would commit each statement)
@@ -226,6 +243,37 @@ class Store:
                              [("schema", SCHEMA_NAME), ("version", str(SCHEMA_VERSION))])
 
         self._immediate(create)
+        self._migrate()
+
+    def _migrate(self) -> None:
+        """Bring a store written by an earlier robench up to date, in one transaction: the
+        runs' ``components`` column, the imported-claims tables, and imports of the first
+        publishing format (rows in ``runs`` listed in ``imports``) moved out of ``runs`` into
+        ``imported_runs``, their old verdicts dropped (they compared fewer metrics: verify
+        again). A store already up to date is not written."""
+        columns = {r[1] for r in self.conn.execute("PRAGMA table_info(runs)")}
+        if "components" in columns and self._has_table("verdicts") and not self._has_table("imports"):
+            return
+
+        def migrate() -> None:
+            if "components" not in {r[1] for r in self.conn.execute("PRAGMA table_info(runs)")}:
+                self.conn.execute("ALTER TABLE runs ADD COLUMN components TEXT NOT NULL DEFAULT '{}'")
+            for statement in (s.strip() for s in _IMPORTED.split(";")):
+                if statement:
+                    self.conn.execute(statement)
+            if self._has_table("imports"):
+                legacy = self.conn.execute("SELECT run_id, source, bundle_sha256, imported_at FROM imports").fetchall()
+                for run_id, source, sha, at in legacy:
+                    row = self._select_runs("WHERE id = ?", (run_id,))
+                    if row:
+                        self._insert_imported({**row[0], "origin": f"bundle:{sha}", "source": source,
+                                               "imported_at": at})
+                        self.conn.execute("DELETE FROM runs WHERE id = ?", (run_id,))
+                        self.conn.execute("DELETE FROM suite_runs WHERE run_id = ?", (run_id,))
+                self.conn.execute("DROP TABLE imports")
+                self.conn.execute("DROP TABLE IF EXISTS verifications")
+
+        self._immediate(migrate)
 
     def close(self) -> None:
         self.conn.close()
@@ -284,7 +332,7 @@ class Store:
             "primary_value": record.get("primary_value"), "error": record.get("error"),
             "started_at": record.get("started_at"), "finished_at": record.get("finished_at"),
             "duration_s": record.get("duration_s"), "provenance": record.get("provenance", {}),
-            "artifacts": artifacts,
+            "artifacts": artifacts, "components": dict(spec.components),
         }
         for key in _JSON_COLUMNS:
             row[key] = json.dumps(row[key], sort_keys=True, allow_nan=True)
@@ -387,116 +435,162 @@ class Store:
                 removed += 1
         return removed
 
-    def import_runs(self, rows: list[dict], files: dict[str, Path], *, source: str, bundle_sha256: str,
-                    task_info: dict[str, tuple[str, dict]] | None = None) -> tuple[list[str], list[str]]:
-        """Add runs exported from another store (``rows`` as :meth:`export_rows` gives them;
-        ``files``: each row's artifact path relative to the artifact folder → the file to
-        copy) in one transaction, with their suite membership and an ``imports`` record.
-        Runs whose id is already stored are skipped, never replaced. ``task_info``: task →
-        (version, info), recorded for tasks this store has none of. Returns (imported ids,
-        skipped ids); on any error the store and its artifact folder are as they were."""
+    def import_runs(self, rows: list[dict], files: dict[str, Path], *, origin: str,
+                    source: str) -> tuple[list[str], list[str]]:
+        """Add a bundle's runs (validated rows, see :mod:`robench.bundle`) as the claims of
+        ``origin`` ("bundle:<sha256>"), each with its artifacts (``files``: the row's artifact
+        path, ``<id>/<file>``, → the extracted file) copied under
+        ``artifacts/bundles/<sha256[:16]>/<id>/``. Claims of this origin already stored are
+        skipped; local runs of the same ids are never touched. The check and the writes are
+        one write transaction (two imports of one bundle at once import it once); on any
+        error the store and its artifact folder are as they were. Returns (imported ids,
+        skipped ids)."""
         import datetime as dt
+        import uuid
 
-        have = {r[0] for r in self.conn.execute("SELECT id FROM runs")}
-        new = [r for r in rows if r["id"] not in have]
-        skipped = [r["id"] for r in rows if r["id"] in have]
-        staged: list[Path] = []
         now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat()
+        stage = self.artifact_root / f".import-{uuid.uuid4().hex[:12]}"
+        placed: list[Path] = []
         try:
-            for row in new:
-                final = self.artifact_root / row["id"]
-                if final.exists():
-                    shutil.rmtree(final)  # left by a failed run: no stored row points at it
+            for row in rows:  # copied before the write lock is taken (it may be slow)
                 for rel in row["artifacts"].values():
-                    target = self.artifact_root / rel
+                    target = stage / rel
                     target.parent.mkdir(parents=True, exist_ok=True)
                     shutil.copyfile(files[rel], target)
-                staged.append(final)
-            known = self.task_info()
-            self.conn.executescript(_TASK_INFO + _PUBLISH)  # (tables only: commits nothing else)
-            with self.conn:  # one transaction: every row or none
-                for row in new:
-                    values = {k: row[k] for k in _RUN_COLUMNS}
-                    for key in _JSON_COLUMNS:
-                        values[key] = json.dumps(values[key], sort_keys=True, allow_nan=True)
-                    values["greater_is_better"] = None if values["greater_is_better"] is None \
-                        else int(bool(values["greater_is_better"]))
-                    self.conn.execute(f"INSERT INTO runs({', '.join(values)}) VALUES "
-                                      f"({', '.join(':' + k for k in values)})", values)
-                    self.conn.executemany("INSERT OR IGNORE INTO suite_runs(suite, run_id) VALUES (?, ?)",
-                                          [(suite, row["id"]) for suite in row.get("suites") or ()])
-                    self.conn.execute("INSERT OR REPLACE INTO imports(run_id, source, bundle_sha256, imported_at) "
-                                      "VALUES (?, ?, ?, ?)", (row["id"], source, bundle_sha256, now))
-                for task, (version, info) in (task_info or {}).items():
-                    if task not in known:
-                        self.conn.execute("INSERT INTO task_info(task, task_version, info) VALUES (?, ?, ?)",
-                                          (task, str(version), json.dumps(info, sort_keys=True)))
-        except BaseException:
-            for folder in staged + [self.artifact_root / r["id"] for r in new]:
-                shutil.rmtree(folder, ignore_errors=True)
-            raise
-        return [r["id"] for r in new], skipped
 
-    def save_verification(self, run_id: str, status: str, details: dict[str, Any]) -> None:
-        """Record what ``robench verify`` found for one run (replacing an earlier verdict)."""
+            def write() -> tuple[list[str], list[str]]:
+                have = {r[0] for r in self.conn.execute("SELECT id FROM imported_runs WHERE origin = ?", (origin,))}
+                new = [r for r in rows if r["id"] not in have]
+                for row in new:
+                    final = self.artifact_root / claim_folder(origin, row["id"])
+                    if final.exists():  # left by an import that died: no stored row points at it
+                        shutil.rmtree(final)
+                    if (stage / row["id"]).is_dir():
+                        final.parent.mkdir(parents=True, exist_ok=True)
+                        (stage / row["id"]).rename(final)
+                        placed.append(final)
+                    self._insert_imported({**row, "origin": origin, "source": source, "imported_at": now,
+                                           "artifacts": {k: f"{claim_folder(origin, row['id'])}/{v.split('/', 1)[1]}"
+                                                         for k, v in row["artifacts"].items()}})
+                return [r["id"] for r in new], [r["id"] for r in rows if r["id"] in have]
+
+            self.conn.executescript(_IMPORTED)  # (tables only: commits nothing else)
+            return self._immediate(write)
+        except BaseException:
+            for final in placed:
+                shutil.rmtree(final, ignore_errors=True)
+            raise
+        finally:
+            shutil.rmtree(stage, ignore_errors=True)
+
+    def _insert_imported(self, row: dict) -> None:
+        values = {k: row.get(k) for k in _IMPORTED_COLUMNS}
+        values["components"] = values["components"] or {}
+        values["suites"] = json.dumps(sorted(row.get("suites") or []))
+        for key in _JSON_COLUMNS:
+            values[key] = json.dumps(values[key], sort_keys=True, allow_nan=True)
+        gib = values["greater_is_better"]
+        values["greater_is_better"] = None if gib is None else int(bool(gib))
+        self.conn.execute(f"INSERT INTO imported_runs({', '.join(values)}) VALUES "
+                          f"({', '.join(':' + k for k in values)})", values)
+
+    def save_verification(self, run_id: str, origin: str, status: str, details: dict[str, Any]) -> None:
+        """Record what ``robench verify`` found for the claim (``run_id``, ``origin``),
+        replacing an earlier verdict of that claim (never another claim's)."""
         import datetime as dt
 
         now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat()
-        self.conn.executescript(_PUBLISH)
         with self.conn:
-            self.conn.execute("INSERT OR REPLACE INTO verifications(run_id, status, checked_at, details) "
-                              "VALUES (?, ?, ?, ?)", (run_id, status, now, json.dumps(details, sort_keys=True)))
+            self.conn.execute("INSERT OR REPLACE INTO verdicts(run_id, origin, status, checked_at, details) "
+                              "VALUES (?, ?, ?, ?, ?)",
+                              (run_id, origin, status, now, json.dumps(details, sort_keys=True, allow_nan=True)))
 
     # -- reading -----------------------------------------------------------------------
     def _has_table(self, name: str) -> bool:
         return bool(self.conn.execute("SELECT count(*) FROM sqlite_master WHERE type='table' AND name=?",
                                       (name,)).fetchone()[0])
 
+    def _select_runs(self, where: str = "", args: tuple = ()) -> list[dict]:
+        """Local runs as stored (JSON decoded, artifact paths relative), with ``suites``."""
+        cur = self.conn.execute(
+            "SELECT runs.*, (SELECT group_concat(suite, '\x1f') FROM suite_runs s WHERE s.run_id = runs.id)"
+            f" AS suites FROM runs {where} ORDER BY task, task_label, method, method_label, seed, id", args)
+        names = [d[0] for d in cur.description]
+        out = []
+        for values in cur.fetchall():
+            row = dict(zip(names, values))
+            row.setdefault("components", "{}")  # a read-only store of an earlier robench
+            row["suites"] = sorted(row["suites"].split("\x1f")) if row["suites"] else []
+            out.append(self._decode(row))
+        return out
+
+    @staticmethod
+    def _decode(row: dict) -> dict:
+        for key in _JSON_COLUMNS:
+            row[key] = json.loads(row[key])
+        row["greater_is_better"] = None if row["greater_is_better"] is None else bool(row["greater_is_better"])
+        return row
+
     def export_rows(self, ids: Iterable[str]) -> list[dict]:
-        """The stored rows of ``ids`` as written (artifact paths relative to the artifact
-        folder, JSON columns decoded), each with its ``suites``; in the order of ``ids``."""
+        """The local runs ``ids`` as stored (artifact paths relative to the artifact folder,
+        JSON columns decoded), each with its ``suites``; in the order of ``ids``."""
         out = []
         for run_id in ids:
-            cur = self.conn.execute("SELECT * FROM runs WHERE id = ?", (run_id,))
-            names = [d[0] for d in cur.description]
-            values = cur.fetchone()
-            if values is None:
+            rows = self._select_runs("WHERE id = ?", (run_id,))
+            if not rows:
                 raise UserError(f"results store {self.path}: no run {run_id!r}")
-            row = dict(zip(names, values))
-            for key in _JSON_COLUMNS:
-                row[key] = json.loads(row[key])
-            row["greater_is_better"] = None if row["greater_is_better"] is None else bool(row["greater_is_better"])
-            row["suites"] = sorted(r[0] for r in self.conn.execute(
-                "SELECT suite FROM suite_runs WHERE run_id = ?", (run_id,)))
+            out.append(rows[0])
+        return out
+
+    def imported(self, ids: Iterable[str] | None = None) -> list[dict]:
+        """The imported claims (of the run ``ids``, default every one) as stored: the run's
+        columns (artifact paths relative), ``origin``, ``source``, ``imported_at``,
+        ``suites`` and ``verification`` (see :meth:`verification`)."""
+        if not self._has_table("imported_runs"):
+            return []
+        wanted = None if ids is None else set(ids)
+        verdicts = self.verification()
+        out = []
+        for values in self.conn.execute("SELECT * FROM imported_runs ORDER BY task, task_label, method, "
+                                        "method_label, seed, id, origin").fetchall():
+            row = self._decode(dict(zip(_IMPORTED_COLUMNS, values)))
+            if wanted is not None and row["id"] not in wanted:
+                continue
+            row["suites"] = json.loads(row["suites"])
+            row["verification"] = verdicts.get((row["id"], row["origin"]), {})
             out.append(row)
         return out
 
-    def verification(self) -> dict[str, dict]:
-        """Run id → what the site shows of an imported run: ``source``, ``imported_at`` and,
-        once ``robench verify`` has re-scored it, ``status`` ("verified" or "unverified"),
-        ``checked_at`` and its details (``checked``, ``differences``, ``note``); runs never
-        imported nor verified are absent."""
-        out: dict[str, dict] = {}
-        if self._has_table("imports"):
-            for run_id, source, sha, at in self.conn.execute(
-                    "SELECT run_id, source, bundle_sha256, imported_at FROM imports"):
-                out[run_id] = {"status": "imported", "source": source, "bundle_sha256": sha, "imported_at": at}
-        if self._has_table("verifications"):
-            for run_id, status, at, details in self.conn.execute(
-                    "SELECT run_id, status, checked_at, details FROM verifications"):
-                out.setdefault(run_id, {}).update({**json.loads(details), "status": status, "checked_at": at})
+    def verification(self) -> dict[tuple[str, str], dict]:
+        """(run id, origin) → what the site shows of an imported claim: ``source``,
+        ``bundle_sha256``, ``imported_at`` and ``status``: "imported" until ``robench verify``
+        re-scores it, then its verdict ("verified", "unverified" or "skipped") with
+        ``checked_at`` and the details (``rescored``, ``claimed``, ``differences``, ``note``,
+        ``kernels``)."""
+        out: dict[tuple[str, str], dict] = {}
+        if not self._has_table("imported_runs"):
+            return out
+        for run_id, origin, source, at in self.conn.execute(
+                "SELECT id, origin, source, imported_at FROM imported_runs"):
+            out[(run_id, origin)] = {"status": "imported", "source": source,
+                                     "bundle_sha256": origin.split(":", 1)[-1], "imported_at": at}
+        for run_id, origin, status, at, details in self.conn.execute(
+                "SELECT run_id, origin, status, checked_at, details FROM verdicts"):
+            if (run_id, origin) in out:
+                out[(run_id, origin)].update({**json.loads(details), "status": status, "checked_at": at})
         return out
 
-    # -- reading -----------------------------------------------------------------------
     def task_info(self) -> dict[str, dict]:
         """Task name → its recorded ``report_info`` (tasks never recorded are absent)."""
         if not self._has_table("task_info"):
             return {}
         return {task: json.loads(info) for task, info in self.conn.execute("SELECT task, info FROM task_info")}
 
-    def rows(self, task: str | None = None, suite: str | None = None, status: str | None = None) -> list[dict]:
-        sql = ("SELECT runs.*, (SELECT group_concat(suite, '\x1f') FROM suite_runs s WHERE s.run_id = runs.id)"
-               " AS suites FROM runs")
+    def rows(self, task: str | None = None, suite: str | None = None, status: str | None = None,
+             imported: bool = True) -> list[dict]:
+        """Every run as the results table shows it: the local runs (``origin`` "local") and,
+        with ``imported``, every imported claim (``origin`` "bundle:<sha256>", with its
+        ``verification``); artifact paths absolute."""
         where, args = [], []
         if task:
             where.append("task = ?"); args.append(task)
@@ -504,18 +598,16 @@ class Store:
             where.append("status = ?"); args.append(status)
         if suite:
             where.append("id IN (SELECT run_id FROM suite_runs WHERE suite = ?)"); args.append(suite)
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY task, task_label, method, method_label, seed"
-        cur = self.conn.execute(sql, args)
-        names = [d[0] for d in cur.description]
-        out = []
-        for values in cur.fetchall():
-            row = dict(zip(names, values))
-            for key in _JSON_COLUMNS:
-                row[key] = json.loads(row[key])
+        out = [{**row, "origin": LOCAL, "verification": {}}
+               for row in self._select_runs("WHERE " + " AND ".join(where) if where else "", tuple(args))]
+        if imported:
+            out += [row for row in self.imported() if (not task or row["task"] == task)
+                    and (not status or row["status"] == status) and (not suite or suite in row["suites"])]
+        for row in out:
             row["artifacts"] = {k: str((self.artifact_root / v).resolve()) for k, v in row["artifacts"].items()}
-            row["suites"] = sorted(row["suites"].split("\x1f")) if row["suites"] else []
-            row["greater_is_better"] = None if row["greater_is_better"] is None else bool(row["greater_is_better"])
-            out.append(row)
         return out
+
+
+# the imported_runs columns, in their order (parsed from the DDL above, like _RUN_COLUMNS)
+_IMPORTED_COLUMNS = tuple(c.split()[0] for c in
+                          _IMPORTED.split("imported_runs (")[1].split("PRIMARY KEY")[0].split(",") if c.strip())

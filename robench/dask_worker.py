@@ -1,35 +1,25 @@
-"""What every Dask worker of a robench run gets (imported only with ``--executor dask``)."""
+"""What every Dask worker of a robench run gets (imported only with ``--executor dask``).
+
+Only the adapter that ``distributed`` requires lives here (a :class:`WorkerPlugin`
+subclass, in a module that may import ``distributed``); what a worker sets up is
+:func:`robench.executors.setup_dask_worker`, which the driver hands to the plug-in, so this
+module imports nothing of robench (executors imports it, not the other way round).
+"""
 
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
+from typing import Callable
 
 from distributed import WorkerPlugin
 
 
 class RobenchWorkerPlugin(WorkerPlugin):
-    """Set up on every worker, restarted ones included: the driver's ``--plugin`` files,
-    written to the worker and registered there, and the worker's torch thread count."""
+    """Runs ``setup`` (a picklable callable: a module-level function or a partial of one) on
+    every worker, restarted ones included: the driver's ``--plugin`` files and the torch
+    thread count (:func:`robench.executors.setup_dask_worker`)."""
 
-    def __init__(self, plugin_sources: dict[str, str], threads: int | None):
-        # file name -> source text
-        self.plugin_sources = plugin_sources
-        self.threads = threads
+    def __init__(self, setup: Callable[[], None]):
+        self.setup_worker = setup
 
     def setup(self, worker=None):
-        from robench import registry
-        from robench.executors import _set_threads
-
-        if self.threads:
-            import robench.executors
-            robench.executors._worker_threads = self.threads
-            _set_threads(self.threads)
-        folder = Path(tempfile.mkdtemp(prefix="robench-plugins-"))
-        paths = []
-        for i, (name, source) in enumerate(self.plugin_sources.items()):
-            path = folder / str(i) / name  # the file's own name: its module name follows from it
-            path.parent.mkdir()
-            path.write_text(source, encoding="utf-8")
-            paths.append(str(path))
-        registry.setup(tuple(paths))
+        self.setup_worker()

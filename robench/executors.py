@@ -35,7 +35,7 @@ from robench.errors import UserError
 
 EXECUTORS = ("auto", "serial", "process", "dask")
 WORKER_RETRIES = 2  # Dask: a run whose worker dies is tried on another worker this many more times
-_worker_threads: int | None = None  # a Dask worker's threads per run (set by its worker plugin)
+_worker_threads: int | None = None  # a Dask worker's threads per run (set by setup_dask_worker)
 
 
 def _now() -> str:
@@ -375,6 +375,27 @@ def _tar(path: Path) -> bytes:
     return buffer.getvalue()
 
 
+def setup_dask_worker(plugin_sources: dict[str, str], threads: int | None) -> None:
+    """What every Dask worker of a run does before its first run (restarted ones too), called
+    by :class:`robench.dask_worker.RobenchWorkerPlugin`: set its torch thread count (before a
+    plug-in file can import torch), write the driver's ``--plugin`` files (file name → source
+    text) to the worker and register them there."""
+    global _worker_threads
+    if threads:
+        _worker_threads = threads
+        _set_threads(threads)
+    from robench import registry
+
+    folder = Path(tempfile.mkdtemp(prefix="robench-plugins-"))
+    paths = []
+    for i, (name, source) in enumerate(plugin_sources.items()):
+        path = folder / str(i) / name  # the file's own name: its module name follows from it
+        path.parent.mkdir()
+        path.write_text(source, encoding="utf-8")
+        paths.append(str(path))
+    registry.setup(tuple(paths))
+
+
 def execute_run_remote(spec_json: str, cache_dir: str, device: str, *needed: dict) -> dict:
     """A Dask task: :func:`execute_run` in a scratch artifact folder of the worker, after
     installing the cache files of its prerequisites (``needed``); the artifacts come back
@@ -435,9 +456,14 @@ class DaskExecutor:
         except ValueError as exc:
             raise UserError(f"--scheduler {scheduler}: {exc}; expected tcp://HOST:PORT") from None
         sources = {Path(p).name: Path(p).read_text(encoding="utf-8") for p in plugins}
+        from functools import partial
+
         from robench.dask_worker import RobenchWorkerPlugin
 
-        self.client.register_plugin(RobenchWorkerPlugin(sources, threads_per_worker), name="robench")
+        # the plug-in carries the setup by reference (robench.executors.setup_dask_worker), so
+        # dask_worker imports nothing of robench and executors -> dask_worker stays one-way
+        self.client.register_plugin(RobenchWorkerPlugin(partial(setup_dask_worker, sources, threads_per_worker)),
+                                    name="robench")
         info = self.client.scheduler_info()["workers"]
         slots = max(1, sum(w.get("nthreads", 1) for w in info.values())) if info else max(1, workers)
         # two runs queued per slot: a worker starts its next run while the driver commits the

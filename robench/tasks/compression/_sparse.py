@@ -26,24 +26,28 @@ Choice (:func:`sparse_inference_model`). Every layer with at least ``min_sparsit
 weights is a candidate; with an example batch, each candidate is timed dense and sparse on
 the input it really receives and the faster is kept; then the whole model is timed against
 the dense one and kept only when at least ``SPARSE_MIN_GAIN`` times faster, so the automatic
-choice never makes the model slower than not choosing (up to timing noise).
+choice never makes the model slower than not choosing (up to timing noise). The timer,
+:func:`paired_latency_ms`, is the one the task's latency metric uses (``metrics`` re-exports
+it); this module imports nothing else of the task, so the method contract's default
+``inference_model`` and the counting helpers can both build on it.
 """
 
 from __future__ import annotations
 
 import copy
 import math
+import statistics
+import time
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.modules.utils import _pair
 
-from robench.tasks.compression.methods.base import prunable_layers
-
 SPARSE_MIN_SPARSITY = 0.5  # below this a sparse kernel is never tried
 SPARSE_MIN_GAIN = 1.05  # the sparse model is kept only when dense_ms / sparse_ms reaches this
 MAX_BAG_ENTRIES = 1 << 22  # a sparse convolution's kept indices (nonzeros × positions) per block
+SPARSE_KINDS = (nn.Conv2d, nn.Linear)  # the layers with a sparse kernel: the task's prunable layers
 
 
 def _bag_sum(indices, table, offsets, weights):
@@ -260,7 +264,7 @@ def sparse_inference_model(model: nn.Module, example: torch.Tensor | None = None
     model is timed against the dense copy and returned only when at least
     ``SPARSE_MIN_GAIN`` times faster, else the dense copy is returned. ``timer(models, x,
     repeats, warmup=...)`` gives each model's milliseconds (default:
-    ``metrics.paired_latency_ms``).
+    :func:`paired_latency_ms`).
 
     The copy's ``sparse_layers_`` maps each candidate's name to {"sparsity", "sparse"
     (on a sparse kernel in the returned model), and with an example "dense_ms",
@@ -268,12 +272,13 @@ def sparse_inference_model(model: nn.Module, example: torch.Tensor | None = None
     and with an example "dense_ms", "sparse_ms" of the whole-model check}. Outputs equal
     the model's up to float rounding.
     """
-    if timer is None:
-        from robench.tasks.compression.metrics import paired_latency_ms as timer
+    timer = paired_latency_ms if timer is None else timer
     dense = copy.deepcopy(model).eval()
     choices: dict[str, dict] = {}
     versions: dict[str, nn.Module] = {}
-    for name, module in prunable_layers(dense):
+    for name, module in dense.named_modules():
+        if not isinstance(module, SPARSE_KINDS):
+            continue
         sparsity = _sparsity(module)
         sparse = _sparse_version(module) if sparsity >= min_sparsity else None
         if sparse is not None:
@@ -310,3 +315,20 @@ def sparse_inference_model(model: nn.Module, example: torch.Tensor | None = None
         choices[name]["sparse"] = summary["sparse"]
     fast.sparse_layers_, fast.sparse_model_ = choices, summary
     return fast
+
+
+@torch.inference_mode()
+def paired_latency_ms(models: list[nn.Module], x: torch.Tensor, repeats: int, warmup: int = 3) -> list[float]:
+    """Median wall-clock milliseconds of ``model(x)`` for each model, measured
+    interleaved (model 0, model 1, …, repeated) so background load affects all alike."""
+    for model in models:
+        model.eval()
+        for _ in range(warmup):
+            model(x)
+    times: list[list[float]] = [[] for _ in models]
+    for _ in range(repeats):
+        for model, bucket in zip(models, times):
+            start = time.perf_counter()
+            model(x)
+            bucket.append((time.perf_counter() - start) * 1000.0)
+    return [statistics.median(bucket) for bucket in times]

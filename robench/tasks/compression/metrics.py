@@ -1,8 +1,9 @@
 """Counting and timing helpers of the ``compression`` task (pure functions of a model).
 
 Counts and storage work on any device; the latency helpers (:func:`paired_latency_ms`,
-and the sparse inference path :func:`sparse_inference_model` with its CSR modules, in
-``_sparse.py``) are meant for CPU modules and inputs: the task reports CPU latency.
+and the sparse inference path :func:`sparse_inference_model` with its CSR modules, both
+defined in ``_sparse.py`` and re-exported here) are meant for CPU modules and inputs: the
+task reports CPU latency.
 
 Counts
   * parameters: every ``model.parameters()`` entry, biases included;
@@ -45,8 +46,6 @@ Storage (``compression_ratio_bits``)
 from __future__ import annotations
 
 import math
-import statistics
-import time
 from dataclasses import asdict, dataclass
 
 import torch
@@ -56,6 +55,7 @@ from robench.tasks.compression._sparse import (  # noqa: F401
     SPARSE_MIN_SPARSITY,
     CSRConv2d,
     CSRLinear,
+    paired_latency_ms,
     sparse_inference_model,
 )
 from robench.tasks.compression.methods.base import prunable_layers
@@ -225,24 +225,6 @@ def model_storage(model: nn.Module, method=None) -> tuple[int, list[dict]]:
         records.append(record)
         total += record["bits"]
     return total, records
-
-
-# -- latency -------------------------------------------------------------------------
-@torch.inference_mode()
-def paired_latency_ms(models: list[nn.Module], x: torch.Tensor, repeats: int, warmup: int = 3) -> list[float]:
-    """Median wall-clock milliseconds of ``model(x)`` for each model, measured
-    interleaved (model 0, model 1, …, repeated) so background load affects all alike."""
-    for model in models:
-        model.eval()
-        for _ in range(warmup):
-            model(x)
-    times: list[list[float]] = [[] for _ in models]
-    for _ in range(repeats):
-        for model, bucket in zip(models, times):
-            start = time.perf_counter()
-            model(x)
-            bucket.append((time.perf_counter() - start) * 1000.0)
-    return [statistics.median(bucket) for bucket in times]
 
 
 __all__ = [

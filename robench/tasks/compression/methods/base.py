@@ -29,7 +29,9 @@ Optional hooks (the defaults suit a pruner):
   weight (index overhead included), or None to let the task pick the cheapest generic
   encoding (:func:`robench.tasks.compression.metrics.weight_storage`).
 * ``inference_model(model, example)`` — the module whose CPU latency is reported as
-  ``latency_ms`` (default: the sparse inference path of ``metrics.sparse_inference_model``);
+  ``latency_ms`` (default: the sparse inference path, ``sparse_inference_model`` of
+  ``_sparse.py``, which ``metrics`` re-exports; imported from ``_sparse`` because
+  ``metrics`` builds on this contract);
   the task passes a CPU copy of the finalized model and the CPU batch it will time.
 * ``extra_metrics(model, data)`` — method-specific metrics merged into the run's metrics
   (names must not clash with the task's).
@@ -113,7 +115,7 @@ class CompressionMethod(Method):
 
     def inference_model(self, model: nn.Module, example: torch.Tensor) -> nn.Module:
         """The module timed for ``latency_ms``; ``example`` is the timed input batch."""
-        from robench.tasks.compression.metrics import sparse_inference_model
+        from robench.tasks.compression._sparse import sparse_inference_model
         return sparse_inference_model(model, example)
 
     def extra_metrics(self, model: nn.Module, data: Any) -> dict[str, float]:

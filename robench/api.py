@@ -167,7 +167,8 @@ def trusted(frame):
     if frame.empty or "origin" not in frame:
         return frame
     ok = (frame["origin"] == "local") | frame["verification"].map(lambda v: (v or {}).get("status") == "verified")
-    kept = frame[ok].assign(_imported=(frame["origin"] != "local").astype(int))
+    kept = frame[ok]
+    kept = kept.assign(_imported=(kept["origin"] != "local").astype(int))
     kept = kept.sort_values("_imported", kind="stable").drop_duplicates("id", keep="first")
     return kept.sort_index().drop(columns=["_imported"]).reset_index(drop=True)
 

@@ -440,3 +440,55 @@ def test_a_plugin_model_run_can_be_imported_and_verified_with_its_plugin(tmp_pat
     plugin.write_text(plugin.read_text().replace("16", "32"))  # other code under the same name
     other = robench("import", tmp_path / "p.zip", "--store", tmp_path / "c" / "results.sqlite", "--plugin", plugin)
     assert other.returncode == 2 and other.stderr.count("\n") == 1 and "expected the same code" in other.stderr
+
+
+def test_a_store_of_the_first_publishing_format_is_migrated(source, tmp_path):
+    """Runs imported by an earlier robench sat in `runs`, listed in `imports`, with verdicts
+    that compared fewer metrics: on open they move to the claims (by their bundle), the
+    old verdicts are dropped, and `robench run` no longer counts them as done."""
+    import shutil
+    import sqlite3
+
+    from robench import api
+
+    store, bundle, suite = source
+    old = tmp_path / "old" / "results.sqlite"
+    old.parent.mkdir()
+    shutil.copyfile(store, old)
+    shutil.copytree(store.parent / "artifacts", old.parent / "artifacts")
+    conn = sqlite3.connect(old)
+    ids = [r[0] for r in conn.execute("SELECT id FROM runs")]
+    with conn:
+        conn.execute("DROP TABLE IF EXISTS imported_runs")
+        conn.execute("DROP TABLE IF EXISTS verdicts")
+        conn.execute("ALTER TABLE runs DROP COLUMN components")
+        conn.execute("CREATE TABLE imports (run_id TEXT PRIMARY KEY, source TEXT NOT NULL, "
+                     "bundle_sha256 TEXT NOT NULL, imported_at TEXT NOT NULL)")
+        conn.execute("CREATE TABLE verifications (run_id TEXT PRIMARY KEY, status TEXT NOT NULL, "
+                     "checked_at TEXT NOT NULL, details TEXT NOT NULL)")
+        conn.executemany("INSERT INTO imports VALUES (?, 'x.zip', 'ab' || ?, '2026-01-01')", [(i, i) for i in ids])
+        conn.executemany("INSERT INTO verifications VALUES (?, 'verified', '2026-01-01', '{}')", [(i,) for i in ids])
+    conn.close()
+    frame = api.results(old)
+    assert len(frame) == 2 and all(o.startswith("bundle:ab") for o in frame["origin"])
+    assert all(v["status"] == "imported" for v in frame["verification"])  # old verdicts dropped
+    assert api.trusted(frame).empty
+    assert {v.status for v in api.verify(old)} == {"verified"}  # artifacts found where the old import put them
+    assert api.run(suite, store=old, progress=False).done == 2
+
+
+@pytest.mark.parametrize("args, words", [
+    (["verify", "--data-root", "cifar10"], ["--data-root cifar10", "NAME=PATH"]),
+    (["verify", "--data-root", "cifar10=/no/such/folder"], ["no such folder /no/such/folder"]),
+    (["import", "x.zip", "--max-bytes", "lots"], ["--max-bytes lots", "a size in bytes"]),
+])
+def test_bad_import_and_verify_options_are_one_line(tmp_path, args, words):
+    from typer.testing import CliRunner
+
+    from robench.cli import app
+
+    store = tmp_path / "s.sqlite"
+    result = CliRunner().invoke(app, [*args, "--store", str(store)])
+    assert result.exit_code == 2, result.output
+    assert result.output.count("\n") == 1 and all(w in result.output for w in words), result.output
+    assert not store.exists()

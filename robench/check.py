@@ -221,6 +221,10 @@ def _model_contract(model: str) -> list[Check]:
     checks = [check]
     x, y = data.test_x.to(device), data.test_y.to(device)
     check, out = guarded("runs on a batch", lambda: net.eval()(x))
+    if out is None:  # say what the task feeds, beside torch's words
+        fed = f"(N, {x.shape[1]}, {x.shape[2]}, {x.shape[3]}) float images in [0, 1], {data.num_classes} classes"
+        check = Check(check.name, False, f"does not take the input the classification tasks feed on MNIST-shaped "
+                                         f"data: {fed} (torch: {check.detail})")
     checks.append(check)
     if out is None:
         return checks

@@ -56,12 +56,20 @@ BAD_MODELS = textwrap.dedent('''
     def wrong_shape(num_classes=10):
         from torch import nn
         return nn.Sequential(nn.Flatten(), nn.Linear(784, num_classes + 1))
+
+
+    @register_model("rgb-net")
+    def rgb_net(num_classes=10):
+        from torch import nn
+        return nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(), nn.LazyLinear(num_classes))
 ''')
 
 
 @pytest.mark.parametrize("model, violation", [
     ("softmax-net", "FAIL  returns logits, not probabilities: every row is in [0, 1] and sums to 1"),
     ("wrong-shape", "FAIL  returns (N, classes) outputs: got (16, 11), expected (16, 10)"),
+    ("rgb-net", "FAIL  runs on a batch: does not take the input the classification tasks feed on MNIST-shaped "
+                "data: (N, 1, 28, 28) float images in [0, 1], 10 classes (torch: RuntimeError"),
 ])
 def test_check_model_names_the_violation(model, violation, tmp_path, cli_env):
     plugin = tmp_path / "bad_models.py"

@@ -1,8 +1,7 @@
-"""CIFAR-10 from the official python-pickle batches, read with torchvision's loader (never downloads)."""
+"""CIFAR-10 from the official python-pickle batches, read with a restricted unpickler (never downloads)."""
 
 from __future__ import annotations
 
-import functools
 import os
 import pickle
 
@@ -16,11 +15,44 @@ TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
 TEST_FILES = ("test_batch",)
 META_FILE = "batches.meta"
 ALL_FILES = TRAIN_FILES + TEST_FILES + (META_FILE,)
+ROW_BYTES = 3 * 32 * 32
 
-# What a malformed batch file can raise inside torchvision's reader: unpickling errors of all
-# kinds, a missing b"data"/b"labels"/b"label_names" key, or rows that do not reshape to 3x32x32.
+# Every global the release's pickles name: a numpy array is rebuilt by
+# _reconstruct(ndarray, shape, dtype) and its dtype by dtype(...). The files (Python 2, numpy 1)
+# say numpy.core; numpy 2 moved it to numpy._core.
+_ALLOWED_GLOBALS = frozenset({
+    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy", "ndarray"), ("numpy", "dtype"),
+})
+
+# What a malformed batch file can raise while being unpickled or rebuilt into arrays.
 _PARSE_ERRORS = (pickle.UnpicklingError, EOFError, ValueError, KeyError, IndexError, TypeError,
-                 AttributeError, ImportError, OSError)
+                 AttributeError, OverflowError, MemoryError, UnicodeDecodeError)
+
+
+class _CifarUnpickler(pickle.Unpickler):
+    """Unpickles the CIFAR-10 batches and nothing else.
+
+    ``pickle.load`` calls whatever callable a file names (``os.system``, ``builtins.eval``...).
+    Here a global outside ``_ALLOWED_GLOBALS`` raises ``UnpicklingError`` before it is even
+    imported, and persistent ids are refused (the base class has no ``persistent_load``). What
+    comes back is plain containers, numbers, bytes and numpy arrays; the caller checks it.
+    """
+
+    def find_class(self, module, name):
+        if (module, name) not in _ALLOWED_GLOBALS:
+            raise pickle.UnpicklingError(f"global {module}.{name} is not part of the CIFAR-10 format (refused)")
+        import numpy as np
+
+        if name == "ndarray":
+            return np.ndarray
+        if name == "dtype":
+            return np.dtype
+        try:
+            from numpy._core.multiarray import _reconstruct
+        except ImportError:  # numpy 1.x
+            from numpy.core.multiarray import _reconstruct
+        return _reconstruct
 
 
 def _expected(root) -> str:
@@ -29,13 +61,14 @@ def _expected(root) -> str:
 
 
 @register_dataset("cifar10", description="full CIFAR-10 (50000/10000, 3x32x32) from the python batches "
-                                         "under root= (torchvision loader; never downloads)", root="required")
+                                         "under root= (restricted unpickler; never downloads)", root="required")
 def cifar10(root: str | None = None) -> Splits:
     """CIFAR-10 with x float32 (N, 3, 32, 32) in [0, 1] and y int64 in 0..9.
 
     ``root`` is the folder holding ``cifar-10-batches-py/`` (torchvision's convention) or that
-    folder itself. The batches are pickles, parsed by ``torchvision.datasets.CIFAR10``: load
-    only files you trust.
+    folder itself. The batches are pickles; they are read with an unpickler that refuses every
+    global but numpy's array constructors, so a crafted file is an error, never code that runs.
+    Files need not be byte-identical to the release (no md5 check): tests write tiny batches.
     """
     import numpy as np
     import torch
@@ -46,80 +79,73 @@ def cifar10(root: str | None = None) -> Splits:
     root = os.fspath(root)
     if not os.path.isdir(root):
         raise UserError(f"dataset 'cifar10': root {root} is not a folder; {_expected(root)}")
-    tv_root, folder = _locate(root)
+    folder = _locate(root)
     missing = [name for name in ALL_FILES if not os.path.isfile(os.path.join(folder, name))]
     if missing:
         raise UserError(f"dataset 'cifar10': {os.path.join(folder, missing[0])} not found "
                         f"(missing: {', '.join(missing)}); {_expected(root)}")
 
+    _read_meta(os.path.join(folder, META_FILE), root)
     splits = []
-    for train, files in ((True, TRAIN_FILES), (False, TEST_FILES)):
-        try:
-            ds = _reader()(tv_root, os.path.relpath(folder, tv_root), train=train)
-            images = np.asarray(ds.data)
-            labels = np.asarray(ds.targets)
-        except _PARSE_ERRORS as exc:
-            bad = _first_unreadable(folder, files + (META_FILE,)) or folder
-            reason = " ".join(str(exc).split())  # one line, whatever the parser said
-            raise UserError(f"dataset 'cifar10': cannot read {bad} ({type(exc).__name__}: {reason}); "
-                            f"{_expected(root)}") from exc
-        if images.dtype != np.uint8 or images.shape[1:] != (32, 32, 3) or labels.shape != (len(images),):
-            raise UserError(f"dataset 'cifar10': {folder}/{'data_batch_*' if train else 'test_batch'} holds "
-                            f"data {images.dtype}{list(images.shape)} and {labels.size} labels; expected uint8 rows "
-                            f"of 3072 bytes and one label per row; {_expected(root)}")
-        if labels.size and (labels.min() < 0 or labels.max() > 9):
-            raise UserError(f"dataset 'cifar10': labels in {folder} range {labels.min()}..{labels.max()}; "
-                            f"expected 0..9; {_expected(root)}")
-        # torchvision stores HWC views of the (N, 3072) rows; NCHW is the original, contiguous layout
-        x = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2))).to(torch.float32).div_(255.0)
-        splits += [x, torch.from_numpy(labels.astype(np.int64))]
+    for files in (TRAIN_FILES, TEST_FILES):
+        batches = [_read_batch(os.path.join(folder, name), root) for name in files]
+        rows = np.concatenate([data for data, _ in batches])
+        labels = np.concatenate([labels for _, labels in batches])
+        # a row is the 3x32x32 image in channel-major order: NCHW is a plain reshape
+        x = torch.from_numpy(rows.reshape(-1, 3, 32, 32)).to(torch.float32).div_(255.0)
+        splits += [x, torch.from_numpy(labels)]
     return Splits("cifar10", *splits, 10)
 
 
-def _locate(root: str) -> tuple[str, str]:
-    """(torchvision root, folder holding the batch files): root/cifar-10-batches-py, or root itself."""
+def _locate(root: str) -> str:
+    """The folder holding the batch files: root/cifar-10-batches-py, or root itself."""
     nested = os.path.join(root, BASE_FOLDER)
     if os.path.isdir(nested) or not any(os.path.isfile(os.path.join(root, name)) for name in ALL_FILES):
-        return root, nested
-    return os.path.dirname(os.path.abspath(root)), os.path.abspath(root)
+        return nested
+    return os.path.abspath(root)
 
 
-def _first_unreadable(folder: str, names) -> str | None:
-    """On a parse failure only: the first file that does not unpickle, to name it in the error."""
-    for name in names:
-        path = os.path.join(folder, name)
-        try:
-            with open(path, "rb") as fh:
-                entry = pickle.load(fh, encoding="latin1")
-            keys = ("label_names",) if name == META_FILE else ("data", "labels")
-            if not isinstance(entry, dict) or any(key not in entry for key in keys):
-                return path
-        except Exception:  # noqa: BLE001 — any failure means this is the unreadable file
-            return path
-    return None
+def _unpickle(path: str, root: str) -> dict:
+    """The dict a batch file holds (bytes keys, as the Python 2 release wrote them)."""
+    try:
+        with open(path, "rb") as fh:
+            entry = _CifarUnpickler(fh, encoding="bytes").load()
+    except OSError as exc:
+        raise UserError(f"dataset 'cifar10': cannot read {path} ({exc.strerror or exc}); {_expected(root)}") from exc
+    except _PARSE_ERRORS as exc:
+        reason = " ".join(str(exc).split())  # one line, whatever the parser said
+        raise UserError(f"dataset 'cifar10': cannot read {path} ({type(exc).__name__}: {reason}); "
+                        f"{_expected(root)}") from exc
+    if not isinstance(entry, dict):
+        raise UserError(f"dataset 'cifar10': cannot read {path} (holds a {type(entry).__name__}, not a dict); "
+                        f"{_expected(root)}")
+    return entry
 
 
-@functools.lru_cache(maxsize=1)
-def _reader():
-    """The CIFAR10Files class below (defined on first use: importing torchvision is slow)."""
-    from torchvision.datasets import CIFAR10
+def _read_meta(path: str, root: str) -> None:
+    """batches.meta must name the 10 classes (b"label_names"), as in the release."""
+    names = _unpickle(path, root).get(b"label_names")
+    if not (isinstance(names, list) and len(names) == 10 and all(isinstance(n, bytes) for n in names)):
+        raise UserError(f"dataset 'cifar10': cannot read {path} (no b'label_names' list of 10 class names); "
+                        f"{_expected(root)}")
 
-    class CIFAR10Files(CIFAR10):
-        """torchvision's CIFAR10 reader with the md5 checks turned into existence checks.
 
-        torchvision verifies every batch against the md5 of the official release before
-        parsing; ``check_integrity(path, None)`` checks only that the file exists. We keep its
-        parser (pickle → (N, 32, 32, 3) uint8 + labels, label names from batches.meta) but
-        (a) accept files that are not byte-identical to the release — tests write tiny
-        batches in the real format — and (b) skip hashing ~180 MB on every load. Existence is
-        checked (with a clear message) by the caller; download stays off.
-        """
-        train_list = [[name, None] for name in TRAIN_FILES]
-        test_list = [[name, None] for name in TEST_FILES]
-        meta = {"filename": META_FILE, "key": "label_names", "md5": None}
+def _read_batch(path: str, root: str):
+    """(rows uint8 (N, 3072), labels int64 (N,)) of one data/test batch, checked."""
+    import numpy as np
 
-        def __init__(self, root: str, base_folder: str, train: bool):
-            self.base_folder = base_folder  # the folder may be named differently from cifar-10-batches-py
-            super().__init__(root, train=train, download=False)
-
-    return CIFAR10Files
+    entry = _unpickle(path, root)
+    data, labels = entry.get(b"data"), entry.get(b"labels")
+    if not isinstance(data, np.ndarray) or not isinstance(labels, list):
+        keys = ", ".join(sorted(map(repr, entry))[:6]) + (", ..." if len(entry) > 6 else "")
+        raise UserError(f"dataset 'cifar10': cannot read {path} (keys {keys}; expected b'data' (an array) "
+                        f"and b'labels' (a list)); {_expected(root)}")
+    if (data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != ROW_BYTES or len(labels) != len(data)
+            or not all(type(label) is int for label in labels)):
+        raise UserError(f"dataset 'cifar10': {path} holds data {data.dtype}{list(data.shape)} and {len(labels)} "
+                        f"labels; expected uint8 rows of {ROW_BYTES} bytes and one integer label per row; "
+                        f"{_expected(root)}")
+    if labels and (min(labels) < 0 or max(labels) > 9):  # checked as Python ints: no int64 overflow
+        raise UserError(f"dataset 'cifar10': labels in {path} range {min(labels)}..{max(labels)}; "
+                        f"expected 0..9; {_expected(root)}")
+    return data, np.asarray(labels, dtype=np.int64)

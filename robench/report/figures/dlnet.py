@@ -147,7 +147,7 @@ def plot_image_grid(runs, out: Path) -> Path | None:
             path = group[group["seed"] == seed].iloc[0]["artifacts"].get("restored")
             if not path or not Path(path).exists():
                 break
-            with np.load(path) as npz:
+            with np.load(path, allow_pickle=False) as npz:
                 arrays[method] = {k: npz[k] for k in npz.files}
         if len(arrays) != len(GRID_METHODS):
             continue

@@ -20,6 +20,7 @@ class RunSummary:
     failed_ids: list[str] = field(default_factory=list)
     store: str = ""
     elsewhere: int = 0  # runs another `robench run` on the same store was computing
+    estimate_s: float | None = None  # the expected wall time of the runs to do, said before they started
 
     @property
     def ok(self) -> bool:
@@ -40,6 +41,17 @@ def load(suite: str | Path, plugins: tuple = (), max_runs: int | None = None):
 def validate(suite: str | Path, plugins: tuple = (), max_runs: int | None = None) -> list:
     """Validate a suite file and return its RunSpecs (nothing runs, nothing is stored)."""
     return load(suite, plugins, max_runs)[1]
+
+
+def stored_ids(store: str | Path | None = None) -> set[str]:
+    """The ids of the runs done in the store (none when it does not exist yet)."""
+    from robench.store import DEFAULT_STORE, Store
+
+    path = Path(store) if store is not None else DEFAULT_STORE
+    if not path.is_file():
+        return set()
+    with Store(path, create=False) as db:
+        return db.done_ids()
 
 
 def run(suite: str | Path | None = None, *, task: str | None = None, methods: list[str] | None = None,
@@ -96,6 +108,13 @@ def run(suite: str | Path | None = None, *, task: str | None = None, methods: li
             _say(progress, f"[bold]{parsed.suite}[/]: all {len(specs)} runs already in {_escape(str(db.path))}; "
                            "nothing to do")
             return summary
+        from robench.costs import WARN_S, estimate
+        cost = estimate(todo, db.path, workers)
+        summary.estimate_s = cost.seconds
+        _say(progress, f"{parsed.suite}: {len(todo)} runs to do; {cost.describe()}")
+        if cost.seconds > WARN_S:
+            _say(progress, f"[yellow]warning[/]: {parsed.suite} is expected to take over an hour at --workers "
+                           f"{workers}; Ctrl-C stops it and a re-run resumes")
         with _sigterm_as_interrupt():  # from here on, SIGTERM stops the workers too
             if not (executor == "dask" or scheduler):
                 run_device = resolve_device(requested)
@@ -103,7 +122,7 @@ def run(suite: str | Path | None = None, *, task: str | None = None, methods: li
             try:
                 if hasattr(pool, "check_device"):  # a cluster's workers may have a GPU the driver lacks
                     run_device = pool.check_device(requested)
-                with _Progress(progress, parsed.suite, len(specs), len(specs) - len(todo)) as bar:
+                with _Progress(progress, parsed.suite, len(specs), len(specs) - len(todo), specs) as bar:
                     def on_done(spec, record):
                         if record["status"] == "done":
                             summary.done += 1
@@ -457,8 +476,9 @@ def _say(enabled: bool, message: str) -> None:
 class _Progress:
     """A rich progress bar with ETA plus one line per finished run (to stderr)."""
 
-    def __init__(self, enabled: bool, suite: str, total: int, skipped: int):
+    def __init__(self, enabled: bool, suite: str, total: int, skipped: int, specs: list = ()):
         self.enabled, self.suite, self.total, self.skipped = enabled, suite, total, skipped
+        self.shown = _setting_keys(specs)
 
     def __enter__(self):
         if self.enabled:
@@ -475,27 +495,37 @@ class _Progress:
             self.tid = self.bar.add_task(self.suite, total=self.total - self.skipped)
         return self
 
+    def label(self, spec) -> str:
+        """'task[model=x, dataset=y]/method seed=0': the setting's parts that vary in this
+        suite, and those its task always shows (its model and dataset)."""
+        from robench.spec import short_value
+
+        shown = ", ".join(f"{k}={short_value(spec.task_params[k])}" for k in self.shown.get(spec.task, ())
+                          if k in spec.task_params)
+        return f"{spec.task}{f'[{shown}]' if shown else ''}/{spec.method_label} seed={spec.seed}"
+
     def started(self, spec) -> None:
         if self.enabled:
-            self.bar.update(self.tid, description=_escape(f"{self.suite}: {spec.task}/{spec.method_label} "
-                                                          f"seed {spec.seed}"))
+            self.bar.update(self.tid, description=_escape(f"{self.suite}: {self.label(spec)}"))
 
     def finished(self, spec, record) -> None:
         if not self.enabled:
             return
-        label = _escape(f"{spec.task}/{spec.method_label} seed={spec.seed}")
+        label = _escape(self.label(spec))
+        self.bar.advance(self.tid)
+        left = self.bar.tasks[0].time_remaining if self.bar.tasks else None
+        eta = f", eta {_duration(left)}" if left and not self.bar.finished else ""
         if record["status"] == "done":
             self.console.print(f"[green]done[/]   {label} {record.get('primary_metric')}="
-                               f"{record.get('primary_value'):.4g} ({record.get('duration_s', 0):.1f}s)",
+                               f"{record.get('primary_value'):.4g} ({record.get('duration_s', 0):.1f}s{eta})",
                                highlight=False)
         else:
             last = (record.get("error") or "").strip().splitlines()[-1:] or ["?"]
             self.console.print(f"[red]failed[/] {label}: {_escape(last[0])}", highlight=False)
-        self.bar.advance(self.tid)
 
     def elsewhere(self, spec) -> None:
         if self.enabled:
-            label = _escape(f"{spec.task}/{spec.method_label} seed={spec.seed}")
+            label = _escape(self.label(spec))
             self.console.print(f"[yellow]elsewhere[/] {label}: another robench run on this store has it",
                                highlight=False)
             self.bar.advance(self.tid)
@@ -503,6 +533,22 @@ class _Progress:
     def __exit__(self, *exc):
         if self.enabled:
             self.bar.__exit__(*exc)
+
+
+def _setting_keys(specs) -> dict[str, list[str]]:
+    """Task → the task parameters a progress line names: those whose value varies among
+    the suite's runs of that task, and the task's model and dataset."""
+    values: dict[str, dict[str, set]] = {}
+    for spec in specs:
+        for key, value in spec.task_params.items():
+            values.setdefault(spec.task, {}).setdefault(key, set()).add(repr(value))
+    return {task: [k for k, seen in sorted(keys.items()) if len(seen) > 1 or k in ("model", "dataset")]
+            for task, keys in values.items()}
+
+
+def _duration(seconds: float) -> str:
+    from robench.costs import duration
+    return duration(seconds)
 
 
 def _escape(text: str) -> str:

@@ -135,15 +135,26 @@ def run(
 
 @app.command()
 def validate(suite: Path = typer.Argument(..., help="suite YAML file"), plugin: Optional[List[Path]] = PluginOpt,
-             max_runs: int = MaxRunsOpt):
-    """Check a suite file and list the runs it expands to (nothing runs)."""
+             max_runs: int = MaxRunsOpt,
+             workers: int = typer.Option(1, "--workers", "-w", help="workers the estimate assumes", min=1),
+             store: Optional[Path] = StoreOpt):
+    """Check a suite file, list the runs it expands to and estimate their wall time (nothing runs).
+
+    The estimate comes from the store's past runs of the same configurations (else of the
+    same task and method), else from each task's typical run time; runs already stored cost nothing."""
     from robench import api
+    from robench.costs import estimate
 
     with _user_errors():
         specs = api.validate(suite, plugins=tuple(plugin or ()), max_runs=max_runs)
+        done = api.stored_ids(store)
     for spec in specs:
-        typer.echo(f"{spec.id}  {spec.task}[{spec.task_label}]  {spec.method_label}  seed={spec.seed}")
-    typer.echo(f"{suite}: valid, {len(specs)} runs", err=True)
+        typer.echo(f"{spec.id}  {spec.task}[{spec.task_label}]  {spec.method_label}  seed={spec.seed}"
+                   + ("  (stored)" if spec.id in done else ""))
+    stored = sum(s.id in done for s in specs)
+    typer.echo(f"{suite}: valid, {len(specs)} runs" + (f" ({stored} already stored)" if stored else ""), err=True)
+    if len(specs) > stored:
+        typer.echo(f"{suite}: {estimate(specs, store, workers, done).describe()}", err=True)
 
 
 @app.command()

@@ -461,6 +461,58 @@ def test_autoattack_kinds_stay_in_the_ball_and_box_and_beat_pgd_on_a_linear_mode
     assert all(sanity_flags(report).values())
 
 
+class _SignOfDifference(nn.Module):
+    """Two classes on x ∈ [0, 1]²: logits (x0 − x1, x1 − x0), so class 0 iff x0 > x1."""
+
+    def __init__(self):
+        super().__init__()
+        self.linear = nn.Linear(2, 2, bias=False)
+        with torch.no_grad():
+            self.linear.weight.copy_(torch.tensor([[1.0, -1.0], [-1.0, 1.0]]))
+
+    def forward(self, x):
+        return self.linear(x)
+
+
+# per point: the input, its label, and the step (in units of ε) a fake APGD returns for it
+BALL_POINTS = [
+    ((0.52, 0.48), (-0.5, 0.5)),   # A: misclassified, l∞ 0.5ε, l2 0.71ε: broken under both norms
+    ((0.52, 0.48), (-2.0, 2.0)),   # B: misclassified, 2ε away (l∞ and l2): outside the ball
+    ((0.99, 0.97), (0.0, 0.5)),    # C: misclassified at x1 = 0.97 + 0.05 > 1: outside the box
+    ((0.70, 0.30), (-0.5, 0.5)),   # D: still classified correctly: not broken
+    ((0.30, 0.70), (0.0, 0.0)),    # E: a clean error: broken without any perturbation
+    ((0.52, 0.48), (-0.9, 0.9)),   # F: misclassified, l∞ 0.9ε inside, l2 1.27ε outside
+]
+
+
+def test_only_adversarials_inside_the_ball_and_the_box_count_as_broken(monkeypatch):
+    """The evaluator, not the attack, decides success for the AutoAttack kinds: an input the
+    model misclassifies but that lies outside the ε-ball (in the attack's norm) or outside
+    the box is not broken (robust accuracy unchanged) and is counted as invalid; one inside
+    both is broken."""
+    def fake_apgd(model, u, y, *, eps, norm, **_):
+        steps = torch.tensor([step for _, step in BALL_POINTS], dtype=u.dtype).reshape(u.shape)
+        return u + eps * steps, None  # unit box = (0, 1): u is x (as (N, 1, 1, 2))
+    monkeypatch.setattr("robench.attacks.apgd.apgd", fake_apgd)
+    model = _SignOfDifference()
+    x = torch.tensor([point for point, _ in BALL_POINTS])
+    y = torch.zeros(len(x), dtype=torch.long)
+    seen = []
+    report = evaluate_robustness(model, x, y, [apgd_ce("linf", (0.1,)), apgd_ce("l2", (0.1,))],
+                                 on_adversarial=_collect_adversarials(seen))
+    with torch.no_grad():  # the fake's inputs really fool the model (but E's is a clean error)
+        assert [(model(adv).argmax(1) != 0).tolist() for *_, adv, _ in seen] == [[True, True, True, False, True, True]] * 2
+    assert report.clean_correct.tolist() == [True, True, True, True, False, True]
+    assert report.success["apgd_ce_linf"][:, 0].tolist() == [True, False, False, False, True, True]
+    assert report.success["apgd_ce_l2"][:, 0].tolist() == [True, False, False, False, True, False]
+    assert report.meta["invalid_adversarials"] == {"apgd_ce_linf": 2, "apgd_ce_l2": 3}
+    m = report.as_metrics()
+    assert m["robust_accuracy_linf@0.1"] == pytest.approx(3 / 6)  # B, C, D
+    assert m["robust_accuracy_l2@0.1"] == pytest.approx(4 / 6)  # B, C, D, F
+    assert m["accuracy_under_apgd_ce_linf@0.1"] == pytest.approx(3 / 6)
+    assert report.first_broken["linf"][:, 0].tolist() == [0, -1, -1, -1, -2, 0]
+
+
 def test_square_runs_on_images_and_attacks_only_in_the_ball(mnist_mlp):
     model, x, y = mnist_mlp
     cfgs = [square("linf", (0.1, 0.3), queries=200), square("l2", (1.0, 3.0), queries=200)]
@@ -474,16 +526,26 @@ def test_square_runs_on_images_and_attacks_only_in_the_ball(mnist_mlp):
 def test_apgd_per_point_results_are_reproducible_per_seed(mnist_mlp):
     model, x, y = mnist_mlp
     cfgs = [apgd_ce("linf", (0.05, 0.1), steps=10), apgd_t("linf", (0.05, 0.1), steps=10, target_classes=3)]
+    seen = {"a": [], "b": [], "c": []}
     state = torch.random.get_rng_state()
-    a = evaluate_robustness(model, x[:60], y[:60], cfgs, batch_size=32, seed=3)
+    a = evaluate_robustness(model, x[:60], y[:60], cfgs, batch_size=32, seed=3, on_adversarial=_collect_adversarials(seen["a"]))
     assert torch.equal(state, torch.random.get_rng_state())  # the caller's generator is left alone
-    b = evaluate_robustness(model, x[:60], y[:60], cfgs, batch_size=32, seed=3)
+    b = evaluate_robustness(model, x[:60], y[:60], cfgs, batch_size=32, seed=3, on_adversarial=_collect_adversarials(seen["b"]))
     for name in ("apgd_ce_linf", "apgd_t_linf"):
         assert np.array_equal(a.success[name], b.success[name])
     for threat in ("linf", "l2"):
         assert np.array_equal(a.first_broken[threat], b.first_broken[threat])
-    c = evaluate_robustness(model, x[:60], y[:60], cfgs, batch_size=32, seed=4)
-    assert c.meta["seed"] == 4  # another seed: other random starts (results may still agree)
+    c = evaluate_robustness(model, x[:60], y[:60], cfgs, batch_size=32, seed=4, on_adversarial=_collect_adversarials(seen["c"]))
+    assert c.meta["seed"] == 4
+    # the same seed: the very same adversarial examples; another seed: other random starts,
+    # so each attack returns other examples (l∞ iterates often end at the same corner of the
+    # ball and the per-point verdicts may agree: not every batch differs)
+    assert [s[:2] for s in seen["a"]] == [s[:2] for s in seen["b"]] == [s[:2] for s in seen["c"]]
+    assert all(torch.equal(sa[3], sb[3]) for sa, sb in zip(seen["a"], seen["b"]))
+    differs = {name: False for name, *_ in seen["a"]}
+    for (name, _, _, adv_a, _), (_, _, _, adv_c, _) in zip(seen["a"], seen["c"]):
+        differs[name] |= not torch.equal(adv_a, adv_c)
+    assert differs == {"apgd_ce_linf": True, "apgd_t_linf": True}
 
 
 def test_adding_autoattack_kinds_leaves_the_foolbox_attacks_results_alone(mnist_mlp):

@@ -124,10 +124,23 @@ def test_dns_mask_updates_stop_at_the_iteration_limit():
 
 
 def test_dns_per_layer_c_and_bad_values():
+    """Each layer gets its own c: its thresholds and first mask are those of a DNS with that
+    one c for every layer, and a larger c prunes more of the same layer."""
+    cs = [0.0, 1.0, 2.0]
     model = small_net()
-    method = DynamicNetworkSurgery(c=[0.0, 1.0, 2.0]).prepare(model, None, 10, 0)
-    sparsity = [1 - m.float().mean().item() for m in method.masks_.values()]
-    assert len(sparsity) == 3
+    layers = dict(prunable_layers(model))
+    method = DynamicNetworkSurgery(c=cs).prepare(model, None, 10, 0)
+    assert list(method.thresholds_) == list(method.masks_) == list(layers)
+    for index, (name, c) in enumerate(zip(layers, cs)):
+        alone = DynamicNetworkSurgery(c=c).prepare(small_net(), None, 10, 0)
+        assert method.thresholds_[name] == alone.thresholds_[name] == dns_thresholds(layers[name].weight, c)
+        assert torch.equal(method.masks_[name], alone.masks_[name])
+        a, _ = method.thresholds_[name]
+        assert torch.equal(method.masks_[name], layers[name].weight.abs() >= a)  # the first update from all-kept
+    for name in layers:  # per layer, sparsity grows with c: the list is not one shared c
+        sparsity = [1 - DynamicNetworkSurgery(c=c).prepare(small_net(), None, 10, 0).masks_[name].float().mean().item()
+                    for c in cs]
+        assert sparsity[0] < sparsity[1] < sparsity[2]
     with pytest.raises(UserError, match="3 prunable"):
         DynamicNetworkSurgery(c=[1.0, 2.0]).prepare(small_net(), None, 10, 0)
     with pytest.raises(UserError, match="mask_update_fraction"):

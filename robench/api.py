@@ -82,8 +82,9 @@ def run(suite: str | Path | None = None, *, task: str | None = None, methods: li
     if suite is not None:
         if task or methods:
             raise UserError("give a suite file or --task/--method, not both")
-        parsed = load_suite(suite)
-        source = str(suite)
+        from robench.spec import Suite
+        parsed = suite if isinstance(suite, Suite) else load_suite(suite)
+        source = parsed.suite if isinstance(suite, Suite) else str(suite)
     else:
         if not task or not methods:
             raise UserError("nothing to run: give a suite file, or --task and --method")
@@ -261,38 +262,113 @@ def check(method: str, *, task: str | None = None, params: dict | None = None, p
 
 
 BENCHMARK_METHODS = {"compression": ["dense"], "sparsity_robustness": ["magnitude"], "robust_training": ["vanilla"]}
+# the built-in models a user's model is ranked beside, per dataset shape (same settings, same seeds)
+BENCHMARK_PEERS = {"mnist-5k": ["linear", "lenet-300-100", "lenet-5"], "mnist": ["linear", "lenet-300-100", "lenet-5"],
+                   "cifar10": ["cifar-convnet"]}
 
 
 def benchmark(model, *, task: str, methods: list[str] | None = None, seeds: list[int] | tuple = (0,),
-              store: str | Path | None = None, device: str | None = None, progress: bool = True, **params):
+              store: str | Path | None = None, device: str | None = None, progress: bool = True,
+              compare: bool = False, check: bool = True, plugins: tuple = (), **params):
     """Benchmark your own classifier in one call, as RobustBench's ``benchmark()`` does:
     ``model`` is an ``nn.Module`` (its architecture and its weights, which the task's
-    baseline training starts from) or a factory ``f(num_classes=10, **kw) -> nn.Module``.
-    It is registered for this call under a name made of its class and a hash of its source
-    and weights (so a changed model gets new run ids), ``task`` runs with ``methods``
-    (default: the task's reference: compression ``dense``, sparsity_robustness
-    ``magnitude``, robust_training ``vanilla``) and the other ``params`` (task or method
-    parameters, as ``robench run --param``), in this process, and the results frame of
-    those runs is returned (see :func:`results`).
+    baseline training starts from), a factory ``f(num_classes=10, **kw) -> nn.Module``, or
+    the name of a registered model (a plug-in's: ``plugins``).
 
-    >>> frame = robench.benchmark(nn.Sequential(nn.Flatten(), nn.Linear(784, 10)),
-    ...                           task="sparsity_robustness", sparsity=0.5)   # doctest: +SKIP
+    A module or factory is registered for this call under a name made of its class and a
+    hash of its source and weights (so a changed model gets new run ids). With ``check``
+    (the default) the model contract is checked first (``robench check --model``): a model
+    that fails it is one line naming the failed check, and nothing runs or is stored.
+    ``task`` then runs with ``methods`` (default: the task's reference: compression
+    ``dense``, sparsity_robustness ``magnitude``, robust_training ``vanilla``) and the other
+    ``params`` (task or method parameters, as ``robench run --param``), in this process.
+
+    Returns the frame of the model's runs (see :func:`results`); with ``compare``, the same
+    protocol also runs on the task's built-in models for the dataset (runs already stored
+    are reused) and the return value is the ranking instead: one row per model (mean ± std
+    of the primary metric over the seeds), best first, ``yours`` marking the given model and
+    ``frame.attrs["place"]`` its rank (ties share one), ``frame.attrs["runs"]`` the runs.
+
+    >>> ranking = robench.benchmark(nn.Sequential(nn.Flatten(), nn.Linear(784, 10)),
+    ...                             task="sparsity_robustness", sparsity=0.5, compare=True)   # doctest: +SKIP
     """
     from robench import registry
+    from robench.spec import expand, parse_suite
 
-    registry.setup()
+    registry.setup(plugins)
     if task not in BENCHMARK_METHODS:
         registry.tasks.get(task)  # unknown: did-you-mean
         raise UserError(f"benchmark: task {task!r} takes no model; expected one of {', '.join(BENCHMARK_METHODS)}")
-    name, factory, digest, label = _model_factory(model)
-    if name not in registry.models:
-        registry.models.add(name, factory, f"{label} given to robench.benchmark()", meta={"version": "1"})
-    registry.models.entry(name).source_hash = digest  # its source and weights: part of the run ids
-    summary = run(task=task, methods=list(methods or BENCHMARK_METHODS[task]), seeds=list(seeds),
-                  params={"model": name, **params}, store=store, executor="serial", device=device,
-                  progress=progress)
+    if isinstance(model, str):
+        registry.models.entry(model)  # unknown: did-you-mean
+        name = model
+    else:
+        name, factory, digest, label = _model_factory(model)
+        if name not in registry.models:
+            registry.models.add(name, factory, f"{label} given to robench.benchmark()", meta={"version": "1"})
+        registry.models.entry(name).source_hash = digest  # its source and weights: part of the run ids
+    task_cls = registry.tasks.get(task)
+    dataset = params.get("dataset", task_cls.Params.model_fields["dataset"].default)
+    if check:
+        _preflight(name, dataset)
+    peers = [m for m in BENCHMARK_PEERS.get(dataset, []) if m != name] if compare else []
+    from robench.spec import adhoc_suite
+    base = adhoc_suite(task, list(methods or BENCHMARK_METHODS[task]), list(seeds), {"model": name, **params})
+    data = base.model_dump(mode="json")
+    data["suite"] = "benchmark"
+    data["tasks"][0]["grid"] = {"model": [name, *peers]}
+    parsed = parse_suite(data, source="benchmark")
+    specs = expand(parsed, source="benchmark")
+    summary = run(parsed, store=store, executor="serial", device=device, progress=progress)
     frame = results(summary.store, task=task, imported=False)
-    return frame[frame["task_params"].map(lambda p: p.get("model") == name)].reset_index(drop=True)
+    frame = frame[frame["id"].isin({s.id for s in specs})]
+    if not compare:
+        frame = frame[frame["task_params"].map(lambda p: p.get("model") == name)]
+        return frame.reset_index(drop=True)
+    return _ranking(frame.reset_index(drop=True), name)
+
+
+def _preflight(name: str, dataset: str) -> None:
+    """The model contract of ``robench check --model`` before a benchmark stores anything: a
+    model that fails is one line naming the first failed check."""
+    from robench.check import check_model
+
+    if dataset not in ("mnist-5k", "mnist"):
+        return  # the contract's tiny data are MNIST-shaped; a run on other data fails as a run
+    _, checks = check_model(name, run_task=False)
+    failed = [c for c in checks if not c.ok]
+    if failed:
+        raise UserError(f"benchmark: model {name!r} fails the model contract: {failed[0].name}: {failed[0].detail} "
+                        f"(nothing was run or stored; `robench check --model` lists every check)")
+
+
+def _ranking(frame, yours: str):
+    """One row per model of a benchmark's runs: mean ± std of the primary metric over its
+    done seeds, best first; a model within the leader's spread shares its rank (a tie)."""
+    import pandas as pd
+
+    done = frame[frame["status"] == "done"]
+    if done.empty:
+        raise UserError("benchmark: no run finished (see `robench results --status failed`)")
+    primary, greater = done.iloc[0]["primary_metric"], bool(done.iloc[0]["greater_is_better"])
+    rows = []
+    for model, runs in done.groupby(done["task_params"].map(lambda p: p["model"])):
+        values = runs["primary_value"].astype(float)
+        rows.append({"model": model, "yours": model == yours, "seeds": len(values), primary: values.mean(),
+                     "std": values.std(ddof=1) if len(values) > 1 else float("nan")})
+    table = pd.DataFrame(rows).sort_values(primary, ascending=not greater, kind="stable").reset_index(drop=True)
+    ranks, rank = [], 1
+    for i, row in table.iterrows():
+        if i:
+            prev = table.iloc[i - 1]
+            spread = max(prev["std"] if prev["std"] == prev["std"] else 0.0, row["std"] if row["std"] == row["std"] else 0.0)
+            tie = row["seeds"] > 1 and prev["seeds"] > 1 and abs(row[primary] - prev[primary]) <= spread
+            rank = rank if tie else i + 1
+        ranks.append(rank)
+    table.insert(0, "rank", ranks)
+    table.attrs.update(place=int(table.loc[table["yours"], "rank"].iloc[0]) if table["yours"].any() else None,
+                       primary_metric=primary, greater_is_better=greater, runs=frame)
+    return table
 
 
 def _model_factory(model):

@@ -373,6 +373,43 @@ def export_(run_ids: Optional[List[str]] = typer.Argument(None, help="run ids (u
                f"{summary['bytes'] / 1e6:.1f} MB)")
 
 
+@app.command("benchmark")
+def benchmark_(model: str = typer.Option(..., "--model", help="registered model name (yours via --plugin)"),
+               task: str = typer.Option(..., "--task", "-t", help="compression | sparsity_robustness | robust_training"),
+               seeds: str = typer.Option("0", "--seeds", help="comma-separated seeds"),
+               param: Optional[List[str]] = typer.Option(None, "--param", "-p", help="key=value for the task or method"),
+               method: Optional[List[str]] = typer.Option(None, "--method", "-m", help="method(s) [default: the "
+                                                          "task's reference]"),
+               no_compare: bool = typer.Option(False, "--no-compare", help="run your model only (no ranking)"),
+               device: Optional[str] = DeviceOpt,
+               store: Optional[Path] = StoreOpt,
+               plugin: Optional[List[Path]] = PluginOpt,
+               quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress output")):
+    """How does my model rank? Check it, run the task's reference protocol on it and on the
+    built-in models at the same settings, and print the ranking.
+
+    A model that fails the model contract is one line naming the check; nothing is stored.
+    Runs already stored are reused."""
+    from robench import api
+
+    with _user_errors():
+        out = api.benchmark(model, task=task, methods=_split(method) or None, seeds=_parse_seeds(seeds),
+                            store=store, device=device, progress=not quiet, compare=not no_compare,
+                            plugins=tuple(plugin or ()), **_parse_params(param))
+    if no_compare:
+        typer.echo(out[["id", "method_label", "seed", "status", "primary_metric", "primary_value"]].to_string(index=False))
+        return
+    primary = out.attrs["primary_metric"]
+    for row in out.to_dict(orient="records"):
+        spread = "" if row["std"] != row["std"] else f" ± {row['std']:.4f}"
+        mark = "  ← yours" if row["yours"] else ""
+        typer.echo(f"{row['rank']:>3}  {row['model']:<24} {primary} {row[primary]:.4f}{spread}  "
+                   f"({row['seeds']} seed{'s' if row['seeds'] != 1 else ''}){mark}")
+    direction = "higher" if out.attrs["greater_is_better"] else "lower"
+    typer.echo(f"{model} ranks {out.attrs['place']} of {len(out)} on {task} by {primary} ({direction} is better; "
+               "models within the seeds' spread share a rank)", err=True)
+
+
 @app.command("import")
 def import_(bundle: Path = typer.Argument(..., help="a bundle written by `robench export`"),
             plugin: Optional[List[Path]] = PluginOpt,

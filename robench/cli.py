@@ -195,11 +195,26 @@ def check(method: Optional[str] = typer.Argument(None, help="registered method n
 
 @app.command("ls")
 def ls_(kind: Optional[str] = typer.Argument(None, help="tasks | methods | models | datasets"),
-        plugin: Optional[List[Path]] = PluginOpt):
-    """List registered tasks, methods (grouped by task), models and datasets."""
+        plugin: Optional[List[Path]] = PluginOpt,
+        verbose: bool = typer.Option(False, "--verbose", "-v", help="with `tasks`: every task and method "
+                                     "parameter with its type, default, range and meaning"),
+        fmt: str = typer.Option("text", "--format", "-f", help="with -v: text | markdown")):
+    """List registered tasks, methods (grouped by task), models and datasets.
+
+    `robench ls tasks -v` is the parameter reference (the README's table is its markdown)."""
     from robench import api
 
     with _user_errors():
+        if verbose:
+            from robench import reference
+
+            if kind not in (None, "tasks"):
+                raise UserError(f"robench ls {kind} -v: the parameter reference is `robench ls tasks -v`")
+            if fmt not in ("text", "markdown"):
+                raise UserError(f"--format {fmt}: expected text or markdown")
+            tasks = reference.reference(tuple(plugin or ()))
+            typer.echo(reference.markdown(tasks) if fmt == "markdown" else reference.text(tasks), nl=False)
+            return
         entries = api.ls(kind, plugins=tuple(plugin or ()))
     from robench.registry import methods_users
 

@@ -174,7 +174,12 @@ class Pipeline(CompressionMethod):
 class DNSThenINQ(Pipeline):
     """Preset pipeline: ``dns`` (params ``dns``), then ``inq`` (params ``inq``) on the
     surviving weights with the pruned zeros kept at zero; half the budget each by default.
-    Equivalent to ``pipeline`` with ``stages: [{name: dns, params: …}, {name: inq, params: …}]``."""
+    Equivalent to ``pipeline`` with ``stages: [{name: dns, params: …}, {name: inq, params: …}]``.
+
+    dns: parameters of the ``dns`` stage (e.g. {c: [1, 3, 5.5, 2.5]}; default: dns's defaults).
+    inq: parameters of the ``inq`` stage (e.g. {bits: 5}; default: inq's defaults).
+    shares: fraction of the fine-tuning steps of each stage (default: half each).
+    """
     version = "1"
 
     def __init__(self, dns: dict[str, Any] | None = None, inq: dict[str, Any] | None = None,

@@ -21,7 +21,15 @@ OWNER = "method 'dlnet'"
 
 @register_method("restoration_spectrum", "dlnet")
 class DLNet(RestorationMethod):
-    """base + K unrolled fidelity steps on a late feature, fine-tuned end to end (DL-Net)"""
+    """base + K unrolled fidelity steps on a late feature, fine-tuned end to end (DL-Net)
+
+    steps: K, the unrolled data-fidelity steps on the late feature, ≥ 1 (each adds a
+    forward-operator application per image).
+    step_size: a multiple of the exact line-search step, in (0, 2) (every step a descent).
+    learn_step: True learns the step multiplier end to end, False keeps step_size fixed.
+    train_on: "spectrum" fine-tunes on levels drawn across the spectrum (the paper), or
+    "train_level" on the base network's training level only (the ablation).
+    """
     version = "1"
 
     def __init__(self, steps: int = 5, step_size: float = 1.0, learn_step: bool = True,

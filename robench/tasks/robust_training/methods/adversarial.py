@@ -61,7 +61,11 @@ def pgd_examples(model, x, y, eps: float, steps: int, generator: torch.Generator
 
 @register_method("robust_training", "adv-fgs")
 class AdversarialFGS(RobustTrainingRecipe):
-    """Adversarial training on FGS examples: α·CE(x) + (1−α)·CE(x_fgs)."""
+    """Adversarial training on FGS examples: α·CE(x) + (1−α)·CE(x_fgs).
+
+    eps: l∞ radius of the FGS examples, ≥ 0 (inputs in [0, 1]).
+    clean_weight: α, the clean loss's share, in [0, 1].
+    """
     version = "1"
 
     def __init__(self, eps: float = 0.1, clean_weight: float = 0.5):
@@ -78,7 +82,11 @@ class AdversarialFGS(RobustTrainingRecipe):
 
 @register_method("robust_training", "adv-pgd")
 class AdversarialPGD(RobustTrainingRecipe):
-    """Madry-style adversarial training: CE on l∞ PGD examples (random start)."""
+    """Madry-style adversarial training: CE on l∞ PGD examples (random start).
+
+    eps: l∞ radius of the PGD examples, ≥ 0 (inputs in [0, 1]).
+    steps: PGD steps per example, ≥ 1 (step size 2.5·eps/steps, as Madry et al.).
+    """
     version = "1"
 
     def __init__(self, eps: float = 0.1, steps: int = 7):

@@ -17,7 +17,17 @@ from robench.tasks.robust_training.methods.base import RobustTrainingRecipe
 
 @register_method("robust_training", "deepdefense")
 class DeepDefense(RobustTrainingRecipe):
-    """DeepDefense: λ·exp(−c·ρ) / λ·exp(d·ρ) on correct / misclassified samples, ρ from an unrolled DeepFool."""
+    """DeepDefense: λ·exp(−c·ρ) / λ·exp(d·ρ) on correct / misclassified samples, ρ from an unrolled DeepFool.
+
+    lam: weight λ of the regularizer, ≥ 0 (the paper: 15 on MNIST).
+    c: how fast the penalty on a correctly classified sample falls with its normalized
+    DeepFool perturbation ρ, ≥ 0 (chosen on validation; larger c tolerates smaller ρ).
+    d: the same for a misclassified sample (the penalty grows as exp(d·ρ)), ≥ 0.
+    steps: unrolled DeepFool iterations that give ρ, ≥ 1 (each costs a backward pass per candidate).
+    overshoot: DeepFool's overshoot, ≥ 0 (0.02 as in DeepFool).
+    candidates: classes DeepFool considers (the top logits), ≥ 2.
+    clip: True keeps DeepFool's iterates in [0, 1] (the box), False leaves them free as the paper.
+    """
     version = "1"
 
     def __init__(self, lam: float = 15.0, c: float = 25.0, d: float = 5.0, steps: int = 5,

@@ -46,7 +46,10 @@ def parseval_layers(model: nn.Module) -> list[nn.Module]:
 
 @register_method("robust_training", "parseval")
 class Parseval(RobustTrainingRecipe):
-    """Parseval networks: cross-entropy, and the retraction W ← (1+β)W − βWWᵀW after every step."""
+    """Parseval networks: cross-entropy, and the retraction W ← (1+β)W − βWWᵀW after every step.
+
+    beta: β, the retraction's step, ≥ 0 (the paper: 0.0003; larger keeps W closer to a Parseval tight frame).
+    """
     version = "1"
 
     def __init__(self, beta: float = 0.0003):

@@ -422,8 +422,23 @@ def check_registered(task_cls, task_params: dict, source: str, path: str, *, fol
     folder needs a ``dataset_root`` (``folders``: an existing one; an embedded one takes
     none). ``elsewhere``: "kind:name" of components registered only where the run was made
     (an imported run's plug-in model), accepted by name."""
+    import os
+
     from robench import registry
 
+    for name in path_params(task_cls) if folders else ():
+        value = task_params.get(name)
+        if value is None:
+            continue
+        folder = Path(str(value)).expanduser()
+        if not folder.is_dir():
+            what = "is a file" if folder.exists() else "no such folder"
+            raise UserError(f"{source}: {path}.{name}: {what} {value} (expected the folder holding the data's files)")
+        if not os.access(folder, os.R_OK | os.X_OK):
+            raise UserError(f"{source}: {path}.{name}: folder {value} is not readable (check its permissions)")
+        missing = getattr(task_cls, "missing_files", lambda params, name: None)(task_params, name)
+        if missing:
+            raise UserError(f"{source}: {path}.{name}: {value} does not hold {missing}")
     for name, field in task_cls.Params.model_fields.items():
         kind = (field.json_schema_extra or {}).get("registry") if isinstance(field.json_schema_extra, dict) else None
         value = task_params.get(name)

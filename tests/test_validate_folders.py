@@ -1,0 +1,31 @@
+"""Folder parameters are checked by `robench validate` (and `run` before it starts): a
+missing folder is one line and exit 2, with nothing stored."""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.mark.parametrize("param, value, words", [
+    ("root", "MISSING", ["tasks[0].params.root", "no such folder"]),
+    ("root", "FILE", ["tasks[0].params.root", "is a file"]),
+    ("train_root", "MISSING", ["tasks[0].params.train_root", "no such folder"]),
+])
+def test_a_missing_folder_is_refused_before_running(tmp_path, param, value, words, cli_env):
+    import subprocess
+
+    from tests.conftest import robench_cmd
+
+    path = tmp_path / "nope" if value == "MISSING" else tmp_path / "a-file"
+    if value == "FILE":
+        path.write_text("x")
+    images = tmp_path / "images"
+    images.mkdir()
+    other = "train_root" if param == "root" else "root"
+    out = subprocess.run(robench_cmd("run", "--task", "restoration_spectrum", "--method", "bicubic",
+                                     "--param", "dataset=folder", "--param", f"{param}={path}",
+                                     "--param", f"{other}={images}", "--store", tmp_path / "r.sqlite"),
+                         capture_output=True, text=True, env=cli_env, cwd=tmp_path)
+    assert out.returncode == 2, out.stderr
+    assert out.stderr.count("\n") == 1 and all(w in out.stderr for w in words), out.stderr
+    assert not (tmp_path / "r.sqlite").exists()

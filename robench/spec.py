@@ -428,7 +428,7 @@ def check_registered(task_cls, task_params: dict, source: str, path: str, *, fol
 
     for name in path_params(task_cls) if folders else ():
         value = task_params.get(name)
-        if value is None:
+        if value is None or name == "dataset_root":  # (dataset_root: below, with the dataset named)
             continue
         folder = Path(str(value)).expanduser()
         if not folder.is_dir():

@@ -339,3 +339,58 @@ def ordered(values: Iterable[Any], order: Iterable[str] = ()) -> list:
     """The distinct ``values`` sorted by :func:`order_key`."""
     order = tuple(order)
     return sorted(dict.fromkeys(values), key=lambda v: order_key(v, order))
+
+
+# ---------------------------------------------------------------------------- trust: which rows rank
+
+LOCAL = "local"
+
+
+def origins(df) -> list[str]:
+    """Each row's origin: ``"local"`` (computed by robench on the store's machine) or
+    ``"bundle:<sha256>"`` (a claim imported from a bundle). From the ``origin`` column; a
+    table without one (written before origins were recorded) reads a row with a non-empty
+    ``verification`` dict as imported, every other row as local."""
+    given = column(df, "origin")
+    checks = column(df, "verification")
+    out = []
+    for origin, check in zip(given, checks):
+        if isinstance(origin, str) and origin.strip():
+            out.append(origin.strip())
+            continue
+        check = as_dict(check)
+        out.append(f"bundle:{check.get('bundle_sha256') or 'unknown'}" if check else LOCAL)
+    return out
+
+
+def claim_status(origin: str, verification: Any) -> str:
+    """``"local"`` for a local row, else the claim's verdict: ``"imported"`` (never
+    verified), ``"verified"``, ``"unverified"`` or ``"skipped"``."""
+    if origin == LOCAL:
+        return LOCAL
+    status = str(as_dict(verification).get("status") or "imported")
+    return status if status in ("imported", "verified", "unverified", "skipped") else "imported"
+
+
+def is_rankable(origin: str, verification: Any) -> bool:
+    """Whether a row may be ranked by default: computed here, or a claim ``robench verify``
+    re-scored to the same metrics."""
+    return claim_status(origin, verification) in (LOCAL, "verified")
+
+
+def counted_rows(frame, include_unverified: bool = False) -> list[bool]:
+    """Which rows of a normalised table (with an ``origin`` column) the rankings, tables and
+    plots use: the rankable ones (every claim too with ``include_unverified``), and of one
+    run id only one row: the local one first, else the first verified claim, else (with
+    ``include_unverified``) the first claim. Every other row is an unranked claim."""
+    statuses = [claim_status(o, v) for o, v in zip(column(frame, "origin", LOCAL), column(frame, "verification"))]
+    preference = {LOCAL: 0, "verified": 1}
+    best: dict[str, tuple[int, int]] = {}
+    for i, (run_id, status) in enumerate(zip(column(frame, "id"), statuses)):
+        rank = preference.get(status, 2)
+        if rank == 2 and not include_unverified:
+            continue
+        if run_id not in best or (rank, i) < best[run_id]:
+            best[run_id] = (rank, i)
+    chosen = {i for _, i in best.values()}
+    return [i in chosen for i in range(len(statuses))]

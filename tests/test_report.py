@@ -199,7 +199,7 @@ def column(table: dict, name: str) -> int:
 def site(tmp_path_factory):
     root = tmp_path_factory.mktemp("lb")
     df = make_results(artifact_root=root / "store" / "artifacts")
-    index = write_leaderboard(df, root / "site")
+    index = write_leaderboard(df.assign(artifact_root=str(root / "store" / "artifacts")), root / "site")
     return df, index.parent
 
 

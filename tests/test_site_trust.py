@@ -321,7 +321,8 @@ def test_include_unverified_ranks_claims_badged_as_such(tmp_path):
         assert cell[:cell.index("</td>")].count(">claimed, not verified</span>") == 1, method
     assert "<h3>Unranked claims</h3>" not in text
     index = (out / "index.html").read_text(encoding="utf-8")
-    assert "claimed, not verified" in index[index.index("<dt>leader</dt>"):]
+    # st-pio leads on one seed: a tie with st-pio-u (one seed: no spread to tell them apart)
+    assert "claimed, not verified" in index[index.index("<dt>tie</dt>"):]
 
 
 def test_a_verdict_belongs_to_one_claim(tmp_path):

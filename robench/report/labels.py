@@ -40,7 +40,15 @@ _KNOWN: dict[str, tuple[str, tuple[str, float]]] = {
     "clean_accuracy": ("clean acc. (attacked points)", PERCENT),
     "baseline_accuracy": ("dense baseline accuracy", PERCENT),
     "baseline_test_accuracy": ("baseline accuracy", PERCENT),
-    "accuracy_delta": ("Δ accuracy vs dense", POINTS),
+    # accuracy − baseline_accuracy: the dense baseline as trained, BEFORE the fine-tuning every
+    # method (dense too) gets, so even "dense" shows a gain here
+    "accuracy_delta": ("Δ accuracy vs dense baseline before fine-tuning", POINTS),
+    "baseline_validation_accuracy": ("baseline accuracy, validation split", PERCENT),
+    "rho2_vanilla": ("ρ2 of the vanilla model", ("", 1.0)),
+    "psnr_y_mean": ("PSNR-Y, mean over levels", ("dB", 1.0)),
+    "ssim_y_mean": ("SSIM-Y, mean over levels", ("", 1.0)),
+    "corner_error_hard": ("corner error, test-hard", PERCENT),
+    "pixel_error_hard": ("pixel error, test-hard", PERCENT),
     "compression_ratio": ("params compression", TIMES),
     "compression_ratio_bits": ("storage compression", TIMES),
     "bits_per_weight": ("bits / weight", ("bits", 1.0)),
@@ -93,7 +101,7 @@ def _budget(text: str) -> str:
     if text.endswith("x"):
         return f"ε = {number_text(text[:-1])} × ε_ref"
     return f"ε = {number_text(text, 2)}"
-_LEVEL = re.compile(r"^(psnr|ssim)@(.+)$")
+_LEVEL = re.compile(r"^(psnr|ssim)(_y)?@(.+)$")
 
 
 def number_text(text: str, digits: int = 3) -> str:
@@ -127,9 +135,9 @@ def metric(name: str) -> Metric:
     if match:
         return Metric(name, f"{attack_name(match.group(1))} acc. at {number_text(match.group(2))} ε_ref", *PERCENT)
     match = _LEVEL.match(name)
-    if match:
-        what = "PSNR" if match.group(1) == "psnr" else "SSIM"
-        return Metric(name, f"{what} at level {number_text(match.group(2))}", "dB" if what == "PSNR" else "")
+    if match:  # psnr@2, psnr_y@2 (the Y channel of YCbCr)
+        what = ("PSNR" if match.group(1) == "psnr" else "SSIM") + ("-Y" if match.group(2) else "")
+        return Metric(name, f"{what} at level {number_text(match.group(3))}", "dB" if what.startswith("PSNR") else "")
     if name.startswith("sanity_"):
         return Metric(name, "check: " + name[len("sanity_"):].replace("_", " "), "1 = passed")
     return Metric(name, name.replace("_", " "))
@@ -154,9 +162,9 @@ def level_curve(names, prefix: str = "psnr") -> list[tuple[float, str]]:
     points = []
     for name in names:
         match = _LEVEL.match(str(name))
-        if match and match.group(1) == prefix:
+        if match and match.group(1) + (match.group(2) or "") == prefix:
             try:
-                points.append((float(match.group(2)), str(name)))
+                points.append((float(match.group(3)), str(name)))
             except ValueError:
                 continue
     return sorted(points)
@@ -192,3 +200,40 @@ def first_broken_shares(metrics: dict) -> list[dict]:
                 for b in sorted(found[norm], key=order)]
         tables.append({"norm": _NORMS.get(norm, norm), "attacks": [attack_name(k) for k in attacks], "rows": rows})
     return tables
+
+
+# Why a metric can be NaN, where the task does not say (``metrics_info[name][2]``)
+NAN_REASONS = {
+    "recovery": "no off-training level where the oracle beats the base by 0.1 dB or more",
+    "psnr_offtrain_mean": "no test level other than the training level",
+    "psnr_base_offtrain_mean": "no test level other than the training level",
+    "psnr_oracle_offtrain_mean": "no test level other than the training level",
+}
+UNCOMPRESSED = "uncompressed: no speed-up to measure"
+
+
+def nan_reason(name: str, info: dict | None = None) -> str:
+    """Why ``name`` may be missing (NaN) in a run: the reason the task declares (a third
+    element of its ``metrics_info`` entry, or ``nan_reasons``), else a known one, else "not
+    defined for this run"."""
+    info = info or {}
+    declared = (info.get("metrics_info") or {}).get(name)
+    if isinstance(declared, (list, tuple)) and len(declared) > 2 and isinstance(declared[2], str) and declared[2]:
+        return declared[2]
+    reasons = info.get("nan_reasons")
+    if isinstance(reasons, dict) and isinstance(reasons.get(name), str):
+        return reasons[name]
+    return NAN_REASONS.get(str(name), "not defined for this run")
+
+
+def undefined_reason(name: str, values: dict, method: str = "") -> str | None:
+    """Why a configuration's value of ``name`` means nothing though it was measured, or None:
+    a dense (uncompressed) model has no speed-up, only timing noise (``values``: the
+    configuration's metrics or their means)."""
+    if name != "speedup_measured":
+        return None
+    ratios = [values.get(k) for k in ("compression_ratio", "compression_ratio_bits")]
+    ratios = [float(v) for v in ratios if isinstance(v, (int, float)) and math.isfinite(float(v))]
+    if method == "dense" or (ratios and max(ratios) <= 1.0 + 1e-6):
+        return UNCOMPRESSED
+    return None

@@ -39,8 +39,10 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterable
 
-from .labels import first_broken_shares, metric
+from .labels import first_broken_shares, metric, nan_reason, undefined_reason
 from .paths import last_component, private_roots, scrub_label, scrub_text, scrub_value
+from .ranking import (_greater, model_boards, pareto, reference_bound, reference_methods, setting_metrics,
+                      shared_ranks, tied, tradeoff)
 from .style import method_colors
 from .table import (LOCAL, as_dict, claim_status, column, counted_rows, distinct_labels, is_missing,
                     metric_values, mode, normalize, origins, summarize, task_info, to_float)
@@ -213,12 +215,14 @@ def _column(name: str, info: dict) -> dict:
     m = metric(name)
     described = (info.get("metrics_info") or {}).get(name)
     return {"name": name, "label": m.label, "unit": m.unit, "scale": m.scale,
-            "title": f"{name}: {described[0]}" if described else name}
+            "title": f"{name}: {described[0]}" if described else name, "nan_reason": nan_reason(name, info)}
 
 
-def _metric_cell(stats, config_id: str, column: dict, members: list[dict] = ()) -> dict:
+def _metric_cell(stats, config_id: str, column: dict, members: list[dict] = (), why: str | None = None) -> dict:
     """A configuration's mean ± std of one metric; ``claimed`` when a value it averages is a
-    bundle's claim that the maintainer did not re-score (``members``: the rows it counts)."""
+    bundle's claim that the maintainer did not re-score (``members``: the rows it counts).
+    ``why``: the metric means nothing for this configuration (a dense model's speed-up): "—"
+    with that reason; a missing mean says why too (``why_missing``)."""
     name = column["name"]
     try:
         mean = float(stats.at[config_id, (name, "mean")])
@@ -226,15 +230,104 @@ def _metric_cell(stats, config_id: str, column: dict, members: list[dict] = ()) 
         count = int(stats.at[config_id, (name, "count")])
     except (KeyError, TypeError, ValueError):
         mean, std, count = math.nan, math.nan, 0
+    if why:
+        mean, std, count = math.nan, math.nan, 0
     scale = column["scale"]
     claimed = any(r["status"] == "done" and name in as_dict(r["metrics"])
                   and _metric_kind(_trust(r["origin"], r["verification"]), name) != "rescored"
                   for r in members if r["origin"] != LOCAL)
-    return {"mean": mean, "std": std, "n": count, "claimed": claimed,
+    if math.isnan(mean) and not why and any(name in as_dict(r["metrics"]) for r in members):
+        why = column.get("nan_reason") or "not defined for this run"
+    return {"mean": mean, "std": std, "n": count, "claimed": claimed and not why,
             "mean_attr": "" if math.isnan(mean) else repr(mean),
             "std_attr": "" if math.isnan(std) else repr(std),
             "mean_text": format_number(mean * scale),
-            "std_text": "" if math.isnan(std) else format_number(std * scale, 2)}
+            "std_text": "" if math.isnan(std) else format_number(std * scale, 2),
+            "why": why or ""}
+
+
+def _why_undefined(column: dict, means: dict, method: Any, info: dict) -> str | None:
+    """Why a configuration has no value of a metric worth showing (``labels.undefined_reason``)."""
+    return undefined_reason(column["name"], means, str(method or ""))
+
+
+def _rank_rows(rows: list[dict], task: str, info: dict, greater_is_better: bool, primary: str | None) -> dict:
+    """Order a setting's rows in place and rank them; return what the page says of the order.
+
+    References (``reference_methods``) come first, styled and unranked (``rank`` None). The
+    contenders rank on the primary metric, or on the task's trade-off (the highest x among
+    those whose y is within ``within`` of the best reference's y, then the others by the
+    primary metric); a contender within the seeds' spread of the one above shares its rank
+    (``tie``). Every row gets ``front`` (on the Pareto front of the trade-off's x and y)."""
+    refs = [r for r in rows if r["reference"]]
+    contenders = [r for r in rows if not r["reference"]]
+    trade = tradeoff(task, info)
+    order: dict[str, Any] = {"mode": "primary", "references": [r["method_label"] for r in refs], "flag": None}
+    if trade and not any(math.isfinite(r["means"].get(trade["x"], math.nan))
+                         and math.isfinite(r["means"].get(trade["y"], math.nan)) for r in rows):
+        trade = None
+    ref_y = max((r["means"].get(trade["y"], math.nan) for r in refs
+                 if math.isfinite(r["means"].get(trade["y"], math.nan))), default=math.nan) if trade else math.nan
+
+    def stat(r, name):
+        return (r["means"].get(name, math.nan), r["stds"].get(name, math.nan), r["primary_n"])
+
+    for r in rows:
+        r["front"] = False
+        r["within"] = None
+    if trade:
+        front = pareto([(r["means"].get(trade["x"], math.nan), r["means"].get(trade["y"], math.nan)) for r in rows])
+        for r, on in zip(rows, front):
+            r["front"] = on
+    if trade and math.isfinite(ref_y):
+        x, y, within = trade["x"], trade["y"], trade["within"]
+        for r in contenders:
+            r["within"] = math.isfinite(r["means"].get(y, math.nan)) and r["means"][y] >= ref_y - within - 1e-12
+        inside = sorted((r for r in contenders if r["within"]),
+                        key=lambda r: (_sort_key_best_first(r["means"].get(x, math.nan), True), r["method_label"]))
+        outside = sorted((r for r in contenders if not r["within"]), key=lambda r: (r["_key"], r["method_label"]))
+        ranks_in, ties_in = shared_ranks([stat(r, x) for r in inside])
+        ranks_out, ties_out = shared_ranks([stat(r, primary) for r in outside])
+        ranks = ranks_in + [len(inside) + k for k in ranks_out]
+        ties = ties_in + ties_out
+        contenders = inside + outside
+        mx, my = metric(x), metric(y)
+        ref_names = ", ".join(dict.fromkeys(r["method_label"] for r in refs))
+        order.update(mode="tradeoff", x=x, y=y, within=within, x_label=mx.label, y_label=my.label,
+                     text=f"highest {mx.label} among the configurations within "
+                          f"{format_number(within * my.scale)}{' ' + my.unit if my.unit == '%' else ''}"
+                          f"{' points' if my.unit == '%' else ''} of {ref_names}'s {my.label}",
+                     n_within=len(inside))
+    else:
+        contenders.sort(key=lambda r: (r["_key"], r["method_label"]))
+        ranks, ties = shared_ranks([stat(r, primary) for r in contenders])
+    for r, rank, tie in zip(contenders, ranks, ties):
+        r["rank"], r["tie"] = rank, tie
+    for r in refs:
+        r["rank"], r["tie"] = None, False
+    refs.sort(key=lambda r: (r["_key"], r["method_label"]))
+    rows[:] = refs + contenders
+    for position, r in enumerate(rows, 1):
+        r["position"] = position
+    # a reference on the wrong side of the contenders: an upper bound beaten, a lower bound beating
+    if order["mode"] == "primary" and primary is not None:
+        for ref in refs:
+            bound = reference_bound(str(ref["method"]), info)
+            if bound is None:
+                continue
+            mine = stat(ref, primary)
+            better = lambda a, b: (a > b) if greater_is_better else (a < b)  # noqa: E731
+            wrong = [c for c in contenders if math.isfinite(c["means"].get(primary, math.nan))
+                     and math.isfinite(mine[0]) and not tied(mine, stat(c, primary))
+                     and (better(c["means"][primary], mine[0]) if bound == "upper"
+                          else better(mine[0], c["means"][primary]))]
+            if wrong:
+                names = ", ".join(c["method_label"] for c in wrong[:3]) + (" …" if len(wrong) > 3 else "")
+                order["flag"] = (f"The reference {ref['method_label']}, {'an upper' if bound == 'upper' else 'a lower'}"
+                                 f" bound, scores {'below' if bound == 'upper' else 'above'} {names} on "
+                                 f"{metric(primary).label}: check its runs before reading this ranking.")
+                break
+    return order
 
 
 def _sort_key_best_first(mean: float, greater_is_better: bool) -> tuple:
@@ -516,6 +609,23 @@ def clean_task_info(info: Any) -> dict:
                                if isinstance(v, (list, tuple)) and v and isinstance(v[0], str)}
     if "plots" in info:
         out["plots"] = _plot_names(info["plots"])
+    if "reference_methods" in info:
+        out["reference_methods"] = _metric_names(info["reference_methods"])
+    bounds = info.get("reference_bounds")
+    if isinstance(bounds, dict):
+        out["reference_bounds"] = {str(k): v for k, v in bounds.items() if v in ("upper", "lower")}
+    trade = info.get("tradeoff")
+    if isinstance(trade, dict) and all(isinstance(trade.get(k), str) for k in ("x", "y")) \
+            and isinstance(trade.get("within", 0.01), (int, float)) and not isinstance(trade.get("within"), bool):
+        out["tradeoff"] = {"x": trade["x"], "y": trade["y"], "within": float(trade.get("within", 0.01))}
+    variants = info.get("variants")
+    if isinstance(variants, dict):
+        out["variants"] = {str(k): {"primary": str(v["primary"]) if isinstance(v.get("primary"), str) else None,
+                                    "headline": _metric_names(v.get("headline"))}
+                           for k, v in variants.items() if isinstance(v, dict)}
+    reasons = info.get("nan_reasons")
+    if isinstance(reasons, dict):
+        out["nan_reasons"] = {str(k): v for k, v in reasons.items() if isinstance(v, str)}
     return out
 
 
@@ -524,7 +634,9 @@ def _run_context(r: dict, names: list[str], headline: list[dict], site: _Site, p
     metrics = as_dict(r["metrics"])
     trust = _trust(r["origin"], r["verification"])
     ordered_names = [n for n in names if n in metrics] + [n for n in metrics if n not in names]
-    lines = [{**_metric_line(n, metrics[n]), "kind": _metric_kind(trust, n)} for n in ordered_names]
+    info = r.get("task_info") if isinstance(r.get("task_info"), dict) else {}
+    lines = [{**_metric_line(n, metrics[n], info, metrics, str(r.get("method") or "")), "kind": _metric_kind(trust, n)}
+             for n in ordered_names]
     groups = {kind: [m for m in lines if m["kind"] == kind] for kind in ("rescored", "differs", "claimed")}
     provenance = scrub_value(as_dict(r["provenance"]), site.roots)
     local = trust["local"]
@@ -540,7 +652,7 @@ def _run_context(r: dict, names: list[str], headline: list[dict], site: _Site, p
         "first_broken": [{**t, "rows": [{**row, "shares": [format_number(to_float(v) * 100, 3) for v in row["shares"]]}
                                         for row in t["rows"]]}
                          for t in first_broken_shares(metrics)],
-        "task_params": scrub_value(r["task_params"], site.roots),
+        "task_params": _effective_params(scrub_value(r["task_params"], site.roots), metrics, info),
         "method_params": scrub_value(r["method_params"], site.roots),
         "provenance": {k: v for k, v in provenance.items() if k != "kernels"},
         "kernels": _kernels(provenance.get("kernels")),
@@ -551,6 +663,24 @@ def _run_context(r: dict, names: list[str], headline: list[dict], site: _Site, p
         "task_version": r["task_version"], "method_version": r["method_version"],
         "suites": r["suites"], "check": None if local else _check_context(r, trust, site),
     }
+
+
+def _effective_params(params: dict, metrics: dict, info: dict) -> dict:
+    """A run's task parameters as a reader needs them: a parameter a level plot marks (the
+    training level) left at None shows "default" and the level the plot marks."""
+    out = dict(params)
+    from .labels import level_curve
+    from .site_plots import marked_level
+
+    for plot in info.get("plots") or ():
+        mark = plot.get("mark") if isinstance(plot, dict) else None
+        if isinstance(mark, str) and mark in out and out[mark] is None:
+            import pandas as pd
+
+            curve = level_curve(list(metrics), str(plot.get("y", "psnr")))
+            level = marked_level(pd.DataFrame({"task_params": [params], "metrics": [metrics]}), None, curve)
+            out[mark] = f"default (level {format_number(level)})" if math.isfinite(level) else "default"
+    return out
 
 
 def _check_context(r: dict, trust: dict, site: _Site) -> dict:
@@ -608,13 +738,19 @@ def _setting_pages(task: str, task_file: str, setting: str, rows_all, site: _Sit
     info_task = task_info(rows_all)
     basis = counted if len(counted) else rows_all
     names = metric_order(basis)
-    primary = mode(rows_all["primary_metric"])
-    gib = mode([g for g, p in zip(rows_all["greater_is_better"], rows_all["primary_metric"]) if p == primary], True)
-    greater_is_better = bool(gib)
+    stored_primary = mode(rows_all["primary_metric"])
+    setting_params = as_dict(mode(json.dumps(as_dict(p), sort_keys=True, default=str)
+                                  for p in basis["task_params"]) or "{}")
+    # a setting's parameters may promote variants (y_channel: PSNR-Y leads and ranks)
+    primary, headline_names = setting_metrics(task, info_task, setting_params, names, stored_primary)
+    greater_is_better = _greater(info_task, primary, rows_all, stored_primary)
+    if primary in names:
+        names = [primary] + [n for n in names if n != primary]
     shown_setting = scrub_label(setting if shown is None else shown, roots)
     setting_id = "setting-" + _slug(setting, shown=shown_setting)
-    headline = [_column(n, info_task) for n in headline_order(names, info_task, primary)]
+    headline = [_column(n, info_task) for n in headline_names]
     every = [_column(n, info_task) for n in names]
+    references = set(reference_methods(task, info_task))
     colours = method_colors(list(dict.fromkeys(rows_all["method_label"])))
     runs_dir = site.out_dir / "runs"
     runs_dir.mkdir(parents=True, exist_ok=True)
@@ -626,7 +762,11 @@ def _setting_pages(task: str, task_file: str, setting: str, rows_all, site: _Sit
         info, stats = summarize_configs(counted)
         for config_id in info.index:
             members = [r for r in counted_records if r["config_id"] == config_id]
-            cells = [_metric_cell(stats, config_id, c, members) for c in headline]
+            method = info.at[config_id, "method"]
+            means = {c["name"]: to_float(stats.at[config_id, (c["name"], "mean")]) if (c["name"], "mean") in stats
+                     else math.nan for c in every}
+            cells = [_metric_cell(stats, config_id, c, members, _why_undefined(c, means, method, info_task))
+                     for c in headline]
             primary_mean = cells[0]["mean"] if primary is not None and cells and headline[0]["name"] == primary \
                 else math.nan
             rows.append({
@@ -639,13 +779,17 @@ def _setting_pages(task: str, task_file: str, setting: str, rows_all, site: _Sit
                 "n_done": int(info.at[config_id, "n_done"]),
                 "n_failed": int(info.at[config_id, "n_failed"]),
                 "cells": cells,
-                "all_cells": [_metric_cell(stats, config_id, c, members) for c in every],
+                "all_cells": [_metric_cell(stats, config_id, c, members, _why_undefined(c, means, method, info_task))
+                              for c in every],
                 "verdict": _verdict(members),
+                "reference": method in references,
+                "means": means,
+                "stds": {c["name"]: to_float(stats.at[config_id, (c["name"], "std")])
+                         if (c["name"], "std") in stats else math.nan for c in every},
+                "primary_n": cells[0]["n"] if cells else 0,
                 "_key": _sort_key_best_first(primary_mean, greater_is_better),
             })
-    rows.sort(key=lambda r: (r["_key"], r["method_label"]))
-    for rank, row in enumerate(rows, 1):
-        row["rank"] = rank
+    order = _rank_rows(rows, task, info_task, greater_is_better, primary)
     on_board = {row["config_id"]: row for row in rows}
 
     def seed_order(records: list[dict]) -> list[dict]:
@@ -730,6 +874,7 @@ def _setting_pages(task: str, task_file: str, setting: str, rows_all, site: _Sit
     statuses = Counter(counted["status"])
     return {
         "label": shown_setting, "anchor": setting_id, "rows": rows, "columns": headline, "all_columns": every,
+        "order": order, "task": task,
         "primary": primary, "primary_column": headline[0] if headline and headline[0]["name"] == primary else None,
         "greater_is_better": greater_is_better,
         "n_configs": len(rows), "n_runs": len(counted), "n_done": statuses.get("done", 0),
@@ -739,12 +884,20 @@ def _setting_pages(task: str, task_file: str, setting: str, rows_all, site: _Sit
     }
 
 
-def _metric_line(name: str, value: Any) -> dict:
-    """One metric of a run page: readable label, value in display units, the stored value."""
+def _metric_line(name: str, value: Any, info: dict | None = None, metrics: dict | None = None,
+                 method: str = "") -> dict:
+    """One metric of a run page: readable label, value in display units, the stored value;
+    a missing value says why, and so does one that means nothing for the run (``metrics``:
+    the run's, ``method``: its method; a dense model's speed-up)."""
     m = metric(name)
     shown = format_number(to_float(value) * m.scale, 6)
-    return {"name": name, "label": m.label, "shown": shown + (f" {m.unit}" if m.unit and shown != "—" else ""),
-            "raw": value}
+    why = undefined_reason(name, metrics, method) if metrics is not None else None
+    if why:
+        shown = f"— ({why})"
+    elif shown == "—" and info is not None:
+        shown = f"— ({nan_reason(name, info)})"
+    return {"name": name, "label": m.label, "unit": m.unit,
+            "shown": shown + (f" {m.unit}" if m.unit and not shown.startswith("—") else ""), "raw": value}
 
 
 def _svg_size(path: Path | None) -> tuple[int, int]:
@@ -759,19 +912,21 @@ def _svg_size(path: Path | None) -> tuple[int, int]:
     return round(float(w.group(1)) * 4 / 3), round(float(h.group(1)) * 4 / 3)
 
 
-def mini_chart(rows: list[dict], primary: dict | None, greater_is_better: bool):
+def mini_chart(rows: list[dict], primary: dict | None, greater_is_better: bool, references: list[dict] = ()):
     """An inline SVG of the first configurations' primary mean ± std (a dot per row), the
-    leader's dot filled; escaped text; no script, no external reference."""
+    leader's dot filled (hollow when it ties the next), ``references`` as dashed vertical
+    lines; escaped text; no script, no external reference."""
     import markupsafe
 
     pts = [r for r in rows[:MINI_ROWS] if primary is not None and math.isfinite(r["cells"][0]["mean"])]
+    refs = [r for r in references if primary is not None and r["cells"] and math.isfinite(r["cells"][0]["mean"])]
     if len(pts) < 2:
         return markupsafe.Markup("")
     scale = primary["scale"]
-    lo = min((r["cells"][0]["mean"] - (r["cells"][0]["std"] if math.isfinite(r["cells"][0]["std"]) else 0))
-             for r in pts) * scale
-    hi = max((r["cells"][0]["mean"] + (r["cells"][0]["std"] if math.isfinite(r["cells"][0]["std"]) else 0))
-             for r in pts) * scale
+    lo = min([(r["cells"][0]["mean"] - (r["cells"][0]["std"] if math.isfinite(r["cells"][0]["std"]) else 0))
+              for r in pts] + [r["cells"][0]["mean"] for r in refs]) * scale
+    hi = max([(r["cells"][0]["mean"] + (r["cells"][0]["std"] if math.isfinite(r["cells"][0]["std"]) else 0))
+              for r in pts] + [r["cells"][0]["mean"] for r in refs]) * scale
     if hi - lo < 1e-12:
         lo, hi = lo - 1, hi + 1
     pad = (hi - lo) * 0.08
@@ -785,6 +940,12 @@ def mini_chart(rows: list[dict], primary: dict | None, greater_is_better: bool):
     e = markupsafe.escape
     parts = [f'<svg class="mini" viewBox="0 0 {width} {height}" role="img" '
              f'aria-label="{e(primary["label"])} of the first {len(pts)} configurations">']
+    for r in refs:
+        rx = x(r["cells"][0]["mean"] * scale)
+        parts.append(f'<line class="ref" x1="{rx:.1f}" y1="0" x2="{rx:.1f}" y2="{height}" stroke="#3c3c3c" '
+                     f'stroke-dasharray="3 3"><title>reference {e(r["method_label"])}: '
+                     f'{e(r["cells"][0]["mean_text"])}</title></line>')
+    lead_tied = len(pts) > 1 and pts[1].get("rank") is not None and pts[1].get("rank") == pts[0].get("rank")
     for i, r in enumerate(pts):
         y = 4 + row_h * i + row_h / 2
         mean, std = r["cells"][0]["mean"] * scale, r["cells"][0]["std"] * scale
@@ -795,21 +956,71 @@ def mini_chart(rows: list[dict], primary: dict | None, greater_is_better: bool):
             parts.append(f'<line class="err" x1="{x(mean - std):.1f}" y1="{y:.1f}" x2="{x(mean + std):.1f}" '
                          f'y2="{y:.1f}" stroke="{r["colour"]}"/>')
         parts.append(f'<circle cx="{x(mean):.1f}" cy="{y:.1f}" r="{5 if i == 0 else 4}" '
-                     f'fill="{r["colour"] if i == 0 else "#fff"}" stroke="{r["colour"]}"/>')
+                     f'fill="{r["colour"] if i == 0 and not lead_tied else "#fff"}" stroke="{r["colour"]}"/>')
         parts.append(f'<text class="v" x="{width - right + 6}" y="{y + 4:.1f}">{e(r["cells"][0]["mean_text"])}</text>')
     parts.append("</svg>")
     return markupsafe.Markup("".join(parts))
 
 
 def _leaders(section: dict) -> dict:
-    """The index's view of one setting: leader and runner-up (with a finite primary mean)."""
-    ranked = [r for r in section["rows"] if r["cells"] and section["primary_column"] is not None
-              and math.isfinite(r["cells"][0]["mean"])]
+    """The index's view of one setting: its first two contenders (references are no
+    contenders), named "leader" and "runner-up" only when the first is not tied with the
+    second (within the seeds' spread, or one seed only): "tie" otherwise."""
+    order = section["order"]
+    if order["mode"] == "tradeoff":
+        ranked = [r for r in section["rows"] if not r["reference"] and r["within"]]
+    else:
+        ranked = [r for r in section["rows"] if not r["reference"] and r["cells"]
+                  and section["primary_column"] is not None and math.isfinite(r["cells"][0]["mean"])]
+    leader = ranked[0] if ranked else None
+    runner = ranked[1] if len(ranked) > 1 else None
+    tie = runner is not None and runner["rank"] == leader["rank"]
     return {"label": section["label"], "anchor": section["anchor"], "primary": section["primary_column"],
-            "greater_is_better": section["greater_is_better"], "leader": ranked[0] if ranked else None,
-            "runner_up": ranked[1] if len(ranked) > 1 else None, "n_configs": section["n_configs"],
+            "greater_is_better": section["greater_is_better"], "leader": leader,
+            "runner_up": runner, "tie": tie, "order": order, "n_configs": section["n_configs"],
             "n_runs": section["n_runs"], "n_failed": section["n_failed"], "n_unranked": len(section["unranked"]),
-            "chart": mini_chart(ranked, section["primary_column"], section["greater_is_better"])}
+            "x_column": next((c for c in section["all_columns"] if c["name"] == order.get("x")), None),
+            "references": [r for r in section["rows"] if r["reference"]],
+            "chart": mini_chart([r for r in section["rows"] if not r["reference"] and r["cells"]
+                                 and section["primary_column"] is not None and math.isfinite(r["cells"][0]["mean"])],
+                                section["primary_column"], section["greater_is_better"],
+                                references=[r for r in section["rows"] if r["reference"]])}
+
+
+def _model_sections(task: str, task_file: str, counted, site: _Site) -> list[dict]:
+    """The model leaderboards of one task (see :func:`robench.report.ranking.model_boards`),
+    as the task page and the index show them: per protocol, every model that ran it ranked
+    by the setting's primary metric, with the headline columns."""
+    info = task_info(counted)
+    boards = model_boards(counted, task, info)
+    sections = []
+    for b in boards:
+        runs = b["runs"]
+        names = list(dict.fromkeys(n for m in runs["metrics"] for n in as_dict(m)))
+        headline = [_column(n, info) for n in b["headline"][:6] if n in names]
+        _, stats = summarize_configs(runs)
+        rows = []
+        for r in b["rows"]:
+            cid = r["config_id"]
+            members = runs[runs["config_id"] == cid].to_dict("records")
+            method = str(members[0]["method"]) if members else ""
+            means = {c["name"]: to_float(stats.at[cid, (c["name"], "mean")]) if (c["name"], "mean") in stats
+                     else math.nan for c in headline}
+            cells = [_metric_cell(stats, cid, c, members, _why_undefined(c, means, method, info)) for c in headline]
+            rows.append({**{k: v for k, v in r.items()}, "model": scrub_label(r["model"], site.roots),
+                         "page": "runs/" + site.config_page(cid), "cells": cells,
+                         "verdict": _verdict(members)})
+        setting = scrub_label(b["setting"], site.roots) or "(default setting)"
+        configuration = scrub_label(b["configuration"], site.roots)
+        sections.append({
+            "anchor": "models-" + _slug(b["key"], shown=f"{configuration} {setting}"),
+            "setting": setting, "configuration": configuration, "rows": rows, "columns": headline,
+            "primary_column": headline[0] if headline and headline[0]["name"] == b["primary"] else None,
+            "greater_is_better": b["greater_is_better"], "n_models": len(rows),
+            "tie": len(rows) > 1 and rows[0]["rank"] == rows[1]["rank"],
+            "n_yours": sum(1 for r in rows if r["yours"]),
+        })
+    return sections
 
 
 def write_leaderboard(df, out_dir, *, title: str = "robench leaderboard", plots: bool = True,
@@ -859,8 +1070,9 @@ def write_leaderboard(df, out_dir, *, title: str = "robench leaderboard", plots:
         shown, shared = distinct_labels(labels)
         settings = [_setting_pages(task, task_file, setting, task_runs[task_runs["task_label"] == setting], site,
                                    shown=shown[setting]) for setting in labels]
+        models = _model_sections(task, task_file, task_runs[task_runs["counted"]], site)
         html = env.get_template("task.html").render(
-            title=f"{task} — {title}", site_title=title, task=task, settings=settings,
+            title=f"{task} — {title}", site_title=title, task=task, settings=settings, models=models,
             shared=[scrub_label(p, site.roots) for p in shared], include_unverified=include_unverified,
             n_unranked=sum(len(s["unranked"]) for s in settings),
             generated=generated, version=site.version, root="",
@@ -881,9 +1093,10 @@ def write_leaderboard(df, out_dir, *, title: str = "robench leaderboard", plots:
             "primary": sorted({str(s["primary"]) for s in settings if s["primary"] is not None}),
             "suites": sorted({s for lst in ranked["suites"] for s in lst}),
             "last_finished": max(finished) if finished else None,
-            "settings": leaders,
+            "settings": leaders, "models": models,
             "filter": " ".join([task] + [s["label"] for s in settings]
-                               + [r["method_label"] for s in settings for r in s["rows"]]).lower(),
+                               + [r["method_label"] for s in settings for r in s["rows"]]
+                               + [r["model"] for b in models for r in b["rows"]]).lower(),
         })
 
     index = out_dir / "index.html"

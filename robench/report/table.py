@@ -104,7 +104,8 @@ def normalize(df):
     out["method_label"] = [str(lab) if not is_missing(lab) else m for lab, m in zip(labels, out["method"])]
     out["task_label"] = [("(default setting)" if is_missing(v) or v == "" else str(v))
                          for v in column(df, "task_label")]
-    for name in ("task_params", "method_params", "provenance", "artifacts", "task_info", "verification"):
+    for name in ("task_params", "method_params", "provenance", "artifacts", "task_info", "verification",
+                 "components"):
         out[name] = [as_dict(v) for v in column(df, name)]
     fold_sweeps(out)
     config = column(df, "config_id")

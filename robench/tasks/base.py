@@ -155,13 +155,29 @@ class Task:
         the cache warm, or computes it itself). None by default."""
         return []
 
-    def rescore(self, artifact_dir: Path, seed: int, ctx: RunContext) -> dict[str, float]:
-        """Recompute a stored run's deterministic metrics from its exported artifacts alone
-        (``model.pt``, predictions, restored images under ``artifact_dir``), under this
-        task's protocol and parameters, without retraining: what ``robench verify`` compares
-        with the metrics a run claims. Wall-clock metrics are left out. Tasks that cannot
-        raise NotImplementedError."""
+    def rescore(self, artifact_dir: Path, seed: int, ctx: RunContext,
+                method: Method | None = None) -> dict[str, float]:
+        """Recompute a stored run's deterministic metrics from its exported artifacts
+        (``model.pt``, predictions, restored images under ``artifact_dir``), this task's
+        parameters and the maintainer's own data and shared caches (a baseline the run
+        started from is taken from ``ctx.cache_dir``, trained there if missing), without
+        retraining the run itself: what ``robench verify`` compares with the metrics a run
+        claims. Every protocol constant (ε, attack budgets, storage encodings) comes from
+        the task's parameters or from ``method`` (the run's method built from its stored name
+        and parameters; None: metrics that need it are left out), never from an artifact
+        file. Wall-clock metrics are left out; so is whatever cannot be recomputed: a
+        metric not returned is a claim. An artifact that is missing or does not load (not
+        a weights-only state dict, wrong keys, shapes or dtypes, NaN) raises a one-line
+        :class:`UserError`. Tasks that cannot re-score raise NotImplementedError."""
         raise NotImplementedError(f"task {self.name!r} cannot re-score a run from its artifacts")
+
+    def rescore_tolerance(self, metric: str) -> float:
+        """Absolute difference within which a re-score of ``metric`` on another CPU kernel
+        set (another machine: ``robench.provenance.kernel_set()``) must agree with the value
+        the run claims; the verifier also allows a relative 1e-6. On the same kernel set
+        and thread count a re-score is bit-exact. Default 0: counts, storage and every
+        metric that does not go through floating-point kernels."""
+        return 0.0
 
     @classmethod
     def conformance(cls, make_method, folder) -> list:
@@ -183,6 +199,110 @@ def execute(task: Task, method: Method, seed: int, ctx: RunContext) -> TaskResul
 
     with torch.device(ctx.device), deterministic(ctx.device):
         return task.run(method, seed, ctx)
+
+
+# -- re-scoring ----------------------------------------------------------------------
+
+# Tolerances of a re-score on another CPU kernel set (Task.rescore_tolerance); the
+# measurements behind them are in tests/test_kernels.py's module doc. A re-score of the same
+# weights there moves logits by float rounding only, so a prediction changes only where the
+# top two logits are that close: an accuracy over n points allows FLIPS / n (none flipped in
+# our measurements). An iterative attack follows the rounded gradients, so its path may end
+# on the other side of a boundary for a few more points: ATTACK_FLIPS / n. Attack norms
+# (rho2, medians) are continuous in the logits: NORM_TOLERANCE.
+FLIPS = 2
+ATTACK_FLIPS = 3
+NORM_TOLERANCE = 1e-4  # measured: 3.2e-8; rho2 and median norms are about 0.01-1
+ACTIVATION_TOLERANCE = 1e-4  # share of ReLU outputs exactly 0; measured: 0
+# A metric of a model the maintainer trains itself (a baseline, the vanilla model behind
+# eps_ref, restoration's reference networks) is not a re-score but another rounding of a
+# whole training, which diverges from the first epoch on. Test accuracy of LeNet-5 baselines
+# retrained under other kernels moved by 1, 9, 7, 6, 5 and 11 points of 1000 (RMS 0.0072):
+# four times that, as a fraction (training noise moves a share of the points).
+RETRAIN_ACCURACY_TOLERANCE = 0.03
+# rho2 of a retrained LeNet-5 vanilla model (robust_training's eps_ref) moved by 0.0018 and
+# 0.0063 (of 0.174): four times their RMS
+RETRAIN_RHO2_TOLERANCE = 0.02
+
+
+def flip_tolerance(n_points: int, flips: int = FLIPS) -> float:
+    """Absolute tolerance of a fraction of ``n_points`` points (an accuracy, a robust
+    accuracy, a broken-first share) re-scored on another kernel set: ``flips / n_points``."""
+    return flips / max(int(n_points), 1)
+
+
+def attack_tolerance(metric: str, n_attacked: int, n_split: int) -> float:
+    """The tolerance of a classification task's ``metric`` re-scored on another kernel set:
+    shares of the ``n_attacked`` attacked points ATTACK_FLIPS / n_attacked; the accuracy on
+    the whole evaluated split (``n_split`` images) FLIPS / n_split, a retrained baseline's
+    RETRAIN_ACCURACY_TOLERANCE; attack norms NORM_TOLERANCE; ``activation_sparsity``
+    ACTIVATION_TOLERANCE; everything else (sanity flags, counts, storage) exact."""
+    if metric.startswith("baseline_") and metric.endswith("accuracy"):
+        return RETRAIN_ACCURACY_TOLERANCE
+    if metric in ("test_accuracy", "validation_accuracy"):
+        return flip_tolerance(n_split)
+    if metric.startswith("sanity_"):
+        return 0.0
+    if metric == "rho2" or metric.endswith("_median"):
+        return NORM_TOLERANCE
+    if metric == "activation_sparsity":
+        return ACTIVATION_TOLERANCE
+    if metric == "clean_accuracy" or metric.endswith("_failure_rate") or "@" in metric:
+        return flip_tolerance(n_attacked, ATTACK_FLIPS)
+    return 0.0
+
+
+def load_exported_model(path: Path, model, where: str):
+    """Load the state dict that :func:`robench.models.export_state_dict` wrote at ``path``
+    into ``model`` (built on the CPU by the caller) and return ``model``; ``where`` names
+    the run in messages (``"task 'compression': <run folder>"``).
+
+    Nothing in the file is trusted: it is read with ``torch.load(weights_only=True)`` on the
+    CPU, and must be a mapping with exactly the model's keys, each a dense tensor of the
+    model's shape and dtype, every floating value finite. Anything else (a missing file, a
+    pickle that is not weights-only, a foreign or damaged file, wrong shapes or dtypes, NaN)
+    raises a one-line :class:`UserError`."""
+    import torch
+
+    from robench.errors import one_line
+
+    def fail(what: str):
+        raise UserError(one_line(f"{where}: cannot read the run's artifacts: {Path(path).name} {what}"))
+
+    def first_line(exc: BaseException) -> str:
+        text = str(exc).strip()
+        return type(exc).__name__ + (f": {text.splitlines()[0][:200]}" if text else "")
+
+    if not Path(path).is_file():
+        fail("is missing")
+    try:
+        state = torch.load(path, weights_only=True, map_location="cpu")
+    except Exception as exc:  # noqa: BLE001 - a malicious or damaged file: any error is the user's
+        fail(f"is not a weights-only state dict ({first_line(exc)})")
+    expected = model.state_dict()
+    if not isinstance(state, dict) or not all(isinstance(k, str) for k in state):
+        fail(f"holds a {type(state).__name__}; expected a state dict of {type(model).__name__}")
+    missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
+    if missing or unexpected:
+        fail(f"does not fit {type(model).__name__}: " + "; ".join(
+            f"{what} {', '.join(keys[:3])}{' ...' if len(keys) > 3 else ''}"
+            for what, keys in (("missing", missing), ("unexpected", unexpected)) if keys))
+    for key, want in expected.items():
+        got = state[key]
+        if not isinstance(got, torch.Tensor):
+            fail(f"{key}: a {type(got).__name__}; expected a tensor")
+        if got.layout != torch.strided or got.is_quantized:
+            fail(f"{key}: a {got.layout} tensor; expected a dense one")
+        if got.dtype != want.dtype or tuple(got.shape) != tuple(want.shape):
+            fail(f"{key}: {str(got.dtype).removeprefix('torch.')} {tuple(got.shape)}; expected "
+                 f"{str(want.dtype).removeprefix('torch.')} {tuple(want.shape)}")
+        if got.is_floating_point() and not bool(torch.isfinite(got).all()):
+            fail(f"{key}: NaN or infinite values")
+    try:
+        model.load_state_dict(state)
+    except Exception as exc:  # noqa: BLE001
+        fail(f"does not load into {type(model).__name__} ({first_line(exc)})")
+    return model
 
 
 def param_names(cls: type) -> list[str]:

@@ -168,47 +168,71 @@ class CompressionTask(Task):
                                  Path(ctx.artifact_dir))
         return TaskResult(metrics=result, artifacts=artifacts)
 
-    def rescore(self, artifact_dir: Path, seed: int, ctx: RunContext) -> dict[str, float]:
-        """Re-score the exported ``model.pt`` (``robench verify``): accuracy on this setting's
-        test split, parameter compression, weight sparsity and FLOP ratio of its weights, and,
-        when ``layers.json`` says every layer used the task's generic storage encoding (no
-        method-specific ``storage_bits``), ``compression_ratio_bits`` and ``bits_per_weight``.
-        Left out: the baseline's numbers (``baseline_accuracy``, ``accuracy_delta``), the
-        wall-clock latencies and a method's ``extra_metrics``."""
+    def rescore(self, artifact_dir: Path, seed: int, ctx: RunContext, method=None) -> dict[str, float]:
+        """Re-score the exported ``model.pt`` (``robench verify``): ``accuracy`` on this
+        setting's test split; ``baseline_accuracy`` of the starting model this setting and
+        seed start from, taken from the maintainer's own cache (:func:`starting_model`, the
+        run's cache function; trained there if missing) and ``accuracy_delta``; parameter
+        compression, weight sparsity and FLOP ratio of the weights; and, when ``method``
+        (the run's method, built from its stored name and parameters) stores its weights
+        with the generic encoding (``storage_bits`` None for every layer, as ``run`` decides),
+        ``compression_ratio_bits`` and ``bits_per_weight`` recomputed from the weights.
+        ``layers.json`` is never read. Left out (claims): the storage metrics of a method with
+        its own encoding (Network Sketching's bases are not in the weights) or when no method
+        is given, the wall-clock latencies, and a method's ``extra_metrics``."""
         import torch
 
+        from robench import seeding
         from robench.data import load_dataset
         from robench.models import build_model
+        from robench.tasks.base import load_exported_model
         from robench.tasks.compression import metrics
-        from robench.training import accuracy
+        from robench.training import TrainSpec, accuracy, starting_model
 
         folder = Path(artifact_dir)
         p = self.params
         data = load_dataset(p.dataset, p.dataset_root)
-        with torch.device("cpu"):
+        with seeding.scoped(seeding.PROTOCOL_SEED), torch.device("cpu"):  # weights are loaded over it
             model = build_model(p.model, num_classes=data.num_classes)
-        try:
-            model.load_state_dict(torch.load(folder / "model.pt", weights_only=True, map_location="cpu"))
-        except FileNotFoundError:
-            raise UserError(f"task 'compression': {folder.name}: no model.pt to re-score") from None
-        except (RuntimeError, ValueError, OSError, EOFError) as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise UserError(f"task 'compression': {folder.name}/model.pt does not load into {p.model} ({first})") from None
+        load_exported_model(folder / "model.pt", model, f"task 'compression': {folder.name}")
         model = model.to(ctx.device).eval()
+        _, info = starting_model(TrainSpec.of_task(p, seed), p.base, ctx.cache_dir, data=data, say=ctx.say,
+                                 device=ctx.device)
         stats = metrics.layer_stats(model, data.input_shape)
-        out = {"accuracy": accuracy(model, data.test_x, data.test_y),
+        test_accuracy = accuracy(model, data.test_x, data.test_y)
+        out = {"accuracy": test_accuracy, "baseline_accuracy": info["test_accuracy"],
+               "accuracy_delta": test_accuracy - info["test_accuracy"],
                "compression_ratio": metrics.compression_ratio(model),
                "sparsity": metrics.weight_sparsity(stats), "flops_ratio": metrics.flops_ratio(stats)}
-        try:
-            layers = json.loads((folder / "layers.json").read_text())["layers"]
-            generic = all(layer["storage"]["encoding"] != "method" for layer in layers)
-        except (OSError, ValueError, KeyError, TypeError):
-            generic = False
-        if generic:
-            storage_bits, storage = metrics.model_storage(model)
+        if method is not None and generic_storage(model, method):
+            storage_bits, storage = metrics.model_storage(model, None)
             out["compression_ratio_bits"] = 32 * sum(t.numel() for t in model.parameters()) / storage_bits
             out["bits_per_weight"] = sum(r["bits"] for r in storage) / sum(r["weights"] for r in storage)
         return out
+
+    def rescore_tolerance(self, metric: str) -> float:
+        """``accuracy``: :data:`~robench.tasks.base.FLIPS` of the n test points flipping,
+        FLIPS/n. ``baseline_accuracy`` comes from the maintainer's own baseline, retrained on
+        its kernel set when not cached: another rounding of a whole training,
+        :data:`~robench.tasks.base.RETRAIN_ACCURACY_TOLERANCE`; ``accuracy_delta`` the sum of
+        both. Counts and storage are exact (0)."""
+        from robench.tasks.base import RETRAIN_ACCURACY_TOLERANCE, flip_tolerance
+
+        if metric == "accuracy":
+            return flip_tolerance(self._n_test())
+        if metric == "baseline_accuracy":
+            return RETRAIN_ACCURACY_TOLERANCE
+        if metric == "accuracy_delta":
+            return flip_tolerance(self._n_test()) + RETRAIN_ACCURACY_TOLERANCE
+        return 0.0
+
+    def _n_test(self) -> int:
+        """Test points behind ``accuracy`` (the dataset is loaded once per task object)."""
+        from robench.data import load_dataset
+
+        if getattr(self, "_rescore_n_test", None) is None:
+            self._rescore_n_test = len(load_dataset(self.params.dataset, self.params.dataset_root).test_y)
+        return self._rescore_n_test
 
     def _export(self, model, stats, storage, sparse_layers, folder: Path) -> dict[str, str]:
         from robench.models import export_state_dict
@@ -233,6 +257,19 @@ class CompressionTask(Task):
         }
         (folder / "layers.json").write_text(json.dumps(report, indent=2) + "\n")
         return {"model": "model.pt", "layers": "layers.json"}
+
+
+def generic_storage(model, method) -> bool:
+    """Whether ``method`` stores every Conv2d/Linear weight of ``model`` with the generic
+    encoding (its ``storage_bits`` returns None for each, as :func:`metrics.model_storage`
+    asks it in ``run``): only then do the weights alone determine the storage metrics. A
+    ``storage_bits`` that fails on a fresh instance counts as a method encoding."""
+    from robench.tasks.compression.methods.base import prunable_layers
+
+    try:
+        return all(method.storage_bits(name, module) is None for name, module in prunable_layers(model))
+    except Exception:  # noqa: BLE001 - an encoding that needs the method's fitted state
+        return False
 
 
 def _on_cpu(model):

@@ -333,36 +333,53 @@ class RoomLayoutTask(Task):
         return TaskResult(metrics=metrics, artifacts={"predictions": path.name})
 
 
-    def rescore(self, artifact_dir: Path, seed: int, ctx: RunContext) -> dict[str, float]:
+    def rescore(self, artifact_dir: Path, seed: int, ctx: RunContext, method=None) -> dict[str, float]:
         """Re-score ``predictions.npz`` (``robench verify``) against this setting's test
         splits: pixel error, corner error and room-type accuracy per split, from the stored
-        segmentations, keypoints and room types (the per-image scores stored beside them are
-        not read). The images must be the splits' own, in order."""
+        segmentations, keypoints and room types (the per-image scores and previews stored
+        beside them are not read): every metric of ``run``. The images must be the splits'
+        own, in order. A file that does not load or keep the prediction contract raises a
+        one-line :class:`UserError`."""
         import numpy as np
 
+        from robench.errors import one_line
         from robench.tasks.room_layout.metrics import corner_error, pixel_error, room_type_accuracy
 
         p = self.params
         path = Path(artifact_dir) / "predictions.npz"
+        where = f"task 'room_layout': {path.parent.name}/predictions.npz"
+
+        def unreadable(exc: BaseException):
+            text = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+            return UserError(one_line(f"{where}: cannot read the run's artifacts ({type(exc).__name__}"
+                                      f"{': ' + text if text else ''})"))
+
+        if not path.is_file():
+            raise UserError(f"{where}: cannot read the run's artifacts: missing")
         try:
             stored = load_predictions(path)
-        except (OSError, ValueError, KeyError) as exc:
-            raise UserError(f"task 'room_layout': {path.parent.name}/predictions.npz is unreadable "
-                            f"({type(exc).__name__})") from None
+        except Exception as exc:  # noqa: BLE001 - a damaged or foreign file: any error is the user's
+            raise unreadable(exc) from None
         _, splits, _ = self.load(ctx.cache_dir)
         size = (p.image_size, p.image_size)
         metrics: dict[str, float] = {}
         for split in splits:
-            where = f"{path.parent.name}/predictions.npz, split {split.name}"
+            at = f"{where}, split {split.name}"
             fields = stored.get(split.name)
-            if fields is None or [str(n) for n in fields.get("names", [])] != [s.name for s in split.samples]:
-                raise UserError(f"task 'room_layout': {where}: not the split's images (expected "
-                                f"{len(split.samples)} images named as the split's, in order)")
-            pred = prediction_of(fields)
+            if fields is None or [str(n) for n in np.asarray(fields.get("names", [])).ravel()] != \
+                    [s.name for s in split.samples]:
+                raise UserError(f"{at}: not the split's images (expected {len(split.samples)} images "
+                                "named as the split's, in order)")
             try:
-                pred.validate(len(split.samples), size, where)
-            except ValueError as exc:
-                raise UserError(f"task 'room_layout': {exc}") from None
+                pred = _stored_prediction(fields, len(split.samples))
+            except Exception as exc:  # noqa: BLE001 - wrong shapes, dtypes, counts: the contributor's file
+                raise unreadable(exc) from None
+            try:
+                pred.validate(len(split.samples), size, at)
+            except ValueError as exc:  # the prediction contract, broken
+                raise UserError(one_line(str(exc))) from None
+            except Exception as exc:  # noqa: BLE001
+                raise unreadable(exc) from None
             metrics[f"pixel_error{split.suffix}"] = float(np.mean(
                 [pixel_error(seg, s.segmentation) for seg, s in zip(pred.segmentations, split.samples)]))
             if p.dataset != "hedau":
@@ -471,6 +488,25 @@ def prediction_of(fields: dict[str, np.ndarray]) -> LayoutPrediction:
     (keypoints in the images' own frames)."""
     kps = [fields["keypoints"][i, :n].copy() for i, n in enumerate(fields["n_keypoints"])]
     return LayoutPrediction(fields["segmentation"], fields["room_type"], kps)
+
+
+def _stored_prediction(fields: dict[str, np.ndarray], n: int) -> LayoutPrediction:
+    """:func:`prediction_of` for ``rescore``, after checking the stored arrays' kinds and
+    shapes (ValueError): uint8 (n, S, S) segmentations, n integer room types, float
+    (n, 8, 2) keypoints and n counts in 0..8."""
+    import numpy as np
+
+    seg, types = np.asarray(fields["segmentation"]), np.asarray(fields["room_type"])
+    kp, counts = np.asarray(fields["keypoints"]), np.asarray(fields["n_keypoints"])
+    if seg.dtype != np.uint8 or seg.ndim != 3 or len(seg) != n:
+        raise ValueError(f"segmentation is {seg.dtype} {seg.shape}; expected uint8 ({n}, S, S)")
+    if types.dtype.kind not in "iu" or types.shape != (n,):
+        raise ValueError(f"room_type is {types.dtype} {types.shape}; expected integers ({n},)")
+    if kp.dtype.kind != "f" or kp.shape != (n, 8, 2):
+        raise ValueError(f"keypoints are {kp.dtype} {kp.shape}; expected floats ({n}, 8, 2)")
+    if counts.dtype.kind not in "iu" or counts.shape != (n,) or counts.min(initial=0) < 0 or counts.max(initial=0) > 8:
+        raise ValueError(f"n_keypoints is {counts.dtype} {counts.shape}; expected ({n},) counts in 0..8")
+    return prediction_of(fields)
 
 
 def _build_synthetic(params, cache_dir, device) -> list[Path]:

@@ -43,7 +43,8 @@ AutoAttack paper's settings next to DeepFool, C&W, FGSM and PGD: ``robust_accura
 the worst case per point over all of them, ``broken_first_by_<attack>@<ε>`` the share each
 attack broke first (in the preset's order, so the APGD shares are what they add to the
 older attacks), and the sanity flag ``worst_case_le_every_attack_<threat>`` checks the two
-against each other. ``rescore`` re-attacks an exported ``model.pt`` on the same points.
+against each other. ``rescore`` re-attacks an exported ``model.pt`` on the same points
+(``attacks.npz`` and ``storage.json`` are not read).
 
 Metrics: everything of ``RobustnessReport.as_metrics()`` (``clean_accuracy`` and the attack
 metrics are on the n_test attacked points), ``sanity_*`` flags as 1/0, plus
@@ -52,7 +53,7 @@ metrics are on the n_test attacked points), ``sanity_*`` flags as 1/0, plus
 for a model without ``nn.ReLU`` modules), ``compression_ratio``, ``compression_ratio_bits``
 and ``bits_per_weight`` (the ``compression`` task's storage accounting of the attacked
 model), ``test_accuracy`` (whole test split) and ``baseline_accuracy`` (the starting
-model, whole test split; not part of ``rescore``, which sees the run's own model only).
+model, whole test split; ``rescore`` takes it from the maintainer's own cache).
 Primary metric: ``rho2``.
 """
 
@@ -309,38 +310,72 @@ class SparsityRobustnessTask(Task):
         return TaskResult(metrics=metrics, artifacts={"model": "model.pt", "attacks": "attacks.npz",
                                                       "storage": "storage.json"})
 
-    def rescore(self, artifact_dir: Path, seed: int, ctx: RunContext) -> dict[str, float]:
-        """The run's metrics again from its ``model.pt`` alone (same points, attacks and
-        seed), except ``baseline_accuracy`` (the starting model's, not in the artifacts),
-        ``target_sparsity`` (the method's parameter) and, when ``storage.json`` says a layer
-        used its method's own encoding, ``compression_ratio_bits`` and ``bits_per_weight``
-        (the method is not in the artifacts)."""
+    def rescore(self, artifact_dir: Path, seed: int, ctx: RunContext, method=None) -> dict[str, float]:
+        """The run's metrics again from its ``model.pt``, this setting's parameters and the
+        maintainer's own cache (``robench verify``): the same points, attacks (ε from the
+        preset or ``attacks``, never from ``attacks.npz``) and seed; ``baseline_accuracy`` of
+        the starting model this setting and seed start from (:func:`starting_model`, the
+        run's cache function; trained there if missing); with ``method`` (the run's method,
+        built from its stored name and parameters) ``target_sparsity``, the check of step 4
+        (a model whose sparsity misses it is refused as the run would have failed), and,
+        when the method uses the generic encoding, ``compression_ratio_bits`` and
+        ``bits_per_weight`` from the weights. ``storage.json`` and ``attacks.npz`` are never
+        read. Left out (claims): the storage metrics of a method with its own encoding, or
+        when no method is given."""
         import torch
 
         from robench import seeding
+        from robench.attacks import weight_sparsity
         from robench.data import load_dataset
         from robench.models import build_model
+        from robench.tasks.base import load_exported_model
+        from robench.tasks.compression.task import generic_storage
+        from robench.training import TrainSpec, starting_model
 
         p = self.params
         folder = Path(artifact_dir)
-        try:
-            state = torch.load(folder / "model.pt", weights_only=True, map_location="cpu")
-        except (OSError, RuntimeError) as exc:
-            raise UserError(f"sparsity_robustness: cannot read {folder / 'model.pt'}: {exc}") from None
         data = load_dataset(p.dataset, p.dataset_root)
         with seeding.scoped(seeding.PROTOCOL_SEED), torch.device("cpu"):  # weights are loaded over it
             model = build_model(p.model, num_classes=data.num_classes)
-        model.load_state_dict(state)
+        load_exported_model(folder / "model.pt", model, f"task 'sparsity_robustness': {folder.name}")
         model = model.to(ctx.device).eval()
+        target = target_sparsity(method) if method is not None else None
+        if target is not None and abs(weight_sparsity(model) - target) > p.sparsity_tolerance:
+            raise UserError(f"task 'sparsity_robustness': {folder.name}/model.pt: weight sparsity "
+                            f"{weight_sparsity(model):.4f} differs from the method's target {target:g} by more "
+                            f"than sparsity_tolerance={p.sparsity_tolerance:g} (the run would have failed)")
+        _, info = starting_model(TrainSpec.of_task(p, seed), p.base, ctx.cache_dir, data=data, say=ctx.say,
+                                 device=ctx.device)
         metrics = self.score(model, data, seed)[0]
         storage, _ = storage_metrics(model, None)
-        try:
-            layers = json.loads((folder / "storage.json").read_text())["layers"]
-            generic = all(layer["encoding"] != "method" for layer in layers)
-        except (OSError, ValueError, KeyError, TypeError):
-            generic = False
+        generic = method is not None and generic_storage(model, method)
         metrics.update(storage if generic else {"compression_ratio": storage["compression_ratio"]})
+        metrics["baseline_accuracy"] = float(info["test_accuracy"])
+        if target is not None:
+            metrics["target_sparsity"] = float(target)
         return metrics
+
+    def rescore_tolerance(self, metric: str) -> float:
+        """Tolerances of a re-score on another kernel set (see ``Task.rescore_tolerance``,
+        :func:`robench.tasks.base.attack_tolerance`): a share of the ``n_test`` attacked
+        points (clean and robust accuracies, accuracies under an attack, broken-first shares,
+        failure rates) ATTACK_FLIPS/n_test, since an iterative attack's path may end on the
+        other side of a boundary where the logits differ in the last bits; ``test_accuracy``
+        FLIPS/len(test split); ``baseline_accuracy``, from the maintainer's own (re)trained
+        starting model, RETRAIN_ACCURACY_TOLERANCE; the attack norms (``rho2``,
+        ``*_median``) NORM_TOLERANCE; ``activation_sparsity`` ACTIVATION_TOLERANCE; sanity
+        flags, ``target_sparsity``, weight sparsity and storage exact (0)."""
+        from robench.tasks.base import attack_tolerance
+
+        return attack_tolerance(metric, self.params.n_test, self._n_test_split())
+
+    def _n_test_split(self) -> int:
+        """Images of the whole test split (``test_accuracy``), loaded once per task object."""
+        from robench.data import load_dataset
+
+        if getattr(self, "_rescore_n_split", None) is None:
+            self._rescore_n_split = len(load_dataset(self.params.dataset, self.params.dataset_root).test_y)
+        return self._rescore_n_split
 
     def points(self, data):
         """(x, y) of the attacked test points (:func:`attack_points`), on the CPU."""

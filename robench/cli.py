@@ -239,14 +239,19 @@ def results(
                             "markdown | latex)"),
     aggregate: bool = typer.Option(False, "--aggregate", "-a", help="mean ± std per configuration over its "
                                    "done seeds, instead of one row per run"),
+    by: Optional[str] = typer.Option(None, "--by", help="model: per task and protocol (the setting without "
+                                     "its model, and the configuration), every model that ran it, ranked"),
     store: Optional[Path] = StoreOpt,
 ):
     """Print stored runs with metrics, params, seed and provenance.
 
-    With --aggregate: mean ± std per configuration, for a paper (--format markdown | latex | csv)."""
+    With --aggregate: mean ± std per configuration, for a paper (--format markdown | latex | csv).
+    With --by model: the model leaderboard of each protocol (local runs and verified claims)."""
     from robench import api
 
     with _user_errors():
+        if by not in (None, "model"):
+            raise UserError(f"--by {by}: expected model")
         formats = ("table", "csv", "json", "markdown", "latex") if aggregate else ("table", "csv", "json")
         if fmt not in formats:
             raise UserError(f"--format {fmt}: expected {', '.join(formats[:-1])} or {formats[-1]}"
@@ -254,6 +259,12 @@ def results(
         if status not in (None, "done", "failed"):
             raise UserError(f"--status {status}: expected done or failed")
         frame = api.results(store, task=task, suite=suite, status=status)
+        if by == "model":  # the ranked rows: local runs and verified claims
+            from robench.report.formats import model_ranking, render_models
+
+            tidy = model_ranking(api.trusted(frame)) if not frame.empty else model_ranking(frame)
+            typer.echo(render_models(tidy, fmt), nl=False)
+            return
         if aggregate and not frame.empty:  # the ranked rows: local runs and verified claims
             typer.echo(api.aggregate(api.trusted(frame), fmt), nl=False)
             return

@@ -13,9 +13,12 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from .labels import metric
-from .leaderboard import headline_order, metric_order
-from .table import metric_values, mode, normalize, pm, summarize, task_info
+import json
+
+from .labels import metric, undefined_reason
+from .leaderboard import metric_order
+from .ranking import _greater, model_boards, setting_metrics
+from .table import as_dict, metric_values, mode, normalize, pm, summarize, task_info
 
 FORMATS = ("table", "csv", "json", "markdown", "latex")
 
@@ -38,17 +41,25 @@ def aggregate(frame, *, every_metric: bool = True):
     out = []
     for (task, setting), group in runs.groupby(["task", "task_label"], sort=True):
         names = metric_order(group)
-        primary = mode(group["primary_metric"])
-        gib = bool(mode([g for g, p in zip(group["greater_is_better"], group["primary_metric"]) if p == primary], True))
-        if not every_metric:
-            names = headline_order(names, task_info(group), primary)
+        stored = mode(group["primary_metric"])
+        info = task_info(group)
+        params = as_dict(mode(json.dumps(as_dict(p), sort_keys=True, default=str) for p in group["task_params"]) or "{}")
+        # a setting's parameters may promote variants (y_channel: PSNR-Y leads and ranks)
+        primary, headline = setting_metrics(task, info, params, names, stored)
+        gib = _greater(info, primary, group, stored)
+        names = headline if not every_metric else ([primary] + [n for n in names if n != primary]
+                                                   if primary in names else names)
         values = metric_values(group, names).assign(config_id=group["config_id"].to_numpy(),
                                                    configuration=group["method_label"].to_numpy(),
                                                    method=group["method"].to_numpy())
         stats = summarize(values, ["config_id", "configuration", "method"], names, sort=False, size=None)
         stats = _best_first(stats, primary, gib)
         for row in stats.to_dict("records"):
+            means = {n: row[f"{n}_mean"] for n in names}
             for name in names:
+                if undefined_reason(name, means, str(row["method"])):  # a dense model's speed-up: noise
+                    row[f"{name}_mean"] = row[f"{name}_std"] = math.nan
+                    row[f"{name}_count"] = 0
                 out.append({"task": task, "setting": setting, "method": row["method"],
                             "configuration": row["configuration"], "config_id": row["config_id"], "metric": name,
                             "mean": row[f"{name}_mean"], "std": row[f"{name}_std"], "n": int(row[f"{name}_count"])})
@@ -193,3 +204,51 @@ def write_comparison(table, out, *, name_a: str, name_b: str, title: str = "robe
         version=_robench_version())
     out.write_text(html, encoding="utf-8")
     return out
+
+
+# ---------------------------------------------------------------------------- models
+
+def model_ranking(frame):
+    """The model leaderboards of ``frame`` (its rankable rows: local runs and verified
+    claims) in tidy form: one row per (task, setting without the model, configuration,
+    model), best first: ``task, setting, configuration, rank, tie, model, yours, metric,
+    mean, std, seeds`` (``metric`` the protocol's ranking metric; a tie shares its rank)."""
+    import pandas as pd
+
+    runs = normalize(frame)
+    columns = ["task", "setting", "configuration", "rank", "tie", "model", "yours", "metric", "mean", "std", "seeds"]
+    out = []
+    for task, group in runs.groupby("task", sort=True):
+        for board in model_boards(group, task, task_info(group)):
+            for r in board["rows"]:
+                out.append({"task": task, "setting": board["setting"] or "(default setting)",
+                            "configuration": board["configuration"], "rank": r["rank"], "tie": r["tie"],
+                            "model": r["model"], "yours": r["yours"], "metric": board["primary"],
+                            "mean": r["mean"], "std": r["std"], "seeds": r["n"]})
+    return pd.DataFrame(out, columns=columns)
+
+
+def render_models(tidy, fmt: str) -> str:
+    """The model ranking as ``fmt``: csv and json tidy; table: one text table per protocol."""
+    if fmt == "csv":
+        return tidy.to_csv(index=False)
+    if fmt == "json":
+        records = [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()}
+                   for r in tidy.to_dict("records")]
+        return json.dumps(records, indent=1, default=str) + "\n"
+    lines: list[str] = []
+    for (task, setting, config), group in tidy.groupby(["task", "setting", "configuration"], sort=False):
+        m = metric(group["metric"].iloc[0])
+        header = ["rank", "model", "", m.header, "seeds"]
+        rows = [[f"{r['rank']}{' (tie)' if r['tie'] else ''}", str(r["model"]), "yours" if r["yours"] else "",
+                 pm(r["mean"], r["std"], m.scale, _digits(r["mean"] * m.scale)), str(r["seeds"])]
+                for r in group.to_dict("records")]
+        widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
+        lines += [f"{task} — {config} — {setting}", "  ".join(h.ljust(w) for h, w in zip(header, widths)),
+                  "  ".join("-" * w for w in widths)]
+        lines += ["  ".join(c.rjust(w) if i in (3, 4) else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths)))
+                  for row in rows]
+        lines.append("")
+    if not lines:
+        lines = ["no protocol was run by two or more models", ""]
+    return "\n".join(lines)

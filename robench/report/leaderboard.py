@@ -646,7 +646,8 @@ def _run_context(r: dict, names: list[str], headline: list[dict], site: _Site, p
         "origin": r["origin"], "local": local,
         "page": None if local else site.claim_page(r["id"], r["origin"]),
         "metrics": lines, "groups": groups,
-        "metric_cells": [{"text": format_number(to_float(metrics.get(c["name"])) * c["scale"]),
+        "metric_cells": [{"text": "—" if undefined_reason(c["name"], metrics, str(r.get("method") or ""))
+                          else format_number(to_float(metrics.get(c["name"])) * c["scale"]),
                           "claimed": not local and c["name"] in metrics
                           and _metric_kind(trust, c["name"]) != "rescored"} for c in headline],
         "first_broken": [{**t, "rows": [{**row, "shares": [format_number(to_float(v) * 100, 3) for v in row["shares"]]}

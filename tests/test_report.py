@@ -244,7 +244,7 @@ def test_index_names_each_settings_leader_and_counts(site):
         block = text[text.index(f">{html.escape(setting)}</a></h3>"):]
         block = block[:block.index("</dl>")]
         named = [html.unescape(re.sub("<[^>]+>", "", m)) for m in
-                 re.findall(r'<dt>(?:leader|runner-up)</dt>\s*<dd>.*?<a href="[^"]+">(.*?)</a>', block, re.S)]
+                 re.findall(r'<dt>(?:leader|runner-up|only entry)</dt>\s*<dd>.*?<a href="[^"]+">(.*?)</a>', block, re.S)]
         assert named == expected[:2], (setting, named)
         assert "dense" not in named
     assert "<svg class=\"mini\"" in card and "<script" not in card

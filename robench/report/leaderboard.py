@@ -236,14 +236,15 @@ def _metric_cell(stats, config_id: str, column: dict, members: list[dict] = (), 
     claimed = any(r["status"] == "done" and name in as_dict(r["metrics"])
                   and _metric_kind(_trust(r["origin"], r["verification"]), name) != "rescored"
                   for r in members if r["origin"] != LOCAL)
+    inline = False  # a missing value's reason is shown under it; a meaningless one's on hover (one per row)
     if math.isnan(mean) and not why and any(name in as_dict(r["metrics"]) for r in members):
-        why = column.get("nan_reason") or "not defined for this run"
+        why, inline = column.get("nan_reason") or "not defined for this run", True
     return {"mean": mean, "std": std, "n": count, "claimed": claimed and not why,
             "mean_attr": "" if math.isnan(mean) else repr(mean),
             "std_attr": "" if math.isnan(std) else repr(std),
             "mean_text": format_number(mean * scale),
             "std_text": "" if math.isnan(std) else format_number(std * scale, 2),
-            "why": why or ""}
+            "why": why or "", "why_inline": inline}
 
 
 def _why_undefined(column: dict, means: dict, method: Any, info: dict) -> str | None:
@@ -262,7 +263,8 @@ def _rank_rows(rows: list[dict], task: str, info: dict, greater_is_better: bool,
     refs = [r for r in rows if r["reference"]]
     contenders = [r for r in rows if not r["reference"]]
     trade = tradeoff(task, info)
-    order: dict[str, Any] = {"mode": "primary", "references": [r["method_label"] for r in refs], "flag": None}
+    order: dict[str, Any] = {"mode": "primary", "references": [r["method_label"] for r in refs], "flag": None,
+                             "none_within": False}
     if trade and not any(math.isfinite(r["means"].get(trade["x"], math.nan))
                          and math.isfinite(r["means"].get(trade["y"], math.nan)) for r in rows):
         trade = None
@@ -295,8 +297,9 @@ def _rank_rows(rows: list[dict], task: str, info: dict, greater_is_better: bool,
         ref_names = ", ".join(dict.fromkeys(r["method_label"] for r in refs))
         order.update(mode="tradeoff", x=x, y=y, within=within, x_label=mx.label, y_label=my.label,
                      text=f"highest {mx.label} among the configurations within "
-                          f"{format_number(within * my.scale)}{' ' + my.unit if my.unit == '%' else ''}"
-                          f"{' points' if my.unit == '%' else ''} of {ref_names}'s {my.label}",
+                          + (f"{format_number(within * my.scale)} point{'s' if within * my.scale != 1 else ''}"
+                             if my.unit == "%" else format_number(within * my.scale))
+                          + f" of {ref_names}'s {my.label}",
                      n_within=len(inside))
     else:
         contenders.sort(key=lambda r: (r["_key"], r["method_label"]))
@@ -942,7 +945,7 @@ def mini_chart(rows: list[dict], primary: dict | None, greater_is_better: bool, 
     parts = [f'<svg class="mini" viewBox="0 0 {width} {height}" role="img" '
              f'aria-label="{e(primary["label"])} of the first {len(pts)} configurations">']
     for r in refs:
-        rx = x(r["cells"][0]["mean"] * scale)
+        rx = x(r["cells"][0]["mean"] * scale)  # (a reference: where the contenders stand against it)
         parts.append(f'<line class="ref" x1="{rx:.1f}" y1="0" x2="{rx:.1f}" y2="{height}" stroke="#3c3c3c" '
                      f'stroke-dasharray="3 3"><title>reference {e(r["method_label"])}: '
                      f'{e(r["cells"][0]["mean_text"])}</title></line>')
@@ -968,11 +971,10 @@ def _leaders(section: dict) -> dict:
     contenders), named "leader" and "runner-up" only when the first is not tied with the
     second (within the seeds' spread, or one seed only): "tie" otherwise."""
     order = section["order"]
-    if order["mode"] == "tradeoff":
-        ranked = [r for r in section["rows"] if not r["reference"] and r["within"]]
-    else:
-        ranked = [r for r in section["rows"] if not r["reference"] and r["cells"]
-                  and section["primary_column"] is not None and math.isfinite(r["cells"][0]["mean"])]
+    ranked = [r for r in section["rows"] if not r["reference"] and r["cells"]
+              and section["primary_column"] is not None and math.isfinite(r["cells"][0]["mean"])]
+    if order["mode"] == "tradeoff" and ranked and not ranked[0]["within"]:
+        order = {**order, "mode": "primary", "none_within": True}  # nobody within: by the primary metric
     leader = ranked[0] if ranked else None
     runner = ranked[1] if len(ranked) > 1 else None
     tie = runner is not None and runner["rank"] == leader["rank"]

@@ -115,17 +115,21 @@ def task_for(row: dict, data_roots: dict[str, str]):
 
 
 def rescore_run(task, row: dict, artifact_dir: Path, cache_dir: Path, device: str = "cpu") -> dict[str, float]:
-    """The metrics ``task`` recomputes for ``row`` from the artifacts in ``artifact_dir``
-    (NotImplementedError when it cannot)."""
+    """The metrics ``task`` recomputes for ``row`` from the artifacts in ``artifact_dir``,
+    given the run's method built here from its (re-validated) name and parameters
+    (NotImplementedError when the task cannot)."""
     import torch
 
+    from robench import registry
     from robench.seeding import seed_everything
     from robench.tasks.base import RunContext
 
+    method = registry.methods.get(row["method"], task=row["task"])(**row["method_params"])
     ctx = RunContext(artifact_dir=artifact_dir, cache_dir=cache_dir, device=device)
     seed_everything(int(row["seed"]))
     with torch.device(device):
-        return {k: float(v) for k, v in task.rescore(artifact_dir, int(row["seed"]), ctx).items()}
+        return {k: float(v) for k, v in task.rescore(artifact_dir, int(row["seed"]), ctx, method=method,
+                                                         claimed=dict(row["metrics"])).items()}
 
 
 def verify_store(store_path, run_ids: Iterable[str] | None = None, *, device: str = "cpu",
@@ -156,7 +160,7 @@ def verify_store(store_path, run_ids: Iterable[str] | None = None, *, device: st
                                     "(expected one; see `robench results`)")
                 chosen += [c for c in claims if c["id"] in ids and c not in chosen]
             claims = chosen
-        kernels = provenance.kernel_set() if hasattr(provenance, "kernel_set") else {}
+        kernels = provenance.kernel_set(device)
         verdicts = []
         for row in claims:
             verdict = _verify_one(row, db.artifact_root, db.cache_dir, device, data_roots or {})

@@ -156,7 +156,7 @@ class Task:
         return []
 
     def rescore(self, artifact_dir: Path, seed: int, ctx: RunContext,
-                method: Method | None = None) -> dict[str, float]:
+                method: Method | None = None, claimed: dict | None = None) -> dict[str, float]:
         """Recompute a stored run's deterministic metrics from its exported artifacts
         (``model.pt``, predictions, restored images under ``artifact_dir``), this task's
         parameters and the maintainer's own data and shared caches (a baseline the run
@@ -168,7 +168,10 @@ class Task:
         file. Wall-clock metrics are left out; so is whatever cannot be recomputed: a
         metric not returned is a claim. An artifact that is missing or does not load (not
         a weights-only state dict, wrong keys, shapes or dtypes, NaN) raises a one-line
-        :class:`UserError`. Tasks that cannot re-score raise NotImplementedError."""
+        :class:`UserError`. ``claimed``: the metrics the run claims; a task may take a
+        derived protocol constant from it (robust_training's ε_ref) only after finding it
+        within :meth:`rescore_tolerance` of its own, so that metrics measured at budgets
+        derived from it compare. Tasks that cannot re-score raise NotImplementedError."""
         raise NotImplementedError(f"task {self.name!r} cannot re-score a run from its artifacts")
 
     def rescore_tolerance(self, metric: str) -> float:

@@ -168,7 +168,8 @@ class CompressionTask(Task):
                                  Path(ctx.artifact_dir))
         return TaskResult(metrics=result, artifacts=artifacts)
 
-    def rescore(self, artifact_dir: Path, seed: int, ctx: RunContext, method=None) -> dict[str, float]:
+    def rescore(self, artifact_dir: Path, seed: int, ctx: RunContext, method=None,
+                claimed: dict | None = None) -> dict[str, float]:
         """Re-score the exported ``model.pt`` (``robench verify``): ``accuracy`` on this
         setting's test split; ``baseline_accuracy`` of the starting model this setting and
         seed start from, taken from the maintainer's own cache (:func:`starting_model`, the

@@ -273,7 +273,8 @@ class RestorationSpectrumTask(Task):
             artifacts[f"png@{metrics.format_level(level)}"] = name
         return TaskResult(metrics=scores.metrics(), artifacts=artifacts)
 
-    def rescore(self, artifact_dir: Path, seed: int, ctx: RunContext, method=None) -> dict[str, float]:
+    def rescore(self, artifact_dir: Path, seed: int, ctx: RunContext, method=None,
+                claimed: dict | None = None) -> dict[str, float]:
         """Re-score ``restored.npz`` (``robench verify``) against this setting's test crops
         (recomputed from the protocol, not read from the artifact). The method's
         restorations are the artifact's ``restored_<i>`` (uint8, the levels of the task's

@@ -333,7 +333,8 @@ class RoomLayoutTask(Task):
         return TaskResult(metrics=metrics, artifacts={"predictions": path.name})
 
 
-    def rescore(self, artifact_dir: Path, seed: int, ctx: RunContext, method=None) -> dict[str, float]:
+    def rescore(self, artifact_dir: Path, seed: int, ctx: RunContext, method=None,
+                claimed: dict | None = None) -> dict[str, float]:
         """Re-score ``predictions.npz`` (``robench verify``) against this setting's test
         splits: pixel error, corner error and room-type accuracy per split, from the stored
         segmentations, keypoints and room types (the per-image scores and previews stored

@@ -310,7 +310,8 @@ class SparsityRobustnessTask(Task):
         return TaskResult(metrics=metrics, artifacts={"model": "model.pt", "attacks": "attacks.npz",
                                                       "storage": "storage.json"})
 
-    def rescore(self, artifact_dir: Path, seed: int, ctx: RunContext, method=None) -> dict[str, float]:
+    def rescore(self, artifact_dir: Path, seed: int, ctx: RunContext, method=None,
+                claimed: dict | None = None) -> dict[str, float]:
         """The run's metrics again from its ``model.pt``, this setting's parameters and the
         maintainer's own cache (``robench verify``): the same points, attacks (ε from the
         preset or ``attacks``, never from ``attacks.npz``) and seed; ``baseline_accuracy`` of

@@ -45,6 +45,24 @@ def digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else "absent"
 
 
+def snapshot(path: Path):
+    """What a refused command must leave as it was: the store's bytes, every row of every
+    table, and the names of the files beside it (no new -wal, artifacts or cache files)."""
+    folder = path.parent
+    names = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*")) if folder.is_dir() else None
+    if not path.is_file():
+        return digest(path), names, None
+    conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro&immutable=1", uri=True)  # reads, never writes
+    try:
+        tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
+        rows = {t: sorted(map(repr, conn.execute(f'SELECT * FROM "{t}"'))) for t in tables}
+    except sqlite3.DatabaseError:  # not a database: its bytes say it all
+        rows = None
+    finally:
+        conn.close()
+    return digest(path), names, rows
+
+
 def cli(*args, cwd, env=None, timeout=120):
     return subprocess.run(robench_cmd(*args), capture_output=True, text=True, cwd=cwd, env=env, timeout=timeout)
 
@@ -128,17 +146,43 @@ def test_cli_arguments_are_one_line(tmp_path, store, cli_env):
     assert digest(store) == before
 
 
+def _without_file_mode_override() -> None:
+    """preexec_fn: as root, drop the capabilities that let root ignore file modes
+    (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, CAP_FOWNER) from the bounding set, so the
+    program exec'd next honours a read-only file as any user does (it stays uid 0: it can
+    still read the interpreter and packages under a 0700 /root, as nobody could not)."""
+    import ctypes
+
+    if os.geteuid() != 0:
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    for cap in (1, 2, 3):  # linux/capability.h; PR_CAPBSET_DROP = 24
+        if libc.prctl(24, cap, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), f"prctl(PR_CAPBSET_DROP, {cap}) failed")
+
+
 def test_read_only_store_refuses_writing_and_still_reads(tmp_path, store, cli_env):
+    """A store in a read-only folder, read-only itself: `run` refuses it in one line, exit
+    2, untouched; `results` still reads it. Root runs it too (CI runs as root), without the
+    capability to override file modes."""
     folder = store.parent
     os.chmod(store, 0o444)
     os.chmod(folder, 0o555)
     try:
-        if os.access(store, os.W_OK):
-            pytest.skip("running as a user who can write read-only files (root)")
-        out = cli("run", write(tmp_path, SUITE.replace("n: 30", "n: 31")), "--plugin", TOY, "--store", store,
-                  cwd=tmp_path, env=cli_env)
+        def ro_cli(*args):
+            return subprocess.run(robench_cmd(*args), capture_output=True, text=True, cwd=tmp_path, env=cli_env,
+                                  timeout=120, preexec_fn=_without_file_mode_override)
+
+        probe = subprocess.run(  # the premise: such a process cannot write the store
+            [sys.executable, "-c", f"open({str(store)!r}, 'ab')"], capture_output=True, text=True, timeout=60,
+            preexec_fn=_without_file_mode_override)
+        assert probe.returncode != 0 and "PermissionError" in probe.stderr, \
+            f"a read-only store is writable here (uid {os.geteuid()}), the test proves nothing: {probe.stderr[-500:]}"
+        before = snapshot(store)
+        out = ro_cli("run", write(tmp_path, SUITE.replace("n: 30", "n: 31")), "--plugin", TOY, "--store", store)
         assert_one_line_exit_2(out, "read-only")
-        listed = cli("results", "--store", store, "--format", "csv", cwd=tmp_path, env=cli_env)
+        assert snapshot(store) == before
+        listed = ro_cli("results", "--store", store, "--format", "csv")
         assert listed.returncode == 0 and listed.stdout.count("\n") == 5, listed.stderr
     finally:
         os.chmod(folder, 0o755)
@@ -208,18 +252,30 @@ def test_plugins_that_exit_or_register_for_no_task_are_one_line(tmp_path, cli_en
 
 
 # -- property-based: malformed suites and arguments ------------------------------------------
-def test_fuzzed_suites_and_arguments_never_trace_back(tmp_path, store, toy_plugin):
-    """>= 1,000 generated malformed suites and argument lists: exit 2 with one line (or a
-    valid suite, exit 0), never a traceback, and the store is unchanged."""
-    hypothesis = pytest.importorskip("hypothesis")
+def _check_refused(result, *words):
+    """A CliRunner result of bad input: exit 2, one line naming ``words``, never an exception."""
+    assert not (result.exception and not isinstance(result.exception, SystemExit)), repr(result.exception)
+    assert result.exit_code == 2, (result.exit_code, result.output)
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("robench: error: "), result.output
+    for word in words:
+        assert word in lines[0], (word, lines[0])
+
+
+def test_fuzzed_suites_never_trace_back_and_run_refuses_them_untouched(tmp_path, store, toy_plugin, monkeypatch):
+    """900 generated malformed suites: `validate` exits 2 with one line (or 0 for a valid
+    suite), never a traceback; every suite `validate` refuses, `run` refuses too, on a store
+    that holds runs, with the same kind of line, and the store is left byte-for-byte and
+    row-for-row as it was."""
+    pytest.importorskip("hypothesis")
     from hypothesis import HealthCheck, given, settings
     from hypothesis import strategies as st
     from typer.testing import CliRunner
 
     from robench.cli import app
 
+    monkeypatch.chdir(tmp_path)  # a default .robench/ could only land here
     runner = CliRunner()
-    before = digest(store)
     scalars = st.one_of(st.none(), st.booleans(), st.integers(-10**30, 10**30),
                         st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=12))
     values = st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_size=3),
@@ -231,16 +287,8 @@ def test_fuzzed_suites_and_arguments_never_trace_back(tmp_path, store, toy_plugi
         {"suite": st.text(max_size=10), "tasks": st.lists(st.fixed_dictionaries(
             {"task": st.sampled_from(["toy", "compression", "tooy"]),
              "methods": st.lists(st.dictionaries(keys, values, max_size=3), max_size=2)}), max_size=2)})
-    counter = {"n": 0}
+    counts = {"validate": 0, "run": 0}
     path = tmp_path / "fuzz.yaml"
-
-    def check(result, allow_ok=True):
-        counter["n"] += 1
-        assert not (result.exception and not isinstance(result.exception, SystemExit)), repr(result.exception)
-        assert result.exit_code in ((0, 2) if allow_ok else (2,)), (result.exit_code, result.output)
-        if result.exit_code == 2:
-            lines = [line for line in result.output.splitlines() if line.strip()]
-            assert len(lines) == 1 and lines[0].startswith("robench: error: "), result.output
 
     @settings(max_examples=900, deadline=None, suppress_health_check=list(HealthCheck), database=None)
     @given(suites)
@@ -248,19 +296,141 @@ def test_fuzzed_suites_and_arguments_never_trace_back(tmp_path, store, toy_plugi
         import yaml
 
         path.write_text(yaml.safe_dump(data, allow_unicode=True) if isinstance(data, dict) else "x")
-        check(runner.invoke(app, ["validate", str(path), "--plugin", str(TOY)]))
-
-    @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck), database=None)
-    @given(st.lists(st.text(alphabet="-=,.0123456789abcdefghijklmnopqrstuvwxyz[]/", max_size=12), max_size=5))
-    def fuzz_arguments(extra):
-        asks_help = any(a in ("-h", "--help") for a in extra)
-        check(runner.invoke(app, ["run", "--task", "toy", "--store", str(store), "--plugin", str(TOY),
-                                  "--method", "nope", *extra]), allow_ok=asks_help)
+        checked = runner.invoke(app, ["validate", str(path), "--plugin", str(TOY)])
+        counts["validate"] += 1
+        if checked.exit_code == 0 and not checked.exception:
+            return  # a valid suite: running it may rightly change the store
+        _check_refused(checked)
+        counts["run"] += 1
+        before = snapshot(store)
+        _check_refused(runner.invoke(app, ["run", str(path), "--plugin", str(TOY), "--store", str(store), "-q"]))
+        assert snapshot(store) == before, data
 
     fuzz_suites()
-    fuzz_arguments()
-    assert counter["n"] >= 1000
-    assert digest(store) == before
+    assert counts["validate"] == 900 and counts["run"] >= 500, counts
+
+
+# The valid ad-hoc arguments of `run` (the fixture's store already holds these four runs),
+# and for each one a strategy of values that are certainly wrong there.
+_VALID = {"--task": "toy", "--method": "mean,median", "--seeds": "0,1", "--param": "n=30", "--workers": "1",
+          "--executor": "serial", "--device": "cpu", "--threads": "1", "--max-runs": "100"}
+_TOY_METHODS = {"mean", "median", "boom", "dies", "markup"}
+_OPTIONS = {"task", "method", "seeds", "param", "workers", "executor", "scheduler", "device", "threads", "store",
+            "plugin", "quiet", "max-runs", "help"}
+
+
+def _is_int(text: str) -> bool:
+    try:
+        int(text)
+        return True
+    except ValueError:
+        return False
+
+
+def test_fuzzed_run_arguments_one_bad_among_valid_ones(tmp_path, store, toy_plugin, monkeypatch):
+    """`robench run` with valid ad-hoc arguments (in a generated order) where exactly one is
+    bad, which one varying: exit 2 with one line naming what is wrong, never a traceback,
+    and the store (which holds runs) and any file the bad argument names left as they were."""
+    pytest.importorskip("hypothesis")
+    import re
+
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+    from typer.testing import CliRunner
+
+    from robench.cli import app
+
+    monkeypatch.chdir(tmp_path)  # a default .robench/ could only land here
+    runner = CliRunner()
+    a_file = tmp_path / "a_file"
+    a_file.write_text("not a folder")
+    foreign = tmp_path / "foreign.sqlite"
+    foreign.write_text("not a database")
+    other_program = tmp_path / "other.sqlite"
+    with sqlite3.connect(other_program) as conn:
+        conn.execute("CREATE TABLE accounts (id INTEGER)")
+    conn.close()
+    (tmp_path / "a_dir").mkdir()
+    plugins = {"syntax.py": "def f(:\n", "raises.py": "raise RuntimeError('broken plug-in')\n",
+               "exits.py": "import sys\nsys.exit(0)\n",
+               "orphan.py": "from robench import register_method\nfrom robench.tasks.base import Method\n"
+                            "@register_method('no-such-task', 'x')\nclass X(Method):\n    pass\n"}
+    for name, text in plugins.items():
+        (tmp_path / name).write_text(text)
+    touchable = [store, a_file, foreign, other_program]  # files that must stay as they were
+    words = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=10)
+    ascii_words = st.text(alphabet="abcdefghijklmnopqrstuvwxyz_-.:/ 0123456789", max_size=10)
+    bad_seed = st.one_of(st.integers(max_value=-1).map(str), st.integers(min_value=2**63).map(str),
+                         st.sampled_from(["", " ", "1.5", "1e3", "0x1", "²", "one", "+-1", "1 2"]),
+                         words.filter(lambda w: not (w.strip().isascii() and w.strip().isdigit())))
+    not_positive = st.one_of(st.integers(max_value=0).map(str), words.filter(lambda w: not _is_int(w)))
+    bad = {  # option -> (strategy of bad values, a word the error line must contain)
+        "--task": (words.filter(lambda w: w.strip() not in ("toy",)), None),
+        "--method": (words.filter(lambda w: any(p.strip() and p.strip() not in _TOY_METHODS for p in w.split(","))
+                                  or not any(p.strip() for p in w.split(","))), None),
+        "--seeds": (st.lists(st.sampled_from(["0", "1", "7"]), max_size=2).flatmap(
+            lambda good: bad_seed.map(lambda b: ",".join([*good, b]))), "--seeds"),
+        "--param": (st.one_of(
+            st.sampled_from(["n", "=3", "n=abc", "n=[1, 2]", "n={a: 1}", "n=1.5", "n=null", "n=", "trim=0.7",
+                             "trim=-0.1", "trim=.nan", "trim=.inf", "shared=maybe", "task.trim=0.1", "method.n=3"]),
+            st.text(alphabet="abcdefghijklmnopqrstuvwxyz_", min_size=1, max_size=8).filter(
+                lambda k: k not in ("n", "shared", "sleep", "trim")).map(lambda k: f"{k}=1")), None),
+        "--workers": (not_positive, "--workers"),
+        "--threads": (not_positive, "--threads"),
+        "--executor": (words.filter(lambda w: w not in ("auto", "serial", "process", "dask")), "--executor"),
+        "--device": (st.one_of(st.just("cuda:99"), words.filter(
+            lambda w: w != "" and not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", w.strip().lower()))), "--device"),
+        "--max-runs": (st.one_of(st.integers(max_value=3).map(str), words.filter(lambda w: not _is_int(w))),
+                       "--max-runs"),
+        "--scheduler": (ascii_words.filter(bool), "--scheduler"),  # goes with --executor dask only
+        "--store": (st.sampled_from([a_file / "r.sqlite", tmp_path / "a_dir", foreign, other_program]).map(str),
+                    "results store"),
+        "--plugin": (st.sampled_from([*plugins, "missing.py", "a_dir"]).map(lambda n: str(tmp_path / n)),
+                     "--plugin"),
+        "unknown option": (st.text(alphabet="abcdefghijklmnopqrstuvwxyz-", min_size=1, max_size=10).filter(
+            lambda o: o not in _OPTIONS).map(lambda o: f"--{o}"), "No such option"),
+        "suite file too": (ascii_words.filter(lambda w: w.strip() and not w.startswith("-")), "not both"),
+    }
+    which = {"n": {}}
+
+    @settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+    @given(st.sampled_from(sorted(bad)), st.data())
+    def fuzz(option, data):
+        value, word = bad[option][0], bad[option][1]
+        value = data.draw(value, label=option)
+        pairs = [[k, v] for k, v in _VALID.items()] + [["--plugin", str(TOY)], ["--store", str(store)]]
+        if option in _VALID or option == "--store":
+            next(p for p in pairs if p[0] == option)[1] = value
+        elif option == "--plugin":  # a bad plug-in beside the good one
+            pairs.append(["--plugin", value])
+        elif option == "unknown option":
+            pairs.append([value])
+        elif option == "suite file too":
+            pairs.append([value])
+        else:
+            pairs.append([option, value])
+        order = data.draw(st.permutations(range(len(pairs))), label="order")
+        args = ["run", "-q", *[a for i in order for a in pairs[i]]]
+        before = {path: snapshot(path) for path in touchable}
+        result = runner.invoke(app, args)
+        _check_refused(result, *([word] if word else []))
+        for path in touchable:
+            assert snapshot(path) == before[path], (path, args)
+        which["n"][option] = which["n"].get(option, 0) + 1
+
+    valid = runner.invoke(app, ["run", "-q", *[a for kv in _VALID.items() for a in kv], "--plugin", str(TOY),
+                                "--store", str(store)])
+    assert valid.exit_code == 0, valid.output  # the arguments around the bad one are valid
+    fuzz()
+    assert len(which["n"]) == len(bad), which  # every argument was the bad one sometimes
+
+
+def test_workers_0_is_refused_before_the_store_is_created(tmp_path, cli_env):
+    store = tmp_path / "new" / "r.sqlite"
+    out = cli("run", "--task", "toy", "--method", "mean", "--plugin", TOY, "--workers", "0", "--store", store,
+              cwd=tmp_path, env=cli_env)
+    assert_one_line_exit_2(out, "--workers 0")
+    assert not store.exists() and not store.parent.exists()
 
 
 # -- faults ----------------------------------------------------------------------------------
@@ -476,3 +646,43 @@ def test_cache_names_from_user_strings_stay_inside_the_cache(tmp_path):
     resolved = (tmp_path / rel).resolve()
     assert resolved.is_relative_to(tmp_path.resolve()) and resolved.parent == (tmp_path / "baselines").resolve()
     assert safe_name("..") == "_" and "/" not in safe_name("a/b")
+
+
+# -- CI runs what it claims to run --------------------------------------------------------------
+def test_browser_tests_skip_locally_but_fail_under_ci_without_a_browser(monkeypatch):
+    from tests import browser
+
+    monkeypatch.setattr(browser.shutil, "which", lambda name: None)  # no chromium here
+    monkeypatch.delenv("CI", raising=False)
+    assert "chromium is not installed" in browser.reason()  # a developer's machine: the tests skip
+    with pytest.raises(pytest.skip.Exception):
+        browser.require()
+    for value in ("true", "1"):
+        monkeypatch.setenv("CI", value)
+        assert browser.reason() is None  # the tests' skipif marks do not skip...
+        with pytest.raises(pytest.fail.Exception, match="chromium is not installed"):
+            with browser.chromium():  # ...and opening the browser fails them
+                pass
+
+
+def test_ci_script_fails_when_chromium_cannot_be_installed(tmp_path):
+    """.ci/run with `apt-get` failing and no chromium: it exits non-zero before the tests,
+    instead of running them with the browser tests skipped."""
+    import shutil
+
+    repo = tmp_path / "repo"
+    (repo / ".ci").mkdir(parents=True)
+    shutil.copy(ROOT / ".ci" / "run", repo / ".ci" / "run")
+    stubs, calls = tmp_path / "bin", tmp_path / "calls.log"
+    stubs.mkdir()
+    for name, status in (("python", 0), ("apt-get", 100)):  # pip installs succeed, apt-get fails
+        (stubs / name).write_text(f'#!/bin/sh\necho "{name} $*" >> "{calls}"\nexit {status}\n')
+        (stubs / name).chmod(0o755)
+    for tool in ("dirname", "sh"):
+        (stubs / tool).symlink_to(shutil.which(tool))
+    out = subprocess.run([shutil.which("bash"), str(repo / ".ci" / "run")], env={"PATH": str(stubs)},
+                         cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    log = calls.read_text()
+    assert "apt-get install" in log or "apt-get update" in log, log
+    assert out.returncode != 0, (out.stdout, out.stderr)
+    assert "-m pytest" not in log, log

@@ -3,7 +3,7 @@
 Each run is estimated from the store's own past runs, most specific first: the same
 configuration (any seed), the same task setting and method, the same task and method, the
 same task; a run with no such history takes its task's documented ``typical_run_s`` (a
-figure measured on a 2-core CPU at the task's defaults). Durations are per run on one
+rough figure for a 2-core CPU at the default suite's settings). Durations are per run on one
 worker; the suite's wall time divides their sum by the workers.
 """
 

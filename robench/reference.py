@@ -95,17 +95,20 @@ def _docstring_params(doc: str, names: list[str]) -> dict[str, str]:
     return out
 
 
-def reference(plugins: tuple = ()) -> list[dict]:
+def reference(plugins: tuple = (), builtins_only: bool = False) -> list[dict]:
     """One dict per task: name, description, typical_run_s, params (rows), methods: [{name,
-    description, params}] (a task that takes another task's methods lists them too)."""
+    description, params}] (a task that takes another task's methods lists them too);
+    ``builtins_only``: leave out what plug-ins registered (the README's table)."""
     from robench import registry
 
     registry.setup(plugins)
     out = []
     for entry in registry.tasks.entries():
+        if builtins_only and entry.source != "builtin":
+            continue
         task_cls = entry.load()
         methods = [{"name": m.name, "description": m.doc, "params": method_parameters(m.load())}
-                   for m in registry.methods.entries(entry.name)]
+                   for m in registry.methods.entries(entry.name) if not builtins_only or m.source == "builtin"]
         out.append({"name": entry.name, "description": entry.doc,
                     "typical_run_s": getattr(task_cls, "typical_run_s", None),
                     "params": task_parameters(task_cls), "methods": methods})
@@ -121,7 +124,7 @@ def markdown(tasks: list[dict]) -> str:
 
     lines = []
     for task in tasks:
-        cost = f" One run at the defaults: ~{duration(task['typical_run_s'])} on a 2-core CPU." \
+        cost = f" One run: ~{duration(task['typical_run_s'])} on a 2-core CPU at the default suite's settings." \
             if task["typical_run_s"] else ""
         lines += [f"### `{task['name']}`", "", f"{cell(task['description'])}{cost}", "",
                   "| parameter | type | default | range | meaning |", "| --- | --- | --- | --- | --- |"]
@@ -144,7 +147,8 @@ def text(tasks: list[dict]) -> str:
 
     lines = []
     for task in tasks:
-        cost = f" (~{duration(task['typical_run_s'])} a run at the defaults)" if task["typical_run_s"] else ""
+        cost = f" (~{duration(task['typical_run_s'])} a run at the default suite's settings)" \
+            if task["typical_run_s"] else ""
         lines += [f"{task['name']}: {task['description']}{cost}"]
         width = max((len(r["name"]) for r in task["params"]), default=0)
         for r in task["params"]:

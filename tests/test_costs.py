@@ -61,3 +61,36 @@ def test_validate_and_run_say_the_cost_and_run_warns_past_an_hour(tmp_path, toy_
     assert summary.estimate_s == pytest.approx(8000.0)
     assert "expected wall time ~2.2 h with 1 worker" in err and "over an hour" in err
     assert "toy[n=8]/mean seed=0" in err.replace("\n", " ")  # the progress line names what varies
+
+
+def test_the_readme_parameter_reference_is_the_generated_one():
+    """The README's table is `robench ls tasks -v --format markdown`, and every built-in
+    task and method parameter has a meaning."""
+    import re
+
+    from robench import reference
+
+    tasks = reference.reference(builtins_only=True)
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    block = re.search(r"<!-- parameter-reference:start -->\n(.*)<!-- parameter-reference:end -->", readme, re.S)
+    assert block, "README has no parameter reference"
+    assert block.group(1) == reference.markdown(tasks), \
+        "README's parameter reference is stale: regenerate it with `robench ls tasks -v --format markdown`"
+    undocumented = [(t["name"], "task", r["name"]) for t in tasks for r in t["params"] if not r["meaning"]]
+    undocumented += [(t["name"], m["name"], r["name"]) for t in tasks for m in t["methods"]
+                     for r in m["params"] if not r["meaning"]]
+    assert undocumented == []
+    assert all(t["typical_run_s"] for t in tasks)
+
+
+def test_ls_tasks_verbose_lists_parameters(cli_env):
+    import subprocess
+
+    from tests.conftest import robench_cmd
+
+    out = subprocess.run(robench_cmd("ls", "tasks", "-v"), capture_output=True, text=True, env=cli_env)
+    assert out.returncode == 0
+    assert "  sparsity: float = 0.9  fraction of prunable weights set to zero, in [0, 1)." in out.stdout
+    assert "baseline_epochs     int = 10 [> 0]  epochs of the shared dense baseline" in out.stdout
+    bad = subprocess.run(robench_cmd("ls", "models", "-v"), capture_output=True, text=True, env=cli_env)
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "robench ls tasks -v" in bad.stderr

@@ -115,6 +115,17 @@ class Task:
     # the task's own data sources (its `dataset` param values) → description, for `robench ls
     # datasets`; tasks on registered datasets (mnist-5k, cifar10, ...) need none
     data_sources: ClassVar[dict[str, str]] = {}
+    # reference configurations (method → "upper" or "lower": the side of the contenders it
+    # bounds, "" when it bounds nothing): reference lines in the report, never contenders
+    reference_methods: ClassVar[dict[str, str]] = {}
+    # a trade-off the report ranks on instead of the primary metric alone: {"x": metric, "y":
+    # metric, "within": d} (highest x among contenders whose y is within d of the reference's)
+    tradeoff: ClassVar[Optional[dict]] = None
+    # task params that request metric variants: param → {"primary": m, "headline": [m, ...]}
+    variants: ClassVar[dict[str, dict]] = {}
+    # rough wall time of one run on a 2-core CPU at the default suite's settings (suites/parts),
+    # seconds: what `robench validate`/`run` estimate a run by before the store has history
+    typical_run_s: ClassVar[Optional[float]] = None
 
     def __init__(self, params: TaskParams | None = None, **kwargs):
         """``Task(Params(...))`` or ``Task(key=value, ...)``; bad values raise a one-line
@@ -134,7 +145,10 @@ class Task:
                 "label_params": list(cls.label_params), "sweep_params": list(cls.sweep_params),
                 "headline_metrics": list(cls.headline_metrics),
                 "metrics_info": {k: [v[0], bool(v[1])] for k, v in cls.metrics_info.items()},
-                "plots": [dict(p) for p in cls.plots]}
+                "plots": [dict(p) for p in cls.plots],
+                "reference_methods": list(cls.reference_methods), "reference_bounds": dict(cls.reference_methods),
+                "tradeoff": dict(cls.tradeoff) if cls.tradeoff else None,
+                "variants": {k: dict(v) for k, v in cls.variants.items()}}
 
     def run(self, method: Method, seed: int, ctx: RunContext) -> TaskResult:
         raise NotImplementedError

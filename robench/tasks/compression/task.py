@@ -69,6 +69,9 @@ class CompressionTask(Task):
     Params = CompressionParams
     method_base = CompressionMethod
     primary_metric = "accuracy"
+    reference_methods = {"dense": "upper"}
+    tradeoff = {"x": "compression_ratio_bits", "y": "accuracy", "within": 0.01}
+    typical_run_s = 16.0  # LeNet-5 at the defaults, baseline cached (one core)
     greater_is_better = True
     label_params = ("model", "dataset")
     metrics_info = {

@@ -75,7 +75,8 @@ CHECK_LEVELS = {"inpainting": (6.0, (4.0, 6.0)), "interpolation": (0.6, (0.3, 0.
 class RestorationParams(TaskParams):
     """Parameters of ``restoration_spectrum`` (defaults: a run of a trained method ≈ 1–2 min
     of one CPU core once the shared networks are cached)."""
-    family: Literal["inpainting", "interpolation", "super_resolution"] = "inpainting"
+    family: Literal["inpainting", "interpolation", "super_resolution"] = Field(
+        "inpainting", description="degradation family: its level spectrum, forward operator and classic baseline")
     train_level: float | None = Field(None, description="level the base network is trained at "
                                       "(default: FAMILIES, rescaled for inpainting)")
     test_levels: tuple[float, ...] | None = Field(None, description="levels every method is scored at "
@@ -85,10 +86,11 @@ class RestorationParams(TaskParams):
     n_train: int = Field(2000, gt=0, description="training patches")
     train_steps: int = Field(800, gt=0, description="minibatches of the base and oracle networks")
     finetune_steps: int = Field(200, gt=0, description="minibatches of spectrum-ft, base-ft and dlnet fine-tuning")
-    batch_size: int = Field(16, gt=0)
+    batch_size: int = Field(16, gt=0, description="training minibatch size (crops)")
     lr: float = Field(2e-3, gt=0, description="Adam learning rate (cosine-decayed; × 0.2 for fine-tuning)")
     n_test_per_image: int = Field(16, gt=0, description="bundled test crops per held-out image (3 images)")
-    dataset: Literal["bundled", "folder"] = "bundled"
+    dataset: Literal["bundled", "folder"] = Field("bundled", description="bundled: scikit-image's images; folder: "
+                                                  "your images under root/train_root")
     root: str | None = Field(None, description="folder of test images (dataset=folder)")
     train_root: str | None = Field(None, description="folder of training images (dataset=folder; "
                                    "default: the bundled training patches)")
@@ -162,6 +164,9 @@ class RestorationSpectrumTask(Task):
     Params = RestorationParams
     method_base = RestorationMethod
     primary_metric = "psnr_mean"
+    reference_methods = {"oracle": "upper"}
+    variants = {"y_channel": {"primary": "psnr_y_mean", "headline": ["psnr_y_mean", "ssim_y_mean"]}}
+    typical_run_s = 2.0  # the default suite's settings (24 px crops), reference networks cached
     greater_is_better = True
     label_params = ("family",)
     check_params = dict(image_size=16, width=4, n_train=16, train_steps=3, finetune_steps=2, batch_size=4,

@@ -192,6 +192,8 @@ class RobustTrainingTask(Task):
     Params = RobustTrainingParams
     method_base = RobustTrainingRecipe
     primary_metric = "rho2"
+    reference_methods = {"vanilla": "lower"}
+    typical_run_s = 32.0  # the default suite's settings (suites/parts/robust_training.yaml)
     greater_is_better = True
     label_params = ("model",)
     headline_metrics = ("test_accuracy", "validation_accuracy", "robust_accuracy@1x", "pgd_accuracy@1x",

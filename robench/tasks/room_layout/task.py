@@ -120,6 +120,7 @@ class RoomLayoutTask(Task):
     Params = RoomLayoutParams
     method_base = LayoutMethod
     primary_metric = "pixel_error"
+    typical_run_s = 15.0  # the default suite's settings (suites/parts/room_layout.yaml)
     greater_is_better = False
     label_params = ("dataset", "image_size")
     check_params = dict(image_size=64, n_train=24, n_test=8, n_test_hard=6, epochs=1, batch_size=8)

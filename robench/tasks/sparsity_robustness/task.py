@@ -92,8 +92,8 @@ class SparsityRobustnessParams(TaskParams):
     attacks: tuple[dict[str, Any], ...] | None = Field(
         None, description="explicit AttackConfig dicts (kind, norm, epsilons, ...); replaces the preset")
     n_test: int = Field(200, gt=0, description="test points attacked (a fixed subset, same for every run)")
-    attack_batch_size: int = Field(250, gt=0)
-    bounds: tuple[float, float] = (0.0, 1.0)
+    attack_batch_size: int = Field(250, gt=0, description="images per attack batch (memory, not results)")
+    bounds: tuple[float, float] = Field((0.0, 1.0), description="the input box the attacks keep to")
     base: RobustBaseParam = added(None, "start from the dense baseline fine-tuned by a robust_training recipe, "
                                   "e.g. {recipe: deepdefense, params: {c: 10}, epochs: 5} (default: the "
                                   "dense baseline itself)")
@@ -175,6 +175,8 @@ class SparsityRobustnessTask(Task):
     methods_from = "compression"  # every registered compression method (registry.methods_scope)
     method_base = CompressionMethod
     primary_metric = "rho2"
+    reference_methods = {"dense": ""}  # the baseline, not a bound: sparse models can be more robust (the paper)
+    typical_run_s = 15.0  # the default suite's settings, baseline cached
     greater_is_better = True
     label_params = ("model",)
     # the sparsity is the method's parameter now (in its label: a row per configuration);

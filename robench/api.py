@@ -72,12 +72,11 @@ def run(suite: str | Path | None = None, *, task: str | None = None, methods: li
     traceback and do not stop the others.
     """
     from robench import registry
-    from robench.executors import make_executor, resolve_device, run_specs
+    from robench.executors import check_executor, make_executor, resolve_device, run_specs
     from robench.spec import MAX_RUNS, expand, load_suite
     from robench.store import Store
 
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise UserError(f"--workers {workers}: expected a whole number of at least 1")
+    check_executor(executor, workers, scheduler, threads)  # before the store is touched
     registry.setup(plugins)
     if suite is not None:
         if task or methods:

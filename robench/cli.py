@@ -94,7 +94,7 @@ def _parse_params(items: Optional[List[str]]) -> dict:
 
 def _parse_seeds(text: str) -> list[int]:
     parts = [s.strip() for s in text.split(",")]
-    if not all(p.isdigit() for p in parts) or not all(int(p) < 2**63 for p in parts):
+    if not all(p.isascii() and p.isdigit() for p in parts) or not all(int(p) < 2**63 for p in parts):
         raise UserError(f"--seeds {text!r}: expected comma-separated integers from 0 to 2^63-1, e.g. 0,1,2")
     return [int(p) for p in parts]
 

@@ -541,18 +541,23 @@ def _spec_id(spec_json: str) -> str:
     return RunSpec.model_validate_json(spec_json).id
 
 
-def make_executor(kind: str, workers: int, plugins: tuple = (), scheduler: str | None = None,
-                  threads: int | None = None):
-    """The executor ``kind`` with ``workers`` workers, each run on ``threads`` intra-op
-    threads (default: this machine's cores / workers; a remote cluster: torch's default)."""
-    if workers < 1:
+def check_executor(kind: str, workers: int, scheduler: str | None = None, threads: int | None = None) -> None:
+    """Refuse bad executor settings in one line (before anything is stored)."""
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise UserError(f"--workers {workers}: expected a positive number of workers")
-    if threads is not None and threads < 1:
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
         raise UserError(f"--threads {threads}: expected a positive number of threads per run")
     if kind not in EXECUTORS:
         raise UserError(f"--executor {kind}: unknown executor (expected {', '.join(EXECUTORS)})")
     if scheduler and kind not in ("dask", "auto"):
         raise UserError(f"--scheduler goes with --executor dask (got --executor {kind})")
+
+
+def make_executor(kind: str, workers: int, plugins: tuple = (), scheduler: str | None = None,
+                  threads: int | None = None):
+    """The executor ``kind`` with ``workers`` workers, each run on ``threads`` intra-op
+    threads (default: this machine's cores / workers; a remote cluster: torch's default)."""
+    check_executor(kind, workers, scheduler, threads)
     if kind == "dask" or scheduler:
         return DaskExecutor(workers, plugins, scheduler, threads)
     if kind == "serial" or (kind == "auto" and workers == 1):

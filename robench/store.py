@@ -197,15 +197,24 @@ class Store:
                             "it was left untouched")
 
     def _check_schema(self) -> None:
-        conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True)
+        def read(query: str):
+            conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?{query}", uri=True)
+            try:
+                tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+                meta = dict(conn.execute("SELECT key, value FROM meta").fetchall()) if "meta" in tables else {}
+                columns = {r[1] for r in conn.execute("PRAGMA table_info(runs)")} if "runs" in tables else set()
+                return tables, meta, columns
+            finally:
+                conn.close()
+
         try:
-            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-            if not tables:
-                return
-            meta = dict(conn.execute("SELECT key, value FROM meta").fetchall()) if "meta" in tables else {}
-            columns = {r[1] for r in conn.execute("PRAGMA table_info(runs)")} if "runs" in tables else set()
-        finally:
-            conn.close()
+            tables, meta, columns = read("mode=ro")
+        except sqlite3.OperationalError as exc:
+            if "readonly" not in str(exc) and "read-only" not in str(exc) and "unable to open" not in str(exc):
+                raise
+            tables, meta, columns = read("mode=ro&immutable=1")  # a read-only folder: WAL cannot open its -shm
+        if not tables:
+            return
         if meta.get("schema") != SCHEMA_NAME:
             raise UserError(f"results store {self.path}: a SQLite database of another program "
                             f"(tables: {', '.join(sorted(tables))}); it was left untouched")

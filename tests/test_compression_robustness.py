@@ -203,7 +203,7 @@ def test_an_inq_run_stores_robustness_and_exports_powers_of_two(tmp_path, cache_
         assert torch.equal(exponents, exponents.round()), name  # every nonzero weight is ±2^k
         # ... with k in the layer's range [n2, n1]: 2^(b−1)/2 consecutive exponents
         assert exponents.max() - exponents.min() + 1 <= 2 ** (bits - 1) // 2, name
-    rescored = SparsityRobustnessTask(**TINY).rescore(tmp_path, 0, RunContext(tmp_path, cache_dir))
+    rescored = SparsityRobustnessTask(**TINY).rescore(tmp_path, 0, RunContext(tmp_path, cache_dir), method=method)
     for key in ("compression_ratio_bits", "bits_per_weight", "rho2", "robust_accuracy_linf@0.1"):
         assert rescored[key] == m[key], key  # generic encoding: the storage is re-scored too
 

@@ -343,8 +343,11 @@ def _preflight(name: str, dataset: str) -> None:
 
 def _ranking(frame, yours: str):
     """One row per model of a benchmark's runs: mean ± std of the primary metric over its
-    done seeds, best first; a model within the leader's spread shares its rank (a tie)."""
+    done seeds, best first; ties share a rank under the site's rule
+    (:func:`robench.report.ranking.tied`: means within the seeds' spread, or one seed)."""
     import pandas as pd
+
+    from robench.report.ranking import shared_ranks
 
     done = frame[frame["status"] == "done"]
     if done.empty:
@@ -356,15 +359,9 @@ def _ranking(frame, yours: str):
         rows.append({"model": model, "yours": model == yours, "seeds": len(values), primary: values.mean(),
                      "std": values.std(ddof=1) if len(values) > 1 else float("nan")})
     table = pd.DataFrame(rows).sort_values(primary, ascending=not greater, kind="stable").reset_index(drop=True)
-    ranks, rank = [], 1
-    for i, row in table.iterrows():
-        if i:
-            prev = table.iloc[i - 1]
-            spread = max(prev["std"] if prev["std"] == prev["std"] else 0.0, row["std"] if row["std"] == row["std"] else 0.0)
-            tie = row["seeds"] > 1 and prev["seeds"] > 1 and abs(row[primary] - prev[primary]) <= spread
-            rank = rank if tie else i + 1
-        ranks.append(rank)
+    ranks, ties = shared_ranks(list(zip(table[primary], table["std"], table["seeds"])))
     table.insert(0, "rank", ranks)
+    table.insert(1, "tie", ties)
     table.attrs.update(place=int(table.loc[table["yours"], "rank"].iloc[0]) if table["yours"].any() else None,
                        primary_metric=primary, greater_is_better=greater, runs=frame)
     return table

@@ -429,11 +429,12 @@ def benchmark_(model: str = typer.Option(..., "--model", help="registered model 
     for row in out.to_dict(orient="records"):
         spread = "" if row["std"] != row["std"] else f" ± {row['std']:.4f}"
         mark = "  ← yours" if row["yours"] else ""
-        typer.echo(f"{row['rank']:>3}  {row['model']:<24} {primary} {row[primary]:.4f}{spread}  "
+        rank = f"{row['rank']}{'=' if row['tie'] else ''}"
+        typer.echo(f"{rank:>3}  {row['model']:<24} {primary} {row[primary]:.4f}{spread}  "
                    f"({row['seeds']} seed{'s' if row['seeds'] != 1 else ''}){mark}")
     direction = "higher" if out.attrs["greater_is_better"] else "lower"
     typer.echo(f"{model} ranks {out.attrs['place']} of {len(out)} on {task} by {primary} ({direction} is better; "
-               "models within the seeds' spread share a rank)", err=True)
+               "'=' marks a tie: within the seeds' spread, or one seed)", err=True)
 
 
 @app.command("import")

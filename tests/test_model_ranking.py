@@ -81,5 +81,6 @@ def test_ties_share_a_rank():
     assert list(table["model"]) == ["a", "b", "c"]
     assert list(table["rank"]) == [1, 1, 3]  # a and b are within a's spread: a tie
     assert table.attrs["place"] == 1
+    assert list(table["tie"]) == [True, True, False]
     one_seed = _ranking(pd.DataFrame(runs("a", [0.9]) + runs("b", [0.89])), "b")
-    assert list(one_seed["rank"]) == [1, 2]
+    assert list(one_seed["rank"]) == [1, 1]  # one seed: no spread to tell them apart (the site's rule too)

@@ -218,7 +218,7 @@ def test_worst_case_is_the_pointwise_union_of_attacks():
     m = report.as_metrics()
     assert m["robust_accuracy_linf@0.2"] == 0.25 and m["robust_accuracy_l2@1"] == 0.25
     assert m["accuracy_under_pgd_linf@0.2"] == 0.5 and m["accuracy_under_fgsm_linf@0.2"] == 0.5
-    assert m["clean_accuracy"] == 0.75
+    assert m["clean_accuracy_attacked"] == 0.75
     # ρ2: ratios 0.3/1, 2/2, 0.9/3 and 0 for the misclassified point
     assert m["rho2"] == pytest.approx((0.3 + 1.0 + 0.3 + 0.0) / 4)
     assert m["deepfool_l2_median"] == pytest.approx(0.9)
@@ -238,7 +238,7 @@ def test_worst_case_is_the_pointwise_union_of_attacks():
         for eps in grid:  # shares add up to clean accuracy − robust accuracy
             shares = sum(v for k, v in m.items() if k.startswith("broken_first_by_") and k.endswith(f"@{eps:g}")
                          and report.config(k.removeprefix("broken_first_by_").split("@")[0]).norm == threat)
-            assert shares == pytest.approx(m["clean_accuracy"] - m[f"robust_accuracy_{threat}@{eps:g}"])
+            assert shares == pytest.approx(m["clean_accuracy_attacked"] - m[f"robust_accuracy_{threat}@{eps:g}"])
     # a DeepFool failure: inf norm, out of ρ2, counted, flagged
     report.minimal_norms["deepfool_l2"][1] = np.inf
     m = report.as_metrics()
@@ -254,11 +254,11 @@ def test_mlp_evaluation_metrics_and_sanity(mnist_mlp, mlp_report):
     report, m = mlp_report, mlp_report.as_metrics()
     n = len(y)
     assert report.clean_correct.shape == (n,) and report.success["pgd_linf"].shape == (n, 4)
-    assert 0.8 < m["clean_accuracy"] < 1.0  # some misclassified points exercise the ρ2 convention
+    assert 0.8 < m["clean_accuracy_attacked"] < 1.0  # some misclassified points exercise the ρ2 convention
     for threat, grid in (("linf", LINF_EPS), ("l2", L2_EPS)):
         acc = [m[f"robust_accuracy_{threat}@{e:g}"] for e in grid]
         assert all(b <= a for a, b in zip(acc, acc[1:])), acc  # non-increasing in ε
-        assert acc[0] <= m["clean_accuracy"] and acc[-1] <= 0.05
+        assert acc[0] <= m["clean_accuracy_attacked"] and acc[-1] <= 0.05
     assert m["robust_accuracy_linf@0.1"] <= min(m["accuracy_under_fgsm_linf@0.1"], m["accuracy_under_pgd_linf@0.1"])
     # ρ2 by hand: ‖r‖/‖x‖ on correct points, 0 on misclassified ones
     with torch.no_grad():
@@ -520,7 +520,7 @@ def test_square_runs_on_images_and_attacks_only_in_the_ball(mnist_mlp):
     report = evaluate_robustness(model, x[:50], y[:50], cfgs, on_adversarial=_collect_adversarials(seen))
     _assert_inside_ball_and_box(seen, cfgs, 0, 1)
     m = report.as_metrics()
-    assert m["accuracy_under_square_linf@0.3"] < m["accuracy_under_square_linf@0.1"] <= m["clean_accuracy"]
+    assert m["accuracy_under_square_linf@0.3"] < m["accuracy_under_square_linf@0.1"] <= m["clean_accuracy_attacked"]
 
 
 def test_apgd_per_point_results_are_reproducible_per_seed(mnist_mlp):

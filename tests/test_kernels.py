@@ -142,7 +142,8 @@ def test_a_rescore_on_other_kernels_is_within_the_tolerance(tmp_path, fast_class
     assert outside == {}
     # the tolerances are tight enough to catch an edited claim
     n = SETTING["n_test"]
-    for metric in ("clean_accuracy", "robust_accuracy_linf@0.1", "test_accuracy", "baseline_accuracy"):
+    for metric in ("clean_accuracy", "clean_accuracy_attacked", "robust_accuracy_linf@0.1", "test_accuracy",
+                   "baseline_accuracy"):
         doctored = claimed[metric] + 2 * task.rescore_tolerance(metric) + 1 / n
         assert not agrees(task, metric, doctored, rescored[metric]), metric
     for metric in ("compression_ratio_bits", "weight_sparsity"):  # exact

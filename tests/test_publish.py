@@ -33,7 +33,8 @@ def _levels_metrics(quality: float, seed: int) -> dict:
 
 def _robust_metrics(rho: float, acc: float, seed: int, sparsity: float | None = None) -> dict:
     j = 0.001 * seed
-    out = {"rho2": rho + j, "test_accuracy": acc + j, "clean_accuracy": acc, "eps_ref": 0.0883436,
+    out = {"rho2": rho + j, "test_accuracy": acc + j, "clean_accuracy": acc + j,
+           "clean_accuracy_attacked": acc, "eps_ref": 0.0883436,
            "fgs_accuracy@1x": acc - 0.5 + 2 * rho, "pgd_accuracy@1x": acc - 0.6 + 2 * rho,
            "accuracy_under_fgsm_linf@0.0883436": acc - 0.5 + 2 * rho, "train_cpu_seconds": 3.0 + 10 * rho + seed,
            "sanity_deepfool_l2_complete": 1.0, "broken_first_by_pgd_linf@0.1": 0.25 + j,

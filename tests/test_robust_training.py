@@ -161,16 +161,17 @@ def test_end_to_end_metrics(runs):
     for name, (result, folder) in out.items():
         m = result.metrics
         assert 0 <= m["rho2"] < 1 and m["rho2"] > 0
-        assert 0 <= m["clean_accuracy"] <= 1 and 0.5 < m["test_accuracy"] <= 1
+        assert 0 <= m["clean_accuracy_attacked"] <= 1 and 0.5 < m["test_accuracy"] <= 1
+        assert m["clean_accuracy"] == m["test_accuracy"]  # the whole test split; the attacked images apart
         for f in ("0.2x", "0.5x", "1x"):
             assert 0 <= m[f"pgd_accuracy@{f}"] <= m[f"fgs_accuracy@{f}"] + 0.2
-            assert m[f"fgs_accuracy@{f}"] <= m["clean_accuracy"]
+            assert m[f"fgs_accuracy@{f}"] <= m["clean_accuracy_attacked"]
         assert m["fgs_accuracy@0.2x"] >= m["fgs_accuracy@1x"]
         for f in ("0.2x", "0.5x", "1x"):  # the worst case over FGS, PGD, APGD-CE and APGD-T, point by point
             each = [m[f"{a}_accuracy@{f}"] for a in ("fgs", "pgd", "apgd_ce", "apgd_t")]
             assert m[f"robust_accuracy@{f}"] <= min(each)
             shares = [m[f"broken_first_by_{a}@{f}"] for a in ("fgsm_linf", "pgd_linf", "apgd_ce_linf", "apgd_t_linf")]
-            assert sum(shares) == pytest.approx(m["clean_accuracy"] - m[f"robust_accuracy@{f}"])
+            assert sum(shares) == pytest.approx(m["clean_accuracy_attacked"] - m[f"robust_accuracy@{f}"])
         assert m["sanity_worst_case_le_every_attack_linf"] == 1.0
         assert m["eps_ref"] == pytest.approx(m["eps_ref_rho2_vanilla"], rel=1e-2)  # MNIST: ||x||inf ≈ 1
         assert m["train_seconds"] > 0 and m["train_cpu_seconds"] > 0
@@ -209,7 +210,7 @@ def test_independent_foolbox_deepfool_reproduces_stored_rho2(runs):
     ratio = torch.where(correct, ratio, torch.zeros_like(ratio))
     keep = ~correct | hit
     assert float(ratio[keep].double().mean()) == pytest.approx(result.metrics["rho2"], rel=1e-4)
-    assert float(correct.double().mean()) == pytest.approx(result.metrics["clean_accuracy"])
+    assert float(correct.double().mean()) == pytest.approx(result.metrics["clean_accuracy_attacked"])
 
 
 def test_bad_params_are_rejected():
@@ -411,7 +412,7 @@ def test_default_preset_on_an_adversarially_trained_model_is_no_weaker_than_pgd4
             assert m["robust_accuracy@0.2x"] <= min(m["fgs_accuracy@0.2x"], m["pgd_accuracy@0.2x"])
         else:
             assert m[f"robust_accuracy@{f}"] <= min(m[f"apgd_ce_accuracy@{f}"], m[f"apgd_t_accuracy@{f}"])
-    assert m["robust_accuracy@1x"] < m["clean_accuracy"]  # the attacks do something
+    assert m["robust_accuracy@1x"] < m["clean_accuracy_attacked"]  # the attacks do something
 
 
 def test_rescore_reproduces_the_stored_metrics(runs):

@@ -54,7 +54,7 @@ def test_end_to_end_metrics_and_artifacts(linear_run):
     assert result.artifacts == {"model": "model.pt", "attacks": "attacks.npz", "storage": "storage.json"}
     assert all(isinstance(v, float) for v in m.values())
     assert m["weight_sparsity"] == pytest.approx(0.75, abs=1e-3) and m["target_sparsity"] == 0.75
-    assert 0.5 < m["clean_accuracy"] <= 1 and 0.5 < m["test_accuracy"] <= 1
+    assert 0.5 < m["clean_accuracy_attacked"] <= 1 and 0.5 < m["test_accuracy"] <= 1
     assert m["rho2"] > 0 and m["cw_l2_median"] > 0
     assert {"robust_accuracy_linf@0.1", "robust_accuracy_linf@0.3", "robust_accuracy_l2@1",
             "robust_accuracy_l2@3"} <= set(m)
@@ -72,11 +72,34 @@ def test_end_to_end_metrics_and_artifacts(linear_run):
             assert robust <= min(m[f"accuracy_under_{a}@{eps:g}"] for a in attacks)
             shares = sum(v for k, v in m.items() if k.startswith("broken_first_by_") and k.endswith(f"@{eps:g}")
                          and k.split("@")[0].endswith(threat))
-            assert shares == pytest.approx(m["clean_accuracy"] - robust)
+            assert shares == pytest.approx(m["clean_accuracy_attacked"] - robust)
         assert m[f"sanity_worst_case_le_every_attack_{threat}"] == 1.0
     state = torch.load(folder / "model.pt", weights_only=True)
     zeros = sum(int((t == 0).sum()) for k, t in state.items() if k.endswith("weight"))
     assert zeros / state["1.weight"].numel() == pytest.approx(m["weight_sparsity"])
+
+
+def test_clean_accuracy_is_the_whole_test_split_and_clean_accuracy_attacked_the_subset(linear_run):
+    """One meaning per name (issue 22): ``clean_accuracy`` is the accuracy on the whole test
+    split (= ``test_accuracy``), ``clean_accuracy_attacked`` on the n_test attacked points."""
+    from robench.data import load_dataset
+
+    folder, result = linear_run
+    m = result.metrics
+    model = build_model("linear")
+    model.load_state_dict(torch.load(folder / "model.pt", weights_only=True))
+    model.eval()
+    data = load_dataset("mnist-5k")
+    assert TINY["n_test"] < len(data.test_x)
+    with torch.no_grad():
+        correct = (model(data.test_x).argmax(1) == data.test_y).double()
+    idx = torch.as_tensor(attack_points(TINY["n_test"], len(data.test_x)))
+    assert m["clean_accuracy"] == pytest.approx(float(correct.mean()), abs=1e-9)
+    assert m["clean_accuracy"] == m["test_accuracy"]
+    assert m["clean_accuracy_attacked"] == pytest.approx(float(correct[idx].mean()), abs=1e-9)
+    # 40 points vs the whole split: the two differ on this tiny run (so neither hides the other)
+    assert m["clean_accuracy"] != m["clean_accuracy_attacked"]
+    assert "clean_accuracy" not in RobustnessReport.from_npz(folder / "attacks.npz").as_metrics()
 
 
 def test_stored_deepfool_norms_reproduce_rho2(linear_run):
@@ -88,7 +111,7 @@ def test_stored_deepfool_norms_reproduce_rho2(linear_run):
     ratio = np.where(correct, norms / x_norm, 0.0)
     assert np.isfinite(ratio).all()
     assert ratio.mean() == pytest.approx(result.metrics["rho2"], rel=1e-12)
-    assert correct.mean() == pytest.approx(result.metrics["clean_accuracy"])
+    assert correct.mean() == pytest.approx(result.metrics["clean_accuracy_attacked"])
     report = RobustnessReport.from_npz(folder / "attacks.npz")
     assert report.as_metrics() == {k: v for k, v in result.metrics.items() if k in report.as_metrics()}
     # the attacked points are the documented fixed subset of the test split
@@ -162,7 +185,7 @@ def test_independent_pgd_is_no_weaker_than_reported(linear_run):
     # robench's number is the worst case over FGSM and a 5-step PGD; a 40-step PGD with
     # restarts must not find the model more robust (2 points of 40 for sampling noise)
     assert robust <= reported + 2 / TINY["n_test"]
-    assert robust < result.metrics["clean_accuracy"]  # and the attack does something
+    assert robust < result.metrics["clean_accuracy_attacked"]  # and the attack does something
 
 
 PLUGIN = '''
@@ -325,6 +348,7 @@ def fake_frame(tmp_path):
                 value = curve[i] + 0.001 * seed
                 metrics = {"rho2": value, "robust_accuracy_l2@1": 4 * value, "robust_accuracy_l2@2": value,
                            "robust_accuracy_linf@0.1": 3 * value, "test_accuracy": 0.9, "clean_accuracy": 0.9,
+                           "clean_accuracy_attacked": 0.89,
                            "weight_sparsity": s, "sanity_deepfool_l2_complete": float(not (seed == 1 and s == 0.99))}
                 rows.append({"task": "sparsity_robustness", "status": "done", "method": "magnitude",
                              "method_label": f"magnitude(sparsity={s:g})", "seed": seed,

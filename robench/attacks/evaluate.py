@@ -160,7 +160,9 @@ class RobustnessReport:
     def as_metrics(self) -> dict[str, float]:
         """Flat name → float. Names (ε written with ``%g``):
 
-        ``clean_accuracy``; ``rho2`` (if an L2 DeepFool ran); per minimal attack ``<name>_median``
+        ``clean_accuracy_attacked`` (the accuracy on these N attacked points, not on a whole
+        split: a task reports that as ``clean_accuracy``); ``rho2`` (if an L2 DeepFool ran); per
+        minimal attack ``<name>_median``
         (median norm over clean-correct points, inf if more than half failed) and
         ``<name>_failure_rate`` (fraction of clean-correct points not broken);
         per threat and ε ``robust_accuracy_<linf|l2>@<ε>`` (worst case over attacks);
@@ -169,7 +171,7 @@ class RobustnessReport:
         all N points that attack was the first (in the given order) to break: over the
         attacks, these add up to clean accuracy − robust accuracy.
         """
-        metrics: dict[str, float] = {"clean_accuracy": float(self.clean_correct.mean())}
+        metrics: dict[str, float] = {"clean_accuracy_attacked": float(self.clean_correct.mean())}
         try:
             metrics["rho2"] = self.rho2()
         except KeyError:

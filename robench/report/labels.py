@@ -37,7 +37,9 @@ _KNOWN: dict[str, tuple[str, tuple[str, float]]] = {
     "accuracy": ("accuracy", PERCENT),
     "test_accuracy": ("clean accuracy", PERCENT),
     "validation_accuracy": ("clean accuracy, validation split", PERCENT),
-    "clean_accuracy": ("clean acc. (attacked points)", PERCENT),
+    # the same value as test_accuracy (validation_accuracy with eval_split: validation)
+    "clean_accuracy": ("clean accuracy (full test set)", PERCENT),
+    "clean_accuracy_attacked": ("clean accuracy on the attacked points", PERCENT),
     "baseline_accuracy": ("dense baseline accuracy", PERCENT),
     "baseline_test_accuracy": ("baseline accuracy", PERCENT),
     # accuracy − baseline_accuracy: the dense baseline as trained, BEFORE the fine-tuning every

@@ -256,7 +256,7 @@ def attack_tolerance(metric: str, n_attacked: int, n_split: int) -> float:
     ACTIVATION_TOLERANCE; everything else (sanity flags, counts, storage) exact."""
     if metric.startswith("baseline_") and metric.endswith("accuracy"):
         return RETRAIN_ACCURACY_TOLERANCE
-    if metric in ("test_accuracy", "validation_accuracy"):
+    if metric in ("clean_accuracy", "test_accuracy", "validation_accuracy"):
         return flip_tolerance(n_split)
     if metric.startswith("sanity_"):
         return 0.0
@@ -264,7 +264,7 @@ def attack_tolerance(metric: str, n_attacked: int, n_split: int) -> float:
         return NORM_TOLERANCE
     if metric == "activation_sparsity":
         return ACTIVATION_TOLERANCE
-    if metric == "clean_accuracy" or metric.endswith("_failure_rate") or "@" in metric:
+    if metric == "clean_accuracy_attacked" or metric.endswith("_failure_rate") or "@" in metric:
         return flip_tolerance(n_attacked, ATTACK_FLIPS)
     return 0.0
 

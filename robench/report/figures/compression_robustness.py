@@ -90,7 +90,8 @@ def long_table(runs):
 
     names = {k for m in runs["metrics"] for k in as_dict(m)}
     robust = robust_metric(names)
-    columns = {"storage": X, "rho2": "rho2", "test_accuracy": "test_accuracy", "clean_accuracy": "clean_accuracy",
+    columns = {"storage": X, "rho2": "rho2", "test_accuracy": "test_accuracy",
+               "clean_accuracy_attacked": "clean_accuracy_attacked",  # the n_test attacked points
                "bits_per_weight": "bits_per_weight", "weight_sparsity": "weight_sparsity"}
     if robust:
         columns["robust"] = robust

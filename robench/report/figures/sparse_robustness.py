@@ -49,7 +49,8 @@ def long_table(runs):
 
     names = {k for m in runs["metrics"] for k in m}
     eps = {t: pick_epsilon(names, t) for t in ("l2", "linf")}
-    columns = {"rho2": "rho2", "test_accuracy": "test_accuracy", "clean_accuracy": "clean_accuracy",
+    columns = {"rho2": "rho2", "test_accuracy": "test_accuracy",
+               "clean_accuracy_attacked": "clean_accuracy_attacked",  # the n_test attacked points
                "weight_sparsity": "weight_sparsity", "activation_sparsity": "activation_sparsity",
                "deepfool_l2_median": "deepfool_l2_median"}
     for threat, e in eps.items():

@@ -21,7 +21,8 @@ Protocol of one run (recipe R, seed s):
    ``preset_factors`` only, when given: they cost 5–45× PGD). ``robust_accuracy@<f>x`` is the worst case
    per point over every l∞ attack, ``broken_first_by_<attack>@<f>x`` the share of points
    each one broke first (order: FGS, PGD, then the preset's); sanity flags as 0/1 metrics.
-   ``test_accuracy`` is on the whole test split.
+   ``clean_accuracy`` and ``test_accuracy`` (the same value) are on the whole test split,
+   ``clean_accuracy_attacked`` on the ``n_test`` attacked images.
 4. Export ``model.pt`` (state dict, ``torch.load(..., weights_only=True)``),
    ``robustness.npz`` (per-sample attack results and the first-broken record,
    :class:`RobustnessReport`) and ``eval.json`` (model name, split, evaluated indices, ε
@@ -32,9 +33,10 @@ Protocol of one run (recipe R, seed s):
 vanilla baseline, cached separately, and the recipe) and take the test split's place in
 steps 3–4 and in ε_ref; the test split is not read. The run's metrics then say so:
 ``validation_accuracy`` and ``baseline_validation_accuracy`` replace ``test_accuracy`` and
-``baseline_test_accuracy`` (the attack metrics are on the first ``n_test`` validation
-images). A suite picks hyperparameters on such runs and reports the picked ones on
-``eval_split: test`` runs, so the test split is touched once.
+``baseline_test_accuracy`` (``clean_accuracy`` is then the validation accuracy; the attack
+metrics and ``clean_accuracy_attacked`` are on the first ``n_test`` validation images). A
+suite picks hyperparameters on such runs and reports the picked ones on ``eval_split: test``
+runs, so the test split is touched once.
 
 **ε_ref** (one number per model/dataset/baseline setting, shared by every recipe and
 seed, so seeds average at the same ε): ``eps_ref = rho2_vanilla × mean_i ‖x_i‖∞`` over
@@ -188,7 +190,9 @@ class RobustTrainingTask(Task):
     name = "robust_training"
     # 2: APGD-CE + APGD-T by default (attacks version 2), worst case robust_accuracy@<f>x, eval_split
     # 3: attacks version 3 (robench's APGD: the same l∞ results; l2 APGD-T one step size per point)
-    version = "3"
+    # 4: clean_accuracy is the accuracy on the whole evaluated split (= <eval_split>_accuracy); the
+    #    attacked images' accuracy is clean_accuracy_attacked
+    version = "4"
     Params = RobustTrainingParams
     method_base = RobustTrainingRecipe
     primary_metric = "rho2"
@@ -202,9 +206,12 @@ class RobustTrainingTask(Task):
              {"name": "rho2_vs_training_cost", "x": "train_cpu_seconds", "y": "rho2", "logx": True})
     metrics_info = {
         "rho2": ("mean over attacked test images of ||r||2/||x||2, r from L2 DeepFool (misclassified count 0)", True),
-        "clean_accuracy": ("accuracy on the attacked test images", True),
-        "test_accuracy": ("accuracy on the whole test split", True),
-        "validation_accuracy": ("accuracy on the whole validation split (eval_split: validation)", True),
+        "clean_accuracy": ("accuracy on the whole evaluated split (= test_accuracy, or validation_accuracy "
+                           "with eval_split: validation)", True),
+        "clean_accuracy_attacked": ("accuracy on the n_test attacked images", True),
+        "test_accuracy": ("accuracy on the whole test split (= clean_accuracy)", True),
+        "validation_accuracy": ("accuracy on the whole validation split (eval_split: validation; "
+                                "= clean_accuracy)", True),
         "baseline_test_accuracy": ("test accuracy of the vanilla model before fine-tuning", True),
         "baseline_validation_accuracy": ("validation accuracy of the held-out vanilla model before fine-tuning", True),
         "eps_ref": ("reference l-inf budget: rho2 of the seed-0 vanilla model x mean ||x||inf", True),
@@ -352,7 +359,8 @@ class RobustTrainingTask(Task):
         return attack_tolerance(metric, self.params.n_test, self._n_split())
 
     def _n_split(self) -> int:
-        """Images of the evaluated split (``test_accuracy``), loaded once per task object."""
+        """Images of the evaluated split (``clean_accuracy``, ``test_accuracy``), loaded once per task
+        object."""
         if getattr(self, "_rescore_n_split", None) is None:
             self._rescore_n_split = len(self.data().test_y)
         return self._rescore_n_split
@@ -373,12 +381,15 @@ class RobustTrainingTask(Task):
 
     def score(self, model, data, epsilons, seed: int):
         """(metrics, report) of the fine-tuned ``model``: the attacks of step 3 and the
-        accuracy on the whole evaluated split (``test_accuracy`` or ``validation_accuracy``)."""
+        accuracy on the whole evaluated split (``clean_accuracy``, and the same value as
+        ``test_accuracy`` or ``validation_accuracy``)."""
         from robench.training import accuracy
 
         report = self.evaluate(model, data, epsilons, seed)
         metrics = self._metrics(report, epsilons)
-        metrics[f"{self.params.eval_split}_accuracy"] = accuracy(model, data.test_x, data.test_y)
+        split_accuracy = accuracy(model, data.test_x, data.test_y)
+        metrics[f"{self.params.eval_split}_accuracy"] = split_accuracy
+        metrics["clean_accuracy"] = split_accuracy
         return metrics, report
 
     def prerequisites(self, method, seed):

@@ -46,13 +46,14 @@ older attacks), and the sanity flag ``worst_case_le_every_attack_<threat>`` chec
 against each other. ``rescore`` re-attacks an exported ``model.pt`` on the same points
 (``attacks.npz`` and ``storage.json`` are not read).
 
-Metrics: everything of ``RobustnessReport.as_metrics()`` (``clean_accuracy`` and the attack
-metrics are on the n_test attacked points), ``sanity_*`` flags as 1/0, plus
+Metrics: everything of ``RobustnessReport.as_metrics()`` (``clean_accuracy_attacked`` and the
+attack metrics are on the n_test attacked points), ``sanity_*`` flags as 1/0, plus
 ``weight_sparsity``, ``target_sparsity`` (methods with a ``sparsity`` parameter),
 ``activation_sparsity`` (ReLU outputs that are exactly 0 on the attacked points; absent
 for a model without ``nn.ReLU`` modules), ``compression_ratio``, ``compression_ratio_bits``
 and ``bits_per_weight`` (the ``compression`` task's storage accounting of the attacked
-model), ``test_accuracy`` (whole test split) and ``baseline_accuracy`` (the starting
+model), ``clean_accuracy`` and ``test_accuracy`` (both the same value: the accuracy on the
+whole test split) and ``baseline_accuracy`` (the starting
 model, whole test split; ``rescore`` takes it from the maintainer's own cache).
 Primary metric: ``rho2``.
 """
@@ -170,7 +171,9 @@ class SparsityRobustnessTask(Task):
     # 3: the methods are the compression task's (sparsity moved from the task to the method),
     #    robust bases, the storage metrics
     # 4: attacks version 3 (robench's APGD: the same results except l2 APGD-T, now one step size per point)
-    version = "4"
+    # 5: clean_accuracy is the accuracy on the whole test split (= test_accuracy); the attacked
+    #    points' accuracy is clean_accuracy_attacked
+    version = "5"
     Params = SparsityRobustnessParams
     methods_from = "compression"  # every registered compression method (registry.methods_scope)
     method_base = CompressionMethod
@@ -195,8 +198,11 @@ class SparsityRobustnessTask(Task):
                         attack_preset="smoke", n_test=40)
     metrics_info = {
         "rho2": ("mean DeepFool-L2 ‖r‖₂/‖x‖₂ over the attacked points, misclassified = 0", True),
-        "clean_accuracy": ("accuracy on the attacked test points", True),
-        "test_accuracy": ("accuracy of the compressed, fine-tuned model on the whole test split", True),
+        "clean_accuracy": ("accuracy of the compressed, fine-tuned model on the whole test split "
+                           "(= test_accuracy)", True),
+        "clean_accuracy_attacked": ("accuracy on the n_test attacked test points", True),
+        "test_accuracy": ("accuracy of the compressed, fine-tuned model on the whole test split "
+                          "(= clean_accuracy)", True),
         "baseline_accuracy": ("accuracy of the starting model (dense baseline or robust base) on the whole "
                               "test split", True),
         "target_sparsity": ("the method's sparsity parameter (methods that have one)", True),
@@ -361,11 +367,11 @@ class SparsityRobustnessTask(Task):
     def rescore_tolerance(self, metric: str) -> float:
         """Tolerances of a re-score on another kernel set (see ``Task.rescore_tolerance``,
         :func:`robench.tasks.base.attack_tolerance`): a share of the ``n_test`` attacked
-        points (clean and robust accuracies, accuracies under an attack, broken-first shares,
-        failure rates) ATTACK_FLIPS/n_test, since an iterative attack's path may end on the
-        other side of a boundary where the logits differ in the last bits; ``test_accuracy``
-        FLIPS/len(test split); ``baseline_accuracy``, from the maintainer's own (re)trained
-        starting model, RETRAIN_ACCURACY_TOLERANCE; the attack norms (``rho2``,
+        points (``clean_accuracy_attacked``, robust accuracies, accuracies under an attack,
+        broken-first shares, failure rates) ATTACK_FLIPS/n_test, since an iterative attack's path
+        may end on the other side of a boundary where the logits differ in the last bits;
+        ``clean_accuracy`` and ``test_accuracy`` FLIPS/len(test split); ``baseline_accuracy``,
+        from the maintainer's own (re)trained starting model, RETRAIN_ACCURACY_TOLERANCE; the attack norms (``rho2``,
         ``*_median``) NORM_TOLERANCE; ``activation_sparsity`` ACTIVATION_TOLERANCE; sanity
         flags, ``target_sparsity``, weight sparsity and storage exact (0)."""
         from robench.tasks.base import attack_tolerance
@@ -373,7 +379,8 @@ class SparsityRobustnessTask(Task):
         return attack_tolerance(metric, self.params.n_test, self._n_test_split())
 
     def _n_test_split(self) -> int:
-        """Images of the whole test split (``test_accuracy``), loaded once per task object."""
+        """Images of the whole test split (``clean_accuracy``, ``test_accuracy``), loaded once per task
+        object."""
         from robench.data import load_dataset
 
         if getattr(self, "_rescore_n_split", None) is None:
@@ -407,7 +414,9 @@ class SparsityRobustnessTask(Task):
         activations = activation_sparsity(model, x)["overall"]
         if math.isfinite(activations):
             metrics["activation_sparsity"] = activations
-        metrics.update(weight_sparsity=weight_sparsity(model), test_accuracy=accuracy(model, data.test_x, data.test_y))
+        test_accuracy = accuracy(model, data.test_x, data.test_y)
+        metrics.update(weight_sparsity=weight_sparsity(model), test_accuracy=test_accuracy,
+                       clean_accuracy=test_accuracy)
         return {k: float(v) for k, v in metrics.items()}, report
 
 

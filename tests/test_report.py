@@ -535,3 +535,23 @@ def test_sparse_robustness_report_reads_what_the_apgd_attacks_changed():
     assert "| lenet-300-100 | magnitude | robust_linf | inverted U |" in text
     assert "0.251 → 0.451 (at 0.9) → 0.261" in text and "| 0.200 at 0.9 |" in text
     assert "of the 1 inverted-U curve(s) under the earlier attacks, 0 keep the inverted U" in text
+
+
+def test_references_are_lines_on_the_plots_not_points(tmp_path):
+    """dense (compression's reference) is a dashed line labelled as the reference on the
+    trade-off scatter, never a point among the contenders nor on the Pareto front."""
+    from robench.report.plots import scatter_tradeoff, tradeoff_points
+
+    df = make_results()
+    setting = df[(df["task"] == "compression")]
+    setting = setting[setting["task_label"] == setting["task_label"].iloc[0]]
+    assert "dense" in set(setting["method"])
+    x = "compression_ratio" if "metrics.compression_ratio" in setting else "sparsity"
+    paths = scatter_tradeoff(setting, x, "accuracy", tmp_path / "with", title="t", front=True,
+                             references=("dense",), formats=("svg",))
+    svg = paths[0].read_text()
+    assert "dense (reference)" in svg
+    plain = scatter_tradeoff(setting, x, "accuracy", tmp_path / "without", title="t", front=True, formats=("svg",))
+    assert "dense (reference)" not in plain[0].read_text()
+    n = len(tradeoff_points(setting, x, "accuracy"))
+    assert f"{n - 1} configurations" in svg  # the reference is not counted among the configurations

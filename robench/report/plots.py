@@ -184,8 +184,12 @@ def _setting_of(df) -> str:
 def scatter_tradeoff(df, x_metric: str, y_metric: str, out_base, *, title: str, logx: bool = False,
                      front: bool = False, connect: bool = False, x_label: str | None = None,
                      y_label: str | None = None, x_scale: float = 1.0, y_scale: float = 1.0,
-                     greater_is_better: bool = True, formats: Iterable[str] = WEB) -> list[Path]:
+                     greater_is_better: bool = True, references: Iterable[str] = (),
+                     formats: Iterable[str] = WEB) -> list[Path]:
     """Scatter plot of ``y_metric`` against ``x_metric`` for the runs of one setting.
+
+    Configurations of the ``references`` methods (dense, ...) are a dashed horizontal line at
+    their y, labelled as references, never points among the contenders nor on the front.
 
     One point per configuration at the mean over its done seeds, with std error bars
     (none for a single seed); colour by method, marker by configuration. ``front``: the
@@ -202,13 +206,21 @@ def scatter_tradeoff(df, x_metric: str, y_metric: str, out_base, *, title: str, 
     setting = _setting_of(df)
     if constant(points["x_mean"]) or constant(points["y_mean"]):
         return []
+    refs = set(references)
+    is_ref = points["method_label"].map(lambda v: base_method(v) in refs)
+    reference_points, points = points[is_ref], points[~is_ref]
+    if points.empty:
+        return []
     labels = ordered(points["method_label"].astype(str))
     colours, markers = method_colors(labels), method_markers(labels)
     logx = bool(logx) and bool((points["x_mean"] > 0).all())
     seeds = _seed_text(points["n"])
 
     entries = {base_method(v) for v in labels} if connect else labels
-    with _axes(3.2 + legend_height(entries, int(front))) as (fig, ax):
+    with _axes(3.2 + legend_height(entries, int(front) + len(reference_points))) as (fig, ax):
+        for r in reference_points.itertuples():
+            ax.axhline(r.y_mean * y_scale, color="0.45", ls=(0, (5, 3)), lw=1.1, zorder=1,
+                       label=_literal(f"{r.method_label} (reference)"))
         if connect:
             for method in ordered({base_method(v) for v in labels}):
                 sel = points[points["method_label"].map(base_method) == method].sort_values("x_mean")
@@ -266,11 +278,12 @@ def curve_points(df, names: list[tuple[float, str]], by: str = "method_label"):
 
 def line_curves(df, panels: list[tuple[str, list[tuple[float, str]]]], out_base, *, title: str, x_label: str,
                 y_label: str, y_scale: float = 1.0, mark_x: float | None = None, mark_text: str = "",
-                logx: bool = False, formats: Iterable[str] = WEB) -> list[Path]:
+                logx: bool = False, references: Iterable[str] = (), formats: Iterable[str] = WEB) -> list[Path]:
     """A metric against a numeric axis (ε, degradation level, sparsity), one line per
     configuration with std error bars, one panel per entry of ``panels`` ((panel title,
-    [(x, metric name), ...])). ``mark_x``: a vertical line (the training level). Returns
-    ``[]`` when no panel has two x values with data."""
+    [(x, metric name), ...])). ``mark_x``: a vertical line (the training level). The
+    configurations of the ``references`` methods are dashed grey lines labelled as
+    references. Returns ``[]`` when no panel has two x values with data."""
     setting = _setting_of(df)
     data = [(name, curve_points(df, names)) for name, names in panels]
     data = [(name, pts) for name, pts in data if not pts.empty and not constant(pts["x"])]
@@ -288,9 +301,11 @@ def line_curves(df, panels: list[tuple[str, list[tuple[float, str]]]], out_base,
                 sel = pts[pts["group"] == label].sort_values("x")
                 if sel.empty:
                     continue
+                ref = base_method(label) in set(references)
                 ax.errorbar(sel["x"], sel["y_mean"] * y_scale, yerr=sel["y_std"].fillna(0.0) * y_scale,
-                            fmt=markers[label] + "-", color=colours[label], ms=5, lw=1.3, elinewidth=1,
-                            capsize=2.5, clip_on=False, label=_literal(label), mec="white", mew=0.5)
+                            fmt=markers[label] + ("--" if ref else "-"), color="0.45" if ref else colours[label],
+                            ms=5, lw=1.3, elinewidth=1, capsize=2.5, clip_on=False, mec="white", mew=0.5,
+                            label=_literal(f"{label} (reference)" if ref else label))
             if mark_x is not None and math.isfinite(mark_x):
                 ax.axvline(mark_x, color="0.35", ls=":", lw=1.2)
                 ax.annotate(mark_text, (mark_x, 1.0), xycoords=("data", "axes fraction"), xytext=(3, -11),

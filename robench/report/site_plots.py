@@ -62,8 +62,11 @@ def setting_plots(runs, info: dict, out_base: Path, *, task: str, formats: Itera
     (format → path)."""
     from . import plots as P
 
+    from .ranking import reference_methods
+
     names = _names(runs[runs["status"] == "done"])
     gib = bool(info.get("greater_is_better", True))
+    refs = tuple(reference_methods(task, info))  # reference lines, not contenders
     drawn: list[dict[str, Any]] = []
 
     def add(name: str, caption: str, paths: list[Path]) -> None:
@@ -92,12 +95,12 @@ def setting_plots(runs, info: dict, out_base: Path, *, task: str, formats: Itera
                 runs, x, y, base(plot["name"]), title=f"{my.label} vs {mx.label}", logx=bool(plot.get("logx")),
                 front=front, connect=sweep, x_label=mx.header, y_label=my.header, x_scale=mx.scale,
                 y_scale=my.scale, greater_is_better=gib if y == info.get("primary_metric") else True,
-                formats=formats))
+                references=refs, formats=formats))
         elif kind == "levels":
             curve = level_curve(names, plot.get("y", "psnr"))
             if len(curve) < 2:
                 continue
-            add(plot["name"], *_levels(P, runs, curve, plot, base(plot["name"]), formats))
+            add(plot["name"], *_levels(P, runs, curve, plot, base(plot["name"]), formats, refs))
         elif kind == "dots":
             metrics = [m for m in plot.get("metrics") or () if m in names]
             if not metrics:
@@ -118,7 +121,7 @@ def setting_plots(runs, info: dict, out_base: Path, *, task: str, formats: Itera
                                       "(mean ± std over seeds), one panel per threat model",
             P.line_curves(runs, panels, base("robust_accuracy_vs_eps"), title="robust accuracy vs ε",
                           x_label="ε (attack budget)", y_label="robust accuracy (%)", y_scale=100.0,
-                          formats=formats))
+                          references=refs, formats=formats))
     if sweep and first_x:
         pairs = {(p.get("x"), p.get("y")) for p in declared}
         headline = [m for m in info.get("headline_metrics") or ()
@@ -130,16 +133,17 @@ def setting_plots(runs, info: dict, out_base: Path, *, task: str, formats: Itera
                 f"{my.header} against {mx.header}; lines join a method's sweep",
                 P.scatter_tradeoff(runs, first_x, y, base(f"{y}_vs_{first_x}".replace("@", "_at_")),
                                    title=f"{my.label} vs {mx.label}", connect=True, x_label=mx.header,
-                                   y_label=my.header, x_scale=mx.scale, y_scale=my.scale, formats=formats))
+                                   y_label=my.header, x_scale=mx.scale, y_scale=my.scale, references=refs,
+                                   formats=formats))
     if not levels_declared:
         curve = level_curve(names, "psnr")
         if len(curve) >= 2:
             add("psnr_vs_level", *_levels(P, runs, curve, {"y": "psnr", "mark": "train_level"},
-                                          base("psnr_vs_level"), formats))
+                                          base("psnr_vs_level"), formats, refs))
     return drawn
 
 
-def _levels(P, runs, curve, plot: dict, out_base: Path, formats) -> tuple[str, list[Path]]:
+def _levels(P, runs, curve, plot: dict, out_base: Path, formats, references=()) -> tuple[str, list[Path]]:
     what = metric(curve[0][1])
     unit = f" ({what.unit})" if what.unit else ""
     mark = marked_level(runs, plot.get("mark"), curve)
@@ -148,5 +152,5 @@ def _levels(P, runs, curve, plot: dict, out_base: Path, formats) -> tuple[str, l
                + ("; dotted: the training level" if math.isfinite(mark) else ""))
     return caption, P.line_curves(runs, [("", curve)], out_base, title=f"{label} vs degradation level",
                                   x_label="degradation level", y_label=f"{label}{unit}", mark_x=mark,
-                                  mark_text="training level", formats=formats)
+                                  mark_text="training level", references=references, formats=formats)
 _marked_level = marked_level  # (the name tests/test_publish.py imports)

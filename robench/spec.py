@@ -436,7 +436,7 @@ def check_registered(task_cls, task_params: dict, source: str, path: str, *, fol
             raise UserError(f"{source}: {path}.{name}: {what} {value} (expected the folder holding the data's files)")
         if not os.access(folder, os.R_OK | os.X_OK):
             raise UserError(f"{source}: {path}.{name}: folder {value} is not readable (check its permissions)")
-        missing = getattr(task_cls, "missing_files", lambda params, name: None)(task_params, name)
+        missing = task_cls.missing_files(task_params, name)
         if missing:
             raise UserError(f"{source}: {path}.{name}: {value} does not hold {missing}")
     for name, field in task_cls.Params.model_fields.items():

@@ -154,6 +154,13 @@ class Task:
         raise NotImplementedError
 
     @classmethod
+    def missing_files(cls, params: dict[str, Any], name: str) -> str | None:
+        """What the folder parameter ``name`` (an existing folder, ``params[name]``) lacks of
+        the files this task reads from it, in words ("a training.mat"), or None: `robench
+        validate` refuses the suite with it before anything runs. None by default."""
+        return None
+
+    @classmethod
     def check_params_for(cls, method: Method) -> dict[str, Any]:
         """The tiny settings of ``robench check``'s end-to-end run of ``method`` (a task
         whose methods apply to some settings only picks one that fits)."""

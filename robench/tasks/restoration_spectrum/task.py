@@ -278,6 +278,18 @@ class RestorationSpectrumTask(Task):
             artifacts[f"png@{metrics.format_level(level)}"] = name
         return TaskResult(metrics=scores.metrics(), artifacts=artifacts)
 
+    @classmethod
+    def missing_files(cls, params, name):
+        """``root``/``train_root`` must hold images the folder loader reads."""
+        from robench.tasks.restoration_spectrum.data import IMAGE_EXTENSIONS
+
+        if name not in ("root", "train_root"):
+            return None
+        folder = Path(str(params[name])).expanduser()
+        if any(p.suffix.lower() in IMAGE_EXTENSIONS for p in folder.iterdir() if p.is_file()):
+            return None
+        return f"any {'/'.join(e.lstrip('.') for e in IMAGE_EXTENSIONS)} image"
+
     def rescore(self, artifact_dir: Path, seed: int, ctx: RunContext, method=None,
                 claimed: dict | None = None) -> dict[str, float]:
         """Re-score ``restored.npz`` (``robench verify``) against this setting's test crops

@@ -334,6 +334,20 @@ class RoomLayoutTask(Task):
         return TaskResult(metrics=metrics, artifacts={"predictions": path.name})
 
 
+    @classmethod
+    def missing_files(cls, params, name):
+        """``root`` must hold the dataset's index: LSUN's split .mat files, Hedau's traintestind.mat."""
+        if name != "root":
+            return None
+        folder = Path(str(params[name])).expanduser()
+        dataset = params.get("dataset")
+        if dataset == "hedau" and not (folder / "traintestind.mat").is_file():
+            return "traintestind.mat (the Hedau release's index)"
+        if dataset == "lsun" and not any((folder / f).is_file() for f in ("training.mat", "validation.mat",
+                                                                             "testing.mat")):
+            return "training.mat, validation.mat or testing.mat (the LSUN layout release's index)"
+        return None
+
     def rescore(self, artifact_dir: Path, seed: int, ctx: RunContext, method=None,
                 claimed: dict | None = None) -> dict[str, float]:
         """Re-score ``predictions.npz`` (``robench verify``) against this setting's test

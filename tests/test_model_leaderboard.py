@@ -355,3 +355,20 @@ def test_model_boards_mark_yours_and_group_by_protocol():
     for _, board in tidy.groupby("setting"):
         assert list(board["model"]) == ["lenet-5", "mine", "linear"]
         assert list(board["yours"]) == [False, True, False]
+
+
+def test_aggregate_puts_references_first_and_ranks_on_the_tradeoff():
+    """`results --aggregate` orders a setting as the leaderboard does: the reference (dense)
+    first, marked and unranked; then the contenders by the task's trade-off (the highest
+    storage compression within 1 point of dense), not by accuracy alone."""
+    from robench.report import formats
+
+    rows = [_compression(m, acc, bits, seed) for seed in (0, 1) for m, acc, bits in
+            (("dense", 0.970, 1.0), ("inq", 0.968, 6.0), ("sketch", 0.965, 10.0), ("random", 0.60, 8.0))]
+    tidy = formats.aggregate(pd.DataFrame(rows))
+    accuracy = tidy[tidy["metric"] == "accuracy"]
+    assert list(accuracy["configuration"]) == ["dense", "sketch", "inq", "random"]
+    assert list(accuracy["role"]) == ["reference", "contender", "contender", "contender"]
+    assert accuracy["rank"].isna().iloc[0] and list(accuracy["rank"].iloc[1:]) == [1, 2, 3]
+    text = formats.render(tidy, "table")
+    assert next(line for line in text.splitlines() if line.startswith("dense")).startswith("dense (reference)")

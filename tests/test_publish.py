@@ -251,7 +251,7 @@ def test_compare_prints_and_renders_differences(store, tmp_path):
     ("markdown", ["### room_layout — ", "| configuration | seeds | pixel error (%) |", "| st-pio(pretrain_epochs=2) | 3 | 12.00 ± 1.00 |"]),
     ("latex", [r"\begin{tabular}{lrrrrr}", r"pixel error (\%)", r"st-pio(pretrain\_epochs=2) & 3 & 12.00 $\pm$ 1.00 &"]),
     ("table", ["room_layout — dataset=synthetic-rooms", "12.00 ± 1.00"]),
-    ("csv", ["task,setting,method,configuration,config_id,metric,mean,std,n", "room_layout,"]),
+    ("csv", ["task,setting,method,configuration,config_id,role,rank,metric,mean,std,n", "room_layout,"]),
 ])
 def test_results_aggregate_formats(store, fmt, expect):
     from typer.testing import CliRunner

@@ -3,9 +3,12 @@ text, CSV, JSON, Markdown or LaTeX, and the per-configuration differences of two
 (``robench compare``).
 
 The tidy form (:func:`aggregate`) has one row per (task, setting, configuration, metric):
-``task, setting, method, configuration, config_id, metric, mean, std, n`` over done seeds,
-configurations best first by the primary metric. The text forms show, per task and
-setting, the primary and headline metrics with readable labels and units.
+``task, setting, method, configuration, config_id, role, rank, metric, mean, std, n`` over
+done seeds, in the leaderboard's order (:func:`robench.report.ranking.rank_rows`): the
+reference configurations first (``role`` "reference", no rank), then the contenders best
+first — by the task's trade-off where it declares one (compression), else by the primary
+metric; ties share a rank. The text forms show, per task and setting, the primary and
+headline metrics with readable labels and units, references marked.
 """
 
 from __future__ import annotations
@@ -17,17 +20,11 @@ import json
 
 from .labels import metric, undefined_reason
 from .leaderboard import metric_order
-from .ranking import _greater, model_boards, setting_metrics
+from .ranking import (_greater, model_boards, rank_rows, reference_methods, setting_metrics, sort_key_best_first,
+                      tradeoff)
 from .table import as_dict, metric_values, mode, normalize, pm, summarize, task_info
 
 FORMATS = ("table", "csv", "json", "markdown", "latex")
-
-
-def _best_first(stats, primary: str | None, greater_is_better: bool):
-    if primary is None or f"{primary}_mean" not in stats:
-        return stats
-    key = stats[f"{primary}_mean"] * (-1 if greater_is_better else 1)
-    return stats.assign(_k=key.fillna(math.inf)).sort_values(["_k", "configuration"], kind="stable").drop(columns="_k")
 
 
 def aggregate(frame, *, every_metric: bool = True):
@@ -37,7 +34,7 @@ def aggregate(frame, *, every_metric: bool = True):
 
     runs = normalize(frame)
     runs = runs[runs["status"] == "done"]
-    columns = ["task", "setting", "method", "configuration", "config_id", "metric", "mean", "std", "n"]
+    columns = ["task", "setting", "method", "configuration", "config_id", "role", "rank", "metric", "mean", "std", "n"]
     out = []
     for (task, setting), group in runs.groupby(["task", "task_label"], sort=True):
         names = metric_order(group)
@@ -49,21 +46,33 @@ def aggregate(frame, *, every_metric: bool = True):
         gib = _greater(info, primary, group, stored)
         names = headline if not every_metric else ([primary] + [n for n in names if n != primary]
                                                    if primary in names else names)
-        values = metric_values(group, names).assign(config_id=group["config_id"].to_numpy(),
-                                                   configuration=group["method_label"].to_numpy(),
-                                                   method=group["method"].to_numpy())
-        stats = summarize(values, ["config_id", "configuration", "method"], names, sort=False, size=None)
-        stats = _best_first(stats, primary, gib)
+        trade = tradeoff(task, info) or {}  # a trade-off ranks on its own x and y
+        ranked_names = list(dict.fromkeys(names + [m for m in (trade.get("x"), trade.get("y"))
+                                                   if m in metric_order(group)]))
+        values = metric_values(group, ranked_names).assign(config_id=group["config_id"].to_numpy(),
+                                                           configuration=group["method_label"].to_numpy(),
+                                                           method=group["method"].to_numpy())
+        stats = summarize(values, ["config_id", "configuration", "method"], ranked_names, sort=False, size=None)
+        refs = set(reference_methods(task, info))
+        rows = []
         for row in stats.to_dict("records"):
-            means = {n: row[f"{n}_mean"] for n in names}
+            means = {n: row[f"{n}_mean"] for n in ranked_names}
+            rows.append({**row, "means": means, "stds": {n: row[f"{n}_std"] for n in ranked_names},
+                         "primary_n": int(row.get(f"{primary}_count", 0) or 0), "method_label": row["configuration"],
+                         "reference": row["method"] in refs,
+                         "_key": sort_key_best_first(means.get(primary, math.nan), gib)})
+        rank_rows(rows, task, info, gib, primary)
+        for row in rows:
             for name in names:
-                if undefined_reason(name, means, str(row["method"])):  # a dense model's speed-up: noise
+                if undefined_reason(name, row["means"], str(row["method"])):  # a dense model's speed-up: noise
                     row[f"{name}_mean"] = row[f"{name}_std"] = math.nan
                     row[f"{name}_count"] = 0
                 out.append({"task": task, "setting": setting, "method": row["method"],
-                            "configuration": row["configuration"], "config_id": row["config_id"], "metric": name,
-                            "mean": row[f"{name}_mean"], "std": row[f"{name}_std"], "n": int(row[f"{name}_count"])})
-    return pd.DataFrame(out, columns=columns)
+                            "configuration": row["configuration"], "config_id": row["config_id"],
+                            "role": "reference" if row["reference"] else "contender", "rank": row["rank"],
+                            "metric": name, "mean": row[f"{name}_mean"], "std": row[f"{name}_std"],
+                            "n": int(row[f"{name}_count"])})
+    return pd.DataFrame(out, columns=columns).astype({"rank": "Int64"})
 
 
 def _cells(tidy) -> list[tuple[str, str, list[str], list[list[str]]]]:
@@ -77,7 +86,8 @@ def _cells(tidy) -> list[tuple[str, str, list[str], list[list[str]]]]:
         for config, sub in group.groupby("config_id", sort=False):
             by_metric = {r["metric"]: r for r in sub.to_dict("records")}
             first = sub.iloc[0]
-            cells = [str(first["configuration"]), str(int(sub["n"].max()))]
+            reference = first.get("role") == "reference"
+            cells = [f"{first['configuration']}{' (reference)' if reference else ''}", str(int(sub["n"].max()))]
             for m in shown:
                 r = by_metric.get(m.name)
                 cells.append(pm(r["mean"], r["std"], m.scale, _digits(r["mean"] * m.scale)) if r else "—")

@@ -41,10 +41,9 @@ from typing import Any, Iterable
 
 from .labels import first_broken_shares, metric, nan_reason, undefined_reason
 from .paths import last_component, private_roots, scrub_label, scrub_text, scrub_value
-from .ranking import (_greater, model_boards, pareto, reference_bound, reference_methods, setting_metrics,
-                      shared_ranks, tied, tradeoff)
+from .ranking import _greater, model_boards, rank_rows, reference_methods, setting_metrics, sort_key_best_first
 from .style import method_colors
-from .table import (LOCAL, as_dict, claim_status, column, counted_rows, distinct_labels, is_missing,
+from .table import (LOCAL, as_dict, format_number, claim_status, column, counted_rows, distinct_labels, is_missing,
                     metric_values, mode, normalize, origins, summarize, task_info, to_float)
 
 _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
@@ -71,19 +70,6 @@ def _safe_name(name: str) -> str:
     if _SAFE_NAME.fullmatch(name) and name.lower() not in _RESERVED_PAGES:
         return name
     return _slug(name)
-
-
-def format_number(x: Any, digits: int = 4) -> str:
-    """Compact display of a float: 4 significant digits, thousands separators for big ones,
-    '—' for missing values."""
-    x = to_float(x)
-    if math.isnan(x):
-        return "—"
-    if math.isinf(x):
-        return "∞" if x > 0 else "−∞"
-    if abs(x) >= 10 ** digits:
-        return f"{x:,.0f}"
-    return f"{x:.{digits}g}"
 
 
 def _format_value(value: Any) -> str:
@@ -250,93 +236,6 @@ def _metric_cell(stats, config_id: str, column: dict, members: list[dict] = (), 
 def _why_undefined(column: dict, means: dict, method: Any, info: dict) -> str | None:
     """Why a configuration has no value of a metric worth showing (``labels.undefined_reason``)."""
     return undefined_reason(column["name"], means, str(method or ""))
-
-
-def _rank_rows(rows: list[dict], task: str, info: dict, greater_is_better: bool, primary: str | None) -> dict:
-    """Order a setting's rows in place and rank them; return what the page says of the order.
-
-    References (``reference_methods``) come first, styled and unranked (``rank`` None). The
-    contenders rank on the primary metric, or on the task's trade-off (the highest x among
-    those whose y is within ``within`` of the best reference's y, then the others by the
-    primary metric); a contender within the seeds' spread of the one above shares its rank
-    (``tie``). Every row gets ``front`` (on the Pareto front of the trade-off's x and y)."""
-    refs = [r for r in rows if r["reference"]]
-    contenders = [r for r in rows if not r["reference"]]
-    trade = tradeoff(task, info)
-    order: dict[str, Any] = {"mode": "primary", "references": [r["method_label"] for r in refs], "flag": None,
-                             "none_within": False}
-    if trade and not any(math.isfinite(r["means"].get(trade["x"], math.nan))
-                         and math.isfinite(r["means"].get(trade["y"], math.nan)) for r in rows):
-        trade = None
-    ref_y = max((r["means"].get(trade["y"], math.nan) for r in refs
-                 if math.isfinite(r["means"].get(trade["y"], math.nan))), default=math.nan) if trade else math.nan
-
-    def stat(r, name):
-        return (r["means"].get(name, math.nan), r["stds"].get(name, math.nan), r["primary_n"])
-
-    for r in rows:
-        r["front"] = False
-        r["within"] = None
-    if trade:
-        front = pareto([(r["means"].get(trade["x"], math.nan), r["means"].get(trade["y"], math.nan)) for r in rows])
-        for r, on in zip(rows, front):
-            r["front"] = on
-    if trade and math.isfinite(ref_y):
-        x, y, within = trade["x"], trade["y"], trade["within"]
-        for r in contenders:
-            r["within"] = math.isfinite(r["means"].get(y, math.nan)) and r["means"][y] >= ref_y - within - 1e-12
-        inside = sorted((r for r in contenders if r["within"]),
-                        key=lambda r: (_sort_key_best_first(r["means"].get(x, math.nan), True), r["method_label"]))
-        outside = sorted((r for r in contenders if not r["within"]), key=lambda r: (r["_key"], r["method_label"]))
-        ranks_in, ties_in = shared_ranks([stat(r, x) for r in inside])
-        ranks_out, ties_out = shared_ranks([stat(r, primary) for r in outside])
-        ranks = ranks_in + [len(inside) + k for k in ranks_out]
-        ties = ties_in + ties_out
-        contenders = inside + outside
-        mx, my = metric(x), metric(y)
-        ref_names = ", ".join(dict.fromkeys(r["method_label"] for r in refs))
-        order.update(mode="tradeoff", x=x, y=y, within=within, x_label=mx.label, y_label=my.label,
-                     text=f"highest {mx.label} among the configurations within "
-                          + (f"{format_number(within * my.scale)} point{'s' if within * my.scale != 1 else ''}"
-                             if my.unit == "%" else format_number(within * my.scale))
-                          + f" of {ref_names}'s {my.label}",
-                     n_within=len(inside))
-    else:
-        contenders.sort(key=lambda r: (r["_key"], r["method_label"]))
-        ranks, ties = shared_ranks([stat(r, primary) for r in contenders])
-    for r, rank, tie in zip(contenders, ranks, ties):
-        r["rank"], r["tie"] = rank, tie
-    for r in refs:
-        r["rank"], r["tie"] = None, False
-    refs.sort(key=lambda r: (r["_key"], r["method_label"]))
-    rows[:] = refs + contenders
-    for position, r in enumerate(rows, 1):
-        r["position"] = position
-    # a reference on the wrong side of the contenders: an upper bound beaten, a lower bound beating
-    if order["mode"] == "primary" and primary is not None:
-        for ref in refs:
-            bound = reference_bound(str(ref["method"]), info)
-            if bound is None:
-                continue
-            mine = stat(ref, primary)
-            better = lambda a, b: (a > b) if greater_is_better else (a < b)  # noqa: E731
-            wrong = [c for c in contenders if math.isfinite(c["means"].get(primary, math.nan))
-                     and math.isfinite(mine[0]) and not tied(mine, stat(c, primary))
-                     and (better(c["means"][primary], mine[0]) if bound == "upper"
-                          else better(mine[0], c["means"][primary]))]
-            if wrong:
-                names = ", ".join(c["method_label"] for c in wrong[:3]) + (" …" if len(wrong) > 3 else "")
-                order["flag"] = (f"The reference {ref['method_label']}, {'an upper' if bound == 'upper' else 'a lower'}"
-                                 f" bound, scores {'below' if bound == 'upper' else 'above'} {names} on "
-                                 f"{metric(primary).label}: check its runs before reading this ranking.")
-                break
-    return order
-
-
-def _sort_key_best_first(mean: float, greater_is_better: bool) -> tuple:
-    if math.isnan(mean):
-        return (1, 0.0)
-    return (0, -mean if greater_is_better else mean)
 
 
 def _trust(origin: str, verification: Any) -> dict:
@@ -616,7 +515,7 @@ def clean_task_info(info: Any) -> dict:
         out["reference_methods"] = _metric_names(info["reference_methods"])
     bounds = info.get("reference_bounds")
     if isinstance(bounds, dict):
-        out["reference_bounds"] = {str(k): v for k, v in bounds.items() if v in ("upper", "lower")}
+        out["reference_bounds"] = {str(k): v for k, v in bounds.items() if v in ("upper", "lower", "")}
     trade = info.get("tradeoff")
     if isinstance(trade, dict) and all(isinstance(trade.get(k), str) for k in ("x", "y")) \
             and isinstance(trade.get("within", 0.01), (int, float)) and not isinstance(trade.get("within"), bool):
@@ -791,9 +690,9 @@ def _setting_pages(task: str, task_file: str, setting: str, rows_all, site: _Sit
                 "stds": {c["name"]: to_float(stats.at[config_id, (c["name"], "std")])
                          if (c["name"], "std") in stats else math.nan for c in every},
                 "primary_n": cells[0]["n"] if cells else 0,
-                "_key": _sort_key_best_first(primary_mean, greater_is_better),
+                "_key": sort_key_best_first(primary_mean, greater_is_better),
             })
-    order = _rank_rows(rows, task, info_task, greater_is_better, primary)
+    order = rank_rows(rows, task, info_task, greater_is_better, primary)
     on_board = {row["config_id"]: row for row in rows}
 
     def seed_order(records: list[dict]) -> list[dict]:

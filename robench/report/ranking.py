@@ -14,7 +14,8 @@ import json
 import math
 from typing import Any, Iterable
 
-from .table import as_dict, to_float
+from .labels import metric
+from .table import as_dict, format_number, to_float
 
 # task → its reference configurations (methods): reference lines, never contenders
 REFERENCE_FALLBACK = {"compression": ["dense"], "sparsity_robustness": ["dense"], "robust_training": ["vanilla"],
@@ -38,8 +39,8 @@ def reference_methods(task: str, info: dict) -> list[str]:
 
 def reference_bound(method: str, info: dict) -> str | None:
     """"upper" or "lower": the side of the contenders a reference is expected on, or None."""
-    declared = as_dict(info.get("reference_bounds"))
-    bound = declared.get(method, REFERENCE_BOUNDS.get(method))
+    declared = as_dict(info.get("reference_bounds"))  # "" declares a reference that bounds nothing
+    bound = declared[method] if method in declared else REFERENCE_BOUNDS.get(method)
     return bound if bound in ("upper", "lower") else None
 
 
@@ -212,3 +213,92 @@ def _greater(info: dict, primary: str | None, members, stored: str | None) -> bo
         return bool(described[1])
     return bool(mode([g for g, p in zip(members["greater_is_better"], members["primary_metric"]) if p == stored],
                      True))
+
+
+# ---------------------------------------------------------------------------- a setting's order
+
+def rank_rows(rows: list[dict], task: str, info: dict, greater_is_better: bool, primary: str | None) -> dict:
+    """Order a setting's rows in place and rank them; return what the page says of the order.
+
+    References (``reference_methods``) come first, styled and unranked (``rank`` None). The
+    contenders rank on the primary metric, or on the task's trade-off (the highest x among
+    those whose y is within ``within`` of the best reference's y, then the others by the
+    primary metric); a contender within the seeds' spread of the one above shares its rank
+    (``tie``). Every row gets ``front`` (on the Pareto front of the trade-off's x and y)."""
+    refs = [r for r in rows if r["reference"]]
+    contenders = [r for r in rows if not r["reference"]]
+    trade = tradeoff(task, info)
+    order: dict[str, Any] = {"mode": "primary", "references": [r["method_label"] for r in refs], "flag": None,
+                             "none_within": False}
+    if trade and not any(math.isfinite(r["means"].get(trade["x"], math.nan))
+                         and math.isfinite(r["means"].get(trade["y"], math.nan)) for r in rows):
+        trade = None
+    ref_y = max((r["means"].get(trade["y"], math.nan) for r in refs
+                 if math.isfinite(r["means"].get(trade["y"], math.nan))), default=math.nan) if trade else math.nan
+
+    def stat(r, name):
+        return (r["means"].get(name, math.nan), r["stds"].get(name, math.nan), r["primary_n"])
+
+    for r in rows:
+        r["front"] = False
+        r["within"] = None
+    if trade:
+        front = pareto([(r["means"].get(trade["x"], math.nan), r["means"].get(trade["y"], math.nan)) for r in rows])
+        for r, on in zip(rows, front):
+            r["front"] = on
+    if trade and math.isfinite(ref_y):
+        x, y, within = trade["x"], trade["y"], trade["within"]
+        for r in contenders:
+            r["within"] = math.isfinite(r["means"].get(y, math.nan)) and r["means"][y] >= ref_y - within - 1e-12
+        inside = sorted((r for r in contenders if r["within"]),
+                        key=lambda r: (sort_key_best_first(r["means"].get(x, math.nan), True), r["method_label"]))
+        outside = sorted((r for r in contenders if not r["within"]), key=lambda r: (r["_key"], r["method_label"]))
+        ranks_in, ties_in = shared_ranks([stat(r, x) for r in inside])
+        ranks_out, ties_out = shared_ranks([stat(r, primary) for r in outside])
+        ranks = ranks_in + [len(inside) + k for k in ranks_out]
+        ties = ties_in + ties_out
+        contenders = inside + outside
+        mx, my = metric(x), metric(y)
+        ref_names = ", ".join(dict.fromkeys(r["method_label"] for r in refs))
+        order.update(mode="tradeoff", x=x, y=y, within=within, x_label=mx.label, y_label=my.label,
+                     text=f"highest {mx.label} among the configurations within "
+                          + (f"{format_number(within * my.scale)} point{'s' if within * my.scale != 1 else ''}"
+                             if my.unit == "%" else format_number(within * my.scale))
+                          + f" of {ref_names}'s {my.label}",
+                     n_within=len(inside))
+    else:
+        contenders.sort(key=lambda r: (r["_key"], r["method_label"]))
+        ranks, ties = shared_ranks([stat(r, primary) for r in contenders])
+    for r, rank, tie in zip(contenders, ranks, ties):
+        r["rank"], r["tie"] = rank, tie
+    for r in refs:
+        r["rank"], r["tie"] = None, False
+    refs.sort(key=lambda r: (r["_key"], r["method_label"]))
+    rows[:] = refs + contenders
+    for position, r in enumerate(rows, 1):
+        r["position"] = position
+    # a reference on the wrong side of the contenders: an upper bound beaten, a lower bound beating
+    if order["mode"] == "primary" and primary is not None:
+        for ref in refs:
+            bound = reference_bound(str(ref["method"]), info)
+            if bound is None:
+                continue
+            mine = stat(ref, primary)
+            better = lambda a, b: (a > b) if greater_is_better else (a < b)  # noqa: E731
+            wrong = [c for c in contenders if math.isfinite(c["means"].get(primary, math.nan))
+                     and math.isfinite(mine[0]) and not tied(mine, stat(c, primary))
+                     and (better(c["means"][primary], mine[0]) if bound == "upper"
+                          else better(mine[0], c["means"][primary]))]
+            if wrong:
+                names = ", ".join(c["method_label"] for c in wrong[:3]) + (" …" if len(wrong) > 3 else "")
+                order["flag"] = (f"The reference {ref['method_label']}, {'an upper' if bound == 'upper' else 'a lower'}"
+                                 f" bound, scores {'below' if bound == 'upper' else 'above'} {names} on "
+                                 f"{metric(primary).label}: check its runs before reading this ranking.")
+                break
+    return order
+
+
+def sort_key_best_first(mean: float, greater_is_better: bool) -> tuple:
+    if math.isnan(mean):
+        return (1, 0.0)
+    return (0, -mean if greater_is_better else mean)

@@ -395,3 +395,16 @@ def counted_rows(frame, include_unverified: bool = False) -> list[bool]:
             best[run_id] = (rank, i)
     chosen = {i for _, i in best.values()}
     return [i in chosen for i in range(len(statuses))]
+
+
+def format_number(x: Any, digits: int = 4) -> str:
+    """Compact display of a float: 4 significant digits, thousands separators for big ones,
+    '—' for missing values."""
+    x = to_float(x)
+    if math.isnan(x):
+        return "—"
+    if math.isinf(x):
+        return "∞" if x > 0 else "−∞"
+    if abs(x) >= 10 ** digits:
+        return f"{x:,.0f}"
+    return f"{x:.{digits}g}"

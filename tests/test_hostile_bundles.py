@@ -120,7 +120,7 @@ def store_state(store: Path) -> tuple:
                         for p in folder.rglob("*") if "-wal" not in p.name and "-shm" not in p.name))
 
 
-def refused(path: Path, store: Path, *words, **kw):
+def check_refused(path: Path, store: Path, *words, **kw):
     """Importing ``path`` into ``store`` is one line naming ``words``, and changes nothing."""
     from robench import api
 
@@ -157,7 +157,7 @@ def test_an_invalid_run_is_refused_even_with_a_recomputed_id(source, tmp_path, c
            "suite name with a slash": lambda r: r.update(suites=["../x"])})[case]
     path = forge(members_of(bundle), tmp_path / "bad.zip",
                  lambda r: compression(r) if r["task"] == "compression" else None)
-    refused(path, tmp_path / "b" / "results.sqlite", *words)
+    check_refused(path, tmp_path / "b" / "results.sqlite", *words)
 
 
 @pytest.mark.parametrize("case, words", [
@@ -185,7 +185,7 @@ def test_files_a_bundle_cannot_hold_are_refused(source, tmp_path, case, words):
     else:
         members["notes.sh"] = b"rm -rf ~"
         edit = None
-    refused(forge(members, tmp_path / "bad.zip", edit, respec=False), tmp_path / "b" / "results.sqlite", *words)
+    check_refused(forge(members, tmp_path / "bad.zip", edit, respec=False), tmp_path / "b" / "results.sqlite", *words)
 
 
 def test_size_limits_refuse_a_zip_bomb_before_reading_it(source, tmp_path):
@@ -197,9 +197,9 @@ def test_size_limits_refuse_a_zip_bomb_before_reading_it(source, tmp_path):
     path = forge(members, tmp_path / "bomb.zip", respec=False)
     assert path.stat().st_size < 1 << 20
     store = tmp_path / "b" / "results.sqlite"
-    refused(path, store, "model.pt", "--max-file-bytes", limits=Limits(max_file_bytes=16 << 20))
-    refused(path, store, "--max-bytes", limits=Limits(max_bytes=32 << 20))
-    refused(path, store, "--max-files", limits=Limits(max_files=3))
+    check_refused(path, store, "model.pt", "--max-file-bytes", limits=Limits(max_file_bytes=16 << 20))
+    check_refused(path, store, "--max-bytes", limits=Limits(max_bytes=32 << 20))
+    check_refused(path, store, "--max-files", limits=Limits(max_files=3))
 
 
 def test_a_large_member_is_streamed_not_read_whole(source, tmp_path):

@@ -101,7 +101,7 @@ def assert_one_line(fn, *words):
     return message
 
 
-def attack_model_file(task, folder, cache, method, tmp_path):
+def check_attacked_model_file(task, folder, cache, method, tmp_path):
     """(d) for a task that exports model.pt: every kind of bad file is one line."""
     state = torch.load(folder / "model.pt", weights_only=True)
     key = next(k for k, v in state.items() if v.is_floating_point() and v.dim() == 2)
@@ -192,7 +192,7 @@ def test_compression_a_swapped_model_changes_the_rescore(compression_runs, cache
 
 def test_compression_bad_model_files_are_one_line(compression_runs, cache, tmp_path):
     task, method, _, folder = compression_runs["magnitude"]
-    attack_model_file(task, folder, cache, method, tmp_path)
+    check_attacked_model_file(task, folder, cache, method, tmp_path)
 
 
 # -- sparsity_robustness --------------------------------------------------------------
@@ -236,7 +236,7 @@ def test_sparsity_robustness_a_swapped_model_changes_the_rescore(sparsity_runs, 
 
 def test_sparsity_robustness_bad_model_files_are_one_line(sparsity_runs, cache, tmp_path):
     task, method, _, folder = sparsity_runs["magnitude"]
-    attack_model_file(task, folder, cache, method, tmp_path)
+    check_attacked_model_file(task, folder, cache, method, tmp_path)
 
 
 # -- robust_training ------------------------------------------------------------------
@@ -277,7 +277,7 @@ def test_robust_training_a_swapped_model_changes_the_rescore(robust_runs, cache,
 
 def test_robust_training_bad_model_files_are_one_line(robust_runs, cache, tmp_path):
     task, method, _, folder = robust_runs["vanilla"]
-    attack_model_file(task, folder, cache, method, tmp_path)
+    check_attacked_model_file(task, folder, cache, method, tmp_path)
 
 
 # -- restoration_spectrum -------------------------------------------------------------

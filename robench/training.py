@@ -38,11 +38,14 @@ class TrainSpec:
     # identities of a versioned or plug-in model/dataset (registry.Entry.identity): editing a
     # plug-in model retrains its baseline; empty for built-ins (their keys are unchanged)
     components: str = ""
+    precision: str = "fp32"  # the forward passes of training (fp32: left out of the key, as before it existed)
 
     def key(self) -> str:
         fields = asdict(self)
         if not fields["components"]:
             del fields["components"]
+        if fields["precision"] == "fp32":
+            del fields["precision"]
         blob = json.dumps(fields, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -60,7 +63,8 @@ class TrainSpec:
                 if identity:
                     parts.append(f"{kind[:-1]}:{name}={identity}")
         return cls(model=params.model, dataset=params.dataset, epochs=params.baseline_epochs, seed=seed,
-                   dataset_root=params.dataset_root, components=",".join(parts))
+                   dataset_root=params.dataset_root, components=",".join(parts),
+                   precision=getattr(params, "precision", "fp32"))
 
 
 def make_sgd(model, lr: float, momentum: float = 0.9, weight_decay: float = 5e-4):
@@ -87,13 +91,15 @@ def epoch_batches(n: int, batch_size: int, epochs: int, generator, *, min_size: 
 
 def train_loop(model, optimizer, epochs: Iterable[Iterable[Any]], loss: Callable[[Any], Any], *,
                hooks: StepHooks | None = None, lr_schedule: Callable[[int], float] | None = None,
-               on_epoch: Callable[[int, list], None] | None = None) -> int:
+               on_epoch: Callable[[int, list], None] | None = None, scaler=None) -> int:
     """The one training loop: for each batch of each epoch, set the learning rate
     (``lr_schedule(step)``), ``hooks.before_forward``, zero the gradients, ``loss(batch)``
     (a scalar tensor; the caller puts the batch on its device), backward,
     ``hooks.after_backward``, ``optimizer.step()``, ``hooks.after_step``. ``on_epoch(epoch,
     losses)`` gets the epoch's detached loss tensors. The model is in train mode while it
-    runs and in eval mode after. Returns the number of steps taken."""
+    runs and in eval mode after. Returns the number of steps taken. ``scaler`` (a
+    ``torch.amp.GradScaler``, fp16 training) scales the loss and unscales before
+    ``after_backward``; a step it skips (inf/nan gradients) still counts."""
     before = getattr(hooks, "before_forward", None)
     after_backward = getattr(hooks, "after_backward", None)
     after_step = getattr(hooks, "after_step", None)
@@ -109,10 +115,18 @@ def train_loop(model, optimizer, epochs: Iterable[Iterable[Any]], loss: Callable
                 before(model, step)
             optimizer.zero_grad(set_to_none=True)
             value = loss(batch)
-            value.backward()
+            if scaler is None:
+                value.backward()
+            else:
+                scaler.scale(value).backward()
+                scaler.unscale_(optimizer)
             if after_backward is not None:
                 after_backward(model, step)
-            optimizer.step()
+            if scaler is None:
+                optimizer.step()
+            else:
+                scaler.step(optimizer)
+                scaler.update()
             if after_step is not None:
                 after_step(model, step)
             losses.append(value.detach())
@@ -123,26 +137,93 @@ def train_loop(model, optimizer, epochs: Iterable[Iterable[Any]], loss: Callable
     return step
 
 
-def fit(model, x, y, *, epochs: int, batch_size: int, optimizer, seed: int,
+def as_split(data, y=None):
+    """A split (see ``robench.data``) from a split, or from tensors x (N, ...) and y (N,)."""
+    if y is None:
+        return data
+    from robench.data import ArraySplit
+
+    return ArraySplit(data, y)
+
+
+def shuffled_epochs(split, batch_size: int, epochs: int, generator, device, *, min_size: int = 1):
+    """``epochs`` passes over ``split`` as (x, y) batches on ``device``: one lazy iterable per
+    epoch, each in the order of a fresh ``torch.randperm(len(split), generator=generator)``
+    (drawn when the epoch starts, as :func:`epoch_batches`). A split that augments (streamed
+    training images) also draws that epoch's augmentation seed from ``generator``, after the
+    permutation; an in-memory split draws nothing more, so its batches are those of the index
+    loop it replaces."""
+    import torch
+
+    augments = getattr(split, "augment", False)
+
+    def one_epoch():
+        order = torch.randperm(len(split), generator=generator, device=generator.device)
+        seed = int(torch.randint(0, 2 ** 62, (1,), generator=generator).item()) if augments else None
+        yield from split.batches(order, batch_size, device, min_size=min_size, augment_seed=seed)
+    return (one_epoch() for _ in range(epochs))
+
+
+PRECISIONS = {"fp32": None, "bf16": "bfloat16", "fp16": "float16"}
+
+
+def autocast(precision: str, device):
+    """The context a forward pass runs in at ``precision``: nothing for fp32, else
+    ``torch.autocast`` to bfloat16/float16 on ``device``'s type (fp16 on a CPU is refused:
+    its CPU kernels are slow and partial)."""
+    import contextlib
+
+    import torch
+
+    if precision not in PRECISIONS:
+        from robench.errors import UserError
+        raise UserError(f"precision {precision!r}; expected one of {', '.join(PRECISIONS)}")
+    if PRECISIONS[precision] is None:
+        return contextlib.nullcontext()
+    kind = torch.device(device).type
+    if precision == "fp16" and kind == "cpu":
+        from robench.errors import UserError
+        raise UserError("precision fp16 needs a GPU (--device cuda); on the CPU use bf16 or fp32")
+    return torch.autocast(kind, dtype=getattr(torch, PRECISIONS[precision]))
+
+
+def fit(model, data, y=None, *, epochs: int, batch_size: int, optimizer, seed: int,
         hooks: StepHooks | None = None, on_epoch: Callable[[int], None] | None = None,
-        lr_schedule: Callable[[int], float] | None = None) -> int:
+        lr_schedule: Callable[[int], float] | None = None, precision: str = "fp32") -> int:
     """Minibatch cross-entropy training in place; returns the number of steps taken.
 
-    x: float (N, ...) inputs, y: int64 (N,) labels, on the CPU; each batch moves to the
-    model's device. The shuffling order depends on ``seed`` only (stream "batches"), so
-    every method sees the same batches. ``lr_schedule(step)`` if given sets the learning
-    rate before each step.
+    ``data`` is a split (``robench.data``: in memory or streamed), or x: float (N, ...) inputs
+    with ``y``: int64 (N,) labels. Batches arrive on the model's device. The shuffling order
+    depends on ``seed`` only (stream "batches"), so every method sees the same batches.
+    ``lr_schedule(step)`` if given sets the learning rate before each step. ``precision``:
+    the forward pass under :func:`autocast` (fp32: as is; bf16/fp16: mixed precision, with a
+    gradient scaler for fp16).
     """
     import torch.nn.functional as F
 
     from robench import seeding
 
+    split = as_split(data, y)
     device = _device_of(model)
-    batches = epoch_batches(len(x), batch_size, epochs, seeding.stream(seed, "batches"))
-    return train_loop(model, optimizer, batches,
-                      lambda idx: F.cross_entropy(model(x[idx].to(device)), y[idx].to(device)),
-                      hooks=hooks, lr_schedule=lr_schedule,
+    scaler = _grad_scaler(precision, device)
+
+    def loss(batch):
+        x, target = batch
+        with autocast(precision, device):
+            return F.cross_entropy(model(x), target)
+
+    batches = shuffled_epochs(split, batch_size, epochs, seeding.stream(seed, "batches"), device)
+    return train_loop(model, optimizer, batches, loss, hooks=hooks, lr_schedule=lr_schedule, scaler=scaler,
                       on_epoch=None if on_epoch is None else (lambda epoch, _: on_epoch(epoch)))
+
+
+def _grad_scaler(precision: str, device):
+    """fp16 training's loss scaler (bf16 and fp32 need none)."""
+    if precision != "fp16":
+        return None
+    import torch
+
+    return torch.amp.GradScaler(torch.device(device).type)
 
 
 def _device_of(model):
@@ -152,11 +233,13 @@ def _device_of(model):
     return first.device if first is not None else torch.device("cpu")
 
 
-def finetune_with_hooks(model, data, hooks, *, epochs: int, batch_size: int, lr: float, seed: int):
+def finetune_with_hooks(model, data, hooks, *, epochs: int, batch_size: int, lr: float, seed: int,
+                        precision: str = "fp32"):
     """The compression protocol's fine-tuning, shared by every task that prunes:
     ``hooks.prepare(model, data, total_steps, seed)``, then SGD (momentum 0.9, weight decay
     5e-4) at ``lr`` cosine-decayed to 0 over ``epochs``, with ``hooks`` as the step hooks.
-    Returns ``hooks.finalize(model)``. ``data`` is a :class:`robench.data.Splits`.
+    Returns ``hooks.finalize(model)``. ``data`` is a dataset (``robench.data``: its ``train``
+    split is read); ``precision`` as :func:`fit`.
 
     A method may split the budget into segments (INQ's retraining phases, a pipeline's
     stages) with ``hooks.lr_restarts(total_steps)``: the cosine schedule then restarts
@@ -164,13 +247,13 @@ def finetune_with_hooks(model, data, hooks, *, epochs: int, batch_size: int, lr:
     method whose ``wants_finetuning()`` is False gets ``prepare(model, data, 0, seed)``
     and ``finalize`` only."""
     wants = getattr(hooks, "wants_finetuning", lambda: True)()
-    total_steps = epochs * math.ceil(len(data.train_x) / batch_size) if wants else 0
+    total_steps = epochs * math.ceil(len(data.train) / batch_size) if wants else 0
     hooks.prepare(model, data, total_steps, seed)
     if total_steps:
         restarts = getattr(hooks, "lr_restarts", lambda n: [])(total_steps)
         schedule = cosine_segments(lr, total_steps, restarts)
-        fit(model, data.train_x, data.train_y, epochs=epochs, batch_size=batch_size,
-            optimizer=make_sgd(model, lr), seed=seed, hooks=hooks, lr_schedule=schedule)
+        fit(model, data.train, epochs=epochs, batch_size=batch_size, optimizer=make_sgd(model, lr), seed=seed,
+            hooks=hooks, lr_schedule=schedule, precision=precision)
     return hooks.finalize(model)
 
 
@@ -189,17 +272,19 @@ def cosine_segments(lr: float, total_steps: int, restarts=()):
     return schedule
 
 
-def accuracy(model, x, y, batch_size: int = 1000) -> float:
-    """Top-1 accuracy in [0, 1] of ``model`` (eval mode, no grad) on (x, y)."""
+def accuracy(model, data, y=None, batch_size: int = 1000, precision: str = "fp32") -> float:
+    """Top-1 accuracy in [0, 1] of ``model`` (eval mode, no grad) on a split, or on tensors
+    (x, y); batches go to the model's device, the forward pass at ``precision``."""
     import torch
+
+    split = as_split(data, y)
     model.eval()
     device = _device_of(model)
-    correct = 0
-    with torch.no_grad():
-        for start in range(0, len(x), batch_size):
-            logits = model(x[start:start + batch_size].to(device))
-            correct += (logits.argmax(1).cpu() == y[start:start + batch_size].cpu()).sum().item()
-    return correct / len(x)
+    correct = torch.zeros((), dtype=torch.int64, device=device)
+    with torch.no_grad(), autocast(precision, device):
+        for x, target in split.batches(None, batch_size, device):
+            correct += (model(x).argmax(1) == target).sum()
+    return correct.item() / len(split)
 
 
 def trained_baseline(spec: TrainSpec, cache_dir: str | Path, data=None, say=None, device="cpu"):
@@ -232,8 +317,9 @@ def trained_baseline(spec: TrainSpec, cache_dir: str | Path, data=None, say=None
             say(f"training baseline {spec.model} on {spec.dataset} (seed {spec.seed})")
         with seeding.scoped(spec.seed):
             model = build()
-            fit(model, data.train_x, data.train_y, epochs=spec.epochs, batch_size=spec.batch_size,
-                optimizer=make_sgd(model, spec.lr, spec.momentum, spec.weight_decay), seed=spec.seed)
+            fit(model, data.train, epochs=spec.epochs, batch_size=spec.batch_size,
+                optimizer=make_sgd(model, spec.lr, spec.momentum, spec.weight_decay), seed=spec.seed,
+                precision=spec.precision)
         return model
 
     def load(p):
@@ -245,7 +331,7 @@ def trained_baseline(spec: TrainSpec, cache_dir: str | Path, data=None, say=None
     model, was_cached = cached(path, train, export_state_dict, load)
     model.eval()
     info = {"path": str(path), "cached": was_cached, "key": spec.key(),
-            "test_accuracy": accuracy(model, data.test_x, data.test_y)}
+            "test_accuracy": accuracy(model, data.test, precision=spec.precision)}
     return model, info
 
 
@@ -352,7 +438,7 @@ def starting_model(spec: TrainSpec, base: dict | None, cache_dir, data=None, say
     model, was_cached = cached(path, train, export_state_dict, load)
     model.eval()
     return model, {"path": str(path), "cached": was_cached, "base": base,
-                   "test_accuracy": accuracy(model, data.test_x, data.test_y)}
+                   "test_accuracy": accuracy(model, data.test, precision=spec.precision)}
 
 
 def start_prerequisite(spec: TrainSpec, base: dict | None):

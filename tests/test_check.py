@@ -21,7 +21,7 @@ BAD_RECIPES = textwrap.dedent('''
     @register_method("robust_training", "peeks-at-test")
     class PeeksAtTest(RobustTrainingRecipe):
         def train(self, model, data, epochs, seed, *, batch_size=64, lr=0.01):
-            data.test_x  # not allowed
+            data.test  # not allowed
             return model
 
 
@@ -119,7 +119,7 @@ def test_each_check_is_reported_as_it_finishes(plugin):
 
 def test_reading_the_test_split_is_caught(plugin):
     _, failed, _ = failures("peeks-at-test", plugin)
-    assert "training split only" in next(iter(failed)) and "data.test_x" in next(iter(failed.values()))
+    assert "training split only" in next(iter(failed)) and "data.test" in next(iter(failed.values()))
 
 
 def test_returning_nothing_is_caught(plugin):

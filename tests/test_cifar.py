@@ -184,7 +184,7 @@ def test_cifar10_malicious_batch_never_runs_code(cifar_root, tmp_path, name, how
         load_dataset("cifar10", str(root))
     assert not marker.exists(), "unpickling the batch ran the attacker's code"
     assert re.match(rf"dataset 'cifar10': cannot read {re.escape(str(path))} \(UnpicklingError: global \S+ is "
-                    r"not part of the CIFAR-10 format \(refused\)\); expected the CIFAR-10 python version",
+                    r"not part of the CIFAR format \(refused\)\); expected the CIFAR-10 python version",
                     str(info.value)), str(info.value)
     assert "\n" not in str(info.value)
 

@@ -13,6 +13,7 @@ from torch import nn
 
 from conftest import check_one_line_user_error
 from robench import registry
+from robench.data import ArraySplit
 
 registry.load_builtins()  # before the method modules register themselves (else: duplicate names)
 from robench.tasks.compression.methods.base import apply_masks, prunable_layers
@@ -373,7 +374,7 @@ def test_uniform_int8_dynamic_metrics_on_a_linear_model():
     fit(model, x, y, epochs=3, batch_size=16, optimizer=make_sgd(model, 0.1), seed=0)
     method = UniformQuantization(bits=8).prepare(model, None, 0, seed=0)
     model = method.finalize(model)
-    data = SimpleNamespace(test_x=x, test_y=y)
+    data = SimpleNamespace(test=ArraySplit(x, y))
     metrics = method.extra_metrics(model, data)
     assert set(metrics) == {"latency_int8_dynamic_ms", "latency_float_ms", "accuracy_int8_dynamic"}
     assert 0 < metrics["latency_int8_dynamic_ms"] < 1000 and 0 < metrics["latency_float_ms"] < 1000

@@ -1,9 +1,11 @@
-"""CIFAR-10 from the official python-pickle batches, read with a restricted unpickler (never downloads)."""
+"""CIFAR-10 and CIFAR-100 from the official python-pickle batches, read with a restricted unpickler
+(never downloads)."""
 
 from __future__ import annotations
 
 import os
 import pickle
+from dataclasses import dataclass
 
 from robench.data import Splits
 from robench.errors import UserError
@@ -41,7 +43,7 @@ class _CifarUnpickler(pickle.Unpickler):
 
     def find_class(self, module, name):
         if (module, name) not in _ALLOWED_GLOBALS:
-            raise pickle.UnpicklingError(f"global {module}.{name} is not part of the CIFAR-10 format (refused)")
+            raise pickle.UnpicklingError(f"global {module}.{name} is not part of the CIFAR format (refused)")
         import numpy as np
 
         if name == "ndarray":
@@ -55,9 +57,34 @@ class _CifarUnpickler(pickle.Unpickler):
         return _reconstruct
 
 
-def _expected(root) -> str:
-    return (f"expected the CIFAR-10 python version ({BASE_FOLDER}/data_batch_1..5, test_batch, {META_FILE}): "
-            f"download cifar-10-python.tar.gz from {CIFAR10_URL} and extract it under {root}")
+@dataclass(frozen=True)
+class _Format:
+    """One release of the CIFAR python batches."""
+    name: str  # the dataset's registry name
+    folder: str  # the folder the archive extracts to
+    train_files: tuple[str, ...]
+    test_files: tuple[str, ...]
+    meta_file: str
+    label_key: bytes  # the labels' key in a batch
+    names_key: bytes  # the class names' key in the meta file
+    classes: int
+    archive: str
+
+    @property
+    def all_files(self) -> tuple[str, ...]:
+        return self.train_files + self.test_files + (self.meta_file,)
+
+    def expected(self, root) -> str:
+        files = ", ".join(self.all_files) if len(self.all_files) < 5 else \
+            f"{self.train_files[0][:-1]}1..{len(self.train_files)}, {', '.join(self.test_files)}, {self.meta_file}"
+        return (f"expected the {self.name.upper().replace('CIFAR', 'CIFAR-')} python version ({self.folder}/{files}): "
+                f"download {self.archive} from {CIFAR10_URL} and extract it under {root}")
+
+
+CIFAR10 = _Format("cifar10", BASE_FOLDER, TRAIN_FILES, TEST_FILES, META_FILE, b"labels", b"label_names", 10,
+                  "cifar-10-python.tar.gz")
+CIFAR100 = _Format("cifar100", "cifar-100-python", ("train",), ("test",), "meta", b"fine_labels",
+                   b"fine_label_names", 100, "cifar-100-python.tar.gz")
 
 
 @register_dataset("cifar10", description="full CIFAR-10 (50000/10000, 3x32x32) from the python batches "
@@ -70,82 +97,96 @@ def cifar10(root: str | None = None) -> Splits:
     global but numpy's array constructors, so a crafted file is an error, never code that runs.
     Files need not be byte-identical to the release (no md5 check): tests write tiny batches.
     """
+    return _load(CIFAR10, root)
+
+
+@register_dataset("cifar100", description="full CIFAR-100 (50000/10000, 3x32x32, the 100 fine labels) from the "
+                                          "python batches under root= (restricted unpickler; never downloads)",
+                  root="required")
+def cifar100(root: str | None = None) -> Splits:
+    """CIFAR-100 with x float32 (N, 3, 32, 32) in [0, 1] and y int64 in 0..99 (the fine labels).
+    ``root`` holds ``cifar-100-python/`` (train, test, meta) or is that folder; read as CIFAR-10."""
+    return _load(CIFAR100, root)
+
+
+def _load(fmt: _Format, root) -> Splits:
     import numpy as np
     import torch
 
     if root is None:
-        raise UserError("dataset 'cifar10' needs root=<folder holding cifar-10-batches-py/>; there is no "
+        raise UserError(f"dataset {fmt.name!r} needs root=<folder holding {fmt.folder}/>; there is no "
                         f"embedded copy: download the python version from {CIFAR10_URL}")
     root = os.fspath(root)
     if not os.path.isdir(root):
-        raise UserError(f"dataset 'cifar10': root {root} is not a folder; {_expected(root)}")
-    folder = _locate(root)
-    missing = [name for name in ALL_FILES if not os.path.isfile(os.path.join(folder, name))]
+        raise UserError(f"dataset {fmt.name!r}: root {root} is not a folder; {fmt.expected(root)}")
+    folder = _locate(fmt, root)
+    missing = [name for name in fmt.all_files if not os.path.isfile(os.path.join(folder, name))]
     if missing:
-        raise UserError(f"dataset 'cifar10': {os.path.join(folder, missing[0])} not found "
-                        f"(missing: {', '.join(missing)}); {_expected(root)}")
+        raise UserError(f"dataset {fmt.name!r}: {os.path.join(folder, missing[0])} not found "
+                        f"(missing: {', '.join(missing)}); {fmt.expected(root)}")
 
-    _read_meta(os.path.join(folder, META_FILE), root)
+    _read_meta(fmt, os.path.join(folder, fmt.meta_file), root)
     splits = []
-    for files in (TRAIN_FILES, TEST_FILES):
-        batches = [_read_batch(os.path.join(folder, name), root) for name in files]
+    for files in (fmt.train_files, fmt.test_files):
+        batches = [_read_batch(fmt, os.path.join(folder, name), root) for name in files]
         rows = np.concatenate([data for data, _ in batches])
         labels = np.concatenate([labels for _, labels in batches])
         # a row is the 3x32x32 image in channel-major order: NCHW is a plain reshape
         x = torch.from_numpy(rows.reshape(-1, 3, 32, 32)).to(torch.float32).div_(255.0)
         splits += [x, torch.from_numpy(labels)]
-    return Splits("cifar10", *splits, 10)
+    return Splits(fmt.name, *splits, fmt.classes)
 
 
-def _locate(root: str) -> str:
-    """The folder holding the batch files: root/cifar-10-batches-py, or root itself."""
-    nested = os.path.join(root, BASE_FOLDER)
-    if os.path.isdir(nested) or not any(os.path.isfile(os.path.join(root, name)) for name in ALL_FILES):
+def _locate(fmt: _Format, root: str) -> str:
+    """The folder holding the batch files: root/<release folder>, or root itself."""
+    nested = os.path.join(root, fmt.folder)
+    if os.path.isdir(nested) or not any(os.path.isfile(os.path.join(root, name)) for name in fmt.all_files):
         return nested
     return os.path.abspath(root)
 
 
-def _unpickle(path: str, root: str) -> dict:
+def _unpickle(fmt: _Format, path: str, root: str) -> dict:
     """The dict a batch file holds (bytes keys, as the Python 2 release wrote them)."""
     try:
         with open(path, "rb") as fh:
             entry = _CifarUnpickler(fh, encoding="bytes").load()
     except OSError as exc:
-        raise UserError(f"dataset 'cifar10': cannot read {path} ({exc.strerror or exc}); {_expected(root)}") from exc
+        raise UserError(f"dataset {fmt.name!r}: cannot read {path} ({exc.strerror or exc}); "
+                        f"{fmt.expected(root)}") from exc
     except _PARSE_ERRORS as exc:
         reason = " ".join(str(exc).split())  # one line, whatever the parser said
-        raise UserError(f"dataset 'cifar10': cannot read {path} ({type(exc).__name__}: {reason}); "
-                        f"{_expected(root)}") from exc
+        raise UserError(f"dataset {fmt.name!r}: cannot read {path} ({type(exc).__name__}: {reason}); "
+                        f"{fmt.expected(root)}") from exc
     if not isinstance(entry, dict):
-        raise UserError(f"dataset 'cifar10': cannot read {path} (holds a {type(entry).__name__}, not a dict); "
-                        f"{_expected(root)}")
+        raise UserError(f"dataset {fmt.name!r}: cannot read {path} (holds a {type(entry).__name__}, not a dict); "
+                        f"{fmt.expected(root)}")
     return entry
 
 
-def _read_meta(path: str, root: str) -> None:
-    """batches.meta must name the 10 classes (b"label_names"), as in the release."""
-    names = _unpickle(path, root).get(b"label_names")
-    if not (isinstance(names, list) and len(names) == 10 and all(isinstance(n, bytes) for n in names)):
-        raise UserError(f"dataset 'cifar10': cannot read {path} (no b'label_names' list of 10 class names); "
-                        f"{_expected(root)}")
+def _read_meta(fmt: _Format, path: str, root: str) -> None:
+    """The meta file must name the classes (b"label_names" / b"fine_label_names"), as in the release."""
+    names = _unpickle(fmt, path, root).get(fmt.names_key)
+    if not (isinstance(names, list) and len(names) == fmt.classes and all(isinstance(n, bytes) for n in names)):
+        raise UserError(f"dataset {fmt.name!r}: cannot read {path} (no {fmt.names_key!r} list of {fmt.classes} "
+                        f"class names); {fmt.expected(root)}")
 
 
-def _read_batch(path: str, root: str):
+def _read_batch(fmt: _Format, path: str, root: str):
     """(rows uint8 (N, 3072), labels int64 (N,)) of one data/test batch, checked."""
     import numpy as np
 
-    entry = _unpickle(path, root)
-    data, labels = entry.get(b"data"), entry.get(b"labels")
+    entry = _unpickle(fmt, path, root)
+    data, labels = entry.get(b"data"), entry.get(fmt.label_key)
     if not isinstance(data, np.ndarray) or not isinstance(labels, list):
         keys = ", ".join(sorted(map(repr, entry))[:6]) + (", ..." if len(entry) > 6 else "")
-        raise UserError(f"dataset 'cifar10': cannot read {path} (keys {keys}; expected b'data' (an array) "
-                        f"and b'labels' (a list)); {_expected(root)}")
+        raise UserError(f"dataset {fmt.name!r}: cannot read {path} (keys {keys}; expected b'data' (an array) "
+                        f"and {fmt.label_key!r} (a list)); {fmt.expected(root)}")
     if (data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != ROW_BYTES or len(labels) != len(data)
             or not all(type(label) is int for label in labels)):
-        raise UserError(f"dataset 'cifar10': {path} holds data {data.dtype}{list(data.shape)} and {len(labels)} "
+        raise UserError(f"dataset {fmt.name!r}: {path} holds data {data.dtype}{list(data.shape)} and {len(labels)} "
                         f"labels; expected uint8 rows of {ROW_BYTES} bytes and one integer label per row; "
-                        f"{_expected(root)}")
-    if labels and (min(labels) < 0 or max(labels) > 9):  # checked as Python ints: no int64 overflow
-        raise UserError(f"dataset 'cifar10': labels in {path} range {min(labels)}..{max(labels)}; "
-                        f"expected 0..9; {_expected(root)}")
+                        f"{fmt.expected(root)}")
+    if labels and (min(labels) < 0 or max(labels) > fmt.classes - 1):  # checked as Python ints: no int64 overflow
+        raise UserError(f"dataset {fmt.name!r}: labels in {path} range {min(labels)}..{max(labels)}; "
+                        f"expected 0..{fmt.classes - 1}; {fmt.expected(root)}")
     return data, np.asarray(labels, dtype=np.int64)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import inspect
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Optional
+from typing import Annotated, Any, ClassVar, Literal, Optional
 
 from pydantic import AfterValidator, BaseModel, ConfigDict
 
@@ -45,6 +45,18 @@ def _canonical_base(value):
 # A classification task's `base` parameter: None (the dense baseline) or a robust_training
 # recipe to start from, e.g. {recipe: deepdefense, params: {c: 10}} (see training.RobustBase)
 RobustBaseParam = Annotated[Optional[dict], AfterValidator(_canonical_base)]
+
+
+# The forward passes of a classification task's training and evaluation (protocol: in the run
+# id when not fp32): bf16/fp16 run under torch.autocast (robench.training.autocast); attacks
+# and the adversarial examples of robust training stay fp32, since low precision can mask
+# gradients.
+Precision = Literal["fp32", "bf16", "fp16"]
+
+
+def precision_param() -> Any:
+    return added("fp32", "forward passes of training and clean evaluation: fp32, or bf16/fp16 mixed precision "
+                 "(torch.autocast; fp16 needs a GPU); attacks stay fp32")
 
 
 def registered(kind: str, default: Any, description: str = "") -> Any:

@@ -40,7 +40,8 @@ from pydantic import Field
 
 from robench.errors import UserError
 from robench.registry import register_task
-from robench.tasks.base import RobustBaseParam, RunContext, Task, TaskParams, TaskResult, added, registered
+from robench.tasks.base import (Precision, RobustBaseParam, RunContext, Task, TaskParams, TaskResult, added,
+                                precision_param, registered)
 from robench.tasks.compression.methods.base import CompressionMethod
 
 
@@ -59,6 +60,7 @@ class CompressionParams(TaskParams):
     base: RobustBaseParam = added(None, "start from the dense baseline fine-tuned by a robust_training recipe, "
                                   "e.g. {recipe: deepdefense, params: {c: 10}, epochs: 5} (default: the "
                                   "dense baseline itself)")
+    precision: Precision = precision_param()
 
 
 @register_task("compression")
@@ -135,17 +137,17 @@ class CompressionTask(Task):
 
         ctx.say(f"fine-tuning {method!r} for {p.finetune_epochs} epochs")
         model = finetune_with_hooks(model, data, method, epochs=p.finetune_epochs, batch_size=p.batch_size,
-                                    lr=p.finetune_lr, seed=seed)
+                                    lr=p.finetune_lr, seed=seed, precision=p.precision)
         if not isinstance(model, torch.nn.Module):
             raise UserError(f"method {method!r}: finalize() returned {type(model).__name__}; expected the model")
         model.eval()
 
-        test_accuracy = accuracy(model, data.test_x, data.test_y)
+        test_accuracy = accuracy(model, data.test, precision=p.precision)
         stats = metrics.layer_stats(model, data.input_shape)
         storage_bits, storage = metrics.model_storage(model, method)
         ratio_bits = 32 * sum(t.numel() for t in model.parameters()) / storage_bits
         with torch.device("cpu"):  # CPU latency (CSR kernels are CPU kernels), whatever the run's device
-            batch = data.test_x[torch.arange(p.latency_batch_size) % len(data.test_x)]
+            batch = data.test.take(torch.arange(p.latency_batch_size) % len(data.test))[0]
             fast = method.inference_model(_on_cpu(model), batch)
             latency_dense, latency = metrics.paired_latency_ms([_on_cpu(dense), fast], batch, p.latency_repeats)
 
@@ -203,7 +205,7 @@ class CompressionTask(Task):
         _, info = starting_model(TrainSpec.of_task(p, seed), p.base, ctx.cache_dir, data=data, say=ctx.say,
                                  device=ctx.device)
         stats = metrics.layer_stats(model, data.input_shape)
-        test_accuracy = accuracy(model, data.test_x, data.test_y)
+        test_accuracy = accuracy(model, data.test, precision=p.precision)
         out = {"accuracy": test_accuracy, "baseline_accuracy": info["test_accuracy"],
                "accuracy_delta": test_accuracy - info["test_accuracy"],
                "compression_ratio": metrics.compression_ratio(model),
@@ -235,7 +237,7 @@ class CompressionTask(Task):
         from robench.data import load_dataset
 
         if getattr(self, "_rescore_n_test", None) is None:
-            self._rescore_n_test = len(load_dataset(self.params.dataset, self.params.dataset_root).test_y)
+            self._rescore_n_test = len(load_dataset(self.params.dataset, self.params.dataset_root).test)
         return self._rescore_n_test
 
     def _export(self, model, stats, storage, sparse_layers, folder: Path) -> dict[str, str]:

@@ -72,7 +72,7 @@ from pydantic import Field, field_validator
 
 from robench.errors import UserError
 from robench.registry import register_task
-from robench.tasks.base import RunContext, Task, TaskParams, TaskResult, registered
+from robench.tasks.base import Precision, RunContext, Task, TaskParams, TaskResult, added, registered
 from robench.tasks.robust_training.methods.base import RobustTrainingRecipe
 from robench.training import TrainSpec
 
@@ -105,6 +105,10 @@ class RobustTrainingParams(TaskParams):
     validation_size: int = Field(1000, gt=0, validate_default=True,
                                  description="training images held out when eval_split is validation")
     eval_batch_size: int = Field(250, gt=0, description="attack batch size")
+    precision: Precision = added("fp32", "forward passes of the vanilla baseline's training and of clean "
+                                 "evaluation: fp32, or bf16/fp16 mixed precision (torch.autocast; fp16 needs a GPU); "
+                                 "recipes fine-tune and attacks run in fp32 (their adversarial examples need exact "
+                                 "gradients)")
 
     @field_validator("fgs_factors")
     @classmethod
@@ -159,14 +163,16 @@ class HeldOutSpec(TrainSpec):
 def selection_view(data, validation_size: int):
     """``data`` with the last ``validation_size`` training images moved into the test
     slot (the validation split); the real test split is left out."""
-    from robench.data import Splits
+    from robench.data import Dataset
 
-    if validation_size >= len(data.train_x):
+    n = len(data.train)
+    if validation_size >= n:
         raise UserError(f"robust_training: validation_size={validation_size} leaves no training images "
-                        f"({data.name} has {len(data.train_x)})")
-    cut = len(data.train_x) - validation_size
-    return Splits(name=f"{data.name}[validation]", train_x=data.train_x[:cut], train_y=data.train_y[:cut],
-                  test_x=data.train_x[cut:], test_y=data.train_y[cut:], num_classes=data.num_classes)
+                        f"({data.name} has {n})")
+    cut = n - validation_size
+    return Dataset(name=f"{data.name}[validation]", num_classes=data.num_classes,
+                   train=data.train.subset(range(cut), augment=getattr(data.train, "augment", False)),
+                   test=data.train.subset(range(cut, n)))
 
 
 def _build_held_out_baseline(spec: HeldOutSpec, cache_dir, device) -> list[Path]:
@@ -260,7 +266,7 @@ class RobustTrainingTask(Task):
             return checks
         changed = any(k in before and not torch.equal(before[k], v) for k, v in out.state_dict().items())
         checks.append(Check("the weights changed (it trained)", changed, "every weight is as it was"))
-        checks += model_checks(out, data.train_x[:8], 10, lambda: train(0)[0])
+        checks += model_checks(out, data.train.take(range(8))[0], 10, lambda: train(0)[0])
         return checks
 
     def run(self, method: RobustTrainingRecipe, seed: int, ctx: RunContext) -> TaskResult:
@@ -362,7 +368,7 @@ class RobustTrainingTask(Task):
         """Images of the evaluated split (``clean_accuracy``, ``test_accuracy``), loaded once per task
         object."""
         if getattr(self, "_rescore_n_split", None) is None:
-            self._rescore_n_split = len(self.data().test_y)
+            self._rescore_n_split = len(self.data().test)
         return self._rescore_n_split
 
     # -- protocol pieces ----------------------------------------------------------------
@@ -374,8 +380,8 @@ class RobustTrainingTask(Task):
         data = load_dataset(p.dataset, p.dataset_root)
         if p.eval_split == "validation":
             data = selection_view(data, p.validation_size)
-        if p.n_test > len(data.test_x):
-            raise UserError(f"robust_training: n_test={p.n_test} but {data.name} has {len(data.test_x)} "
+        if p.n_test > len(data.test):
+            raise UserError(f"robust_training: n_test={p.n_test} but {data.name} has {len(data.test)} "
                             f"{p.eval_split} images")
         return data
 
@@ -387,7 +393,7 @@ class RobustTrainingTask(Task):
 
         report = self.evaluate(model, data, epsilons, seed)
         metrics = self._metrics(report, epsilons)
-        split_accuracy = accuracy(model, data.test_x, data.test_y)
+        split_accuracy = accuracy(model, data.test, precision=self.params.precision)
         metrics[f"{self.params.eval_split}_accuracy"] = split_accuracy
         metrics["clean_accuracy"] = split_accuracy
         return metrics, report
@@ -427,8 +433,8 @@ class RobustTrainingTask(Task):
     def evaluate(self, model, data, epsilons, seed: int):
         from robench.attacks import evaluate_robustness
         p = self.params
-        return evaluate_robustness(model, data.test_x[:p.n_test], data.test_y[:p.n_test], self.attacks(epsilons),
-                                   batch_size=p.eval_batch_size, seed=seed)
+        x, y = data.test.take(range(p.n_test))
+        return evaluate_robustness(model, x, y, self.attacks(epsilons), batch_size=p.eval_batch_size, seed=seed)
 
     def reference_epsilon(self, data, ctx: RunContext) -> tuple[float, float]:
         """(eps_ref, rho2 of the PROTOCOL_SEED vanilla model), computed once and cached (see
@@ -448,7 +454,7 @@ class RobustTrainingTask(Task):
             vanilla, _ = trained_baseline(spec, ctx.cache_dir, data=data, say=ctx.say, device=ctx.device)
             ctx.say(f"computing eps_ref from the seed-{PROTOCOL_SEED} vanilla model")
             rho2 = self.evaluate(vanilla, data, (), PROTOCOL_SEED).rho2()
-            x_inf = float(data.test_x[:p.n_test].flatten(1).abs().amax(1).double().mean())
+            x_inf = float(data.test.take(range(p.n_test))[0].flatten(1).abs().amax(1).double().mean())
             eps_ref = float(rho2 * x_inf)
             if not eps_ref > 0:
                 raise UserError(f"robust_training: eps_ref = 0 for {p.model} on {p.dataset}: the vanilla model "
@@ -485,7 +491,7 @@ class RobustTrainingTask(Task):
         p = self.params
         # the attacked images: test images [0, n_test), or training images [cut, cut + n_test)
         where = {"test_indices": [0, p.n_test]} if p.eval_split == "test" else \
-            {"train_indices": [len(data.train_x), len(data.train_x) + p.n_test]}
+            {"train_indices": [len(data.train), len(data.train) + p.n_test]}
         (folder / "eval.json").write_text(json.dumps({
             "model": p.model, "dataset": p.dataset, "split": p.eval_split, **where,
             "eps_ref": eps_ref, "fgs_factors": list(p.fgs_factors), "epsilons": list(epsilons),
@@ -501,9 +507,8 @@ def _epsilon_named(metric: str) -> bool:
 
 
 def _head(data, n: int):
-    from robench.data import Splits
-    return Splits(name=data.name, train_x=data.train_x[:n], train_y=data.train_y[:n], test_x=data.test_x,
-                  test_y=data.test_y, num_classes=data.num_classes)
+    from robench.data import Dataset
+    return Dataset(name=data.name, train=data.train.subset(range(n)), test=data.test, num_classes=data.num_classes)
 
 
 class _TrainSplitOnly:
@@ -511,14 +516,13 @@ class _TrainSplitOnly:
     name, num_classes = "check", 10
 
     def __init__(self, x, y):
-        self.train_x, self.train_y = x, y
+        from robench.data import ArraySplit
+
+        self.train = ArraySplit(x, y)
 
     @property
     def input_shape(self):
-        return tuple(self.train_x.shape[1:])
+        return self.train.sample_shape
 
-    @property
-    def test_x(self):
-        raise AssertionError("the recipe read data.test_x; recipes may use the training split only")
-
-    test_y = test_x
+    def __getattr__(self, name):  # test, test_x, test_y (and anything else the contract does not give)
+        raise AssertionError(f"the recipe read data.{name}; recipes may use the training split only")

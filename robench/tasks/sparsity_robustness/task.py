@@ -70,7 +70,8 @@ from pydantic import Field, field_validator
 
 from robench.errors import UserError
 from robench.registry import register_task
-from robench.tasks.base import RobustBaseParam, RunContext, Task, TaskParams, TaskResult, added, registered
+from robench.tasks.base import (Precision, RobustBaseParam, RunContext, Task, TaskParams, TaskResult, added,
+                                precision_param, registered)
 from robench.tasks.compression.methods.base import CompressionMethod
 
 
@@ -98,6 +99,7 @@ class SparsityRobustnessParams(TaskParams):
     base: RobustBaseParam = added(None, "start from the dense baseline fine-tuned by a robust_training recipe, "
                                   "e.g. {recipe: deepdefense, params: {c: 10}, epochs: 5} (default: the "
                                   "dense baseline itself)")
+    precision: Precision = precision_param()
 
     # checked at construction, so suite expansion (`robench validate`) rejects them in one line
     @field_validator("attack_preset")
@@ -267,11 +269,13 @@ class SparsityRobustnessTask(Task):
         # -- 1. inputs, checked before anything is trained or attacked ---------------------
         data = load_dataset(p.dataset, p.dataset_root)
         x, y = self.points(data)
-        for split, images in (("test", data.test_x), ("train", data.train_x)):
+        for name, split in (("test", data.test), ("train", data.train)):
+            if split.streamed:  # decoded by the loader's transforms: in [0, 1] by construction
+                continue
             try:
-                _check_inputs_in_bounds(images, lo, hi)
+                _check_inputs_in_bounds(split.x, lo, hi)
             except UserError as exc:
-                raise UserError(f"dataset {p.dataset!r} ({split} split): {exc}") from None
+                raise UserError(f"dataset {p.dataset!r} ({name} split): {exc}") from None
         try:
             with seeding.scoped(seeding.PROTOCOL_SEED):  # a throwaway: the run's generators stay as seeded
                 probe = build_model(p.model, num_classes=data.num_classes).to(ctx.device)
@@ -291,7 +295,7 @@ class SparsityRobustnessTask(Task):
         # -- 3. compress and fine-tune (the compression task's protocol) -------------------
         ctx.say(f"compressing with {method!r}, fine-tuning {p.finetune_epochs} epochs")
         model = finetune_with_hooks(model, data, method, epochs=p.finetune_epochs, batch_size=p.batch_size,
-                                    lr=p.finetune_lr, seed=seed)
+                                    lr=p.finetune_lr, seed=seed, precision=p.precision)
         if not isinstance(model, torch.nn.Module):
             raise UserError(f"method {method!r}: finalize() returned {type(model).__name__}; expected the model")
         model.eval()
@@ -384,13 +388,12 @@ class SparsityRobustnessTask(Task):
         from robench.data import load_dataset
 
         if getattr(self, "_rescore_n_split", None) is None:
-            self._rescore_n_split = len(load_dataset(self.params.dataset, self.params.dataset_root).test_y)
+            self._rescore_n_split = len(load_dataset(self.params.dataset, self.params.dataset_root).test)
         return self._rescore_n_split
 
     def points(self, data):
         """(x, y) of the attacked test points (:func:`attack_points`), on the CPU."""
-        idx = attack_points(self.params.n_test, len(data.test_x))
-        return data.test_x[idx], data.test_y[idx]
+        return data.test.take(attack_points(self.params.n_test, len(data.test)))
 
     def score(self, model, data, seed: int, say=None, target: float | None = None):
         """(metrics, report) of the compressed, fine-tuned ``model``: step 5's attacks, the
@@ -414,7 +417,7 @@ class SparsityRobustnessTask(Task):
         activations = activation_sparsity(model, x)["overall"]
         if math.isfinite(activations):
             metrics["activation_sparsity"] = activations
-        test_accuracy = accuracy(model, data.test_x, data.test_y)
+        test_accuracy = accuracy(model, data.test, precision=p.precision)
         metrics.update(weight_sparsity=weight_sparsity(model), test_accuracy=test_accuracy,
                        clean_accuracy=test_accuracy)
         return {k: float(v) for k, v in metrics.items()}, report

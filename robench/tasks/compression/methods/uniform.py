@@ -114,8 +114,8 @@ class UniformQuantization(CompressionMethod):
 
 def int8_dynamic_metrics(model: nn.Module, data: Any, batch: int = 64, repeats: int = 30) -> dict[str, float]:
     """CPU latency (ms, median of ``repeats``, interleaved) of ``model`` and of its int8
-    dynamic quantization (Linear layers only) on ``data.test_x[:batch]``, and the latter's
-    accuracy on ``data.test_x/test_y``; both on a CPU copy of ``model`` (int8 dynamic
+    dynamic quantization (Linear layers only) on the first ``batch`` test images, and the
+    latter's accuracy on the test split; both on a CPU copy of ``model`` (int8 dynamic
     quantization is a CPU backend). Empty when this torch has no ``torch.ao.quantization``."""
     import torch
     from torch import nn
@@ -133,8 +133,8 @@ def int8_dynamic_metrics(model: nn.Module, data: Any, batch: int = 64, repeats: 
             return {}
         float_model = copy.deepcopy(model).cpu().eval()
         qmodel = quantize_dynamic(copy.deepcopy(float_model), {nn.Linear}, dtype=torch.qint8)
-        x = data.test_x[:batch]
+        x = data.test.take(range(min(batch, len(data.test))))[0]
         latency_float, latency_int8 = paired_latency_ms([float_model, qmodel], x, repeats=repeats)
-        acc = accuracy(qmodel, data.test_x, data.test_y)
+        acc = accuracy(qmodel, data.test)
     return {"latency_int8_dynamic_ms": latency_int8, "latency_float_ms": latency_float,
             "accuracy_int8_dynamic": acc}

@@ -6,8 +6,9 @@ A recipe is one method::
 
 * ``model`` arrives as a private copy of the cached vanilla model (the same weights for
   every recipe of a seed), in train mode, on the run's device; ``data`` is the task's
-  :class:`robench.data.Splits` (train split only may be used; its tensors stay on the CPU).
-* The recipe fine-tunes it for **exactly** ``epochs`` passes over ``data.train_x``
+  dataset (``robench.data``: in memory or streamed); only ``data.train`` may be read, through
+  its ``batches``/``take`` calls.
+* The recipe fine-tunes it for **exactly** ``epochs`` passes over ``data.train``
   (the task's budget, identical for every recipe; wall/CPU time is reported next to it),
   with minibatches of ``batch_size`` and initial learning rate ``lr``, and returns the
   model to evaluate (it may be the same object). Randomness comes from ``seed`` only.
@@ -58,14 +59,13 @@ class RobustTrainingRecipe(Method):
         import torch
 
         from robench import seeding
-        from robench.training import epoch_batches, train_loop
+        from robench.training import shuffled_epochs, train_loop
 
         weights = [p for n, p in model.named_parameters() if not n.endswith("bias")]
         biases = [p for n, p in model.named_parameters() if n.endswith("bias")]
         optimizer = torch.optim.SGD([{"params": weights, "weight_decay": WEIGHT_DECAY},
                                      {"params": biases, "weight_decay": 0.0}], lr=lr, momentum=MOMENTUM)
-        x_all, y_all = data.train_x, data.train_y
-        n = len(x_all)
+        n = len(data.train)
         device = next(model.parameters()).device
         steps_per_epoch = math.ceil(n / batch_size)
         drop = int(LR_DROP_AT * epochs)
@@ -73,9 +73,9 @@ class RobustTrainingRecipe(Method):
         def lr_at(step: int) -> float:
             return lr * (0.5 if epochs > 1 and step // steps_per_epoch >= drop else 1.0)
 
-        train_loop(model, optimizer, epoch_batches(n, batch_size, epochs, seeding.stream(seed, "batches")),
-                   lambda idx: self.loss(model, x_all[idx].to(device), y_all[idx].to(device)),
-                   hooks=_RecipeHooks(self), lr_schedule=lr_at)
+        train_loop(model, optimizer, shuffled_epochs(data.train, batch_size, epochs, seeding.stream(seed, "batches"),
+                                                     device),
+                   lambda batch: self.loss(model, *batch), hooks=_RecipeHooks(self), lr_schedule=lr_at)
         return model
 
 

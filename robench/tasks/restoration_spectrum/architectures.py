@@ -73,7 +73,10 @@ class RestorationNet(nn.Module):
 
 class ContextEncoder(RestorationNet):
     """Encoder–decoder for inpainting/interpolation; ``width`` channels at full resolution,
-    2·width below. Image sides must be multiples of 4."""
+    2·width below. Fully convolutional: any image size. Its two stride-2 stages need sides
+    that are multiples of 4, so other sizes (whole images: 481×321) are padded at the
+    bottom and right by edge replication to the next multiple of 4 and ``z`` is cropped
+    back to (H, W); sides that are multiples of 4 (the training crops) are not padded."""
 
     def __init__(self, width: int = 16):
         super().__init__()
@@ -89,12 +92,17 @@ class ContextEncoder(RestorationNet):
         self.zero_last_layer()
 
     def features(self, x):
+        h, w = x.shape[-2:]
+        pad_h, pad_w = -h % 4, -w % 4
+        if pad_h or pad_w:
+            x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
         e1 = F.relu(self.enc1(x))
         e2 = F.relu(self.enc2(e1))
         e3 = F.relu(self.enc3(e2))
         m = F.relu(self.mid2(F.relu(self.mid1(e3))))
         d2 = F.relu(self.dec2(torch.cat([F.interpolate(m, scale_factor=2.0, mode="nearest"), e2], 1)))
-        return F.relu(self.dec1(torch.cat([F.interpolate(d2, scale_factor=2.0, mode="nearest"), e1], 1)))
+        z = F.relu(self.dec1(torch.cat([F.interpolate(d2, scale_factor=2.0, mode="nearest"), e1], 1)))
+        return z[..., :h, :w] if pad_h or pad_w else z
 
 
 class VDSR(RestorationNet):

@@ -13,7 +13,10 @@ Embedded data works offline from images shipped inside packages:
   ``test_sources()`` says which were used. (``skimage.data.cat`` is the same picture as
   ``chelsea``, so it must never be a test image.)
 
-All tensors are float32 (N, 3, size, size) with values in [0, 1], CPU.
+All crops are float32 (N, 3, size, size) with values in [0, 1], CPU. Whole images (the
+task's ``eval_size=full``) come as a list of float32 (1, 3, H, W) tensors, one per image,
+sizes differing: :func:`whole_images` (a folder, every image whole) and
+:func:`whole_test_images` (the bundled held-out images, center-cropped to ``max_side``).
 """
 
 from __future__ import annotations
@@ -151,17 +154,9 @@ def image_folder(root: str | Path, size: int = 64, *, mode: str = "center",
     if mode not in ("center", "tile"):
         raise UserError(f"image_folder: mode={mode!r}; expected 'center' or 'tile'")
     folder = Path(root)
-    if not folder.is_dir():
-        raise UserError(f"image_folder: {folder} is not a folder; expected a folder of "
-                        f"{'/'.join(e.lstrip('.') for e in IMAGE_EXTENSIONS)} images")
-    pattern = "**/*" if recursive else "*"
-    files = sorted(p for p in folder.glob(pattern)
-                   if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+    files = image_files(folder, recursive=recursive)
     if max_images is not None:
         files = files[:_positive_int(max_images, "image_folder: max_images")]
-    if not files:
-        raise UserError(f"image_folder: no {'/'.join(e.lstrip('.') for e in IMAGE_EXTENSIONS)} "
-                        f"images in {folder}{' (recursive)' if recursive else ''}")
     crops, too_small = [], []
     for path in files:
         image = _read_image(path)
@@ -180,6 +175,88 @@ def image_folder(root: str | Path, size: int = 64, *, mode: str = "center",
     if not crops:
         raise UserError(f"image_folder: every image in {folder} is smaller than {size}x{size}")
     return torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).contiguous()
+
+
+def whole_images(root: str | Path, min_side: int, max_side: int) -> list:
+    """Every image of a folder, whole: a list of float32 (1, 3, H, W) tensors in [0, 1] on
+    the CPU, one per .png/.jpg/.jpeg/.bmp file (sorted by path, not recursive; grayscale
+    repeated into 3 channels, alpha dropped, 8- and 16-bit), sizes as they are.
+
+    Every side must lie in [min_side, max_side] pixels: an image outside is a UserError
+    naming it (a whole image is never cropped or skipped, so the mean is over the folder).
+    """
+    import torch
+
+    min_side = _positive_int(min_side, "whole_images: min_side")
+    max_side = _positive_int(max_side, "whole_images: max_side")
+
+    folder = Path(root)
+    images = []
+    for path in image_files(folder):
+        image = _read_image(path)
+        problem = side_problem(path.name, image.shape[0], image.shape[1], min_side, max_side)
+        if problem:
+            raise UserError(f"whole_images: {folder}: {problem}")
+        images.append(torch.from_numpy(image).permute(2, 0, 1).unsqueeze(0).contiguous())
+    return images
+
+
+def whole_test_images(max_side: int) -> list:
+    """The bundled held-out test images (``test_sources()`` order), whole but each
+    center-cropped to at most ``max_side`` pixels per side (china and flower are 427×640,
+    the motorcycle 500×741): a list of float32 (1, 3, H, W) tensors in [0, 1], CPU."""
+    import numpy as np
+    import torch
+
+    max_side = _positive_int(max_side, "whole_test_images: max_side")
+    images = []
+    for name in test_sources():
+        image = _try_load(name)
+        h, w = image.shape[:2]
+        top, left = max(0, (h - max_side) // 2), max(0, (w - max_side) // 2)
+        crop = np.ascontiguousarray(image[top:top + max_side, left:left + max_side])
+        images.append(torch.from_numpy(crop).permute(2, 0, 1).unsqueeze(0).contiguous())
+    return images
+
+
+def image_sizes(root: str | Path) -> list[tuple[str, int, int]]:
+    """(file name, height, width) of every image a folder holds (what :func:`whole_images`
+    reads), from the file headers only (fast: nothing is decoded). Files PIL cannot open
+    are left out (reading them fails later, with the reason)."""
+    from PIL import Image
+
+    sizes = []
+    for path in image_files(Path(root)):
+        try:
+            with Image.open(path) as image:
+                width, height = image.size
+        except Exception:  # noqa: BLE001 - any unreadable file: whole_images says why
+            continue
+        sizes.append((path.name, int(height), int(width)))
+    return sizes
+
+
+def side_problem(name: str, height: int, width: int, min_side: int, max_side: int) -> str:
+    """Why an image of height×width cannot be scored whole ('' if it can)."""
+    if min(height, width) < min_side or max(height, width) > max_side:
+        return (f"{name} is {width}x{height} px; whole-image scoring needs every side in "
+                f"[{min_side}, {max_side}] (image_size, max_side)")
+    return ""
+
+
+def image_files(folder: Path, *, recursive: bool = False) -> list[Path]:
+    """The .png/.jpg/.jpeg/.bmp files of a folder (subfolders too with ``recursive``),
+    sorted by path; a UserError if it is not a folder or holds none."""
+    if not folder.is_dir():
+        raise UserError(f"image_folder: {folder} is not a folder; expected a folder of "
+                        f"{'/'.join(e.lstrip('.') for e in IMAGE_EXTENSIONS)} images")
+    pattern = "**/*" if recursive else "*"
+    files = sorted(p for p in folder.glob(pattern)
+                   if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+    if not files:
+        raise UserError(f"image_folder: no {'/'.join(e.lstrip('.') for e in IMAGE_EXTENSIONS)} "
+                        f"images in {folder}{' (recursive)' if recursive else ''}")
+    return files
 
 
 # ---------------------------------------------------------------- helpers

@@ -4,7 +4,9 @@ spectrum summary (mean, AUC, off-training mean, recovery) and the uint8 arrays o
 
 Restorations and ground truth are (N, C, H, W) float tensors on any device; scores are
 taken on the inputs' device (:mod:`robench.metrics.image`: RGB, full image, data range 1)
-and arrays are copied to the CPU before numpy.
+and arrays are copied to the CPU before numpy. A level's scores are the mean over every
+test image of one value per image, so the images may come in batches of different sizes
+(whole images, ``eval_size=full``: one batch per image).
 """
 
 from __future__ import annotations
@@ -19,48 +21,57 @@ def format_level(level: float) -> str:
 
 class SpectrumScores:
     """The scores of one run, level by level: the method's PSNR and SSIM, and the base's and
-    oracle's PSNR (for ``recovery``), all against the same ground truth."""
+    oracle's PSNR (for ``recovery``), each the mean over the test images of one value per
+    image. ``add`` takes the images of a level in one batch or several (whole images of
+    different sizes: one call per image)."""
 
-    def __init__(self, truth, train_level: float, y_crop: int | None = None):
-        self.truth = truth  # float64 (N, C, H, W), see scoring_truth
+    def __init__(self, train_level: float, y_crop: int | None = None):
         self.train_level = float(train_level)
         self.y_crop = y_crop  # None: RGB only; k: also Y-channel scores with k border pixels cropped
-        self.y_scores: list[tuple[float, float]] = []
-        self.levels: list[float] = []
-        self.per_level: dict[str, float] = {}
-        self.method_psnr: list[float] = []
-        self.ssims: list[float] = []
-        self.base_psnr: list[float] = []
-        self.oracle_psnr: list[float] = []
+        self.per_image: dict[float, dict[str, list]] = {}  # level -> score name -> (n,) tensors
 
-    def add(self, level: float, restored, base_out, oracle_out) -> None:
-        """Score one level: each argument a quantized float64 (N, C, H, W) restoration."""
-        psnr_value, ssim_value = image_scores(restored, self.truth)
-        name = format_level(level)
-        self.per_level[f"psnr@{name}"] = psnr_value
-        self.per_level[f"ssim@{name}"] = ssim_value
-        self.levels.append(float(level))
-        self.method_psnr.append(psnr_value)
-        self.ssims.append(ssim_value)
-        self.base_psnr.append(image_scores(base_out, self.truth, ssim=False)[0])
-        self.oracle_psnr.append(image_scores(oracle_out, self.truth, ssim=False)[0])
+    def add(self, level: float, truth, restored, base_out, oracle_out) -> None:
+        """Score one batch of a level: ``truth`` (see :func:`scoring_truth`) and the quantized
+        restorations, each a float64 (n, C, H, W) tensor of the same shape."""
+        from robench.metrics.image import psnr, ssim
+
+        values = {"psnr": psnr(restored, truth), "ssim": ssim(restored, truth),
+                  "base": psnr(base_out, truth), "oracle": psnr(oracle_out, truth)}
         if self.y_crop is not None:
-            y_psnr, y_ssim = image_scores(restored, self.truth, y_channel=True, crop_border=self.y_crop)
-            self.per_level[f"psnr_y@{name}"] = y_psnr
-            self.per_level[f"ssim_y@{name}"] = y_ssim
-            self.y_scores.append((y_psnr, y_ssim))
+            kw = {"y_channel": True, "crop_border": self.y_crop}
+            values["psnr_y"] = psnr(restored, truth, **kw)
+            values["ssim_y"] = ssim(restored, truth, **kw)
+        scores = self.per_image.setdefault(float(level), {})
+        for name, value in values.items():
+            scores.setdefault(name, []).append(value.detach().cpu())
+
+    def level_mean(self, level: float, name: str) -> float:
+        """The mean over every image added at ``level`` of score ``name`` (psnr, ssim, base,
+        oracle, psnr_y, ssim_y)."""
+        import torch
+        return float(torch.cat(self.per_image[float(level)][name]).mean())
 
     def metrics(self) -> dict[str, float]:
         """``psnr@<level>``, ``ssim@<level>``, the spectrum summary and ``ssim_mean``."""
         import numpy as np
 
-        out = dict(self.per_level)
-        out.update(spectrum_summary(self.levels, self.train_level, self.method_psnr, self.base_psnr,
-                                    self.oracle_psnr))
-        out["ssim_mean"] = float(np.mean(self.ssims))
-        if self.y_scores:
-            out["psnr_y_mean"] = float(np.mean([s[0] for s in self.y_scores]))
-            out["ssim_y_mean"] = float(np.mean([s[1] for s in self.y_scores]))
+        levels = list(self.per_image)
+        out: dict[str, float] = {}
+        for level in levels:
+            name = format_level(level)
+            out[f"psnr@{name}"] = self.level_mean(level, "psnr")
+            out[f"ssim@{name}"] = self.level_mean(level, "ssim")
+            if self.y_crop is not None:
+                out[f"psnr_y@{name}"] = self.level_mean(level, "psnr_y")
+                out[f"ssim_y@{name}"] = self.level_mean(level, "ssim_y")
+        out.update(spectrum_summary(levels, self.train_level,
+                                    [out[f"psnr@{format_level(lv)}"] for lv in levels],
+                                    [self.level_mean(lv, "base") for lv in levels],
+                                    [self.level_mean(lv, "oracle") for lv in levels]))
+        out["ssim_mean"] = float(np.mean([out[f"ssim@{format_level(lv)}"] for lv in levels]))
+        if self.y_crop is not None:
+            out["psnr_y_mean"] = float(np.mean([out[f"psnr_y@{format_level(lv)}"] for lv in levels]))
+            out["ssim_y_mean"] = float(np.mean([out[f"ssim_y@{format_level(lv)}"] for lv in levels]))
         return out
 
 
@@ -68,20 +79,6 @@ def quantize(x):
     """Clamp to [0, 1] and round to 8 bits: float64 (N, C, H, W) holding k/255."""
     import torch
     return torch.round(x.detach().to(torch.float64).clamp(0.0, 1.0) * 255.0) / 255.0
-
-
-def image_scores(restored, truth, ssim: bool = True, y_channel: bool = False,
-                 crop_border: int = 0) -> tuple[float, float]:
-    """(mean PSNR, mean SSIM) over the batch; data range 1; float64 inputs. RGB and the full
-    image by default; ``y_channel`` scores BT.601 luma with ``crop_border`` pixels removed
-    from each side (the super-resolution convention of BasicSR and KAIR)."""
-    from robench.metrics.image import psnr
-    from robench.metrics.image import ssim as ssim_fn
-
-    kw = {"y_channel": y_channel, "crop_border": crop_border}
-    psnr_value = float(psnr(restored, truth, **kw).mean())
-    ssim_value = float(ssim_fn(restored, truth, **kw).mean()) if ssim else float("nan")
-    return psnr_value, ssim_value
 
 
 def to_uint8_hwc(x):
@@ -97,20 +94,61 @@ def is_8bit(x) -> bool:
                        x.detach().to(torch.float32))
 
 
-def scoring_truth(x):
+def scoring_truth(x, eight_bit: bool | None = None):
     """The ground truth scores are taken against, float64: k/255 exactly for 8-bit images
-    (so a uint8 export re-scores to the same number), else the float32 values as they are."""
+    (so a uint8 export re-scores to the same number), else the float32 values as they are.
+    ``eight_bit``: whether the test set is 8-bit (None: whether ``x`` is)."""
     import torch
-    return quantize(x) if is_8bit(x) else x.detach().to(torch.float64)
+
+    eight_bit = is_8bit(x) if eight_bit is None else eight_bit
+    return quantize(x) if eight_bit else x.detach().to(torch.float64)
 
 
-def ground_truth_array(x):
-    """uint8 (N, H, W, C) when the images are exactly 8-bit, else float32 in [0, 1]."""
+def ground_truth_array(x, eight_bit: bool | None = None):
+    """uint8 (N, H, W, C) when the images are exactly 8-bit, else float32 in [0, 1].
+    ``eight_bit``: whether the test set is 8-bit (None: whether ``x`` is)."""
     import numpy as np
 
-    if is_8bit(x):
+    if is_8bit(x) if eight_bit is None else eight_bit:
         return to_uint8_hwc(quantize(x))
     return np.ascontiguousarray(x.detach().cpu().numpy().astype(np.float32).transpose(0, 2, 3, 1))
+
+
+def padded_stack(arrays):
+    """Images of different sizes, each (H_n, W_n, C), as one (N, max H, max W, C) array of
+    their dtype, each at the top left and zero elsewhere (``restored.npz`` of whole images:
+    its ``sizes`` array says which part of each is the image)."""
+    import numpy as np
+
+    height = max(a.shape[0] for a in arrays)
+    width = max(a.shape[1] for a in arrays)
+    out = np.zeros((len(arrays), height, width, arrays[0].shape[2]), dtype=arrays[0].dtype)
+    for n, a in enumerate(arrays):
+        out[n, :a.shape[0], :a.shape[1]] = a
+    return out
+
+
+class NpzWriter:
+    """Writes a ``.npz`` (what ``np.savez_compressed`` writes: one deflated ``.npy`` per
+    array) one array at a time, so a run over whole images never holds every level's
+    restorations at once. Use as a context manager; ``np.load`` reads the file."""
+
+    def __init__(self, path):
+        import zipfile
+
+        self._zip = zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED, allowZip64=True)
+
+    def write(self, name: str, array) -> None:
+        import numpy as np
+
+        with self._zip.open(f"{name}.npy", "w", force_zip64=True) as stream:
+            np.lib.format.write_array(stream, np.asanyarray(array), allow_pickle=False)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._zip.close()
 
 
 def spectrum_summary(levels, train_level, method_psnr, base_psnr, oracle_psnr) -> dict[str, float]:
@@ -142,17 +180,23 @@ def spectrum_summary(levels, train_level, method_psnr, base_psnr, oracle_psnr) -
 
 def write_png_grid(path, degraded, restored, truth, n_images: int = 4, zoom: int = 4) -> None:
     """A PNG of the first ``n_images`` test images, one per row: degraded | restored |
-    ground truth, each uint8 (N, H, W, C) array enlarged ``zoom`` times (nearest) to be seen."""
+    ground truth, each enlarged ``zoom`` times (nearest) to be seen. Each argument is a
+    uint8 (or float in [0, 1]) (N, H, W, C) array, or a sequence of (H, W, C) arrays of
+    different sizes (whole images: rows narrower than the widest are padded white)."""
     import numpy as np
     from PIL import Image
 
     def as_uint8(x):
-        x = np.asarray(x[:n_images])
+        x = np.asarray(x)
         return x if x.dtype == np.uint8 else np.rint(np.clip(x, 0, 1) * 255).astype(np.uint8)
 
-    columns = [as_uint8(a) for a in (degraded, restored, truth)]
-    gap = np.full((columns[0].shape[1], 2, columns[0].shape[3]), 255, np.uint8)
-    rows = [np.concatenate([c[i] if j == 0 else np.concatenate([gap, c[i]], axis=1) for j, c in enumerate(columns)],
-                           axis=1) for i in range(len(columns[0]))]
+    count = min(n_images, len(truth))
+    rows = []
+    for i in range(count):
+        images = [as_uint8(column[i]) for column in (degraded, restored, truth)]
+        gap = np.full((images[0].shape[0], 2, images[0].shape[2]), 255, np.uint8)
+        rows.append(np.concatenate([images[0], gap, images[1], gap, images[2]], axis=1))
+    width = max(r.shape[1] for r in rows)
+    rows = [np.pad(r, ((0, 0), (0, width - r.shape[1]), (0, 0)), constant_values=255) for r in rows]
     grid = np.concatenate(rows, axis=0).repeat(zoom, axis=0).repeat(zoom, axis=1)
     Image.fromarray(grid[..., 0] if grid.shape[-1] == 1 else grid).save(path, optimize=True)

@@ -27,6 +27,20 @@ Protocol of one run (method M, seed s; one run evaluates every test level):
    (what a saved image holds), then PSNR and SSIM (``robench.metrics.image``: RGB, full
    image, data range 1) are averaged over the test crops.
 
+Whole images (``eval_size=full``; the default ``crop`` is the protocol above): the test set
+is every image of ``root`` whole (Set5, Set14, BSD100: sizes differ, not square), or the
+bundled held-out images center-cropped to ``max_side`` per side; every side must lie in
+[``image_size``, ``max_side``] (``max_side`` ≤ 512; ``robench validate`` reads the image
+headers and refuses a folder with an image outside). The networks are still trained on
+``image_size`` crops and run on each whole image (fully convolutional; one image at a time,
+so memory is bounded by the largest image). Image n is degraded with seed
+``stream_seed(PROTOCOL_SEED, "degradations") + n`` (the crops, one batch, use that seed +
+0), and every score is the mean over the images of one value per image, as BasicSR and
+KAIR average: PSNR/SSIM on RGB, and with ``y_channel`` on the BT.601 Y channel with
+``crop_border`` pixels removed from each side. Super-resolution degrades the whole image
+(no modcrop: when k does not divide a side, the bicubic resampling scale is
+side / (side // k), as for crops).
+
 Metrics: ``psnr@<level>``, ``ssim@<level>`` per level; ``psnr_mean`` (PRIMARY: mean over
 test levels), ``ssim_mean``, ``psnr_auc`` (trapezoid area under PSNR vs level with the
 level axis rescaled to [0, 1], so it is in dB), ``psnr_offtrain_mean`` (mean over levels
@@ -39,7 +53,9 @@ Artifact ``restored.npz``: ``levels`` (L,) float64; ``ground_truth`` (N, H, W, 3
 (float32 in [0, 1] if the ground truth is not 8-bit exact); ``restored_<i>`` and
 ``degraded_<i>`` (the network input) (N, H, W, 3) uint8 for level ``levels[i]``.
 ``skimage.metrics.peak_signal_noise_ratio(ground_truth[n], restored_<i>[n],
-data_range=255)`` averaged over n reproduces ``psnr@<level>``.
+data_range=255)`` averaged over n reproduces ``psnr@<level>``. Whole images are stored
+zero-padded to the largest height and width, with ``sizes`` (N, 2) int64 (height, width):
+image n is ``[:sizes[n, 0], :sizes[n, 1]]`` of each array.
 
 Default levels come from ``FAMILIES`` (meant for 64×64 images); inpainting hole sides
 are rescaled to ``image_size`` (rounded), the other families' levels are size-free.
@@ -67,6 +83,8 @@ ARTIFACT = "restored.npz"
 # and 1.07 dB (single levels by up to 3.1 dB): four times their RMS
 REFERENCE_PSNR_TOLERANCE_DB = 3.5
 PNG_IMAGES = 4  # test images per level written as PNG (degraded | restored | ground truth)
+PNG_WHOLE_IMAGES = 2  # the same for whole images (up to 512 px a side, shown at 1x)
+MAX_SIDE = 512  # the largest side of a whole test image (eval_size=full)
 # conformance: (train level, test levels) per family on 16×16 synthetic images
 CHECK_LEVELS = {"inpainting": (6.0, (4.0, 6.0)), "interpolation": (0.6, (0.3, 0.6)),
                 "super_resolution": (3.0, (2.0, 3.0))}
@@ -81,7 +99,8 @@ class RestorationParams(TaskParams):
                                       "(default: FAMILIES, rescaled for inpainting)")
     test_levels: tuple[float, ...] | None = Field(None, description="levels every method is scored at "
                                                   "(default: FAMILIES, rescaled for inpainting)")
-    image_size: int = Field(32, ge=16, le=256, multiple_of=4, description="side of the square crops, pixels")
+    image_size: int = Field(32, ge=16, le=256, multiple_of=4, description="side of the square crops, pixels "
+                            "(training patches; with eval_size=full, the smallest side a test image may have)")
     width: int = Field(16, gt=0, le=256, description="channels of the networks' full-resolution layers")
     n_train: int = Field(2000, gt=0, description="training patches")
     train_steps: int = Field(800, gt=0, description="minibatches of the base and oracle networks")
@@ -99,6 +118,12 @@ class RestorationParams(TaskParams):
                             "super-resolution papers, BasicSR and KAIR report: psnr_y@<level>, psnr_y_mean, ...")
     crop_border: int = added(0, "pixels removed from each border before the Y-channel scores "
                              "(the SR convention: the scale factor)", ge=0)
+    eval_size: Literal["crop", "full"] = added("crop", "what is scored: crop = image_size crops of the test "
+                                               "images; full = every test image whole (Set5, Set14, BSD100 "
+                                               "sizes, one at a time), scores averaged over images")
+    max_side: int = added(MAX_SIDE, "eval_size=full: the largest side a whole test image may have, pixels "
+                          "(a folder image beyond it is refused at validate; the bundled test images are "
+                          "center-cropped to it)", ge=16, le=MAX_SIDE)
 
     @model_validator(mode="after")
     def _check(self):
@@ -108,6 +133,17 @@ class RestorationParams(TaskParams):
             raise ValueError("root/train_root are for dataset=folder; dataset=bundled uses embedded images")
         if self.crop_border and not self.y_channel:
             raise ValueError("crop_border applies to the Y-channel scores: set y_channel=true too")
+        if self.eval_size == "crop" and self.max_side != MAX_SIDE:
+            raise ValueError("max_side applies to eval_size=full (whole images); eval_size=crop scores "
+                             "image_size crops")
+        if self.eval_size == "full":
+            if self.max_side < self.image_size:
+                raise ValueError(f"max_side={self.max_side} is below image_size={self.image_size}; whole test "
+                                 f"images need every side in [image_size, max_side]")
+            for name in ("folder_mode", "n_test_per_image"):
+                if getattr(self, name) != type(self).model_fields[name].default:
+                    raise ValueError(f"{name} applies to eval_size=crop; eval_size=full scores every test "
+                                     f"image whole")
         if self.image_size - 2 * self.crop_border < 11:
             raise ValueError(f"crop_border={self.crop_border} leaves less than 11x11 of {self.image_size}px "
                              f"crops for SSIM")
@@ -232,91 +268,134 @@ class RestorationSpectrumTask(Task):
 
     def run(self, method: RestorationMethod, seed: int, ctx: RunContext) -> TaskResult:
         import numpy as np
-        import torch
 
         from robench.tasks.restoration_spectrum import metrics
-        from robench.tasks.restoration_spectrum.methods.base import RestorationProblem
 
         p = self.params
         method.check(p.family)
         train_level, test_levels = resolve_levels(p)
-        test_x = self.test_images().to(ctx.device)
-        truth = metrics.scoring_truth(test_x)
-        base_spec = self.base_spec(seed)
-        problem = RestorationProblem(
+        batches = self.test_batches()
+        eight_bit = all(metrics.is_8bit(x) for x in batches)
+        problem = self._problem(seed, ctx)
+
+        ctx.say(f"reference networks for {p.family} seed {seed}")
+        reference = self._reference_networks(problem)
+        method.fit(problem)
+
+        scores = metrics.SpectrumScores(train_level, y_crop=p.crop_border if p.y_channel else None)
+        folder = Path(ctx.artifact_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        artifacts = {"restored": ARTIFACT}
+        whole = p.eval_size == "full"
+        with metrics.NpzWriter(folder / ARTIFACT) as npz:
+            npz.write("levels", np.asarray(test_levels, dtype=np.float64))
+            truth = [image for x in batches for image in metrics.ground_truth_array(x, eight_bit)]
+            npz.write("ground_truth", metrics.padded_stack(truth))
+            if whole:
+                npz.write("sizes", np.array([image.shape[:2] for image in truth], dtype=np.int64))
+            for i, level in enumerate(test_levels):
+                restored, degraded = [], []
+                for obs, out in self._scored_level(batches, eight_bit, level, reference, problem, scores,
+                                                   lambda k, obs: self._score_ready(method.restore(obs), obs,
+                                                                                    method)):
+                    restored.extend(metrics.to_uint8_hwc(out))
+                    degraded.extend(metrics.to_uint8_hwc(metrics.quantize(obs.network_input)))
+                npz.write(f"restored_{i}", metrics.padded_stack(restored))
+                npz.write(f"degraded_{i}", metrics.padded_stack(degraded))
+                # a few test images per level, to look at
+                name = f"restored@{metrics.format_level(level)}.png"
+                metrics.write_png_grid(folder / name, degraded, restored, truth,
+                                       n_images=PNG_WHOLE_IMAGES if whole else PNG_IMAGES, zoom=1 if whole else 4)
+                artifacts[f"png@{metrics.format_level(level)}"] = name
+        return TaskResult(metrics=scores.metrics(), artifacts=artifacts)
+
+    def _problem(self, seed: int, ctx: RunContext):
+        from robench.tasks.restoration_spectrum.methods.base import RestorationProblem
+
+        p = self.params
+        train_level, test_levels = resolve_levels(p)
+        return RestorationProblem(
             family=p.family, train_level=train_level, test_levels=test_levels, image_size=p.image_size,
-            seed=int(seed), base_spec=base_spec, finetune_steps=p.finetune_steps,
+            seed=int(seed), base_spec=self.base_spec(seed), finetune_steps=p.finetune_steps,
             cache_dir=Path(ctx.cache_dir), patches=functools.lru_cache(maxsize=1)(self.training_images),
             say=ctx.say, device=ctx.device)
 
-        ctx.say(f"reference networks for {p.family} seed {seed}")
-        reference_levels = tuple(dict.fromkeys((train_level, *test_levels)))
-        reference = dict(zip(reference_levels, problem.networks_at(reference_levels)))
-        method.fit(problem)
+    @staticmethod
+    def _reference_networks(problem) -> dict:
+        """{level: network} for the training level and every test level (the base and oracles)."""
+        levels = tuple(dict.fromkeys((problem.train_level, *problem.test_levels)))
+        return dict(zip(levels, problem.networks_at(levels)))
 
-        scores = metrics.SpectrumScores(truth, train_level, y_crop=p.crop_border if p.y_channel else None)
-        arrays: dict[str, np.ndarray] = {"levels": np.asarray(test_levels, dtype=np.float64)}
-        for i, level in enumerate(test_levels):
-            obs = self.degrade(test_x, level)
+    def _scored_level(self, batches, eight_bit, level, reference, problem, scores, restore):
+        """Degrade every test batch at ``level`` (batch k with the protocol's seed + k), restore
+        it with ``restore(k, obs)`` (quantized float64, like the batch), score it, the base and
+        the oracle against the ground truth into ``scores``; yields ``(obs, restored)`` per batch,
+        one batch on the run's device at a time."""
+        import torch
+
+        from robench.tasks.restoration_spectrum import metrics
+
+        for k, x in enumerate(batches):
+            x = x.to(problem.device)
+            truth = metrics.scoring_truth(x, eight_bit)
+            obs = self.degrade(x, level, batch=k)
             with torch.no_grad():
-                restored = self._score_ready(method.restore(obs), obs, method)
-                base_out = metrics.quantize(reference[train_level](obs.network_input))
+                restored = restore(k, obs)
+                base_out = metrics.quantize(reference[problem.train_level](obs.network_input))
                 oracle_out = metrics.quantize(reference[level](obs.network_input))
-            scores.add(level, restored, base_out, oracle_out)
-            arrays[f"restored_{i}"] = metrics.to_uint8_hwc(restored)
-            arrays[f"degraded_{i}"] = metrics.to_uint8_hwc(metrics.quantize(obs.network_input))
-
-        arrays["ground_truth"] = metrics.ground_truth_array(test_x)
-        folder = Path(ctx.artifact_dir)
-        folder.mkdir(parents=True, exist_ok=True)
-        np.savez_compressed(folder / ARTIFACT, **arrays)
-        artifacts = {"restored": ARTIFACT}
-        for i, level in enumerate(test_levels):  # a few test images per level, to look at
-            name = f"restored@{metrics.format_level(level)}.png"
-            metrics.write_png_grid(folder / name, arrays[f"degraded_{i}"], arrays[f"restored_{i}"],
-                                   arrays["ground_truth"], n_images=PNG_IMAGES)
-            artifacts[f"png@{metrics.format_level(level)}"] = name
-        return TaskResult(metrics=scores.metrics(), artifacts=artifacts)
+            scores.add(level, truth, restored, base_out, oracle_out)
+            yield obs, restored
 
     @classmethod
     def missing_files(cls, params, name):
-        """``root``/``train_root`` must hold images the folder loader reads."""
-        from robench.tasks.restoration_spectrum.data import IMAGE_EXTENSIONS
+        """``root``/``train_root`` must hold images the folder loader reads; with
+        ``eval_size=full``, every image of ``root`` must have its sides in [image_size,
+        max_side] (read from the file headers)."""
+        from robench.tasks.restoration_spectrum.data import IMAGE_EXTENSIONS, image_sizes, side_problem
 
         if name not in ("root", "train_root"):
             return None
         folder = Path(str(params[name])).expanduser()
-        if any(p.suffix.lower() in IMAGE_EXTENSIONS for p in folder.iterdir() if p.is_file()):
-            return None
-        return f"any {'/'.join(e.lstrip('.') for e in IMAGE_EXTENSIONS)} image"
+        if not any(p.suffix.lower() in IMAGE_EXTENSIONS for p in folder.iterdir() if p.is_file()):
+            return f"any {'/'.join(e.lstrip('.') for e in IMAGE_EXTENSIONS)} image"
+        if name == "root" and params.get("eval_size") == "full":
+            fields = RestorationParams.model_fields
+            low = params.get("image_size", fields["image_size"].default)
+            high = params.get("max_side", fields["max_side"].default)
+            for file_name, height, width in image_sizes(folder):
+                if side_problem(file_name, height, width, low, high):
+                    return (f"only images with every side in [{low}, {high}] px for eval_size=full "
+                            f"({file_name} is {width}x{height}; image_size={low}, max_side={high})")
+        return None
 
     def rescore(self, artifact_dir: Path, seed: int, ctx: RunContext, method=None,
                 claimed: dict | None = None) -> dict[str, float]:
-        """Re-score ``restored.npz`` (``robench verify``) against this setting's test crops
+        """Re-score ``restored.npz`` (``robench verify``) against this setting's test images
         (recomputed from the protocol, not read from the artifact). The method's
         restorations are the artifact's ``restored_<i>`` (uint8, the levels of the task's
-        parameters, in order): ``psnr@``/``ssim@<level>``, their means, ``psnr_auc`` and
+        parameters, in order; whole images zero-padded as ``run`` writes them):
+        ``psnr@``/``ssim@<level>``, their means, ``psnr_auc`` and
         ``psnr_offtrain_mean``. The base's and oracle's off-training means come from the
         maintainer's own reference networks of this seed (the cache ``run`` uses; trained
         there if missing) on the protocol's degraded observations. Left out (a claim):
         ``recovery``, which divides by oracle−base gaps of at least ``RECOVERY_MIN_GAP_DB``
         that networks retrained on another kernel set move by about a dB
         (:data:`REFERENCE_PSNR_TOLERANCE_DB`): no tolerance would make it a check.
-        ``degraded_<i>`` and ``ground_truth`` are not read."""
+        ``degraded_<i>``, ``ground_truth`` and ``sizes`` are not read."""
         import numpy as np
         import torch
 
         from robench.errors import UserError
         from robench.tasks.restoration_spectrum import metrics
-        from robench.tasks.restoration_spectrum.methods.base import RestorationProblem
 
         path = Path(artifact_dir) / ARTIFACT
         where = f"task 'restoration_spectrum': {path.parent.name}/{ARTIFACT}"
         p = self.params
         train_level, test_levels = resolve_levels(p)
-        test_x = self.test_images().to(ctx.device)
-        truth = metrics.scoring_truth(test_x)
-        expected = (truth.shape[0], truth.shape[2], truth.shape[3], truth.shape[1])
+        batches = self.test_batches()
+        eight_bit = all(metrics.is_8bit(x) for x in batches)
+        sizes = [tuple(image.shape[-2:]) for x in batches for image in x]
+        expected = (len(sizes), max(h for h, _ in sizes), max(w for _, w in sizes), 3)
         restored = []
         if not path.is_file():
             raise UserError(f"{where}: cannot read the run's artifacts: missing")
@@ -330,7 +409,7 @@ class RestorationSpectrumTask(Task):
                     if array.dtype != np.uint8 or array.shape != expected:
                         raise UserError(f"{where}: restored_{i} is {array.dtype} {array.shape}, "
                                         f"expected uint8 {expected}")
-                    restored.append(torch.from_numpy(array.transpose(0, 3, 1, 2).astype(np.float64) / 255.0))
+                    restored.append(array)
         except UserError:
             raise
         except Exception as exc:  # noqa: BLE001 - a damaged or foreign file: any error is the user's
@@ -338,20 +417,21 @@ class RestorationSpectrumTask(Task):
             raise UserError(one_line(f"{where}: cannot read the run's artifacts ({type(exc).__name__}"
                                      f"{': ' + text if text else ''})")) from None
 
-        problem = RestorationProblem(
-            family=p.family, train_level=train_level, test_levels=test_levels, image_size=p.image_size,
-            seed=int(seed), base_spec=self.base_spec(seed), finetune_steps=p.finetune_steps,
-            cache_dir=Path(ctx.cache_dir), patches=functools.lru_cache(maxsize=1)(self.training_images),
-            say=ctx.say, device=ctx.device)
-        reference_levels = tuple(dict.fromkeys((train_level, *test_levels)))
-        reference = dict(zip(reference_levels, problem.networks_at(reference_levels)))
-        scores = metrics.SpectrumScores(truth, train_level, y_crop=p.crop_border if p.y_channel else None)
-        for level, x in zip(test_levels, restored):
-            obs = self.degrade(test_x, level)
-            with torch.no_grad():
-                base_out = metrics.quantize(reference[train_level](obs.network_input))
-                oracle_out = metrics.quantize(reference[level](obs.network_input))
-            scores.add(level, x.to(truth.device), base_out, oracle_out)
+        starts = np.cumsum([0] + [len(x) for x in batches])
+
+        def stored(i, k, device):
+            """Batch k of level i from the artifact, cropped to its images' size: float64 (n, 3, H, W)."""
+            h, w = batches[k].shape[-2:]
+            array = restored[i][starts[k]:starts[k + 1], :h, :w]
+            return torch.from_numpy(array.transpose(0, 3, 1, 2).astype(np.float64) / 255.0).to(device)
+
+        problem = self._problem(seed, ctx)
+        reference = self._reference_networks(problem)
+        scores = metrics.SpectrumScores(train_level, y_crop=p.crop_border if p.y_channel else None)
+        for i, level in enumerate(test_levels):
+            for _ in self._scored_level(batches, eight_bit, level, reference, problem, scores,
+                                        lambda k, obs: stored(i, k, obs.network_input.device)):
+                pass
         out = scores.metrics()
         out.pop("recovery")
         return out
@@ -367,6 +447,19 @@ class RestorationSpectrumTask(Task):
         return 0.0
 
     # -- data ------------------------------------------------------------------------
+    def test_batches(self) -> list:
+        """The test images in the batches they are restored and scored in, float32 in [0, 1],
+        on the CPU: the crops as one (N, 3, S, S) batch (``eval_size=crop``), or one
+        (1, 3, H, W) batch per whole image (``eval_size=full``; sizes differ)."""
+        from robench.tasks.restoration_spectrum import data
+
+        p = self.params
+        if p.eval_size == "crop":
+            return [self.test_images()]
+        if p.dataset == "folder":
+            return data.whole_images(p.root, p.image_size, p.max_side)
+        return data.whole_test_images(p.max_side)
+
     def test_images(self):
         """The test crops (N, 3, S, S), float32 in [0, 1], on the CPU."""
         from robench.tasks.restoration_spectrum import data
@@ -394,10 +487,12 @@ class RestorationSpectrumTask(Task):
         patches[flips] = patches[flips].flip(-1)
         return patches.contiguous()
 
-    def degrade(self, x, level):
-        """The test observation of ``x`` at ``level``: the same for every method and seed."""
+    def degrade(self, x, level, batch: int = 0):
+        """The test observation of ``x`` (test batch number ``batch``) at ``level``: the same
+        for every method and seed."""
         from robench.tasks.restoration_spectrum.degradations import degrade
-        return degrade(self.params.family, x, level, seed=stream_seed(PROTOCOL_SEED, "degradations"))
+        return degrade(self.params.family, x, level,
+                       seed=(stream_seed(PROTOCOL_SEED, "degradations") + int(batch)) % 2**63)
 
     @staticmethod
     def _score_ready(out, obs, method):
@@ -521,6 +616,7 @@ def _conformance_runs(task_cls, make_method, family: str, folder: Path) -> dict:
     with mock.patch.object(data, "test_set", spy("test_set", data.test_set)), \
             mock.patch.object(data, "image_folder", spy("image_folder", data.image_folder)), \
             mock.patch.object(data, "test_sources", spy("test_sources", data.test_sources)), \
+            mock.patch.object(data, "whole_images", spy("whole_images", data.whole_images)), \
             mock.patch.object(task_cls, "test_images", spy("test_images", task_cls.test_images)):
         first, second = fit_and_restore(), fit_and_restore()
 

@@ -30,23 +30,13 @@ def robench_cmd(*args):
 
 @pytest.fixture(scope="module")
 def fast_classification_runs():
-    """Load each dataset once per test module (mnist-5k parsing takes seconds) and train on
-    one thread (much faster than two when other processes share the cores)."""
+    """Train on one thread (much faster than two when other processes share the cores);
+    datasets are loaded once per process by robench.data.load_dataset itself."""
     import torch
 
-    import robench.data
-    load, threads = robench.data.load_dataset, torch.get_num_threads()
-    cached = {}
-
-    def load_once(name, root=None):
-        if (name, root) not in cached:
-            cached[name, root] = load(name, root)
-        return cached[name, root]
-
-    robench.data.load_dataset = load_once
+    threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
-    robench.data.load_dataset = load
     torch.set_num_threads(threads)
 
 

@@ -15,6 +15,7 @@ import hashlib
 import inspect
 import itertools
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -125,7 +126,32 @@ def load_suite(path: str | Path) -> Suite:
         raise UserError(f"{path}: not a text file (expected a YAML suite)") from None
     if not isinstance(data, dict):
         raise UserError(f"{path}: expected a mapping with keys 'suite' and 'tasks', got {type(data).__name__}")
-    return parse_suite(data, source=str(path))
+    return parse_suite(expand_environment(data, str(path)), source=str(path))
+
+
+_ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def expand_environment(value: Any, source: str, where: str = "") -> Any:
+    """``value`` with every ``${NAME}`` inside its strings replaced by the environment variable
+    NAME: how a suite names the user's files (``dataset_root: ${IMAGENET}``) without a path of
+    one machine in it. An unset variable is a one-line UserError naming the key."""
+    import os
+
+    if isinstance(value, dict):
+        return {k: expand_environment(v, source, f"{where}.{k}" if where else str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [expand_environment(v, source, f"{where}[{i}]") for i, v in enumerate(value)]
+    if not isinstance(value, str) or "${" not in value:
+        return value
+
+    def substitute(match):
+        name = match.group(1)
+        if name not in os.environ:
+            raise UserError(f"{source}: {where}: environment variable {name} is not set (this suite reads your "
+                            f"files: export {name}=<path>; see the suite's header)")
+        return os.environ[name]
+    return _ENV_REFERENCE.sub(substitute, value)
 
 
 def _unique_key_loader():
@@ -342,8 +368,10 @@ def expand(suite: Suite, source: str = "<suite>", max_runs: int = MAX_RUNS) -> l
 
 def path_params(task_cls) -> list[str]:
     """The task parameters that name a folder or file of the machine the run was made on
-    (``dataset_root``, ``root``, ``train_root``): never read from an imported run."""
-    return [name for name in task_cls.Params.model_fields if name == "root" or name.endswith("_root")]
+    (``dataset_root``, ``root``, ``train_root``, the checkpoint file ``weights``): never read
+    from an imported run."""
+    return [name for name in task_cls.Params.model_fields
+            if name in ("root", "weights") or name.endswith("_root")]
 
 
 def rebuild_spec(row: dict, source: str, where: str) -> RunSpec:
@@ -431,6 +459,12 @@ def check_registered(task_cls, task_params: dict, source: str, path: str, *, fol
         if value is None or name == "dataset_root":  # (dataset_root: below, with the dataset named)
             continue
         folder = Path(str(value)).expanduser()
+        if name == "weights":  # a file, not a folder
+            if not folder.is_file() or not os.access(folder, os.R_OK):
+                what = "is a folder" if folder.is_dir() else "not readable" if folder.exists() else "no such file"
+                raise UserError(f"{source}: {path}.weights: {what} {value} (expected a checkpoint file saved "
+                                f"with torch.save)")
+            continue
         if not folder.is_dir():
             what = "is a file" if folder.exists() else "no such folder"
             raise UserError(f"{source}: {path}.{name}: {what} {value} (expected the folder holding the data's files)")

@@ -8,9 +8,11 @@ compression method starts from) is trained once per training spec and cached und
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Protocol
@@ -39,13 +41,19 @@ class TrainSpec:
     # plug-in model retrains its baseline; empty for built-ins (their keys are unchanged)
     components: str = ""
     precision: str = "fp32"  # the forward passes of training (fp32: left out of the key, as before it existed)
+    # a checkpoint the baseline is loaded from instead of trained (the key holds its content's
+    # digest, not its path), and whether its network takes raw [0, 1] input ("none")
+    weights: str = ""
+    weights_normalization: str = "model"
 
     def key(self) -> str:
         fields = asdict(self)
-        if not fields["components"]:
-            del fields["components"]
-        if fields["precision"] == "fp32":
-            del fields["precision"]
+        for name, default in (("components", ""), ("precision", "fp32"), ("weights", ""),
+                              ("weights_normalization", "model")):
+            if fields[name] == default:
+                del fields[name]
+        if self.weights:
+            fields["weights"] = file_digest(self.weights)
         blob = json.dumps(fields, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -64,7 +72,29 @@ class TrainSpec:
                     parts.append(f"{kind[:-1]}:{name}={identity}")
         return cls(model=params.model, dataset=params.dataset, epochs=params.baseline_epochs, seed=seed,
                    dataset_root=params.dataset_root, components=",".join(parts),
-                   precision=getattr(params, "precision", "fp32"))
+                   precision=getattr(params, "precision", "fp32"), weights=getattr(params, "weights", None) or "",
+                   weights_normalization=getattr(params, "weights_normalization", "model"))
+
+
+def file_digest(path: str) -> str:
+    """sha256 (16 hex) of the file at ``path``, computed once per (path, size, mtime) in a process."""
+    import os
+
+    try:
+        stat = os.stat(os.path.expanduser(path))
+    except OSError as exc:
+        from robench.errors import UserError
+        raise UserError(f"weights {path}: {exc.strerror or exc} (expected a checkpoint file)") from None
+    return _digest(os.path.expanduser(path), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=64)
+def _digest(path: str, size: int, mtime_ns: int) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:16]
 
 
 def make_sgd(model, lr: float, momentum: float = 0.9, weight_decay: float = 5e-4):
@@ -288,8 +318,9 @@ def accuracy(model, data, y=None, batch_size: int = 1000, precision: str = "fp32
 
 
 def trained_baseline(spec: TrainSpec, cache_dir: str | Path, data=None, say=None, device="cpu"):
-    """Return ``(model, info)``: the dense model trained by ``spec`` (on ``device``), from the
-    cache if present.
+    """Return ``(model, info)``: the dense model trained by ``spec`` (on ``device``), or loaded
+    from the checkpoint ``spec.weights`` (:func:`robench.models.weights.load_weights`), from
+    the cache if present.
 
     ``data`` (a :class:`robench.data.Splits`) avoids reloading the dataset when the caller
     has it. ``info`` holds the cache path, test accuracy and whether it was cached. The
@@ -313,6 +344,15 @@ def trained_baseline(spec: TrainSpec, cache_dir: str | Path, data=None, say=None
         return model.to(device)
 
     def train():
+        if spec.weights:  # the user's checkpoint is the baseline: loaded, not trained
+            from robench.models.weights import load_weights
+
+            if say:
+                say(f"baseline {spec.model}: weights from {spec.weights}")
+            with seeding.scoped(spec.seed):
+                model = build()
+            normalization = None if spec.weights_normalization == "model" else spec.weights_normalization
+            return load_weights(model, os.path.expanduser(spec.weights), normalization=normalization)
         if say:
             say(f"training baseline {spec.model} on {spec.dataset} (seed {spec.seed})")
         with seeding.scoped(spec.seed):

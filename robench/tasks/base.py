@@ -59,6 +59,16 @@ def precision_param() -> Any:
                  "(torch.autocast; fp16 needs a GPU); attacks stay fp32")
 
 
+def weights_param() -> Any:
+    return added(None, "checkpoint file the baseline is loaded from instead of trained (torchvision's, "
+                 "RobustBench's or robench's state dict; read with weights_only=True, never downloaded)")
+
+
+def weights_normalization_param() -> Any:
+    return added("model", "model: the model's own input normalization (ImageNet's for tv:/timm:, CIFAR's for the "
+                 "CIFAR built-ins); none: the checkpoint's network takes raw [0, 1] input (most RobustBench models)")
+
+
 def registered(kind: str, default: Any, description: str = "") -> Any:
     """A task parameter that names a registered model or dataset (``kind``: "models" or
     "datasets"): suite expansion checks the name against the registry (with a did-you-mean

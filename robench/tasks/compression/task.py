@@ -35,13 +35,14 @@ from __future__ import annotations
 import copy
 import json
 from pathlib import Path
+from typing import Literal, Optional
 
 from pydantic import Field
 
 from robench.errors import UserError
 from robench.registry import register_task
 from robench.tasks.base import (Precision, RobustBaseParam, RunContext, Task, TaskParams, TaskResult, added,
-                                precision_param, registered)
+                                precision_param, registered, weights_normalization_param, weights_param)
 from robench.tasks.compression.methods.base import CompressionMethod
 
 
@@ -61,6 +62,8 @@ class CompressionParams(TaskParams):
                                   "e.g. {recipe: deepdefense, params: {c: 10}, epochs: 5} (default: the "
                                   "dense baseline itself)")
     precision: Precision = precision_param()
+    weights: Optional[str] = weights_param()
+    weights_normalization: Literal["model", "none"] = weights_normalization_param()
 
 
 @register_task("compression")

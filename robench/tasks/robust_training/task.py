@@ -66,13 +66,14 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Optional
 
 from pydantic import Field, field_validator
 
 from robench.errors import UserError
 from robench.registry import register_task
-from robench.tasks.base import Precision, RunContext, Task, TaskParams, TaskResult, added, registered
+from robench.tasks.base import (Precision, RunContext, Task, TaskParams, TaskResult, added, registered,
+                                weights_normalization_param, weights_param)
 from robench.tasks.robust_training.methods.base import RobustTrainingRecipe
 from robench.training import TrainSpec
 
@@ -109,6 +110,8 @@ class RobustTrainingParams(TaskParams):
                                  "evaluation: fp32, or bf16/fp16 mixed precision (torch.autocast; fp16 needs a GPU); "
                                  "recipes fine-tune and attacks run in fp32 (their adversarial examples need exact "
                                  "gradients)")
+    weights: Optional[str] = weights_param()
+    weights_normalization: Literal["model", "none"] = weights_normalization_param()
 
     @field_validator("fgs_factors")
     @classmethod

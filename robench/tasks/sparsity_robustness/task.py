@@ -64,14 +64,14 @@ import copy
 import json
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, Optional
 
 from pydantic import Field, field_validator
 
 from robench.errors import UserError
 from robench.registry import register_task
 from robench.tasks.base import (Precision, RobustBaseParam, RunContext, Task, TaskParams, TaskResult, added,
-                                precision_param, registered)
+                                precision_param, registered, weights_normalization_param, weights_param)
 from robench.tasks.compression.methods.base import CompressionMethod
 
 
@@ -100,6 +100,8 @@ class SparsityRobustnessParams(TaskParams):
                                   "e.g. {recipe: deepdefense, params: {c: 10}, epochs: 5} (default: the "
                                   "dense baseline itself)")
     precision: Precision = precision_param()
+    weights: Optional[str] = weights_param()
+    weights_normalization: Literal["model", "none"] = weights_normalization_param()
 
     # checked at construction, so suite expansion (`robench validate`) rejects them in one line
     @field_validator("attack_preset")

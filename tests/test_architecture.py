@@ -277,8 +277,10 @@ def test_task_protocol_modules_import_no_task():
 
 def test_tasks_import_no_other_task_except_through_methods():
     """A task's modules import another task only for a documented reuse (none but the
-    compression methods that sparsity_robustness adapts)."""
-    allowed = {("sparsity_robustness", "compression")}
+    compression methods that sparsity_robustness and corruption_robustness adapt, and the
+    restoration methods corruption_robustness restores with)."""
+    allowed = {("sparsity_robustness", "compression"), ("corruption_robustness", "compression"),
+               ("corruption_robustness", "restoration_spectrum")}
     bad = []
     for m, t, line, _ in _edges():
         if m.startswith("robench.tasks.") and t.startswith("robench.tasks."):

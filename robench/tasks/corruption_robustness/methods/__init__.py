@@ -1,0 +1,1 @@
+"""Methods of ``corruption_robustness``: the ``compression`` task's (see ``base.py``)."""

@@ -15,7 +15,8 @@ of the wrong type, is refused when it registers. A task may take another task's 
 instead of its own: its class attribute ``methods_from = "compression"`` makes every
 method look-up for it (``get``, ``entry``, ``entries``, ``names``, ``in``) resolve to that
 task's entries, and registering a method for it is refused. Tasks, models and datasets
-live in one flat namespace each.
+live in one flat namespace each; a model name with a library prefix (``tv:resnet18``,
+``timm:convnext_tiny``, see ``MODEL_PREFIXES``) gets its entry when first looked up.
 """
 
 from __future__ import annotations
@@ -33,6 +34,18 @@ from typing import Any, Callable, Iterator
 from robench.errors import UserError
 
 KINDS = ("tasks", "methods", "models", "datasets")
+# Model names with a library prefix name one of that library's architectures ("tv:resnet18",
+# "timm:convnext_tiny"). Their entries are made when a name is first looked up, by the
+# function named here ("module:attr", given the whole name; an unknown architecture is its
+# UserError), so listing models imports no library. The text is what `robench ls models` says.
+MODEL_PREFIXES = {
+    "tv": ("robench.models.zoo:resolve",
+           "any torchvision classification architecture (tv:resnet18, tv:vgg16_bn, tv:googlenet...), untrained, "
+           "ImageNet mean/std inside"),
+    "timm": ("robench.models.zoo:resolve",
+             "any timm architecture (timm:resnet50, timm:convnext_tiny...; needs timm: pip install 'robench[timm]'), "
+             "untrained, its mean/std inside"),
+}
 _SINGULAR = {"tasks": "task", "methods": "method", "models": "model", "datasets": "dataset"}
 _KIND_OF = {"task": "tasks", "method": "methods", "model": "models", "dataset": "datasets"}
 
@@ -93,6 +106,7 @@ class Registry:
     def __init__(self, kind: str):
         self.kind = kind
         self._entries: dict[tuple[str | None, str], Entry] = {}
+        self._on_demand: dict[str, Entry] = {}  # models: the entries of prefixed names looked up so far
 
     # -- declaring -----------------------------------------------------------------
     def add_lazy(self, name: str, target: str, description: str | None = None, task: str | None = None,
@@ -134,6 +148,9 @@ class Registry:
             raise TypeError("methods are registered for a task: register_method(task, name)")
         if not isinstance(name, str) or not name:
             raise UserError(f"register_{self._singular}: name {name!r}; expected a non-empty string")
+        if self.kind == "models" and name.partition(":")[0] in MODEL_PREFIXES and ":" in name:
+            raise UserError(f"register_model({name!r}): names starting with {name.partition(':')[0] + ':'!r} are "
+                            f"that library's architectures; choose a name without it")
 
         def decorator(obj):
             load_builtins()  # the index first, so a built-in imported directly is not a duplicate
@@ -164,11 +181,15 @@ class Registry:
     def entry(self, name: str, task: str | None = None) -> Entry:
         asked, task = task, self._scope(task)
         key = (task, name)
+        if key not in self._entries and task is None and self._prefixed(name):
+            return self._resolve(name)
         if key not in self._entries:
             choices = [n for (t, n) in self._entries if t == task]
             where = f" for task {asked!r}" if asked else ""
             where += f" (it takes the methods of {task!r})" if task != asked else ""
             hint = difflib.get_close_matches(name, choices, n=1, cutoff=0.5) if isinstance(name, str) else []
+            library = _library_hint(name) if self.kind == "models" and isinstance(name, str) else None
+            hint = [library] if library else hint  # "resnet18" means torchvision's, not "resnet20"
             msg = f"unknown {self._singular} {name!r}{where}"
             msg += f"; did you mean {hint[0]!r}?" if hint else f"; known: {', '.join(sorted(choices)) or 'none'}"
             raise UserError(msg)
@@ -176,7 +197,27 @@ class Registry:
 
     def __contains__(self, key) -> bool:
         name, task = (key if isinstance(key, tuple) else (key, None))
-        return (self._scope(task), name) in self._entries
+        if (self._scope(task), name) in self._entries:
+            return True
+        if task is None and self._prefixed(name):
+            try:
+                self._resolve(name)
+            except UserError:  # unknown architecture, library not installed
+                return False
+            return True
+        return False
+
+    def _prefixed(self, name) -> bool:
+        """A model name with a library prefix (``MODEL_PREFIXES``), resolved on demand."""
+        return self.kind == "models" and isinstance(name, str) and ":" in name \
+            and name.partition(":")[0] in MODEL_PREFIXES
+
+    def _resolve(self, name: str) -> Entry:
+        """The entry of a prefixed model name, made by its library's resolver on first use."""
+        if name not in self._on_demand:
+            module_name, attr = MODEL_PREFIXES[name.partition(":")[0]][0].split(":")
+            self._on_demand[name] = getattr(importlib.import_module(module_name), attr)(name)
+        return self._on_demand[name]
 
     def entries(self, task: str | None = ...) -> Iterator[Entry]:
         """The entries of ``task`` (of the task it takes its methods from), or of every
@@ -257,6 +298,13 @@ def _check_method_class(task: str, name: str, obj: Any) -> None:
     if base is not None and not (isinstance(obj, type) and issubclass(obj, base)):
         raise UserError(f"register_method({task!r}, {name!r}): {getattr(obj, '__name__', obj)!r} does not "
                         f"subclass {base.__module__}.{base.__qualname__}, the base of every {task!r} method")
+
+
+def _library_hint(name: str) -> str | None:
+    """``tv:NAME`` for an unknown model name that is a torchvision architecture's (asked
+    only on the error path: it imports torchvision)."""
+    module_name, _ = MODEL_PREFIXES["tv"][0].split(":")
+    return importlib.import_module(module_name).bare_name_hint(name)
 
 
 def _first_line(obj) -> str:

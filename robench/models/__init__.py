@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from robench.models.weights import load_weights  # noqa: F401  (a checkpoint file into a built model)
+
 
 def build_model(name: str, **kwargs):
     """Build a registered model by name (``num_classes=``, ``in_channels=`` as it accepts)."""

@@ -426,6 +426,10 @@ def ls(kind: str | None = None, plugins: tuple = ()) -> list[dict]:
         raise UserError(f"robench ls {kind}: unknown kind (expected one of: {', '.join(registry.KINDS)})")
     out = [{"kind": k, "name": e.name, "task": e.task, "description": e.doc, "source": e.source}
            for k in kinds for e in registry.REGISTRIES[k].entries()]
+    if "models" in kinds:  # a library's architectures, resolved by name when used: one row per prefix
+        at = max((i + 1 for i, row in enumerate(out) if row["kind"] == "models"), default=len(out))
+        out[at:at] = [{"kind": "models", "name": f"{prefix}:NAME", "task": None, "description": text,
+                       "source": prefix} for prefix, (_, text) in registry.MODEL_PREFIXES.items()]
     if "datasets" in kinds:  # a task's own data sources (its `dataset` parameter's values)
         for entry in registry.tasks.entries():
             for name, description in getattr(entry.load(), "data_sources", {}).items():

@@ -21,6 +21,7 @@ class RunSummary:
     store: str = ""
     elsewhere: int = 0  # runs another `robench run` on the same store was computing
     estimate_s: float | None = None  # the expected wall time of the runs to do, said before they started
+    devices: list[str] = field(default_factory=list)  # where the runs went (empty: resolved by a Dask cluster)
 
     @property
     def ok(self) -> bool:
@@ -57,22 +58,27 @@ def stored_ids(store: str | Path | None = None) -> set[str]:
 def run(suite: str | Path | None = None, *, task: str | None = None, methods: list[str] | None = None,
         seeds: list[int] | None = None, params: dict[str, Any] | None = None, store: str | Path | None = None,
         workers: int = 1, executor: str = "auto", scheduler: str | None = None, device: str | None = None,
-        threads: int | None = None, plugins: tuple = (), progress: bool = True,
-        max_runs: int | None = None) -> RunSummary:
+        devices: list[str] | str | None = None, threads: int | None = None, plugins: tuple = (),
+        progress: bool = True, max_runs: int | None = None) -> RunSummary:
     """Run a suite file, or an ad-hoc ``task`` × ``methods`` × ``seeds``; skip runs already done.
 
     Results go to ``store`` (default ``.robench/results.sqlite``). ``executor``: ``auto``
     (serial for one worker, else a process pool), ``serial``, ``process`` or ``dask`` (a
     ``LocalCluster`` of ``workers`` processes, or the cluster at ``scheduler``,
     ``tcp://host:port``). ``device``: ``auto`` (CUDA when available, else CPU), ``cpu``,
-    ``cuda``, ``cuda:N`` or ``mps``; default: the suite's ``device:``, else ``auto``. The
-    device is recorded in each run's provenance, not in its id. ``threads``: intra-op
-    threads per run (default: cores / workers). A suite of more than ``max_runs`` runs
-    (default 10,000) is refused. Returns counts; failed runs are stored with their
-    traceback and do not stop the others.
+    ``cuda``, ``cuda:N``, ``cuda:all`` (every GPU here) or ``mps``; default: the suite's
+    ``device:``, else ``auto``. ``devices``: several GPUs instead (``["cuda:0", "cuda:1"]``
+    or ``"cuda:0,cuda:1"``); the process pool's workers are pinned to them round-robin, so
+    it needs ``workers`` ≥ their number (the serial executor and Dask take one device). Several
+    workers on one GPU share it; a run waits for GPU memory rather than fail, and a CUDA
+    out-of-memory error is its failed record with a one-line reason. The device is recorded
+    in each run's provenance, not in its id. ``threads``: intra-op threads per run (default:
+    cores / workers). A suite of more than ``max_runs`` runs (default 10,000) is refused.
+    Returns counts; failed runs are stored with their traceback and do not stop the others.
     """
     from robench import registry
-    from robench.executors import check_executor, make_executor, resolve_device, run_specs
+    from robench.executors import (DASK_ONE_GPU_PER_WORKER, FAKE_CUDA_ENV, check_device_plan, check_executor,
+                                   fake_cuda_count, is_cuda, make_executor, resolve_devices, run_specs)
     from robench.spec import MAX_RUNS, expand, load_suite
     from robench.store import Store
 
@@ -93,8 +99,15 @@ def run(suite: str | Path | None = None, *, task: str | None = None, methods: li
     specs = expand(parsed, source=source, max_runs=max_runs or MAX_RUNS)
     plugin_paths = tuple(str(Path(p).resolve()) for p in plugins)
     requested = device or parsed.device or "auto"
-    if requested not in ("auto", "cpu") and not (executor == "dask" or scheduler):
-        resolve_device(requested)  # a device this machine lacks: one line, before the store is touched
+    plan: list[str] = []  # a cluster's workers resolve the device there (the driver may have no GPU)
+    if scheduler:
+        if devices is not None or requested.strip().lower() == "cuda:all":
+            option = "--devices" if devices is not None else f"--device {requested}"
+            raise UserError(f"{option}: {DASK_ONE_GPU_PER_WORKER}")
+    else:  # a device this machine lacks, or a plan the executor cannot follow: one line, before the store
+        plan = resolve_devices(device if devices is not None else requested, devices)
+        check_device_plan(plan, executor, workers, scheduler,
+                          option=f"--device {requested} ({len(plan)} GPUs here)" if devices is None else None)
     with Store(store) as db:
         for name in dict.fromkeys(s.task for s in specs):
             task_cls = registry.tasks.get(name)
@@ -115,13 +128,17 @@ def run(suite: str | Path | None = None, *, task: str | None = None, methods: li
         if cost.seconds > WARN_S:
             _say(progress, f"[yellow]warning[/]: {parsed.suite} is expected to take over an hour at --workers "
                            f"{workers}; Ctrl-C stops it and a re-run resumes")
+        if any(is_cuda(d) for d in plan) and fake_cuda_count():
+            _say(progress, f"[yellow]warning[/]: {FAKE_CUDA_ENV}={fake_cuda_count()} is set: the runs on "
+                           f"{', '.join(plan)} execute on the CPU (a testing aid; their provenance says fake_cuda)")
+        summary.devices = list(plan)
         with _sigterm_as_interrupt():  # from here on, SIGTERM stops the workers too
-            if not (executor == "dask" or scheduler):
-                run_device = resolve_device(requested)
-            pool = make_executor(executor, workers, plugin_paths, scheduler, threads)
+            run_device = plan[0] if len(plan) == 1 else "cuda"  # several GPUs: each worker uses its own
+            pool = make_executor(executor, workers, plugin_paths, scheduler, threads, plan or None)
             try:
-                if hasattr(pool, "check_device"):  # a cluster's workers may have a GPU the driver lacks
+                if scheduler:  # a cluster's workers may have a GPU the driver lacks
                     run_device = pool.check_device(requested)
+                    summary.devices = [run_device]
                 with _Progress(progress, parsed.suite, len(specs), len(specs) - len(todo), specs) as bar:
                     def on_done(spec, record):
                         if record["status"] == "done":
@@ -139,7 +156,7 @@ def run(suite: str | Path | None = None, *, task: str | None = None, methods: li
                         db.add_to_suite(parsed.suite, db.done_ids([spec.id]))
                         bar.elsewhere(spec)
                     run_specs(todo, db, pool, suite=parsed.suite, plugins=plugin_paths, device=run_device,
-                              on_start=bar.started, on_done=on_done, on_skip=on_skip)
+                              on_start=bar.started, on_done=on_done, on_skip=on_skip, on_note=bar.note)
             finally:
                 pool.shutdown()
     return summary
@@ -598,6 +615,11 @@ class _Progress:
         else:
             last = (record.get("error") or "").strip().splitlines()[-1:] or ["?"]
             self.console.print(f"[red]failed[/] {label}: {_escape(last[0])}", highlight=False)
+
+    def note(self, spec, message: str) -> None:
+        """A line about a run in flight (it waits for GPU memory)."""
+        if self.enabled:
+            self.console.print(f"[yellow]waiting[/] {_escape(self.label(spec))}: {_escape(message)}", highlight=False)
 
     def elsewhere(self, spec) -> None:
         if self.enabled:

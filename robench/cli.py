@@ -110,7 +110,12 @@ def run(
     executor: str = typer.Option("auto", "--executor", help="auto | serial | process | dask"),
     scheduler: Optional[str] = typer.Option(None, "--scheduler", help="Dask scheduler address (tcp://HOST:PORT) "
                                             "to run on an existing cluster instead of a LocalCluster"),
-    device: Optional[str] = DeviceOpt,
+    device: Optional[str] = typer.Option(None, "--device", help="auto | cpu | cuda | cuda:N | cuda:all | mps  "
+                                         "[default: the suite's device:, else auto = CUDA when available]; "
+                                         "--workers N share one GPU, cuda:all spreads them over every GPU"),
+    devices: Optional[str] = typer.Option(None, "--devices", help="several GPUs, comma-separated (cuda:0,cuda:1): "
+                                          "the workers are pinned to them round-robin (needs --workers >= their "
+                                          "number)"),
     threads: Optional[int] = typer.Option(None, "--threads", help="intra-op threads per run [default: cores / workers]"),
     store: Optional[Path] = StoreOpt,
     plugin: Optional[List[Path]] = PluginOpt,
@@ -123,11 +128,13 @@ def run(
     with _user_errors():
         summary = api.run(suite, task=task, methods=_split(method) or None, seeds=_parse_seeds(seeds),
                           params=_parse_params(param), store=store, workers=workers, executor=executor,
-                          scheduler=scheduler, device=device, threads=threads, plugins=tuple(plugin or ()),
-                          progress=not quiet, max_runs=max_runs)
+                          scheduler=scheduler, device=device, devices=devices, threads=threads,
+                          plugins=tuple(plugin or ()), progress=not quiet, max_runs=max_runs)
     elsewhere = f", {summary.elsewhere} left to another robench run on this store" if summary.elsewhere else ""
+    gpus = [d for d in summary.devices if d.startswith("cuda")]
+    on = f" on {','.join(gpus)}" if gpus and (summary.done or summary.failed) else ""
     typer.echo(f"{summary.suite}: {summary.total} runs — {summary.skipped} already stored, "
-               f"{summary.done} done, {summary.failed} failed{elsewhere} → {summary.store}", err=True)
+               f"{summary.done} done, {summary.failed} failed{elsewhere}{on} → {summary.store}", err=True)
     if summary.failed:
         typer.echo(f"robench: {summary.failed} run(s) failed; see `robench results --status failed`", err=True)
         raise typer.Exit(1)

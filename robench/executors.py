@@ -18,7 +18,9 @@ wait).
 
 from __future__ import annotations
 
+import contextlib
 import io
+import json
 import os
 import shutil
 import tarfile
@@ -27,6 +29,7 @@ import time
 import traceback
 import uuid
 from concurrent.futures import FIRST_COMPLETED, Future, wait
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
@@ -43,77 +46,462 @@ def _now() -> str:
 
 
 # -- devices -------------------------------------------------------------------------------
+FAKE_CUDA_ENV = "ROBENCH_TEST_FAKE_CUDA"
+DASK_ONE_GPU_PER_WORKER = ("on a Dask cluster each worker uses its own GPU (one worker per GPU, declaring "
+                           "--resources GPU=1: see the README's Devices and clusters); run with --device cuda")
+
+
+def is_cuda(device) -> bool:
+    """Whether ``device`` (``cuda``, ``cuda:N``, a torch.device) names a CUDA device."""
+    return str(device).startswith("cuda")
+
+
+def fake_cuda_count() -> int:
+    """How many fake CUDA devices a test asked for with ``ROBENCH_TEST_FAKE_CUDA=N`` (1 to
+    16), else 0: then ``cuda`` and ``cuda:K`` (K < N) are accepted where named explicitly
+    (never by ``auto``), and a run "on" one executes on the CPU, its provenance saying so
+    (``fake_cuda``, ``executed_on``). For testing device assignment, memory waits and Dask GPU
+    routing on machines without a GPU. Ignored where torch sees a real CUDA device, so it can
+    never stand in for one."""
+    raw = os.environ.get(FAKE_CUDA_ENV, "")
+    if not raw:
+        return 0
+    if not (raw.isascii() and raw.isdigit() and 1 <= int(raw) <= 16):
+        raise UserError(f"{FAKE_CUDA_ENV}={raw}: expected a number of fake CUDA devices from 1 to 16 "
+                        f"(a testing aid; unset it to use real devices)")
+    import torch
+
+    return 0 if torch.cuda.is_available() else int(raw)
+
+
+def _cuda_count() -> int:
+    """CUDA devices torch sees here, else the fake ones a test asked for (see fake_cuda_count)."""
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else fake_cuda_count()
+
+
 def resolve_device(device: str | None) -> str:
     """The device runs use here: ``auto`` (CUDA when available, else CPU), ``cpu``, ``cuda``,
     ``cuda:N`` or ``mps``; a device this machine does not have is a one-line UserError."""
     import re
 
     requested = (device or "auto").strip().lower()
+    if requested == "cuda:all":
+        raise UserError(f"--device {device}: names every GPU; here one device is expected (cpu, cuda, cuda:N or mps)")
     if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", requested):
-        raise UserError(f"--device {device}: unknown device (expected auto, cpu, cuda, cuda:N or mps)")
+        raise UserError(f"--device {device}: unknown device (expected auto, cpu, cuda, cuda:N, cuda:all or mps)")
     if requested == "cpu":
         return "cpu"
     import torch
 
     if requested == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
+        return "cuda" if torch.cuda.is_available() else "cpu"  # never a fake device
     if requested.startswith("cuda"):
-        if not torch.cuda.is_available():
+        count = _cuda_count()
+        if not count:
             raise UserError(f"--device {device}: no CUDA device on this machine (torch {torch.__version__}, "
                             f"torch.cuda.is_available() is False); use --device cpu or auto")
         index = int(requested.split(":")[1]) if ":" in requested else 0
-        if index >= torch.cuda.device_count():
-            raise UserError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s) "
-                            f"(cuda:0 .. cuda:{torch.cuda.device_count() - 1})")
+        if index >= count:
+            raise UserError(f"--device {device}: this machine has {count} CUDA device(s) (cuda:0 .. cuda:{count - 1})")
         return requested
     if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise UserError(f"--device {device}: MPS is not available on this machine; use --device cpu or auto")
     return "mps"
 
 
+def resolve_devices(device: str | None = None, devices=None) -> list[str]:
+    """The devices the workers of a run are pinned to: ``devices`` (CUDA devices, a list or a
+    comma-separated string such as ``"cuda:0,cuda:1"``, or ``"cuda:all"``) or else ``device``
+    (one device as :func:`resolve_device` takes it, or ``cuda:all``: every CUDA device here).
+    Every problem (both given, not a CUDA device, listed twice, an index beyond
+    ``torch.cuda.device_count()``) is a one-line UserError naming the option."""
+    import re
+
+    if devices is not None and device is not None:
+        raise UserError(f"--device {device} and --devices: give one of them (--devices lists several GPUs)")
+    if devices is None:
+        if (device or "").strip().lower() == "cuda:all":
+            return _every_cuda_device(f"--device {device}")
+        return [resolve_device(device)]
+    items = [str(d).strip().lower() for d in (devices.split(",") if isinstance(devices, str) else devices)]
+    option = f"--devices {','.join(items)}"
+    if not items or not all(items):
+        raise UserError(f"{option}: expected comma-separated CUDA devices, e.g. cuda:0,cuda:1 (or cuda:all)")
+    if items == ["cuda:all"]:
+        return _every_cuda_device(option)
+    bad = [d for d in items if not re.fullmatch(r"cuda:\d+", d)]
+    if bad:
+        raise UserError(f"{option}: {bad[0]!r} is not a CUDA device (expected cuda:N entries, e.g. cuda:0,cuda:1, "
+                        f"or cuda:all; one device of another kind goes to --device)")
+    twice = sorted({d for d in items if items.count(d) > 1})
+    if twice:
+        raise UserError(f"{option}: {twice[0]} is listed twice (each GPU once; --workers sets how many runs "
+                        f"share them)")
+    count = _cuda_count()
+    if not count:
+        import torch
+
+        raise UserError(f"{option}: no CUDA device on this machine (torch {torch.__version__}, "
+                        f"torch.cuda.is_available() is False)")
+    beyond = [d for d in items if int(d.split(":")[1]) >= count]
+    if beyond:
+        raise UserError(f"{option}: {beyond[0]} is beyond this machine's {count} CUDA device(s) "
+                        f"(cuda:0 .. cuda:{count - 1})")
+    return items
+
+
+def _every_cuda_device(option: str) -> list[str]:
+    count = _cuda_count()
+    if not count:
+        import torch
+
+        raise UserError(f"{option}: no CUDA device on this machine (torch {torch.__version__}, "
+                        f"torch.cuda.is_available() is False); use --device cpu or auto")
+    return [f"cuda:{i}" for i in range(count)]
+
+
+def check_device_plan(devices: list[str], kind: str, workers: int, scheduler: str | None = None,
+                      option: str | None = None) -> None:
+    """Refuse, in one line, what several devices cannot do: the serial executor runs on one
+    device; on Dask each worker owns its GPU (dask-cuda, or CUDA_VISIBLE_DEVICES per worker);
+    and K GPUs need at least K workers (worker i is pinned to ``devices[i % K]``)."""
+    if len(devices) <= 1:
+        return
+    option = option or f"--devices {','.join(devices)}"
+    if kind == "dask" or scheduler:
+        raise UserError(f"{option}: several GPUs go with the process executor; {DASK_ONE_GPU_PER_WORKER}")
+    if kind == "serial":
+        raise UserError(f"{option}: the serial executor runs on one device; use --workers {len(devices)} or more "
+                        f"(a process per worker, spread over the GPUs) or one --device cuda:N")
+    if workers < len(devices):
+        raise UserError(f"{option}: {len(devices)} GPUs need --workers {len(devices)} or more (the workers are spread "
+                        f"over the GPUs round-robin, each pinned to one; got --workers {workers})")
+
+
+def assign_devices(workers: int, devices: list[str]) -> list[str]:
+    """The device of each of ``workers`` workers: round-robin over ``devices`` (worker i gets
+    ``devices[i % len(devices)]``), so N workers over K GPUs put N/K runs on each."""
+    return [devices[i % len(devices)] for i in range(workers)]
+
+
+# -- GPU memory: wait for room, record the peak, recover from running out ---------------------------
+GIB = 1 << 30
+DEFAULT_GPU_NEED = 4 * GIB  # a run of a task and model never seen on a GPU: at most a quarter of the device
+MEMORY_POLL_S = 1.0  # how often a waiting run looks at the free memory again
+MEMORY_TIMEOUT_S = 120.0  # then a run that still does not fit starts anyway if no other robench run is there
+RAMP_S = 30.0  # a run that started this recently may not have allocated yet: its need counts as taken
+DEVICE_RUNS_ROOT: Path | None = None  # where the runs on each GPU are listed (None: the temp folder)
+
+
+def format_bytes(n: float | None) -> str:
+    if n is None:
+        return "unknown"
+    for unit, size in (("GiB", GIB), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if abs(n) >= size:
+            return f"{n / size:.2f} {unit}"
+    return f"{int(n)} B"
+
+
+def _cuda_call(name: str, *args):
+    """``torch.cuda.<name>(*args)``, or None where it cannot answer (no CUDA behind a fake
+    device, or a driver error): memory bookkeeping never fails a run."""
+    import torch
+
+    try:
+        return getattr(torch.cuda, name)(*args)
+    except Exception:  # noqa: BLE001
+        return None
+
+
+def device_key(device: str) -> str:
+    """The same GPU's name in every process of this machine, whatever CUDA_VISIBLE_DEVICES
+    each has (dask-cuda gives each worker its own): its UUID."""
+    index = int(device.split(":")[1]) if ":" in device else 0
+    if fake_cuda_count():
+        return f"fake-cuda{index}"
+    import torch
+
+    try:
+        return f"gpu-{torch.cuda.get_device_properties(index).uuid}"
+    except Exception:  # noqa: BLE001
+        return f"cuda{index}-{os.environ.get('CUDA_VISIBLE_DEVICES', 'all')}"
+
+
+def _alive(pid) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except (OSError, ValueError, TypeError):
+        return True  # another user's process, or unknown: assume it runs
+    return True
+
+
+class DeviceRuns:
+    """The robench runs now on each GPU of this machine, seen by every process (pool workers,
+    Dask workers, other drivers): a small JSON file per run (process id, need in bytes, start
+    time) in a folder per device, under the temp folder; an entry whose process is gone is
+    dropped. A lock file per device makes "look at the free memory, then take a place" one step."""
+
+    def __init__(self, root: str | Path | None = None):
+        uid = getattr(os, "getuid", lambda: "user")()
+        self.root = Path(root or DEVICE_RUNS_ROOT or Path(tempfile.gettempdir()) / f"robench-gpu-runs-{uid}")
+
+    def folder(self, key: str) -> Path:
+        folder = self.root / "".join(c if c.isalnum() or c in "-_." else "_" for c in key)
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
+
+    @contextlib.contextmanager
+    def locked(self, key: str):
+        folder = self.folder(key)
+        with open(folder / ".lock", "a") as lock:
+            try:
+                import fcntl
+            except ImportError:  # pragma: no cover - Windows: best effort without the lock
+                fcntl = None
+            if fcntl is not None:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield folder
+            finally:
+                if fcntl is not None:
+                    fcntl.flock(lock, fcntl.LOCK_UN)
+
+    @staticmethod
+    def active(folder: Path) -> list[dict]:
+        entries = []
+        for path in folder.glob("*.json"):
+            try:
+                entry = json.loads(path.read_text())
+            except (OSError, ValueError):
+                continue
+            if not _alive(entry.get("pid")):
+                path.unlink(missing_ok=True)
+                continue
+            entries.append(entry)
+        return entries
+
+    @staticmethod
+    def enter(folder: Path, need: int, run: str) -> Path:
+        path = folder / f"{os.getpid()}-{uuid.uuid4().hex[:12]}.json"
+        path.write_text(json.dumps({"pid": os.getpid(), "need": int(need), "since": time.time(), "run": run}))
+        return path
+
+
+@dataclass
+class MemorySlot:
+    """A run's place on a GPU: its entry in :class:`DeviceRuns`, what it was taken to need,
+    how long it waited, and whether it started without room (after the timeout)."""
+    entry: Path | None
+    need: int | None
+    waited_s: float
+    forced: bool = False
+
+    def leave(self) -> None:
+        if self.entry is not None:
+            self.entry.unlink(missing_ok=True)
+
+
+def wait_for_memory(device: str, need: int | None, say: Callable[[str], None] | None = None, run: str = "",
+                    runs: DeviceRuns | None = None) -> MemorySlot:
+    """Wait until a run needing ``need`` bytes (None: unknown, taken as ``min(DEFAULT_GPU_NEED,
+    total / 4)``; never more than 90 % of the device) fits on ``device``, then take a place.
+
+    It fits when the free memory (``torch.cuda.mem_get_info``), less what the robench runs
+    started on this GPU in the last ``RAMP_S`` seconds may still allocate (their needs), is
+    at least its need. Until then it polls every ``MEMORY_POLL_S`` seconds, saying once a
+    minute (``say``) that it waits and why. It never deadlocks: after ``MEMORY_TIMEOUT_S``
+    seconds it starts anyway when no other robench run is on that GPU (its out-of-memory
+    error, if any, is then its failed record); while others are, their end frees memory.
+    Where the free memory cannot be read (a fake device) it starts at once."""
+    runs = runs or DeviceRuns()
+    key = device_key(device)
+    start = time.monotonic()
+    said = None
+    while True:
+        with runs.locked(key) as folder:
+            others = runs.active(folder)
+            memory = _cuda_call("mem_get_info", device)
+            waited = time.monotonic() - start
+            if memory is None:
+                return MemorySlot(runs.enter(folder, need or 0, run), need, waited)
+            free, total = int(memory[0]), int(memory[1])
+            wanted = int(min(need if need else min(DEFAULT_GPU_NEED, total // 4), 0.9 * total))
+            now = time.time()
+            pending = sum(int(e.get("need", 0)) for e in others if now - float(e.get("since", 0)) < RAMP_S)
+            if free - pending >= wanted:
+                return MemorySlot(runs.enter(folder, wanted, run), wanted, waited)
+            if not others and waited >= MEMORY_TIMEOUT_S:
+                if say:
+                    say(f"starts on {device} without room after waiting {waited:.0f} s (needs ~{format_bytes(wanted)}, "
+                        f"{format_bytes(free)} free, no other robench run there); running out of memory would "
+                        f"store it failed")
+                return MemorySlot(runs.enter(folder, wanted, run), wanted, waited, forced=True)
+        if say and (said is None or time.monotonic() - said >= 60):
+            there = f"{len(others)} other robench run(s) there" if others else "no other robench run there"
+            left = format_bytes(max(0, free - pending))
+            say(f"waits for GPU memory on {device}: needs ~{format_bytes(wanted)}, {left} free ({there}); starts "
+                f"when it fits" + ("" if others else f", or anyway after {MEMORY_TIMEOUT_S:g} s"))
+            said = time.monotonic()
+        time.sleep(MEMORY_POLL_S)
+
+
+def is_cuda_oom(exc: BaseException) -> bool:
+    """Whether ``exc`` (or an exception it was raised from) is CUDA running out of memory:
+    ``torch.OutOfMemoryError``/``torch.cuda.OutOfMemoryError``, or a RuntimeError saying
+    "out of memory" (older torch, cuDNN, cuBLAS)."""
+    import sys
+
+    torch = sys.modules.get("torch")
+    kinds = tuple(k for k in (getattr(torch, "OutOfMemoryError", None),
+                              getattr(getattr(torch, "cuda", None), "OutOfMemoryError", None)) if k)
+    seen = 0
+    while exc is not None and seen < 20:
+        if kinds and isinstance(exc, kinds):
+            return True
+        if isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower():
+            return True
+        exc = exc.__cause__ or exc.__context__
+        seen += 1
+    return False
+
+
+def oom_reason(exc: BaseException, device: str, need: int | None) -> str:
+    """A CUDA out-of-memory error as one line: the device, what it needed (the failed
+    allocation when torch says it, else the run's estimate) and what was free."""
+    import re
+
+    text = " ".join(str(exc).split())
+    tried = re.search(r"[Tt]ried to allocate ([\d.]+ ?[KMGTP]?i?B)", text)
+    free = re.search(r"of which ([\d.]+ ?[KMGTP]?i?B) (?:is )?free", text)
+    needed = tried.group(1) if tried else f"~{format_bytes(need)} estimated for the run"
+    if free:
+        free_text = free.group(1)
+    else:
+        memory = _cuda_call("mem_get_info", device)
+        free_text = format_bytes(memory[0]) if memory else "unknown"
+    return f"CUDA out of memory on {device} (needed {needed}, free {free_text}); try fewer --workers per GPU"
+
+
+class MemoryEstimates:
+    """What a GPU run will need, in bytes, for :func:`wait_for_memory`: the largest peak (the
+    caching allocator's ``gpu_peak_reserved_bytes``, else ``gpu_peak_allocated_bytes``)
+    recorded for the same task and model, in the store and in this session; None (the
+    conservative default) for a task and model never run on a GPU."""
+
+    def __init__(self):
+        self.peaks: dict[tuple[str, str], int] = {}
+
+    @staticmethod
+    def key(task: str, task_params: dict) -> tuple[str, str]:
+        return task, str((task_params or {}).get("model", ""))
+
+    def add(self, task: str, task_params: dict, provenance: dict | None) -> None:
+        info = provenance or {}
+        peak = info.get("gpu_peak_reserved_bytes") or info.get("gpu_peak_allocated_bytes")
+        if isinstance(peak, (int, float)) and peak > 0:
+            key = self.key(task, task_params)
+            self.peaks[key] = max(self.peaks.get(key, 0), int(peak))
+
+    def need(self, spec) -> int | None:
+        return self.peaks.get(self.key(spec.task, spec.task_params))
+
+    @classmethod
+    def from_store(cls, store, tasks) -> "MemoryEstimates":
+        estimates = cls()
+        for task in dict.fromkeys(tasks):
+            try:
+                rows = store.rows(task=task, imported=False)
+            except Exception:  # noqa: BLE001 — an estimate never stops a run
+                continue
+            for row in rows:
+                estimates.add(row["task"], row["task_params"], row["provenance"])
+        return estimates
+
+
+def _begin_gpu_run(device: str) -> None:
+    """Pin this process to the run's GPU and start its peak-memory count afresh."""
+    if not fake_cuda_count():
+        import torch
+
+        torch.cuda.set_device(torch.device(device))
+    _cuda_call("reset_peak_memory_stats", device)
+
+
+def _end_gpu_run(device: str, out_of_memory: bool) -> dict:
+    """The run's peak GPU memory (bytes; provenance), then its memory handed back: after an
+    out-of-memory error the garbage it left is collected first, and the caching allocator's
+    blocks are released after every run, so the other runs on that GPU can use them."""
+    peaks = {"gpu_peak_allocated_bytes": _cuda_call("max_memory_allocated", device),
+             "gpu_peak_reserved_bytes": _cuda_call("max_memory_reserved", device)}
+    if out_of_memory:
+        import gc
+
+        gc.collect()
+    _cuda_call("empty_cache")
+    return {k: int(v) for k, v in peaks.items() if isinstance(v, (int, float)) and v > 0}
+
+
 # -- one run ----------------------------------------------------------------------------------
 def execute_run(spec_json: str, artifact_root: str, cache_dir: str, plugins: tuple = (),
-                device: str = "cpu") -> dict:
+                device: str = "cpu", need_bytes: int | None = None,
+                say: Callable[[str], None] | None = None) -> dict:
     """Run one RunSpec on ``device`` and return its record; never raises for a failing task
-    or method. Artifacts are left in ``record["artifact_tmp"]`` under ``artifact_root``."""
+    or method. Artifacts are left in ``record["artifact_tmp"]`` under ``artifact_root``.
+
+    On a CUDA device the run first waits for room (:func:`wait_for_memory`, ``need_bytes``
+    its estimate; ``say`` gets the waiting lines); its peak memory is recorded in its
+    provenance; a CUDA out-of-memory error is its failed record with a one-line reason, and
+    the memory it held is handed back for the next run."""
     from robench import registry
     from robench.spec import RunSpec
 
-    started = time.perf_counter()
-    record: dict = {"started_at": _now(), "metrics": {}, "artifacts": {}}
     spec = RunSpec.model_validate_json(spec_json)
-    tmp = Path(artifact_root) / f".partial-{spec.id}-{uuid.uuid4().hex[:8]}"
-    record["artifact_tmp"] = str(tmp)
+    gpu = is_cuda(device)
+    fake = fake_cuda_count() if gpu else 0
+    slot = wait_for_memory(device, need_bytes, say, run=spec.id) if gpu else None
     try:
-        registry.setup(plugins)
-        task_cls = registry.tasks.get(spec.task)
-        method_cls = registry.methods.get(spec.method, task=spec.task)
-        record.update(primary_metric=task_cls.primary_metric, greater_is_better=task_cls.greater_is_better)
-        from robench.seeding import seed_everything
-        from robench.tasks.base import RunContext, execute
-
-        tmp.mkdir(parents=True, exist_ok=True)
-        Path(cache_dir).mkdir(parents=True, exist_ok=True)
-        task = task_cls(task_cls.Params(**spec.task_params))
-        method = method_cls(**spec.method_params)
-        seed_everything(spec.seed)  # the only place a run's global generators are seeded
-        result = execute(task, method, spec.seed, RunContext(artifact_dir=tmp, cache_dir=Path(cache_dir),
-                                                             device=device))
-        metrics = {k: float(v) for k, v in result.metrics.items()}
-        if task_cls.primary_metric not in metrics:
-            raise RuntimeError(f"task {spec.task!r} returned no primary metric {task_cls.primary_metric!r}")
-        missing = [name for name, rel in result.artifacts.items() if not (tmp / rel).exists()]
-        if missing:
-            raise RuntimeError(f"artifacts declared but not written: {', '.join(missing)}")
-        record.update(status="done", metrics=metrics, artifacts=dict(result.artifacts),
-                      primary_value=metrics[task_cls.primary_metric])
-    except BaseException as exc:  # noqa: BLE001 — a failing plug-in must not stop the suite
-        if isinstance(exc, KeyboardInterrupt):
-            raise
-        record.update(status="failed", error="".join(traceback.format_exception(exc)).strip())
+        started = time.perf_counter()
+        record: dict = {"started_at": _now(), "metrics": {}, "artifacts": {}}
+        tmp = Path(artifact_root) / f".partial-{spec.id}-{uuid.uuid4().hex[:8]}"
+        record["artifact_tmp"] = str(tmp)
+        out_of_memory = False
+        try:
+            if gpu:
+                _begin_gpu_run(device)
+            registry.setup(plugins)
+            task_cls = registry.tasks.get(spec.task)
+            record.update(primary_metric=task_cls.primary_metric, greater_is_better=task_cls.greater_is_better)
+            metrics, artifacts = _run_task(spec, task_cls, tmp, Path(cache_dir), "cpu" if fake else device)
+            record.update(status="done", metrics=metrics, artifacts=artifacts,
+                          primary_value=metrics[task_cls.primary_metric])
+        except BaseException as exc:  # noqa: BLE001 — a failing plug-in must not stop the suite
+            if isinstance(exc, KeyboardInterrupt):
+                raise
+            if gpu and is_cuda_oom(exc):
+                out_of_memory = True
+                record.update(status="failed", error=oom_reason(exc, device, slot.need))
+            else:
+                record.update(status="failed", error="".join(traceback.format_exception(exc)).strip())
+        # (the exception and the frames holding the run's tensors are gone here)
+        gpu_info = _end_gpu_run(device, out_of_memory) if gpu else {}
+    finally:
+        if slot is not None:
+            slot.leave()
     from robench import provenance
 
     info = provenance.collect(device)
+    info["worker_pid"] = os.getpid()
+    if gpu:
+        info.update(gpu_info, gpu_need_bytes=slot.need, gpu_memory_wait_s=round(slot.waited_s, 3))
+        if slot.forced:
+            info["gpu_started_without_room"] = True
+        if fake:
+            info.update(fake_cuda=f"{FAKE_CUDA_ENV}={fake}: a test's fake device; the run executed on the CPU",
+                        executed_on="cpu")
     if spec.components:  # versions and plug-in source hashes this run's id covers
         info["components"] = dict(spec.components)
     plugin_files = registry.plugin_files()
@@ -121,6 +509,29 @@ def execute_run(spec_json: str, artifact_root: str, cache_dir: str, plugins: tup
         info["plugin_files"] = {Path(path).name: digest for path, digest in plugin_files.items()}
     record.update(finished_at=_now(), duration_s=time.perf_counter() - started, provenance=info)
     return record
+
+
+def _run_task(spec, task_cls, tmp: Path, cache_dir: Path, device: str) -> tuple[dict, dict]:
+    """The task's run itself: (metrics, artifacts). Its task, method and tensors are locals
+    here, so they are freed when it returns or raises (an out-of-memory run's memory too)."""
+    from robench import registry
+    from robench.seeding import seed_everything
+    from robench.tasks.base import RunContext, execute
+
+    method_cls = registry.methods.get(spec.method, task=spec.task)
+    tmp.mkdir(parents=True, exist_ok=True)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    task = task_cls(task_cls.Params(**spec.task_params))
+    method = method_cls(**spec.method_params)
+    seed_everything(spec.seed)  # the only place a run's global generators are seeded
+    result = execute(task, method, spec.seed, RunContext(artifact_dir=tmp, cache_dir=cache_dir, device=device))
+    metrics = {k: float(v) for k, v in result.metrics.items()}
+    if task_cls.primary_metric not in metrics:
+        raise RuntimeError(f"task {spec.task!r} returned no primary metric {task_cls.primary_metric!r}")
+    missing = [name for name, rel in result.artifacts.items() if not (tmp / rel).exists()]
+    if missing:
+        raise RuntimeError(f"artifacts declared but not written: {', '.join(missing)}")
+    return metrics, dict(result.artifacts)
 
 
 def _threads_for(workers: int) -> int:
@@ -143,12 +554,13 @@ class SerialExecutor:
     def __init__(self, threads: int | None = None):
         self.threads = threads
 
-    def submit_run(self, spec_json, artifact_root, cache_dir, plugins, device, needs=()) -> Future:
+    def submit_run(self, spec_json, artifact_root, cache_dir, plugins, device, needs=(), need_bytes=None,
+                   say=None) -> Future:
         if self.threads:
             _set_threads(self.threads)
         future: Future = Future()
         try:
-            future.set_result(execute_run(spec_json, artifact_root, cache_dir, plugins, device))
+            future.set_result(execute_run(spec_json, artifact_root, cache_dir, plugins, device, need_bytes, say))
         except BaseException as exc:  # noqa: BLE001
             if isinstance(exc, KeyboardInterrupt):
                 raise
@@ -163,9 +575,11 @@ class WorkerDied(RuntimeError):
     """A worker process ended while it held a run (killed, out of memory, crashed)."""
 
 
-def _process_worker(conn, plugins: tuple, threads: int) -> None:
+def _process_worker(conn, plugins: tuple, threads: int, device: str | None = None) -> None:
     """A pool worker: runs one job at a time from ``conn`` until told to stop; exits by
-    itself when the driver that started it is gone (no orphans)."""
+    itself when the driver that started it is gone (no orphans). Pinned to ``device`` (a
+    GPU) when given: its CUDA context lives there. Sends ``("note", text)`` while a run
+    waits for GPU memory, then ``("record", record)``."""
     import signal
     import threading
 
@@ -179,23 +593,35 @@ def _process_worker(conn, plugins: tuple, threads: int) -> None:
                 os._exit(3)
     threading.Thread(target=watch_parent, daemon=True).start()
     _set_threads(threads)
+    if device and is_cuda(device) and not fake_cuda_count():
+        import torch
+
+        torch.cuda.set_device(torch.device(device))
     from robench import registry
 
     registry.setup(plugins)
+
+    def say(message: str) -> None:
+        conn.send(("note", message))
     while True:
         job = conn.recv()
         if job is None:
             return
-        conn.send(execute_run(*job))
+        conn.send(("record", execute_run(*job, say=say)))
 
 
 class ProcessExecutor:
     """``workers`` spawned processes (safe with torch), each with its share of threads, one
     run at a time each. A worker that dies fails only the run it held (the reason is its
-    exit code) and is replaced; the others go on. ``shutdown`` stops every worker."""
+    exit code) and is replaced; the others go on. ``shutdown`` stops every worker.
+
+    With ``devices`` (GPUs) worker i is pinned to ``devices[i % len(devices)]`` (a replaced
+    worker keeps its device) and its runs execute there whatever device they were submitted
+    with; several workers on one GPU share it, each with its own CUDA context."""
     name = "process"
 
-    def __init__(self, workers: int, plugins: tuple = (), threads: int | None = None):
+    def __init__(self, workers: int, plugins: tuple = (), threads: int | None = None,
+                 devices: list[str] | None = None):
         import multiprocessing
         import threading
 
@@ -203,24 +629,28 @@ class ProcessExecutor:
         self._context = multiprocessing.get_context("spawn")
         self._args = (tuple(plugins), threads or _threads_for(workers))
         self._lock = threading.Lock()
-        self._queue: list = []  # (job, future) not started yet
-        self._workers: list[dict] = [self._start() for _ in range(workers)]
+        self._queue: list = []  # (job, future, say) not started yet
+        self.devices = assign_devices(workers, list(devices)) if devices else [None] * workers
+        self._workers: list[dict] = [self._start(i) for i in range(workers)]
         self._closing = False
         self._wake_r, self._wake_w = self._context.Pipe(duplex=False)
         self._thread = threading.Thread(target=self._dispatch, name="robench-pool", daemon=True)
         self._thread.start()
 
-    def _start(self) -> dict:
+    def _start(self, slot: int) -> dict:
         mine, theirs = self._context.Pipe()
-        process = self._context.Process(target=_process_worker, args=(theirs, *self._args), daemon=True)
+        process = self._context.Process(target=_process_worker, args=(theirs, *self._args, self.devices[slot]),
+                                        daemon=True)
         process.start()
         theirs.close()
-        return {"process": process, "conn": mine, "future": None}
+        return {"process": process, "conn": mine, "future": None, "slot": slot, "device": self.devices[slot],
+                "say": None}
 
-    def submit_run(self, spec_json, artifact_root, cache_dir, plugins, device, needs=()) -> Future:
+    def submit_run(self, spec_json, artifact_root, cache_dir, plugins, device, needs=(), need_bytes=None,
+                   say=None) -> Future:
         future: Future = Future()
         with self._lock:
-            self._queue.append(((spec_json, artifact_root, cache_dir, plugins, device), future))
+            self._queue.append(((spec_json, artifact_root, cache_dir, plugins, device, need_bytes), future, say))
         self._wake_w.send(None)
         return future
 
@@ -231,10 +661,12 @@ class ProcessExecutor:
             with self._lock:
                 for worker in self._workers:
                     if worker["future"] is None and self._queue:
-                        job, future = self._queue.pop(0)
+                        job, future, say = self._queue.pop(0)
                         if not future.set_running_or_notify_cancel():
                             continue
-                        worker["future"] = future
+                        if worker["device"]:  # a pinned worker runs on its own device
+                            job = (*job[:4], worker["device"], *job[5:])
+                        worker["future"], worker["say"] = future, say
                         worker["conn"].send(job)
             watched = {self._wake_r: None}
             for worker in self._workers:
@@ -249,10 +681,17 @@ class ProcessExecutor:
                     continue
                 if ready is worker["conn"]:
                     try:
-                        record = worker["conn"].recv()
+                        kind, record = worker["conn"].recv()
                     except (EOFError, OSError):
                         continue  # its sentinel reports the death
-                    future, worker["future"] = worker["future"], None
+                    if kind == "note":  # its run waits for GPU memory
+                        if worker["say"] is not None:
+                            try:
+                                worker["say"](record)
+                            except Exception:  # noqa: BLE001 — a progress line never stops the pool
+                                pass
+                        continue
+                    future, worker["future"], worker["say"] = worker["future"], None, None
                     if future is not None:
                         future.set_result(record)
                 elif not worker["process"].is_alive() and not self._closing:
@@ -263,7 +702,7 @@ class ProcessExecutor:
         reason = f"signal {-code}" if code is not None and code < 0 else f"exit code {code}"
         future = worker["future"]
         with self._lock:
-            self._workers[self._workers.index(worker)] = self._start()
+            self._workers[self._workers.index(worker)] = self._start(worker["slot"])
         worker["conn"].close()
         if future is not None:
             future.set_exception(WorkerDied(f"the worker process running it died ({reason}); "
@@ -274,7 +713,7 @@ class ProcessExecutor:
         partial artifacts are removed by the next run on the store)."""
         self._closing = True
         with self._lock:
-            for _, future in self._queue:
+            for _, future, _ in self._queue:
                 future.cancel()
             self._queue.clear()
         self._wake_w.send(None)
@@ -386,40 +825,67 @@ def setup_dask_worker(plugin_sources: dict[str, str], threads: int | None) -> No
         _set_threads(threads)
     from robench import registry
 
-    folder = Path(tempfile.mkdtemp(prefix="robench-plugins-"))
+    import hashlib
+
+    # one path per content: a worker that serves a second `robench run` (a long-lived GPU
+    # cluster) finds the same file already loaded instead of registering it twice
+    folder = Path(tempfile.gettempdir()) / f"robench-plugins-{getattr(os, 'getuid', lambda: 'user')()}"
     paths = []
-    for i, (name, source) in enumerate(plugin_sources.items()):
-        path = folder / str(i) / name  # the file's own name: its module name follows from it
-        path.parent.mkdir()
-        path.write_text(source, encoding="utf-8")
+    for name, source in plugin_sources.items():
+        path = folder / hashlib.sha256(source.encode()).hexdigest()[:16] / name  # its own name: its module's
+        if not path.is_file() or path.read_text(encoding="utf-8") != source:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{name}.{uuid.uuid4().hex[:8]}")
+            tmp.write_text(source, encoding="utf-8")
+            os.replace(tmp, path)
         paths.append(str(path))
     registry.setup(tuple(paths))
 
 
-def execute_run_remote(spec_json: str, cache_dir: str, device: str, *needed: dict) -> dict:
+def execute_run_remote(spec_json: str, cache_dir: str, device: str, need_bytes: int | None, *needed: dict) -> dict:
     """A Dask task: :func:`execute_run` in a scratch artifact folder of the worker, after
     installing the cache files of its prerequisites (``needed``); the artifacts come back
-    in the record (``artifact_files``: a tar), so no shared filesystem is needed."""
+    in the record (``artifact_files``: a tar), so no shared filesystem is needed. The
+    worker's address is in the record's provenance (``dask_worker``); a wait for GPU memory
+    is said in the worker's log."""
+    import logging
+
     if _worker_threads:  # in the thread that runs it (OpenMP's thread count is per thread)
         _set_threads(_worker_threads)
     cache = _worker_cache_dir(cache_dir)
     for files in needed:
         _install_cache_files(cache, files)
     with tempfile.TemporaryDirectory(prefix="robench-run-") as scratch:
-        record = execute_run(spec_json, scratch, str(cache), (), device)
+        record = execute_run(spec_json, scratch, str(cache), (), device, need_bytes,
+                             logging.getLogger("robench").warning)
         tmp = Path(record.pop("artifact_tmp"))
         record["artifact_files"] = _pack(tmp) if record.get("status") == "done" and tmp.is_dir() else b""
+    try:
+        from distributed import get_worker
+
+        record["provenance"]["dask_worker"] = get_worker().address
+    except (ImportError, ValueError):  # not inside a Dask worker
+        pass
     return record
+
+
+def _gpu_resources(device: str | None) -> dict | None:
+    """The Dask worker resources a run on ``device`` asks for: one ``GPU`` for a CUDA device
+    (only workers started with ``--resources GPU=1`` or more take it), none otherwise."""
+    return {"GPU": 1} if device is not None and is_cuda(device) else None
 
 
 class DaskExecutor:
     """Runs on a Dask cluster: a ``LocalCluster`` of ``workers`` processes on this machine
-    (threads per worker = cores / workers), or the scheduler at ``scheduler``
-    (``tcp://host:port``), which may span many machines."""
+    (threads per worker = cores / workers; with ``gpu``, each declares the worker resource
+    ``GPU=1``, so they share this machine's GPU one run each), or the scheduler at
+    ``scheduler`` (``tcp://host:port``), which may span many machines. A run on a CUDA
+    device asks for ``GPU=1``: a cluster that mixes CPU and GPU workers sends it to a worker
+    that declares a GPU; a CPU run goes to any worker."""
     name = "dask"
 
     def __init__(self, workers: int, plugins: tuple = (), scheduler: str | None = None,
-                 threads: int | None = None):
+                 threads: int | None = None, gpu: bool = False):
         try:
             import dask
             from distributed import Client, LocalCluster
@@ -446,9 +912,10 @@ class DaskExecutor:
                 threads_per_worker = threads or _threads_for(workers)
                 import logging
 
+                extra = {"resources": {"GPU": 1}} if gpu else {}
                 self.cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                                             host="127.0.0.1", dashboard_address=None,
-                                            worker_dashboard_address=None, silence_logs=logging.ERROR)
+                                            worker_dashboard_address=None, silence_logs=logging.ERROR, **extra)
                 self.client = Client(self.cluster)
         except OSError as exc:
             raise UserError(f"--scheduler {scheduler}: cannot reach a Dask scheduler there ({exc}); "
@@ -472,10 +939,27 @@ class DaskExecutor:
         self._prerequisites: dict[str, object] = {}
 
     def check_device(self, device: str) -> str:
-        """Resolve ``device`` on a worker (the driver may have no GPU where the workers do)."""
-        if not self.client.scheduler_info()["workers"]:
+        """Resolve ``device`` on a worker (the driver may have no GPU where the workers do): a
+        CUDA one on a worker that declares a GPU. A run on CUDA asks for the ``GPU`` resource,
+        so a cluster where no worker declares one is refused here (its runs would wait forever)."""
+        workers = self.client.scheduler_info()["workers"]
+        if not workers:
             raise UserError("the Dask cluster has no workers (start `dask worker SCHEDULER_ADDRESS` on a machine)")
-        return self.client.submit(resolve_device, device, pure=False).result()
+        gpu_workers = [w for w in workers.values() if (w.get("resources") or {}).get("GPU", 0) >= 1]
+        requested = (device or "auto").strip().lower()
+        if requested == "cuda:all" or "," in requested:
+            raise UserError(f"--device {device}: {DASK_ONE_GPU_PER_WORKER}")
+        wants_gpu = is_cuda(requested) or (requested == "auto" and gpu_workers)
+        if is_cuda(requested) and not gpu_workers:
+            raise UserError(f"--device {device}: no worker of the Dask cluster declares a GPU (a run on CUDA asks for "
+                            f"the worker resource GPU=1): start GPU workers with `dask worker SCHEDULER --resources "
+                            f"GPU=1` or dask-cuda's LocalCUDACluster(resources={{'GPU': 1}}), or use --device cpu")
+        resolved = self.client.submit(resolve_device, device, pure=False, resources=_gpu_resources(
+            "cuda" if wants_gpu else None)).result()
+        if is_cuda(resolved) and not gpu_workers:
+            raise UserError(f"--device {device or 'auto'}: the Dask workers have CUDA but none declares the worker "
+                            f"resource GPU (start them with --resources GPU=1), or use --device cpu")
+        return resolved
 
     def prepare(self, prerequisites: dict[str, Callable], cache_dir: str, device: str) -> None:
         """Start every distinct shared prerequisite at once (they run in parallel); one the
@@ -490,7 +974,7 @@ class DaskExecutor:
                     p.relative_to(cache_dir).as_posix(): _tar(p) for p in _with_checksum(local)}
             else:
                 self._prerequisites[key] = self.client.submit(build_prerequisite, build, cache_dir, device,
-                                                              pure=False)
+                                                              pure=False, resources=_gpu_resources(device))
 
     def prerequisite_files(self, key: str) -> dict[str, bytes]:
         """The cache files of prerequisite ``key`` (waits for it). They travel to each run
@@ -507,8 +991,10 @@ class DaskExecutor:
             self._prerequisites[key] = entry  # the Dask future is released
         return entry
 
-    def submit_run(self, spec_json, artifact_root, cache_dir, plugins, device, needs=()) -> Future:
-        remote = self.client.submit(execute_run_remote, spec_json, cache_dir, device, *needs, pure=False)
+    def submit_run(self, spec_json, artifact_root, cache_dir, plugins, device, needs=(), need_bytes=None,
+                   say=None) -> Future:
+        remote = self.client.submit(execute_run_remote, spec_json, cache_dir, device, need_bytes, *needs,
+                                    pure=False, resources=_gpu_resources(device))
         future: Future = Future()
         spec_id = _spec_id(spec_json)
 
@@ -554,15 +1040,19 @@ def check_executor(kind: str, workers: int, scheduler: str | None = None, thread
 
 
 def make_executor(kind: str, workers: int, plugins: tuple = (), scheduler: str | None = None,
-                  threads: int | None = None):
+                  threads: int | None = None, devices: list[str] | None = None):
     """The executor ``kind`` with ``workers`` workers, each run on ``threads`` intra-op
-    threads (default: this machine's cores / workers; a remote cluster: torch's default)."""
+    threads (default: this machine's cores / workers; a remote cluster: torch's default).
+    ``devices`` (from :func:`resolve_devices`): the process pool pins its workers to them
+    round-robin; a LocalCluster on a GPU declares ``GPU=1`` per worker."""
     check_executor(kind, workers, scheduler, threads)
+    if devices:
+        check_device_plan(list(devices), kind, workers, scheduler)
     if kind == "dask" or scheduler:
-        return DaskExecutor(workers, plugins, scheduler, threads)
+        return DaskExecutor(workers, plugins, scheduler, threads, gpu=bool(devices) and is_cuda(devices[0]))
     if kind == "serial" or (kind == "auto" and workers == 1):
         return SerialExecutor(threads)
-    return ProcessExecutor(workers, plugins, threads)
+    return ProcessExecutor(workers, plugins, threads, devices)
 
 
 def _prerequisites_of(spec) -> list:
@@ -577,7 +1067,8 @@ def _prerequisites_of(spec) -> list:
 
 def run_specs(specs, store, executor, *, suite: str | None = None, plugins: tuple = (),
               device: str = "cpu", on_start: Callable | None = None,
-              on_done: Callable | None = None, on_skip: Callable | None = None) -> list[dict]:
+              on_done: Callable | None = None, on_skip: Callable | None = None,
+              on_note: Callable | None = None) -> list[dict]:
     """Run ``specs`` on ``executor`` (on ``device``), committing each record to ``store`` as
     it finishes.
 
@@ -585,6 +1076,10 @@ def run_specs(specs, store, executor, *, suite: str | None = None, plugins: tupl
     share the work: a run another live driver holds (or has finished meanwhile) is skipped
     (``on_skip(spec)``). Keeps at most ``executor.capacity`` runs in flight, so a crash of
     the driver loses only those. Returns the records in completion order.
+
+    On a CUDA device each run goes with its memory estimate (:class:`MemoryEstimates`, from
+    the store's and this session's peaks of the same task and model); ``on_note(spec, text)``
+    gets the lines of a run that waits for GPU memory (serial and process executors).
     """
     import time
 
@@ -605,6 +1100,7 @@ def run_specs(specs, store, executor, *, suite: str | None = None, plugins: tupl
             needs[spec.id] = [key for key, _ in pairs]
             builds.update(pairs)
         executor.prepare(builds, cache_dir, device)
+    estimates = MemoryEstimates.from_store(store, [s.task for s in queue]) if is_cuda(device) else None
 
     def fill():
         while queue and len(in_flight) < executor.capacity:
@@ -616,8 +1112,10 @@ def run_specs(specs, store, executor, *, suite: str | None = None, plugins: tupl
             if on_start:
                 on_start(spec)
             files = tuple(executor.prerequisite_files(key) for key in needs.get(spec.id, ()))
+            say = (lambda text, spec=spec: on_note(spec, text)) if on_note else None
             future = executor.submit_run(spec.model_dump_json(), artifact_root, cache_dir, tuple(plugins),
-                                         device, files)
+                                         device, files, need_bytes=estimates.need(spec) if estimates else None,
+                                         say=say)
             in_flight[future] = spec
 
     try:
@@ -635,6 +1133,8 @@ def run_specs(specs, store, executor, *, suite: str | None = None, plugins: tupl
                 except Exception as exc:  # the worker process itself died
                     record = {"status": "failed", "metrics": {}, "artifacts": {}, "provenance": {},
                               "error": f"worker failed: {type(exc).__name__}: {exc}", "finished_at": _now()}
+                if estimates is not None:
+                    estimates.add(spec.task, spec.task_params, record.get("provenance"))
                 record = store.save(spec, record, suite=suite)
                 store.release([spec.id])
                 records.append(record)

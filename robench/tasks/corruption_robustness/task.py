@@ -21,13 +21,15 @@ Protocol of one run (compression method M, seed r):
    (:func:`corruption_set`, through :func:`robench.cache.cached`): every run and method of a
    setting sees the same images.
 3. The starting model: the dense baseline of ``TrainSpec(model, dataset, baseline_epochs,
-   seed=r)`` (the file the ``compression`` task uses), or with ``base`` that baseline
-   fine-tuned by a ``robust_training`` recipe (:func:`robench.training.starting_model`).
+   seed=r)`` (the file the ``compression`` task uses; loaded from the user's checkpoint
+   ``weights`` instead of trained when given), or with ``base`` that baseline fine-tuned by a
+   ``robust_training`` recipe (:func:`robench.training.starting_model`).
 4. M with the ``compression`` protocol (:func:`robench.training.finetune_with_hooks`: SGD
    momentum 0.9, lr ``finetune_lr`` cosine-decayed, batch ``batch_size``,
    ``finetune_epochs`` epochs, M's hooks; ``dense`` compresses nothing), then
-   ``M.finalize``. A method with a ``sparsity`` parameter must reach it within
-   ``sparsity_tolerance``. Storage: the compression task's accounting of the model.
+   ``M.finalize``; forward passes at ``precision`` (as every classification task). A
+   method with a ``sparsity`` parameter must reach it within ``sparsity_tolerance``.
+   Storage: the compression task's accounting of the model.
 5. With ``preprocess`` (a ``restoration_spectrum`` method), the inputs of every corruption
    that a restoration family undoes are restored first (:mod:`.restore`: impulse noise by
    interpolation, blurs by super-resolution; the others, and the families the method does
@@ -37,7 +39,8 @@ Protocol of one run (compression method M, seed r):
    the **reference model** — the dense baseline of ``reference_model`` (default
    ``lenet-300-100`` on grey data, ``cifar-convnet`` on RGB data, like ImageNet-C's
    AlexNet: one fixed, named model) trained with seed 0 and ``baseline_epochs``, cached,
-   evaluated on the raw corrupted sets (never restored), its accuracies cached per setting.
+   evaluated in fp32 on the raw corrupted sets (never restored), its accuracies cached per
+   setting.
    Corruption errors from those (:mod:`.metrics`).
 
 Metrics: ``clean_accuracy`` (the evaluated clean test images), ``accuracy_<family>@<s>``,
@@ -69,7 +72,8 @@ from pydantic import Field, field_validator, model_validator
 
 from robench.errors import UserError
 from robench.registry import register_task
-from robench.tasks.base import RobustBaseParam, RunContext, Task, TaskParams, TaskResult, added, registered
+from robench.tasks.base import (Precision, RobustBaseParam, RunContext, Task, TaskParams, TaskResult, added,
+                                precision_param, registered, weights_normalization_param, weights_param)
 from robench.tasks.compression.methods.base import CompressionMethod
 from robench.tasks.corruption_robustness import corruptions
 from robench.tasks.corruption_robustness import restore as restoring
@@ -114,6 +118,9 @@ class CorruptionParams(TaskParams):
     base: RobustBaseParam = added(None, "start from the dense baseline fine-tuned by a robust_training recipe, "
                                   "e.g. {recipe: deepdefense, params: {c: 10}, epochs: 5} (default: the "
                                   "dense baseline itself)")
+    precision: Precision = precision_param()
+    weights: Optional[str] = weights_param()
+    weights_normalization: Literal["model", "none"] = weights_normalization_param()
     preprocess: Optional[str] = Field(None, description="restore each corrupted input with this restoration_spectrum "
                                       "method first (dlnet, base, spectrum-ft, biharmonic, ...); corruptions "
                                       "without a matching degradation family are classified as they are")
@@ -348,7 +355,7 @@ class CorruptionRobustnessTask(Task):
         model = copy.deepcopy(start)
         ctx.say(f"compressing with {method!r}, fine-tuning {p.finetune_epochs} epochs")
         model = finetune_with_hooks(model, data, method, epochs=p.finetune_epochs, batch_size=p.batch_size,
-                                    lr=p.finetune_lr, seed=seed)
+                                    lr=p.finetune_lr, seed=seed, precision=p.precision)
         if not isinstance(model, torch.nn.Module):
             raise UserError(f"method {method!r}: finalize() returned {type(model).__name__}; expected the model")
         model.eval()
@@ -361,14 +368,14 @@ class CorruptionRobustnessTask(Task):
 
         # -- 5-6. restore (optional), classify, normalize by the reference -----------------
         restorers = self.restorers(setting, data, seed, ctx) if p.preprocess else {}
-        table = self.accuracies(model, setting, x_clean, y, ctx.cache_dir, restorers, ctx.device)
+        table = self.accuracies(model, setting, x_clean, y, ctx.cache_dir, restorers, ctx.device, p.precision)
         reference = self.reference_accuracies(setting, data, x_clean, y, ctx)
         from robench.tasks.corruption_robustness.metrics import corruption_metrics
 
         metrics = corruption_metrics(table["families"], table["clean"], reference["families"], reference["clean"])
         metrics.update(storage)
         metrics["weight_sparsity"] = float(measured)
-        metrics["baseline_accuracy"] = float(accuracy(start, x_clean, y))
+        metrics["baseline_accuracy"] = float(accuracy(start, x_clean, y, precision=p.precision))
         if target is not None:
             metrics["target_sparsity"] = float(target)
         if p.preprocess:
@@ -393,20 +400,22 @@ class CorruptionRobustnessTask(Task):
         return corruption_set(Path(cache_dir) / set_path(key), x_clean, setting.indices, setting.benchmark, family,
                               severity, self.params.corruption_seed)
 
-    def accuracies(self, model, setting, x_clean, y, cache_dir, restorers: dict, device) -> dict:
+    def accuracies(self, model, setting, x_clean, y, cache_dir, restorers: dict, device,
+                   precision: str = "fp32") -> dict:
         """{"clean": accuracy, "families": {family: {severity: accuracy}}} of ``model`` on
         the clean images and every corrupted set (restored first for the families in
-        ``restorers``: family → (fitted method, restoration family, identity))."""
+        ``restorers``: family → (fitted method, restoration family, identity)), the forward
+        passes at ``precision``."""
         from robench.training import accuracy
 
-        out = {"clean": float(accuracy(model, x_clean, y)), "families": {}}
+        out = {"clean": float(accuracy(model, x_clean, y, precision=precision)), "families": {}}
         for family in setting.families:
             out["families"][family] = {}
             for severity in setting.severities:
                 images = self.corrupted(setting, family, severity, x_clean, cache_dir)
                 if family in restorers:
                     images = self.restored(setting, family, severity, images, restorers[family], cache_dir, device)
-                out["families"][family][severity] = float(accuracy(model, as_tensor(images), y))
+                out["families"][family][severity] = float(accuracy(model, as_tensor(images), y, precision=precision))
         return out
 
     def reference_accuracies(self, setting, data, x_clean, y, ctx) -> dict:

@@ -19,14 +19,16 @@ UINT8_EPS = 1e-6
 
 
 def image_rngs(seed: int, benchmark: str, family: str, severity: int, indices) -> list:
-    """One ``numpy.random.Generator`` per image: seeded by (seed, benchmark/family,
-    severity, the image's index in its split), so a corrupted image is a pure function of
-    those and of the clean image, whatever the batch it is generated in."""
+    """One ``numpy.random.Generator`` per image, seeded by (seed, benchmark/family, the
+    image's index in its split): a corrupted image is a pure function of those, the severity
+    and the clean image, whatever the batch it is generated in. The severity does not enter
+    the seed: every severity of an image starts from the same draws (common random numbers:
+    the noise, angle or fractal is the same, the severity sets its strength), so a severity
+    curve is not blurred by fresh randomness at each step."""
     import numpy as np
 
     code = zlib.crc32(f"{benchmark}/{family}".encode("utf-8"))
-    return [np.random.Generator(np.random.PCG64(np.random.SeedSequence([int(seed), code, int(severity), int(i)])))
-            for i in indices]
+    return [np.random.Generator(np.random.PCG64(np.random.SeedSequence([int(seed), code, int(i)]))) for i in indices]
 
 
 def to_float(images_uint8):

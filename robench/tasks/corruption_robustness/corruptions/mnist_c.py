@@ -123,14 +123,22 @@ def _glass_blur(x, params, rngs):
 
 
 def glass_blur(x, params, rngs, coin: bool):
-    """Blur σ, quantize to 8 bits, ``iterations`` passes of local swaps (each pixel from
-    the bottom-right inwards, rows and columns δ+1 … size−δ−1, swaps with the pixel at
-    a uniform offset in [−δ, δ)² — with probability 1/2 when ``coin``), blur σ again."""
+    """Blur σ, quantize to 8 bits, shuffle locally (:func:`local_shuffle`), blur σ again."""
     import numpy as np
 
     sigma, delta, iterations = params
-    n, h, w, _ = x.shape
     image = np.floor(_ops.gaussian_blur(x, sigma) * 255.0) / 255.0  # np.uint8 in the reference
+    return _ops.gaussian_blur(local_shuffle(image, delta, iterations, rngs, coin), sigma)
+
+
+def local_shuffle(x, delta: int, iterations: int, rngs, coin: bool):
+    """Glass blur's pixel swaps, in place on (N, H, W, C) and returned: ``iterations``
+    passes over rows H−δ … δ+1 and columns W−δ … δ+1 (bottom-right inwards), each pixel
+    swapping with the pixel at an offset (dx, dy) uniform in [−δ, δ)² — when ``coin``
+    (MNIST-C), only with probability 1/2. Row 0 and column 0 never move."""
+    import numpy as np
+
+    n, h, w, _ = x.shape
     rows = list(range(h - delta, delta, -1))
     cols = list(range(w - delta, delta, -1))
     steps = iterations * len(rows) * len(cols)
@@ -144,11 +152,11 @@ def glass_blur(x, params, rngs, coin: bool):
             for c in cols:
                 who = batch[swaps[:, k]]
                 r2, c2 = r + offsets[who, k, 1], c + offsets[who, k, 0]
-                here = image[who, r, c].copy()
-                image[who, r, c] = image[who, r2, c2]
-                image[who, r2, c2] = here
+                here = x[who, r, c].copy()
+                x[who, r, c] = x[who, r2, c2]
+                x[who, r2, c2] = here
                 k += 1
-    return _ops.gaussian_blur(image, sigma)
+    return x
 
 
 def _motion_blur(x, params, rngs):

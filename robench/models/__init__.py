@@ -8,7 +8,8 @@ from robench.models.weights import load_weights  # noqa: F401  (a checkpoint fil
 
 
 def build_model(name: str, **kwargs):
-    """Build a registered model by name (``num_classes=``, ``in_channels=`` as it accepts)."""
+    """Build a registered model by name, or a library's architecture (``tv:NAME``,
+    ``timm:NAME``), with ``num_classes=`` and ``in_channels=`` as it accepts."""
     from robench import registry
     registry.load_builtins()
     return registry.models.get(name)(**kwargs)

@@ -72,7 +72,7 @@ def bare_name_hint(name: str) -> str | None:
 def _unknown(name: str, arch: str, choices: list[str], library: str) -> UserError:
     hint = difflib.get_close_matches(arch, choices, n=1, cutoff=0.5)
     prefix = name.partition(":")[0]
-    return UserError(f"unknown model {name!r}: {library} has no architecture {arch!r}"
+    return UserError(f"unknown model {name!r}: {arch!r} is not one of {library}"
                      + (f"; did you mean '{prefix}:{hint[0]}'?" if hint else ""))
 
 
@@ -84,7 +84,7 @@ def _torchvision_entry(name: str, arch: str) -> Entry:
     import torchvision
 
     if arch not in torchvision_names():
-        raise _unknown(name, arch, torchvision_names(), "torchvision's classification models")
+        raise _unknown(name, arch, torchvision_names(), "torchvision's classification architectures")
     version = _library_version(torchvision)
     return Entry("models", name, f"torchvision {version} {arch}, untrained (weights=None), classifier sized to the "
                                  f"task; ImageNet mean/std inside", target=f"{__name__}:build_torchvision",
@@ -99,7 +99,7 @@ def _timm_entry(name: str, arch: str) -> Entry:
         raise UserError(f"model {name!r}: timm is not installed; {TIMM_MISSING}") from None
     # only names of timm's own registry: a hub name ("hf-hub:...") would be fetched from the network
     if ":" in arch or not timm.is_model(arch):
-        raise _unknown(name, arch, timm.list_models(), "timm")
+        raise _unknown(name, arch, timm.list_models(), "timm's architectures")
     version = _library_version(timm)
     return Entry("models", name, f"timm {version} {arch}, untrained (pretrained=False), classifier sized to the "
                                  f"task; its pretrained_cfg mean/std inside", target=f"{__name__}:build_timm",

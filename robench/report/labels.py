@@ -83,6 +83,13 @@ _KNOWN: dict[str, tuple[str, tuple[str, float]]] = {
     "recovery": ("recovery of the base→oracle gap", PERCENT),
     "sketch_error": ("sketch approximation error", ("", 1.0)),
     "additions_saved": ("additions saved", PERCENT),
+    # corruption_robustness: errors normalized by the reference model's (1 = 100 % = the reference)
+    "mce": ("mCE (vs the reference model)", PERCENT),
+    "relative_mce": ("relative mCE (vs the reference model)", PERCENT),
+    "corrupted_accuracy": ("accuracy on corrupted images", PERCENT),
+    "reference_clean_accuracy": ("reference model's clean accuracy", PERCENT),
+    "reference_corrupted_accuracy": ("reference model's accuracy on corrupted images", PERCENT),
+    "restored_families": ("corruptions restored", ("", 1.0)),
 }
 _NORMS = {"linf": "l∞", "l2": "l2", "l1": "l1", "l0": "l0"}
 _ATTACK = re.compile(r"^accuracy_under_([a-z0-9_]+?)_(linf|l2|l1|l0)@(.+)$")
@@ -104,6 +111,9 @@ def _budget(text: str) -> str:
         return f"ε = {number_text(text[:-1])} × ε_ref"
     return f"ε = {number_text(text, 2)}"
 _LEVEL = re.compile(r"^(psnr|ssim)(_y)?@(.+)$")
+# corruption_robustness: accuracy@<severity>, accuracy_<corruption>@<severity>, (relative_)corruption_error@<corruption>
+_SEVERITY = re.compile(r"^accuracy(?:_([a-z0-9_]+))?@([1-5])$")
+_CORRUPTION_ERROR = re.compile(r"^(relative_)?corruption_error@([a-z0-9_]+)$")
 
 
 def number_text(text: str, digits: int = 3) -> str:
@@ -140,6 +150,13 @@ def metric(name: str) -> Metric:
     if match:  # psnr@2, psnr_y@2 (the Y channel of YCbCr)
         what = ("PSNR" if match.group(1) == "psnr" else "SSIM") + ("-Y" if match.group(2) else "")
         return Metric(name, f"{what} at level {number_text(match.group(3))}", "dB" if what.startswith("PSNR") else "")
+    match = _SEVERITY.match(name)
+    if match:  # accuracy@3 (mean over the corruptions), accuracy_fog@3
+        what = f", {match.group(1).replace('_', ' ')}" if match.group(1) else ""
+        return Metric(name, f"accuracy{what} at severity {match.group(2)}", *PERCENT)
+    match = _CORRUPTION_ERROR.match(name)
+    if match:
+        return Metric(name, f"{'relative ' if match.group(1) else ''}CE, {match.group(2).replace('_', ' ')}", *PERCENT)
     if name.startswith("sanity_"):
         return Metric(name, "check: " + name[len("sanity_"):].replace("_", " "), "1 = passed")
     return Metric(name, name.replace("_", " "))
@@ -160,13 +177,15 @@ def robust_curves(names) -> dict[str, list[tuple[float, str]]]:
 
 
 def level_curve(names, prefix: str = "psnr") -> list[tuple[float, str]]:
-    """[(level, metric name), ...] of the ``<prefix>@<level>`` metrics, sorted by level."""
+    """[(level, metric name), ...] of the ``<prefix>@<level>`` metrics (``psnr@8``,
+    ``accuracy@3``), sorted by level."""
+    pattern = re.compile(rf"^{re.escape(prefix)}@(.+)$")
     points = []
     for name in names:
-        match = _LEVEL.match(str(name))
-        if match and match.group(1) + (match.group(2) or "") == prefix:
+        match = pattern.match(str(name))
+        if match:
             try:
-                points.append((float(match.group(3)), str(name)))
+                points.append((float(match.group(1)), str(name)))
             except ValueError:
                 continue
     return sorted(points)

@@ -5,9 +5,9 @@ Declared by the task (``task_info["plots"]``, dicts with ``name`` and, by ``kind
 * ``scatter`` (the default): ``x``, ``y`` metric names, optional ``logx``, and ``front``
   (draw the Pareto front: more x, better y); a task with a sweep axis (``sweep_params``)
   gets each method's configurations joined in x order;
-* ``levels``: ``y`` a metric prefix (``psnr``): ``<y>@<level>`` against the level, one line
-  per configuration; ``mark`` names the task parameter of the level to mark (the training
-  level);
+* ``levels``: ``y`` a metric prefix (``psnr``, ``accuracy``): ``<y>@<level>`` against the
+  level, one line per configuration; ``mark`` names the task parameter of the level to mark
+  (the training level); optional ``label`` and ``x_label`` name the curve and its axis;
 * ``dots``: ``metrics``, a list of metrics of one unit, a dot per configuration and metric.
 
 Derived by the report from the metric names, for any task: robust accuracy against ε per
@@ -147,10 +147,12 @@ def _levels(P, runs, curve, plot: dict, out_base: Path, formats, references=()) 
     what = metric(curve[0][1])
     unit = f" ({what.unit})" if what.unit else ""
     mark = marked_level(runs, plot.get("mark"), curve)
-    label = "PSNR" if plot.get("y", "psnr") == "psnr" else str(plot.get("y")).upper()
-    caption = (f"{label}{unit} against the degradation level, per configuration (mean ± std over seeds)"
+    # a task may name its curve and axis (corruption_robustness: accuracy against the severity)
+    label = plot.get("label") or ("PSNR" if plot.get("y", "psnr") == "psnr" else str(plot.get("y")).upper())
+    x_label = plot.get("x_label") or "degradation level"
+    caption = (f"{label}{unit} against the {x_label}, per configuration (mean ± std over seeds)"
                + ("; dotted: the training level" if math.isfinite(mark) else ""))
-    return caption, P.line_curves(runs, [("", curve)], out_base, title=f"{label} vs degradation level",
-                                  x_label="degradation level", y_label=f"{label}{unit}", mark_x=mark,
+    return caption, P.line_curves(runs, [("", curve)], out_base, title=f"{label} vs {x_label}",
+                                  x_label=x_label, y_label=f"{label}{unit}", y_scale=what.scale, mark_x=mark,
                                   mark_text="training level", references=references, formats=formats)
 _marked_level = marked_level  # (the name tests/test_publish.py imports)

@@ -5,7 +5,7 @@ Which restoration undoes which corruption (:func:`corruptions.restoration_family
 
 * impulse noise → ``interpolation``: the impulses are the missing pixels. They are found from
   the corrupted image alone (:func:`corruptions.impulse_mask`: a value at 0 or 1 that differs
-  from its 3×3 median by more than 0.5); the observation is the image with those pixels
+  from its 3×3 median by more than 0.2); the observation is the image with those pixels
   dropped, filled with the image's mean for the network's input (the restoration task's
   ``fill="mean"``).
 * blurs (and, on RGB data, pixelation) → ``super_resolution``: the corrupted image is the

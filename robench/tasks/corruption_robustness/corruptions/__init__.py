@@ -26,6 +26,7 @@ CORRUPTIONS_VERSION = "1"
 BENCHMARKS = ("mnist-c", "cifar-10-c", "imagenet-c")
 CHANNELS = {"mnist-c": 1, "cifar-10-c": 3, "imagenet-c": 3}
 SEVERITIES = (1, 2, 3, 4, 5)
+IMPULSE_THRESHOLD = 0.2  # |value − 3×3 median| above which a 0 or 1 is an impulse (impulse_mask)
 
 
 def default_families(benchmark: str) -> tuple[str, ...]:
@@ -132,8 +133,9 @@ def corrupt(images, benchmark: str, family: str, severity: int, seed: int, indic
 
 def impulse_mask(images):
     """Where salt-and-pepper impulses are, found from the image alone (what a restorer may
-    know): a pixel any of whose channels is at 0 or 1 and differs by more than 0.5 from the
-    median of its 3×3 neighbourhood in that channel. ``images`` float (N, C, H, W) in [0, 1]
+    know): a pixel any of whose channels is at 0 or 1 and differs by more than
+    :data:`IMPULSE_THRESHOLD` from the median of its 3×3 neighbourhood in that channel (a
+    switching median filter's detector). ``images`` float (N, C, H, W) in [0, 1]
     (numpy or torch); returns bool (N, 1, H, W), True = an impulse (a missing pixel)."""
     import numpy as np
     from scipy import ndimage
@@ -141,4 +143,4 @@ def impulse_mask(images):
     array = images.detach().cpu().numpy() if hasattr(images, "detach") else np.asarray(images)
     median = ndimage.median_filter(array, size=(1, 1, 3, 3), mode="mirror")
     extreme = (array <= 1e-6) | (array >= 1 - 1e-6)
-    return (extreme & (np.abs(array - median) > 0.5)).any(axis=1, keepdims=True)
+    return (extreme & (np.abs(array - median) > IMPULSE_THRESHOLD)).any(axis=1, keepdims=True)

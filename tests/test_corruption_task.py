@@ -1,0 +1,238 @@
+"""The corruption_robustness task: the corruption errors on a hand-computed example, a tiny
+suite end to end (metrics consistent with the artifacts and the cached corrupted sets,
+the reference model normalizing to exactly 1 when it is the model itself, the leaderboard
+page with its accuracy-vs-severity plot), restore-then-classify, ``robench check``, and bad
+input refused in one line by ``robench validate``."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+
+import numpy as np
+import pytest
+
+from robench.tasks.corruption_robustness.metrics import (corruption_error, corruption_metrics, mean_defined,
+                                                         relative_corruption_error)
+from tests.conftest import robench_cmd
+
+FAMILIES = ["shot_noise", "rotate", "impulse_noise"]
+TINY = {"model": "linear", "reference_model": "linear", "baseline_epochs": 1, "finetune_epochs": 1,
+        "batch_size": 128, "n_test": 40, "families": FAMILIES}
+
+
+def test_corruption_errors_on_a_hand_computed_example():
+    """Two families, two severities. Model errors: a (0.1, 0.3), b (0.2, 0.4), clean 0.05;
+    reference: a (0.2, 0.4), b (0.3, 0.8), clean 0.1. CE_a = 0.4/0.6, CE_b = 0.6/1.1,
+    rCE_a = (0.05 + 0.25)/(0.1 + 0.3) = 0.75, rCE_b = (0.15 + 0.35)/(0.2 + 0.7) = 5/9."""
+    model = {"a": {1: 0.9, 2: 0.7}, "b": {1: 0.8, 2: 0.6}}
+    reference = {"a": {1: 0.8, 2: 0.6}, "b": {1: 0.7, 2: 0.2}}
+    m = corruption_metrics(model, 0.95, reference, 0.9)
+    assert m["corruption_error@a"] == pytest.approx(2 / 3) and m["corruption_error@b"] == pytest.approx(6 / 11)
+    assert m["mce"] == pytest.approx(20 / 33)
+    assert m["relative_corruption_error@a"] == pytest.approx(0.75)
+    assert m["relative_corruption_error@b"] == pytest.approx(5 / 9)
+    assert m["relative_mce"] == pytest.approx(47 / 72)
+    assert m["accuracy@1"] == pytest.approx(0.85) and m["accuracy@2"] == pytest.approx(0.65)
+    assert m["accuracy_b@2"] == 0.6 and m["corrupted_accuracy"] == pytest.approx(0.75)
+    assert m["clean_accuracy"] == 0.95 and m["reference_clean_accuracy"] == 0.9
+    assert m["reference_corrupted_accuracy"] == pytest.approx(0.575)
+    # nothing to normalize by: a reference that never errs, or is not hurt by the corruption
+    assert math.isnan(corruption_error({1: 0.1}, {1: 0.0}))
+    assert math.isnan(relative_corruption_error({1: 0.3}, 0.1, {1: 0.1}, 0.2))
+    assert mean_defined([0.5, math.nan, 1.0]) == 0.75 and math.isnan(mean_defined([math.nan]))
+    with pytest.raises(ValueError, match="severities"):
+        corruption_error({1: 0.1, 2: 0.2}, {1: 0.1})
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    """A tiny suite run into a fresh store: dense and magnitude pruning of the linear model."""
+    import robench
+
+    folder = tmp_path_factory.mktemp("corruption-store")
+    suite = folder / "tiny.yaml"
+    suite.write_text(f"""
+suite: tiny-corruptions
+seeds: [0]
+tasks:
+  - task: corruption_robustness
+    params: {json.dumps(TINY)}
+    methods:
+      - name: dense
+      - name: magnitude
+        params: {{sparsity: 0.5}}
+""")
+    summary = robench.run(suite, store=folder / "results.sqlite", progress=False)
+    assert summary.failed == 0
+    return folder
+
+
+def _runs(store):
+    import robench
+
+    frame = robench.results(store=store / "results.sqlite", task="corruption_robustness")
+    return {row.method: row for row in frame.itertuples()}
+
+
+@pytest.mark.slow
+def test_tiny_suite_end_to_end(store):
+    runs = _runs(store)
+    assert set(runs) == {"dense", "magnitude"} and all(r.status == "done" for r in runs.values())
+    m = runs["magnitude"].metrics
+    accuracies = json.loads((store / "artifacts" / runs["magnitude"].id / "accuracies.json").read_text())
+    assert accuracies["benchmark"] == "mnist-c" and accuracies["reference_model"] == "linear"
+    for family in FAMILIES:
+        for s in range(1, 6):
+            assert m[f"accuracy_{family}@{s}"] == accuracies["model"]["families"][family][str(s)]
+        ce = sum(1 - a for a in accuracies["model"]["families"][family].values()) / \
+            sum(1 - a for a in accuracies["reference"]["families"][family].values())
+        assert m[f"corruption_error@{family}"] == pytest.approx(ce)
+    assert m["mce"] == pytest.approx(np.mean([m[f"corruption_error@{f}"] for f in FAMILIES]))
+    for s in range(1, 6):
+        assert m[f"accuracy@{s}"] == pytest.approx(np.mean([m[f"accuracy_{f}@{s}"] for f in FAMILIES]))
+    assert m["weight_sparsity"] == pytest.approx(0.5, abs=0.01) and m["target_sparsity"] == 0.5
+    assert runs["dense"].metrics["compression_ratio_bits"] == pytest.approx(1.0)
+    # the reference is one model: the same accuracies in every run of the setting
+    assert runs["dense"].metrics["reference_corrupted_accuracy"] == m["reference_corrupted_accuracy"]
+    # severity hurts: the mean over the families falls from severity 1 to 5
+    assert m["accuracy@1"] > m["accuracy@5"]
+    for name in ("model.pt", "storage.json", "examples.png"):
+        assert (store / "artifacts" / runs["magnitude"].id / name).is_file()
+
+
+@pytest.mark.slow
+def test_corrupted_sets_are_cached_with_checksums_and_match_the_generator(store):
+    """One file per (dataset, family, severity, seed), 8-bit, verified, equal to corrupt()."""
+    from robench.cache import verified
+    from robench.data import load_dataset
+    from robench.tasks.corruption_robustness import corruptions
+    from robench.tasks.corruption_robustness.task import evaluation_points
+
+    files = sorted((store / "cache" / "corruptions").glob("mnist-5k-mnist-c-*.npz"))
+    assert len(files) == len(FAMILIES) * 5 and all(verified(f) for f in files)
+    rotate = [f for f in files if "-rotate-s4-seed0-" in f.name]
+    assert len(rotate) == 1
+    with np.load(rotate[0]) as arrays:
+        images, indices = arrays["images"], arrays["indices"]
+    assert images.dtype == np.uint8 and images.shape == (40, 1, 28, 28)
+    assert np.array_equal(indices, evaluation_points(40, 1000))
+    x = load_dataset("mnist-5k").test.take(indices)[0]
+    assert np.array_equal(images, corruptions.corrupt(x, "mnist-c", "rotate", 4, 0, indices))
+
+
+def test_the_reference_model_itself_has_corruption_error_one(tmp_path):
+    """With no fine-tuning, dense at seed 0 of the reference's own architecture is the reference:
+    every CE and relative CE is exactly 1."""
+    from robench import registry
+    from robench.seeding import seed_everything
+    from robench.tasks.base import RunContext, execute
+
+    registry.load_builtins()
+    task = registry.tasks.get("corruption_robustness")(**{**TINY, "finetune_epochs": 0, "families": ["rotate"],
+                                                          "severities": [2, 5]})
+    seed_everything(0)
+    result = execute(task, registry.methods.get("dense", task="corruption_robustness")(), 0,
+                     RunContext(tmp_path / "a", tmp_path / "cache"))
+    m = result.metrics
+    assert m["mce"] == 1.0 and m["relative_mce"] == 1.0 and m["corruption_error@rotate"] == 1.0
+    assert m["clean_accuracy"] == m["reference_clean_accuracy"] == m["baseline_accuracy"]
+    assert set(k for k in m if k.startswith("accuracy_rotate@")) == {"accuracy_rotate@2", "accuracy_rotate@5"}
+
+
+@pytest.mark.slow
+def test_restore_then_classify(tmp_path):
+    """preprocess: impulse noise goes through the interpolation restorer (its impulses found
+    from the image), shot noise has no restoration family and is classified as it is."""
+    from robench import registry
+    from robench.seeding import seed_everything
+    from robench.tasks.base import RunContext, execute
+
+    registry.load_builtins()
+    task_cls = registry.tasks.get("corruption_robustness")
+    common = {**TINY, "families": ["impulse_noise", "shot_noise"], "severities": [4]}
+    results = {}
+    for name, extra in (("raw", {}), ("restored", {"preprocess": "base", "restoration_steps": 20})):
+        seed_everything(0)
+        results[name] = execute(task_cls(**common, **extra), registry.methods.get("dense", task="corruption_robustness")(),
+                                0, RunContext(tmp_path / name, tmp_path / "cache")).metrics
+    raw, restored = results["raw"], results["restored"]
+    assert restored["restored_families"] == 1.0 and "restored_families" not in raw
+    assert restored["accuracy_shot_noise@4"] == raw["accuracy_shot_noise@4"]
+    assert restored["accuracy_impulse_noise@4"] != raw["accuracy_impulse_noise@4"]
+    assert restored["reference_corrupted_accuracy"] == raw["reference_corrupted_accuracy"]  # reference: raw inputs
+    assert list((tmp_path / "cache" / "restoration").glob("interpolation-level0.5-*.pt"))
+    assert list((tmp_path / "cache" / "corruptions" / "restored").glob("impulse_noise-s4-*.npz"))
+
+
+def test_the_restorers_observation_is_built_from_the_corrupted_image_alone():
+    import torch
+
+    from robench.tasks.corruption_robustness import corruptions, restore
+
+    x = torch.rand(3, 3, 28, 28) * 0.4 + 0.3
+    x[:, :, 5, 7] = 1.0  # salt
+    x[:, :, 9, 9] = 0.0  # pepper
+    obs = restore.observation("interpolation", x)
+    missing = torch.from_numpy(corruptions.impulse_mask(x))
+    assert torch.equal(obs.mask == 0, missing) and bool(missing[:, 0, 5, 7].all() and missing[:, 0, 9, 9].all())
+    assert torch.equal(obs.y, x * obs.mask) and torch.equal(obs.fidelity(x), torch.zeros(3))
+    obs = restore.observation("super_resolution", x)
+    assert obs.network_input is x and tuple(obs.y.shape) == (3, 3, 9, 9)
+
+
+def test_robench_check_covers_the_task():
+    from robench.check import check_method
+
+    task, checks = check_method("magnitude", task="corruption_robustness", params={"sparsity": 0.5})
+    assert task == "corruption_robustness"
+    failed = [(c.name, c.detail) for c in checks if not c.ok]
+    assert not failed, failed
+    names = [c.name for c in checks]
+    assert "reaches its sparsity 0.5 (within 0.01)" in names
+    assert any("runs through 'corruption_robustness'" in n for n in names)
+
+
+@pytest.mark.slow
+def test_the_leaderboard_shows_the_task_with_its_severity_plot(store, tmp_path):
+    import robench
+    from robench.report.labels import level_curve, metric
+
+    names = ["accuracy@1", "accuracy@5", "accuracy_fog@1", "accuracy@3", "psnr@2"]
+    assert level_curve(names, "accuracy") == [(1.0, "accuracy@1"), (3.0, "accuracy@3"), (5.0, "accuracy@5")]
+    assert level_curve(names, "psnr") == [(2.0, "psnr@2")]
+    assert metric("accuracy_fog@3").header == "accuracy, fog at severity 3 (%)"
+    assert metric("corruption_error@glass_blur").header == "CE, glass blur (%)" and metric("mce").scale == 100.0
+    index = robench.leaderboard(tmp_path / "site", store=store / "results.sqlite")
+    site = index.parent
+    pages = [p for p in site.rglob("*.html") if "corruption_robustness" in p.name]
+    assert pages, sorted(p.name for p in site.rglob("*.html"))
+    html = "\n".join(p.read_text() for p in pages)
+    assert "accuracy_vs_severity" in html and "mCE" in html
+    plots = list(site.rglob("*accuracy_vs_severity*.svg"))
+    assert plots and "corruption severity" in plots[0].read_text()
+
+
+@pytest.mark.parametrize("params, message", [
+    ({"families": ["shot_noise", "gaussain_noise"]}, "unknown corruption 'gaussain_noise'; did you mean 'gaussian_noise'?"),
+    ({"severities": [0, 3]}, "severity 0; expected an integer from 1 to 5"),
+    ({"severities": [6]}, "severity 6; expected an integer from 1 to 5"),
+    ({"benchmark": "mnist-c", "families": ["frost"]}, "unknown mnist-c corruption 'frost'"),
+    ({"preprocess": "oracle"}, "'oracle' cannot restore a corrupted input"),
+])
+def test_validate_refuses_bad_corruption_settings_in_one_line(params, message, tmp_path, cli_env):
+    suite = tmp_path / "bad.yaml"
+    suite.write_text(f"""
+suite: bad
+seeds: [0]
+tasks:
+  - task: corruption_robustness
+    params: {json.dumps(params)}
+    methods: [{{name: dense}}]
+""")
+    out = subprocess.run(robench_cmd("validate", suite, "--store", tmp_path / "s.sqlite"), capture_output=True,
+                         text=True, env=cli_env)
+    assert out.returncode == 2 and out.stderr.count("\n") == 1, out.stderr
+    assert message in out.stderr and "tasks[0].params" in out.stderr
+    assert not (tmp_path / "s.sqlite").exists()

@@ -274,18 +274,17 @@ def test_bad_weight_files_are_one_line(tmp_path):
 
 
 # -- the model contract ------------------------------------------------------------------------------------
-@pytest.mark.parametrize("name", ["tv:resnet18", "resnet20"])
-def test_model_contract_passes(name):
+def test_model_contract_passes_for_a_torchvision_architecture():
     from robench.check import check_model
 
-    _, checks = check_model(name, run_task=False)
+    _, checks = check_model("tv:resnet18", run_task=False)
     failed = [f"{c.name}: {c.detail}" for c in checks if not c.ok]
     assert not failed and len(checks) >= 10, failed
 
 
-@pytest.mark.slow
-def test_check_model_cli_runs_a_cifar_builtin_through_compression(tmp_path, cli_env):
-    out = subprocess.run(robench_cmd("check", "--model", "resnet20", "--task", "compression"), capture_output=True,
-                         text=True, cwd=tmp_path, env={**cli_env, "OMP_NUM_THREADS": "1"}, timeout=900)
+def test_check_model_cli_passes_for_a_cifar_builtin(tmp_path, cli_env):
+    out = subprocess.run(robench_cmd("check", "--model", "resnet20", "--quick"), capture_output=True, text=True,
+                         cwd=tmp_path, env={**cli_env, "OMP_NUM_THREADS": "1"}, timeout=600)
     assert out.returncode == 0, out.stdout + out.stderr[-2000:]
-    assert "FAIL" not in out.stdout and "runs through 'compression' (magnitude)" in out.stdout
+    assert "FAIL" not in out.stdout and "ok    the attack layer runs on it" in out.stdout
+    assert "checks passed" in out.stderr

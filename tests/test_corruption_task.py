@@ -236,3 +236,54 @@ tasks:
     assert out.returncode == 2 and out.stderr.count("\n") == 1, out.stderr
     assert message in out.stderr and "tasks[0].params" in out.stderr
     assert not (tmp_path / "s.sqlite").exists()
+
+
+@pytest.fixture(scope="module")
+def cifar_root(tmp_path_factory):
+    """A tiny CIFAR-10 folder in the real format (pickled batches of 8 images each)."""
+    import pickle
+
+    root = tmp_path_factory.mktemp("cifar10")
+    batches = root / "cifar-10-batches-py"
+    batches.mkdir()
+    rng = np.random.default_rng(0)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        entry = {b"data": rng.integers(0, 256, size=(8, 3072), dtype=np.uint8), b"labels": list(range(8))}
+        (batches / name).write_bytes(pickle.dumps(entry, protocol=3))
+    (batches / "batches.meta").write_bytes(pickle.dumps({b"label_names": [b"c%d" % i for i in range(10)]},
+                                                        protocol=3))
+    return root
+
+
+def test_the_cifar10_study_validates_with_the_users_files(cifar_root, monkeypatch):
+    import robench
+    from tests.conftest import ROOT
+
+    monkeypatch.setenv("ROBENCH_CIFAR10", str(cifar_root))
+    specs = robench.validate(ROOT / "suites" / "studies" / "compression-corruptions-cifar10.yaml")
+    assert len(specs) == 60 and {s.task_params["benchmark"] for s in specs} == {"cifar-10-c"}
+    header = (ROOT / "suites" / "studies" / "compression-corruptions-cifar10.yaml").read_text().split("\nsuite:")[0]
+    assert "Needs your files" in header and "ROBENCH_CIFAR10" in header
+
+
+def test_a_cifar10_run_uses_cifar_10_c(cifar_root, tmp_path):
+    """RGB data: CIFAR-10-C's corruptions, the cifar-convnet reference, 3-channel examples."""
+    from PIL import Image
+
+    from robench import registry
+    from robench.seeding import seed_everything
+    from robench.tasks.base import RunContext, execute
+
+    registry.load_builtins()
+    task = registry.tasks.get("corruption_robustness")(
+        model="cifar-convnet", dataset="cifar10", dataset_root=str(cifar_root), baseline_epochs=1, finetune_epochs=1,
+        batch_size=8, families=["gaussian_noise", "zoom_blur"], severities=[1, 5])
+    seed_everything(0)
+    result = execute(task, registry.methods.get("dense", task="corruption_robustness")(), 0,
+                     RunContext(tmp_path / "a", tmp_path / "cache"))
+    assert {"corruption_error@gaussian_noise", "accuracy_zoom_blur@5", "mce"} <= set(result.metrics)
+    accuracies = json.loads((tmp_path / "a" / "accuracies.json").read_text())
+    assert accuracies["benchmark"] == "cifar-10-c" and accuracies["reference_model"] == "cifar-convnet"
+    assert list((tmp_path / "cache" / "corruptions").glob("cifar10-cifar-10-c-zoom_blur-s5-seed0-*.npz"))
+    with Image.open(tmp_path / "a" / "examples.png") as examples:
+        assert examples.mode == "RGB" and examples.size == (3 * 34 * 2, 2 * 34 * 2)

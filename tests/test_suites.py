@@ -7,7 +7,8 @@ import pytest
 from robench.spec import expand, load_suite
 
 ROOT = Path(__file__).resolve().parent.parent
-SUITES = sorted((ROOT / "suites").rglob("*.yaml"))
+# suites that name the user's files (${VAR}: CIFAR-10, ImageNet) validate in their own tests, with tiny files
+SUITES = sorted(p for p in (ROOT / "suites").rglob("*.yaml") if "${" not in p.read_text())
 
 
 @pytest.mark.parametrize("path", SUITES, ids=[str(p.relative_to(ROOT)) for p in SUITES])

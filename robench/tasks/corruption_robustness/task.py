@@ -179,6 +179,18 @@ class CorruptionParams(TaskParams):
         return restoring.canonical(info.data["preprocess"], value)[1]
 
     @model_validator(mode="after")
+    def _frost_photographs(self):
+        families = self.families or (corruptions.default_families(self.benchmark) if self.benchmark != "auto" else ())
+        if self.benchmark != "mnist-c" and "frost" in families:
+            import importlib.util
+
+            if importlib.util.find_spec("imagecorruptions") is None:
+                raise ValueError("corruption 'frost' blends the frost photographs of the imagecorruptions package, "
+                                 "which is not installed: pip install 'robench[corruptions]' (or leave frost out of "
+                                 "families)")
+        return self
+
+    @model_validator(mode="after")
     def _preprocess_applies(self):
         if self.preprocess is None:
             return self
@@ -345,9 +357,11 @@ class CorruptionRobustnessTask(Task):
         # -- 1-2. the corrupted sets, generated once (before anything is trained) ----------
         ctx.say(f"{setting.benchmark}: {len(setting.families)} corruptions x {len(setting.severities)} severities "
                 f"on {len(setting.indices)} test images")
-        for family in setting.families:
-            for severity in setting.severities:
-                self.corrupted(setting, family, severity, x_clean, ctx.cache_dir)
+        sets = [(f, s) for f in setting.families for s in setting.severities]
+        # sets another process is generating are skipped, then waited for: workers share the work
+        busy = [(f, s) for f, s in sets if self.corrupted(setting, f, s, x_clean, ctx.cache_dir, blocking=False) is None]
+        for family, severity in busy:
+            self.corrupted(setting, family, severity, x_clean, ctx.cache_dir)
 
         # -- 3-4. starting model, compressed and fine-tuned ---------------------------------
         spec = TrainSpec.of_task(p, seed)
@@ -393,12 +407,13 @@ class CorruptionRobustnessTask(Task):
                           artifacts={"model": "model.pt", "storage": "storage.json", "accuracies": "accuracies.json",
                                      "examples": "examples.png"})
 
-    def corrupted(self, setting: "Setting", family: str, severity: int, x_clean, cache_dir):
+    def corrupted(self, setting: "Setting", family: str, severity: int, x_clean, cache_dir, blocking: bool = True):
         """The corrupted set (uint8 (N, C, H, W), numpy) of one family and severity, from
-        the cache or generated now (:func:`corruption_set`)."""
+        the cache or generated now (:func:`corruption_set`; None when ``blocking`` is False and
+        another process is generating it)."""
         key = self.set_key(setting, family, severity)
         return corruption_set(Path(cache_dir) / set_path(key), x_clean, setting.indices, setting.benchmark, family,
-                              severity, self.params.corruption_seed)
+                              severity, self.params.corruption_seed, blocking=blocking)
 
     def accuracies(self, model, setting, x_clean, y, cache_dir, restorers: dict, device,
                    precision: str = "fp32") -> dict:
@@ -539,10 +554,12 @@ def set_path(key: dict) -> str:
             f"seed{key['seed']}-{digest}.npz")
 
 
-def corruption_set(path: Path, x_clean, indices, benchmark: str, family: str, severity: int, seed: int):
+def corruption_set(path: Path, x_clean, indices, benchmark: str, family: str, severity: int, seed: int,
+                   blocking: bool = True):
     """uint8 (N, C, H, W): ``x_clean`` (the clean images at ``indices``) corrupted by
     ``family`` at ``severity``, generated in chunks of CHUNK images (the result does not
-    depend on the chunks) and cached at ``path`` through :func:`robench.cache.cached`."""
+    depend on the chunks) and cached at ``path`` through :func:`robench.cache.cached` (with
+    ``blocking`` False, None when another process holds the entry's lock)."""
     import numpy as np
 
     from robench.cache import cached
@@ -553,7 +570,7 @@ def corruption_set(path: Path, x_clean, indices, benchmark: str, family: str, se
         return np.concatenate(parts) if parts else np.zeros((0, *x_clean.shape[1:]), dtype=np.uint8)
 
     value, _ = cached(path, compute, lambda v, tmp: _save_npz(tmp, images=v, indices=np.asarray(indices)),
-                      lambda f: _load_npz(f)["images"])
+                      lambda f: _load_npz(f)["images"], blocking=blocking)
     return value
 
 

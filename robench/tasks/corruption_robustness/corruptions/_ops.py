@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import zlib
+from collections.abc import Sequence
 
 # float → uint8 as the published datasets store images (np.uint8 of the 0–255 floats, a
 # truncation); the epsilon keeps a value computed as k/255·255 = k − 1e-13 at k
@@ -25,10 +26,30 @@ def image_rngs(seed: int, benchmark: str, family: str, severity: int, indices) -
     the seed: every severity of an image starts from the same draws (common random numbers:
     the noise, angle or fractal is the same, the severity sets its strength), so a severity
     curve is not blurred by fresh randomness at each step."""
-    import numpy as np
-
     code = zlib.crc32(f"{benchmark}/{family}".encode("utf-8"))
-    return [np.random.Generator(np.random.PCG64(np.random.SeedSequence([int(seed), code, int(i)]))) for i in indices]
+    return ImageRngs([(int(seed), code, int(i)) for i in indices])
+
+
+class ImageRngs(Sequence):
+    """The per-image generators of :func:`image_rngs`, each made when first used and kept
+    (a deterministic family never pays for them; a random one draws from one stream per
+    image however often it asks)."""
+
+    def __init__(self, keys: list[tuple[int, int, int]]):
+        self._keys = keys
+        self._made: list = [None] * len(keys)
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        if self._made[i] is None:
+            import numpy as np
+
+            self._made[i] = np.random.Generator(np.random.PCG64(np.random.SeedSequence(list(self._keys[i]))))
+        return self._made[i]
 
 
 def to_float(images_uint8):
@@ -193,6 +214,14 @@ def plasma_fractal(mapsize: int, decay: float, rng):
         wibble /= decay
     field -= field.min()
     return field / field.max()
+
+
+def plasma_fractals(mapsize: int, decay: float, rngs):
+    """:func:`plasma_fractal` per generator, (N, mapsize, mapsize) (one map at a time: a
+    batched version was no faster, its arrays leave the cache)."""
+    import numpy as np
+
+    return np.stack([plasma_fractal(mapsize, decay, rng) for rng in rngs])
 
 
 def next_power_of_two(n: int) -> int:

@@ -282,7 +282,7 @@ def _fog(x, params, rngs, constants):
     n, h, w, _ = x.shape
     size = 32 if constants == "cifar-10-c" else _ops.next_power_of_two(max(h, w))
     size = max(size, _ops.next_power_of_two(max(h, w)))
-    fog = np.stack([_ops.plasma_fractal(size, decay, rng)[:h, :w] for rng in rngs])[..., None]
+    fog = _ops.plasma_fractals(size, decay, rngs)[:, :h, :w, None]
     peak = x.max(axis=(1, 2, 3), keepdims=True)
     return (x + amount * fog) * peak / (peak + amount)
 

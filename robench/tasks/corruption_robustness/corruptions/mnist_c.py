@@ -235,7 +235,7 @@ def _fog(x, params, rngs):
     c, decay = params
     h, w = x.shape[1:3]
     size = max(256, _ops.next_power_of_two(max(h, w)))
-    fog = np.stack([_ops.plasma_fractal(size, decay, rng)[:h, :w] for rng in rngs])[..., None]
+    fog = _ops.plasma_fractals(size, decay, rngs)[:, :h, :w, None]
     peak = x.max(axis=(1, 2, 3), keepdims=True)
     return np.clip((x + c * fog) * peak / (peak + c), 0, 1)
 

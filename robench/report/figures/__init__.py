@@ -31,6 +31,10 @@ FIGURES: dict[str, tuple[str, str, str]] = {
                                "suites/studies/compression-robustness.yaml",
                                "Compression meets robustness: robust accuracy and rho2 vs storage ratio per method "
                                "with the Pareto front, per model and base (vanilla, DeepDefense), report"),
+    "compression-corruptions": ("robench.report.figures.compression_corruptions:make",
+                                "suites/studies/compression-corruptions.yaml",
+                                "What compression forgets: MNIST-C mCE vs storage ratio per method with the Pareto "
+                                "front, drop on corrupted vs clean data (Hooker et al.), per model and base, report"),
 }
 
 

@@ -437,9 +437,10 @@ class RestorationSpectrumTask(Task):
         return out
 
     def rescore_tolerance(self, metric: str) -> float:
-        """The method's scores are float64 arithmetic on 8-bit images: another kernel set
-        changes them by rounding only (measured: SSIM by 6.5e-9, PSNR by 0), far inside the
-        verifier's relative 1e-6, so 0 here. The reference networks' means
+        """The method's scores are deterministic arithmetic on 8-bit images: another kernel
+        set changes them by rounding only (measured: SSIM by 6.5e-9, 2.5e-9 with the banded
+        float32 filtering of issue 23; PSNR by 0), far inside the verifier's relative 1e-6,
+        so 0 here. The reference networks' means
         (``psnr_base_offtrain_mean``, ``psnr_oracle_offtrain_mean``) come from networks the
         maintainer trains on its own kernel set: :data:`REFERENCE_PSNR_TOLERANCE_DB`."""
         if metric in ("psnr_base_offtrain_mean", "psnr_oracle_offtrain_mean"):

@@ -252,3 +252,34 @@ def test_a_stage_version_bump_changes_the_pipeline_run_id(tmp_path, monkeypatch)
     monkeypatch.setattr(IncrementalNetworkQuantization, "version", "2")
     (after,) = expand(load_suite(suite), str(suite))
     assert after.method_version == "1[dns@1,inq@2]" and after.id != before.id
+
+
+@pytest.mark.parametrize("case", ["few", "many", "one-outside-the-probe", "just-above-cap"])
+def test_distinct_count_is_exact_up_to_the_cap(case):
+    from robench.tasks.compression.metrics import distinct_count
+
+    g = torch.Generator().manual_seed(0)
+    cap = 64
+    if case == "few":
+        values = torch.randint(-4, 4, (10_000,), generator=g).float() / 8
+    elif case == "many":
+        values = torch.randn(10_000, generator=g)
+    elif case == "one-outside-the-probe":  # a value the evenly spaced probe cannot see
+        values = torch.randint(-4, 4, (10_000,), generator=g).float() / 8
+        values[4 * cap // 2 * (10_000 // (4 * cap)) + 7] = 0.3
+    else:
+        values = torch.randint(0, cap + 1, (10_000,), generator=g).float()
+    assert distinct_count(values, cap) == min(int(torch.unique(values).numel()), cap + 1)
+
+
+def test_relative_index_entries_equal_the_direct_sum():
+    from robench.tasks.compression.metrics import relative_index_entries
+
+    g = torch.Generator().manual_seed(1)
+    kept = torch.rand(300_000, generator=g) < 0.05
+    kept[200_000:290_000] = False  # one gap larger than the histogram's range
+    nonzero = kept.nonzero().flatten()
+    gaps = torch.diff(nonzero, prepend=torch.tensor([-1])).double()
+    expected = {p: int(torch.ceil(gaps / (1 << p)).sum()) for p in range(1, 17)}
+    assert relative_index_entries(nonzero, small=1 << 10) == expected
+    assert relative_index_entries(torch.zeros(0, dtype=torch.long)) == {p: 0 for p in range(1, 17)}

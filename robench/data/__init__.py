@@ -55,9 +55,14 @@ class ArraySplit:
 
     def on(self, device) -> tuple[Any, Any]:
         """(x, y) on ``device``: a GPU copy is made once per split object and device."""
-        key = str(device)
-        if key == "cpu" or self.x.device.type != "cpu" and str(self.x.device) == key:
+        import torch
+
+        target = torch.device(device)
+        if target.type == "cuda" and target.index is None:
+            target = torch.device("cuda", torch.cuda.current_device())
+        if self.x.device == target:
             return self.x, self.y
+        key = str(target)
         if key not in self._on_device:
             self._on_device[key] = (self.x.to(device), self.y.to(device))
         return self._on_device[key]

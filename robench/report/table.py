@@ -216,6 +216,12 @@ class Selection:
     tagged: bool | None = None
 
 
+def suite_and_full(suite: str) -> set[str]:
+    """A paper suite's name and its paper-scale twin's (``suites/papers-full/<paper>.yaml``
+    names itself ``<paper>-full``): a paper's figures read both."""
+    return {suite, f"{suite}-full"}
+
+
 def select_runs(frame, task: str, *, suite: str | None = None, methods: Iterable[str] | None = None,
                 where: Callable[[dict], bool] | None = None, group: str | None = None,
                 group_default: Any = None, setting_without: Iterable[str] | None = None,
@@ -223,7 +229,8 @@ def select_runs(frame, task: str, *, suite: str | None = None, methods: Iterable
     """The done runs of ``task`` that a paper's figures read.
 
     1. Rows of ``task`` (of ``methods`` when given) whose task params pass ``where``.
-    2. Those tagged with ``suite`` when any is, else all of them (``tagged`` says which).
+    2. Those tagged with ``suite`` or its paper-scale twin ``<suite>-full`` when any is, else
+       all of them (``tagged`` says which).
     3. ``failed`` counts the ones not done; the done ones go on.
     4. Per value of ``task_params[group]`` (``group_default`` when absent; one group when
        ``group`` is None) one task setting is kept: setting = the ``task_label``, or with
@@ -242,7 +249,8 @@ def select_runs(frame, task: str, *, suite: str | None = None, methods: Iterable
     runs = frame[keep]
     tagged = None
     if suite is not None and "suites" in runs and not runs.empty:
-        in_suite = runs["suites"].map(lambda s: suite in (s or []))
+        names = suite_and_full(suite)
+        in_suite = runs["suites"].map(lambda s: bool(names & set(s or [])))
         tagged = bool(in_suite.any())
         if tagged:
             runs = runs[in_suite]

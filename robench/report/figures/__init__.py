@@ -48,11 +48,14 @@ class MissingRuns(UserError):
 
 
 def suite_runs(frame, name: str) -> int:
-    """How many runs of the figure set ``name``'s suite the results table holds."""
-    suite = Path(FIGURES[name][1]).stem
+    """How many runs of the figure set ``name``'s suite (or its paper-scale twin) the results
+    table holds."""
+    from robench.report.table import suite_and_full
+
+    names = suite_and_full(Path(FIGURES[name][1]).stem)
     if frame is None or frame.empty or "suites" not in frame:
         return 0
-    return int(frame["suites"].map(lambda s: suite in (s if isinstance(s, (list, tuple)) else [])).sum())
+    return int(frame["suites"].map(lambda s: bool(names & set(s if isinstance(s, (list, tuple)) else []))).sum())
 
 
 def written_files(paths) -> list[Path]:

@@ -100,8 +100,9 @@ def scale_lines(runs, extra: str = "") -> list[str]:
         group = runs[runs["model"] == model]
         p = dict(group["task_params"].iloc[0])
         seeds = sorted({int(s) for s in group["seed"]})
-        lines.append(f"- **{model}** on `{p.get('dataset', '?')}`: dense baseline trained "
-                     f"{p.get('baseline_epochs', '?')} epochs (shared by every method of a seed), then "
+        baseline = (f"dense baseline loaded from the checkpoint `{Path(p['weights']).name}`" if p.get("weights")
+                    else f"dense baseline trained {p.get('baseline_epochs', '?')} epochs")
+        lines.append(f"- **{model}** on `{p.get('dataset', '?')}`: {baseline} (shared by every method of a seed), then "
                      f"{p.get('finetune_epochs', '?')} fine-tuning epochs per method (SGD, cosine lr from "
                      f"{p.get('finetune_lr', '?')}, batch {p.get('batch_size', '?')}){extra}; "
                      f"{len(seeds)} seed(s) ({', '.join(map(str, seeds))}), {len(group)} runs, "

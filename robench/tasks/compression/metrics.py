@@ -176,6 +176,43 @@ def _value_code(n_values: int, distinct: int) -> tuple[int, str]:
 
 
 @torch.no_grad()
+def relative_index_entries(nonzero: torch.Tensor, small: int = 1 << 16) -> dict[int, int]:
+    """``{p: Σ_i ceil(gap_i / 2^p)}`` for p = 1..16, the gaps being those between the sorted
+    flat indices ``nonzero`` of the kept weights (the first from -1): the entries of a
+    relative-index encoding with p-bit jumps. One pass over the layer: gaps below ``small``
+    are counted into a histogram and the sums taken over it; the rare larger ones directly."""
+    if nonzero.numel() == 0:
+        return {p: 0 for p in range(1, 17)}
+    gaps = torch.diff(nonzero, prepend=torch.tensor([-1], device=nonzero.device))
+    is_small = gaps < small
+    counts = torch.bincount(gaps[is_small], minlength=small).double()
+    values = torch.arange(small, device=gaps.device, dtype=torch.float64)
+    large = gaps[~is_small]
+    return {p: int(round(float((counts * torch.ceil(values / (1 << p))).sum())))
+            + int(((large + ((1 << p) - 1)) >> p).sum()) for p in range(1, 17)}
+
+
+@torch.no_grad()
+def distinct_count(values: torch.Tensor, cap: int) -> int:
+    """The number of distinct entries of the 1-D ``values`` when it is at most ``cap``, else
+    ``cap + 1`` (all a codebook decision needs). A large float layer is settled from a probe
+    of ``4 * cap`` evenly spaced entries: more than ``cap`` distinct there means more in all;
+    otherwise every entry is looked up among the probe's values (a binary search, not a sort
+    of the whole layer) and, when all are found, their count is exact."""
+    n = values.numel()
+    if n <= 4 * cap:
+        return int(torch.unique(values).numel())
+    probe = torch.arange(4 * cap, device=values.device) * (n - 1) // (4 * cap - 1)  # exact in int64
+    seen = torch.unique(values[probe])
+    if seen.numel() > cap:
+        return cap + 1
+    found = seen[torch.bucketize(values, seen).clamp_(max=seen.numel() - 1)]
+    if torch.equal(found, values):
+        return int(seen.numel())
+    return min(int(torch.unique(values).numel()), cap + 1)
+
+
+@torch.no_grad()
 def weight_storage(weight: torch.Tensor) -> dict:
     """Bits needed to store ``weight`` with the cheapest encoding of the module docstring.
 
@@ -186,7 +223,7 @@ def weight_storage(weight: torch.Tensor) -> dict:
     nonzero = torch.nonzero(flat).flatten()
     k = nonzero.numel()
     values = flat[nonzero]
-    distinct_nonzero = int(torch.unique(values).numel()) if k else 0
+    distinct_nonzero = distinct_count(values, MAX_CODEBOOK) if k else 0
     distinct_all = distinct_nonzero + (1 if k < n else 0)
     bits, code = _value_code(n, max(distinct_all, 1))
     best = {"bits": bits, "encoding": "dense", "value_code": code, "index_bits": None}
@@ -194,12 +231,9 @@ def weight_storage(weight: torch.Tensor) -> dict:
         bits, code = _value_code(k, max(distinct_nonzero, 1))
         if n + bits < best["bits"]:
             best = {"bits": n + bits, "encoding": "bitmask", "value_code": code, "index_bits": None}
-        if k:
-            gaps = torch.diff(nonzero, prepend=torch.tensor([-1], device=nonzero.device)).double()
-        else:
-            gaps = torch.zeros(0, dtype=torch.float64, device=flat.device)
+        entries_at = relative_index_entries(nonzero)
         for p in range(1, 17):
-            entries = int(torch.ceil(gaps / float(1 << p)).sum().item()) if k else 0
+            entries = entries_at[p]
             fillers = entries - k
             bits, code = _value_code(entries, max(distinct_nonzero + (1 if fillers else 0), 1))
             total = entries * p + bits

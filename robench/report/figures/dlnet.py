@@ -157,12 +157,14 @@ def plot_image_grid(runs, out: Path) -> Path | None:
         train = levels_of(sub.iloc[0]["task_params"], sub.iloc[0]["metrics"])[0]
         chosen = sorted({0, int(np.argmin([abs(lv - train) for lv in levels])), len(levels) - 1})
         index = int(np.argmax(truth.reshape(len(truth), -1).std(axis=1)))
+        # whole images (eval_size=full) are stored zero-padded: show and score the image only
+        h, w = first["sizes"][index] if "sizes" in first else truth.shape[1:3]
         for i in chosen:
-            row = [("degraded (network input)", _as_float(first[f"degraded_{i}"])[index])]
+            row = [("degraded (network input)", _as_float(first[f"degraded_{i}"])[index, :h, :w])]
             for method in GRID_METHODS:
-                restored = _as_float(arrays[method][f"restored_{i}"])[index]
-                row.append((f"{method}  {_psnr(restored, truth[index]):.1f} dB", restored))
-            row.append(("ground truth", truth[index]))
+                restored = _as_float(arrays[method][f"restored_{i}"])[index, :h, :w]
+                row.append((f"{method}  {_psnr(restored, truth[index, :h, :w]):.1f} dB", restored))
+            row.append(("ground truth", truth[index, :h, :w]))
             panels.append((family, levels[i], row))
     if not panels:
         return None

@@ -155,8 +155,9 @@ def test_restore_then_classify(tmp_path):
     results = {}
     for name, extra in (("raw", {}), ("restored", {"preprocess": "base", "restoration_steps": 20})):
         seed_everything(0)
-        results[name] = execute(task_cls(**common, **extra), registry.methods.get("dense", task="corruption_robustness")(),
-                                0, RunContext(tmp_path / name, tmp_path / "cache")).metrics
+        dense = registry.methods.get("dense", task="corruption_robustness")()
+        results[name] = execute(task_cls(**common, **extra), dense, 0,
+                                RunContext(tmp_path / name, tmp_path / "cache")).metrics
     raw, restored = results["raw"], results["restored"]
     assert restored["restored_families"] == 1.0 and "restored_families" not in raw
     assert restored["accuracy_shot_noise@4"] == raw["accuracy_shot_noise@4"]
@@ -215,7 +216,8 @@ def test_the_leaderboard_shows_the_task_with_its_severity_plot(store, tmp_path):
 
 
 @pytest.mark.parametrize("params, message", [
-    ({"families": ["shot_noise", "gaussain_noise"]}, "unknown corruption 'gaussain_noise'; did you mean 'gaussian_noise'?"),
+    ({"families": ["shot_noise", "gaussain_noise"]},
+     "unknown corruption 'gaussain_noise'; did you mean 'gaussian_noise'?"),
     ({"severities": [0, 3]}, "severity 0; expected an integer from 1 to 5"),
     ({"severities": [6]}, "severity 6; expected an integer from 1 to 5"),
     ({"benchmark": "mnist-c", "families": ["frost"]}, "unknown mnist-c corruption 'frost'"),
@@ -287,3 +289,60 @@ def test_a_cifar10_run_uses_cifar_10_c(cifar_root, tmp_path):
     assert list((tmp_path / "cache" / "corruptions").glob("cifar10-cifar-10-c-zoom_blur-s5-seed0-*.npz"))
     with Image.open(tmp_path / "a" / "examples.png") as examples:
         assert examples.mode == "RGB" and examples.size == (3 * 34 * 2, 2 * 34 * 2)
+
+
+def fake_study_frame():
+    """A results table shaped like robench.api.results() for the study: lenet-5, vanilla and
+    DeepDefense bases, dense and four configurations, two seeds, two corruptions. A
+    configuration with clean drop c and extra drop e loses c + 1.5e on fog, c + 0.5e on rotate."""
+    import pandas as pd
+
+    base = {"recipe": "deepdefense", "params": {"c": 10}, "epochs": 2, "lr": 0.005, "batch_size": 64, "version": "1"}
+    configs = [("dense", "dense", {}, 1.0, 0.0, 0.0), ("magnitude", "magnitude(sparsity=0.9)", {"sparsity": 0.9}, 8.0,
+               0.01, 0.04), ("magnitude", "magnitude(sparsity=0.98)", {"sparsity": 0.98}, 30.0, 0.03, 0.06),
+               ("inq", "inq(bits=5)", {"bits": 5}, 6.4, 0.0, 0.0),
+               ("sketch", "sketch(m=2)", {"m": 2}, 15.0, 0.05, -0.02)]
+    rows = []
+    for with_base in (False, True):
+        params = {"model": "lenet-5", "dataset": "mnist-5k", "baseline_epochs": 10, "finetune_epochs": 2,
+                  "finetune_lr": 0.02, "batch_size": 64, "benchmark": "auto", **({"base": base} if with_base else {})}
+        for method, label, mp, ratio, clean_drop, extra in configs:
+            for seed in range(2):
+                jitter = 0.0005 * seed
+                fog, rotate = 0.80 - clean_drop - 1.5 * extra + jitter, 0.70 - clean_drop - 0.5 * extra + jitter
+                metrics = {"compression_ratio_bits": ratio, "clean_accuracy": 0.95 - clean_drop + jitter,
+                           "corrupted_accuracy": (fog + rotate) / 2,
+                           "mce": (0.65 if with_base else 0.70) + 2 * (clean_drop + extra) + jitter,
+                           "relative_mce": 0.8 + extra}
+                for s in range(1, 6):
+                    metrics.update({f"accuracy_fog@{s}": fog, f"accuracy_rotate@{s}": rotate,
+                                    f"accuracy@{s}": (fog + rotate) / 2})
+                rows.append({"task": "corruption_robustness", "status": "done", "method": method,
+                             "method_label": label, "method_params": mp, "seed": seed, "task_params": params,
+                             "suites": ["compression-corruptions"], "metrics": metrics, "model": "lenet-5",
+                             "task_label": "model=lenet-5" + (", base=dd" if with_base else "")})
+    return pd.DataFrame(rows)
+
+
+def test_the_study_figures_say_what_held(tmp_path):
+    from robench.report.figures import FIGURES, make_figures
+
+    assert FIGURES["compression-corruptions"][1] == "suites/studies/compression-corruptions.yaml"
+    files = make_figures("compression-corruptions", fake_study_frame(), tmp_path)
+    assert {f.name for f in files} == {"results.csv", "compression_corruptions.png", "forgotten_corruptions.png",
+                                       "report.md"}
+    assert (tmp_path / "compression-corruptions" / "compression_corruptions.svg").exists()
+    report = (tmp_path / "compression-corruptions" / "report.md").read_text()
+    # per base: magnitude 0.9 and 0.98 lose more on corrupted images, inq the same, sketch less
+    assert ("**Hooker et al.'s finding held in part**: 4 of 8 compressed configurations lose more accuracy on "
+            "corrupted images than on clean ones (beyond noise), 2 lose less; the mean extra drop is +2.00 points"
+            ) in report
+    assert "- **mCE**: 6 of 8 compressed configurations have a higher mCE than the dense model of their setting, " \
+           "0 a lower one." in report
+    assert "mCE 65.0 % against 70.0 % for the vanilla base (lower)" in report
+    assert "| fog | +3.00 |" in report and "| rotate | +1.00 |" in report  # 1.5 and 0.5 times the mean extra drop
+    assert "| magnitude | 4 | +2.00 | +7.00 | +5.00 | 4.00 (median) |" in report  # median of 5, 3, 5, 3
+    assert ("| lenet-5 | vanilla | 4–12× | inq(bits=5) | 6.4× | 70.0 ± 0.0 | 70.0 ± 0.0 | within noise of dense |"
+            in report)
+    assert ("| lenet-5 | vanilla | 24–48× | magnitude(sparsity=0.98) | 30.0× | 88.0 ± 0.0 | 70.0 ± 0.0 | "
+            "above dense |" in report)

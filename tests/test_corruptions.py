@@ -139,7 +139,8 @@ def test_impulse_noise_flips_the_severitys_share_to_black_or_white(corruption_se
 # ------------------------------------------------------------------ blur
 
 def test_motion_blur_is_a_one_sided_gaussian_streak_of_the_severitys_length():
-    """A point smeared along the angle: at 0° the pixel i columns to its left holds k_i ∝ exp(−i²/2σ²), i ≤ 2r."""
+    """A point smeared along the angle: at 0° the pixel i columns to its left holds k_i ∝ exp(−i²/2σ²),
+    i ≤ 2r."""
     for radius, sigma in (mnist_c.LADDERS["motion_blur"][0][0], mnist_c.LADDERS["motion_blur"][0][2]):
         x = np.zeros((1, 28, 40, 1))
         x[0, 14, 30] = 1.0
@@ -216,8 +217,8 @@ def test_rotate_turns_the_digit_by_the_severitys_angle(digits):
         angle = math.degrees(mnist_c.LADDERS["rotate"][0][severity - 1])
         out = C.corrupt(x, "mnist-c", "rotate", severity, 0, range(5))
         for image, got in zip(x, out):
-            turned = [_ops.to_uint8(ndimage.rotate(image[0], sign * angle, reshape=False, order=1, mode="grid-constant"))
-                      for sign in (1, -1)]
+            turned = [_ops.to_uint8(ndimage.rotate(image[0], sign * angle, reshape=False, order=1,
+                                                   mode="grid-constant")) for sign in (1, -1)]
             assert _either(got[0], turned)
 
 
@@ -331,6 +332,25 @@ def test_snow_and_frost_only_add_light_and_texture(photos):
     assert len(textures) == 5 and textures[0].shape[:2] == (120 - 31, 180 - 31)  # 900x600 at a fifth
     for crop in layer[:3]:  # a crop of one of the first five photographs at a fifth of their size
         assert min(np.abs(t - crop).max(axis=(-1, -2, -3)).min() for t in textures) < 1e-9
+
+
+def test_elastic_transform_moves_pixels_by_a_smooth_bounded_field():
+    """Read the displacement off ramp images (red = column, green = row): CIFAR-10-C's
+    severity 2 (a random affine of ±0.07·size on three points, then a field of amplitude
+    0.05·size smoothed by σ = 0.2·size) moves pixels by a few pixels, smoothly; values are
+    only moved, never changed (a constant image stays constant)."""
+    cols, rows = np.meshgrid(np.arange(32.0), np.arange(32.0))
+    ramp = np.stack([0.1 + 0.8 * cols / 31, 0.1 + 0.8 * rows / 31, np.full((32, 32), 0.5)], axis=-1)
+    out = common_c.apply("cifar-10-c", "elastic_transform", np.stack([ramp] * 6), 2, rngs(6))
+    dx = (out[..., 0] - 0.1) / 0.8 * 31 - cols
+    dy = (out[..., 1] - 0.1) / 0.8 * 31 - rows
+    inner = (slice(None), slice(6, 26), slice(6, 26))  # away from the reflected borders
+    shift = np.hypot(dx, dy)[inner]
+    assert shift.max() < 8 and shift.mean() > 0.3
+    assert np.abs(np.diff(dx, axis=2)[inner]).mean() < 0.15 and np.abs(np.diff(dy, axis=1)[inner]).mean() < 0.15
+    assert np.allclose(out[..., 2], 0.5)
+    assert np.allclose(common_c.apply("imagenet-c", "elastic_transform", grey(0.3, size=32, channels=3), 5,
+                                      rngs(40)), 0.3)
 
 
 def test_spatter_is_mud_or_water():

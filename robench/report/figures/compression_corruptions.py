@@ -34,7 +34,7 @@ import statistics
 from pathlib import Path
 
 from robench.report.figures.compression_robustness import base_labels, describe_base
-from robench.report.plots import PAPER, pareto_front, save_figure
+from robench.report.plots import PAPER, log_ticks, pareto_front, save_figure
 from robench.report.style import method_colors, method_markers
 from robench.report.table import as_dict, order_key, ordered, pm, select_runs, summarize, to_float
 
@@ -150,22 +150,22 @@ def plot(summary, out: Path, scale: str = "") -> Path:
         ax = axes[0][j]
         for r in compressed:
             if math.isfinite(r["storage_mean"]) and math.isfinite(r["mce_mean"]):
-                ax.errorbar(r["storage_mean"], 100 * r["mce_mean"], yerr=100 * _zero(r["mce_std"]), fmt=markers[r["config"]],
-                            color=colours[r["config"]], ms=5.5, mec="white", mew=0.5, elinewidth=0.8, capsize=2,
-                            label=r["config"], zorder=3)
-        points = summary.iloc[0:0]
-        if compressed:
-            import pandas as pd
+                ax.errorbar(r["storage_mean"], 100 * r["mce_mean"], yerr=100 * _zero(r["mce_std"]),
+                            fmt=markers[r["config"]], color=colours[r["config"]], ms=5.5, mec="white", mew=0.5,
+                            elinewidth=0.8, capsize=2, label=r["config"], zorder=3)
+        import pandas as pd
 
-            points = pd.DataFrame([{"x_mean": r["storage_mean"], "y_mean": r["mce_mean"], "method": r["method"]}
-                                   for r in compressed if math.isfinite(r["storage_mean"] * r["mce_mean"])])
+        points = pd.DataFrame([{"x_mean": r["storage_mean"], "y_mean": r["mce_mean"], "method": r["method"]}
+                               for r in compressed if math.isfinite(r["storage_mean"] * r["mce_mean"])])
         if len(points) > 1:
             best = pareto_front(points, True, False)
-            ax.step(best["x_mean"], 100 * best["y_mean"], where="post", color="0.35", lw=1, ls="--", zorder=1,
+            # the lowest mCE among the configurations storing at least x: constant up to each front point
+            ax.step(best["x_mean"], 100 * best["y_mean"], where="pre", color="0.35", lw=1, ls="--", zorder=1,
                     label="Pareto front")
         if dense is not None and math.isfinite(dense["mce_mean"]):
             ax.axhline(100 * dense["mce_mean"], color="0.45", ls=":", lw=1.2, label="dense (reference)")
         ax.set_xscale("log")
+        log_ticks(ax.xaxis)
         ax.set_xlabel("storage ratio (32-bit dense bits / stored bits)")
         ax.set_ylabel("mCE (%; 100 = the reference model)" if j == 0 else "")
         ax.set_title(f"{model}, {base} base")
@@ -362,6 +362,43 @@ def restore_lines(summary) -> list[str]:
     return lines
 
 
+def verdict_lines(summary, mce_counts, hooker_counts, per_method) -> list[str]:
+    """The findings in a few lines: Hooker et al.'s (held / partly / not), the mCE cost of
+    compression, the robust base, restore-then-classify."""
+    more, same, less = hooker_counts
+    total = more + same + less
+    if not total:
+        return ["No compressed configuration to compare with dense."]
+    word = ("held" if more > total / 2 else "held in part" if more > less else "did not hold")
+    mean_extra = statistics.mean(v for values in per_method.values() for v in values)
+    lines = [f"- **Hooker et al.'s finding {word}**: {more} of {total} compressed configurations lose more accuracy "
+             f"on corrupted images than on clean ones (beyond noise), {less} lose less; the mean extra drop is "
+             f"{100 * mean_extra:+.2f} points."]
+    above, within, below = mce_counts
+    lines.append(f"- **mCE**: {above} of {above + within + below} compressed configurations have a higher mCE than "
+                 f"the dense model of their setting, {below} a lower one.")
+    sub = summary[(summary["method"] == REFERENCE) & (summary["preprocess"] == "none")]
+    for model in ordered(sub["model"], MODEL_ORDER):
+        rows = {r["base"]: r for r in sub[sub["model"] == model].to_dict("records")}
+        if "vanilla" in rows:
+            for base, r in rows.items():
+                if base != "vanilla":
+                    gap = r["mce_mean"] - rows["vanilla"]["mce_mean"]
+                    side = ("lower", "within noise", "higher")[1 - verdict(-gap, noise("mce", r, rows["vanilla"]))]
+                    lines.append(f"- **{base} base, {model} dense**: mCE {100 * r['mce_mean']:.1f} % against "
+                                 f"{100 * rows['vanilla']['mce_mean']:.1f} % for the vanilla base ({side}).")
+    for preprocess in sorted(set(summary["preprocess"]) - {"none"}):
+        gaps = []
+        for model, base in settings_of(summary, preprocess):
+            plain = {r["config"]: r for r in _rows(summary, model, base)}
+            gaps += [r["mce_mean"] - plain[r["config"]]["mce_mean"] for r in _rows(summary, model, base, preprocess)
+                     if r["config"] in plain]
+        if gaps:
+            lines.append(f"- **Restore, then classify ({preprocess})**: the mCE changes by "
+                         f"{', '.join(f'{100 * g:+.1f}' for g in gaps)} points over {len(gaps)} configurations.")
+    return lines
+
+
 def _scale_lines(runs) -> list[str]:
     lines = []
     for model, group in runs.groupby("model"):
@@ -400,6 +437,7 @@ def write_report(runs, summary, families, notes, figures, out: Path) -> Path:
               f"({100 * MCE_FLOOR:g} % of an mCE).", ""]
     if notes:
         lines += ["Notes on the data used:", ""] + [f"- {n}" for n in notes] + [""]
+    lines += ["## What held at this scale", ""] + verdict_lines(summary, mce_counts, counts, per_method) + [""]
     lines += [f"![mCE vs storage; corrupted vs clean drop]({figures[0].name})", "",
               "## 1. Does compression raise the mCE at equal storage?", ""]
     above, same, below = mce_counts
@@ -423,7 +461,8 @@ def write_report(runs, summary, families, notes, figures, out: Path) -> Path:
                   "| corruption | " + " | ".join(extra) + " |", "|" + " --- |" * (len(extra) + 1)]
         order = sorted(families, key=lambda f: -statistics.mean([_zero(extra[m].get(f)) for m in extra]))
         for family in order:
-            lines.append(f"| {family} | " + " | ".join(f"{100 * _zero(extra[m].get(family)):+.2f}" for m in extra) + " |")
+            cells = " | ".join(f"{100 * _zero(extra[m].get(family)):+.2f}" for m in extra)
+            lines.append(f"| {family} | {cells} |")
         lines.append("")
     lines += ["## 3. Does a robust (DeepDefense) base change the corruption error?", ""] + base_lines(summary) + [""]
     restore = restore_lines(summary)
@@ -459,8 +498,8 @@ def _markdown(summary) -> str:
 
 def scale_title(runs) -> str:
     p = as_dict(runs["task_params"].iloc[0])
-    benchmark = p.get("benchmark") if p.get("benchmark") not in (None, "auto") else "MNIST-C/CIFAR-10-C"
-    return (f"{p.get('dataset')}, {benchmark}: {len(families_of(runs))} corruptions × "
+    benchmark = f" ({p.get('benchmark')})" if p.get("benchmark") not in (None, "auto") else ""
+    return (f"{p.get('dataset')}{benchmark}: {len(families_of(runs))} corruptions × "
             f"{len(p.get('severities') or [1, 2, 3, 4, 5])} severities, {p.get('finetune_epochs')} fine-tuning "
             f"epochs per method, {runs['seed'].nunique()} seeds")
 

@@ -50,7 +50,8 @@ def _same_severities(errors, reference) -> None:
 
 
 def corruption_metrics(accuracy: Mapping[str, Mapping[int, float]], clean_accuracy: float,
-                       reference: Mapping[str, Mapping[int, float]], reference_clean_accuracy: float) -> dict[str, float]:
+                       reference: Mapping[str, Mapping[int, float]],
+                       reference_clean_accuracy: float) -> dict[str, float]:
     """Every metric of a run from accuracies (family → severity → accuracy, and clean):
     ``accuracy_<family>@<severity>``, ``accuracy@<severity>`` (mean over the families),
     ``corrupted_accuracy`` (mean over families and severities), ``corruption_error@<family>``,

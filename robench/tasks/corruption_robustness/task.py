@@ -274,7 +274,8 @@ class CorruptionRobustnessTask(Task):
             check, measured = guarded(f"reaches its sparsity {target:g} (within {tolerance:g})",
                                       lambda: weight_sparsity(out))
             if measured is not None:
-                check = Check(check.name, abs(measured - target) <= tolerance, f"measured weight sparsity {measured:.4f}")
+                check = Check(check.name, abs(measured - target) <= tolerance,
+                              f"measured weight sparsity {measured:.4f}")
             checks.append(check)
         return checks
 
@@ -357,9 +358,13 @@ class CorruptionRobustnessTask(Task):
         # -- 1-2. the corrupted sets, generated once (before anything is trained) ----------
         ctx.say(f"{setting.benchmark}: {len(setting.families)} corruptions x {len(setting.severities)} severities "
                 f"on {len(setting.indices)} test images")
-        sets = [(f, s) for f in setting.families for s in setting.severities]
+        from robench.cache import verified
+
+        missing = [(f, s) for f in setting.families for s in setting.severities
+                   if not verified(Path(ctx.cache_dir) / set_path(self.set_key(setting, f, s)))]
         # sets another process is generating are skipped, then waited for: workers share the work
-        busy = [(f, s) for f, s in sets if self.corrupted(setting, f, s, x_clean, ctx.cache_dir, blocking=False) is None]
+        busy = [(f, s) for f, s in missing
+                if self.corrupted(setting, f, s, x_clean, ctx.cache_dir, blocking=False) is None]
         for family, severity in busy:
             self.corrupted(setting, family, severity, x_clean, ctx.cache_dir)
 
@@ -382,7 +387,9 @@ class CorruptionRobustnessTask(Task):
 
         # -- 5-6. restore (optional), classify, normalize by the reference -----------------
         restorers = self.restorers(setting, data, seed, ctx) if p.preprocess else {}
-        table = self.accuracies(model, setting, x_clean, y, ctx.cache_dir, restorers, ctx.device, p.precision)
+        firsts: dict = {}
+        table = self.accuracies(model, setting, x_clean, y, ctx.cache_dir, restorers, ctx.device, p.precision,
+                                firsts=firsts)
         reference = self.reference_accuracies(setting, data, x_clean, y, ctx)
         from robench.tasks.corruption_robustness.metrics import corruption_metrics
 
@@ -402,7 +409,7 @@ class CorruptionRobustnessTask(Task):
         (folder / "accuracies.json").write_text(json.dumps(
             {"benchmark": setting.benchmark, "reference_model": setting.reference_model,
              "restored": sorted(restorers), "model": table, "reference": reference}, indent=2) + "\n")
-        self.write_examples(folder / "examples.png", setting, x_clean, ctx.cache_dir)
+        write_examples(folder / "examples.png", setting, x_clean, firsts)
         return TaskResult(metrics={k: float(v) for k, v in metrics.items()},
                           artifacts={"model": "model.pt", "storage": "storage.json", "accuracies": "accuracies.json",
                                      "examples": "examples.png"})
@@ -416,11 +423,12 @@ class CorruptionRobustnessTask(Task):
                               severity, self.params.corruption_seed, blocking=blocking)
 
     def accuracies(self, model, setting, x_clean, y, cache_dir, restorers: dict, device,
-                   precision: str = "fp32") -> dict:
+                   precision: str = "fp32", firsts: dict | None = None) -> dict:
         """{"clean": accuracy, "families": {family: {severity: accuracy}}} of ``model`` on
         the clean images and every corrupted set (restored first for the families in
         ``restorers``: family → (fitted method, restoration family, identity)), the forward
-        passes at ``precision``."""
+        passes at ``precision``. ``firsts`` (if given) receives each set's first corrupted
+        image by (family, severity)."""
         from robench.training import accuracy
 
         out = {"clean": float(accuracy(model, x_clean, y, precision=precision)), "families": {}}
@@ -428,6 +436,8 @@ class CorruptionRobustnessTask(Task):
             out["families"][family] = {}
             for severity in setting.severities:
                 images = self.corrupted(setting, family, severity, x_clean, cache_dir)
+                if firsts is not None and len(images):
+                    firsts[family, severity] = images[0].copy()
                 if family in restorers:
                     images = self.restored(setting, family, severity, images, restorers[family], cache_dir, device)
                 out["families"][family][severity] = float(accuracy(model, as_tensor(images), y, precision=precision))
@@ -504,29 +514,29 @@ class CorruptionRobustnessTask(Task):
                           lambda v, tmp: _save_npz(tmp, images=v), lambda f: _load_npz(f)["images"])
         return np.asarray(value)
 
-    # -- artifacts --------------------------------------------------------------------
-    def write_examples(self, path: Path, setting, x_clean, cache_dir) -> None:
-        """examples.png: the first evaluated image clean and at every severity (columns),
-        one row per family, grey or RGB, EXAMPLE_ZOOM× (nearest)."""
-        import numpy as np
-        from PIL import Image
-
-        first = np.round(x_clean[:1].numpy() * 255).astype(np.uint8)
-        rows = []
-        for family in setting.families:
-            cells = [first[0]] + [self.corrupted(setting, family, s, x_clean, cache_dir)[0] for s in setting.severities]
-            rows.append(np.concatenate([np.pad(c, ((0, 0), (1, 1), (1, 1)), constant_values=128) for c in cells],
-                                       axis=2))
-        grid = np.concatenate(rows, axis=1).transpose(1, 2, 0)
-        grid = grid[..., 0] if grid.shape[-1] == 1 else grid
-        grid = np.kron(grid, np.ones((EXAMPLE_ZOOM, EXAMPLE_ZOOM) + (() if grid.ndim == 2 else (1,)),
-                                     dtype=np.uint8))
-        Image.fromarray(grid).save(path)
-
-
 class Setting(types.SimpleNamespace):
     """benchmark, families, severities, indices (int64 numpy, sorted), reference_model,
     channels, size (H, W)."""
+
+
+def write_examples(path: Path, setting, x_clean, firsts: dict) -> None:
+    """examples.png: the first evaluated image clean and at every severity (columns), one
+    row per family (``firsts``: (family, severity) → uint8 (C, H, W)), grey or RGB,
+    EXAMPLE_ZOOM× (nearest), a grey 1-pixel frame around each cell."""
+    import numpy as np
+    from PIL import Image
+
+    if not len(x_clean):
+        return
+    first = np.round(x_clean[:1].numpy() * 255).astype(np.uint8)[0]
+    rows = []
+    for family in setting.families:
+        cells = [first] + [firsts[family, s] for s in setting.severities]
+        rows.append(np.concatenate([np.pad(c, ((0, 0), (1, 1), (1, 1)), constant_values=128) for c in cells], axis=2))
+    grid = np.concatenate(rows, axis=1).transpose(1, 2, 0)
+    grid = grid[..., 0] if grid.shape[-1] == 1 else grid
+    zoom = np.ones((EXAMPLE_ZOOM, EXAMPLE_ZOOM) + (() if grid.ndim == 2 else (1,)), dtype=np.uint8)
+    Image.fromarray(np.kron(grid, zoom)).save(path)
 
 
 def evaluation_points(n_test: int | None, n_available: int):

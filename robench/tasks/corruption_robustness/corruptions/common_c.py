@@ -276,8 +276,6 @@ def _frost(x, params, rngs, constants):
 
 
 def _fog(x, params, rngs, constants):
-    import numpy as np
-
     amount, decay = params
     n, h, w, _ = x.shape
     size = 32 if constants == "cifar-10-c" else _ops.next_power_of_two(max(h, w))

@@ -42,10 +42,11 @@ LADDERS: dict[str, tuple[tuple, str]] = {
                       "salt-and-pepper: a fraction p of the pixels set to 0 or 1 with equal odds (paper: p = 0.17)"),
     "glass_blur": (((0.6, 1, 1), (0.7, 1, 1), (0.7, 1, 2), (0.9, 2, 1), (1.0, 2, 3)),
                    "(σ, δ, iterations): Gaussian blur σ, then `iterations` passes in which each pixel, with "
-                   "probability 1/2, swaps with one at an offset in [−δ, δ)², then blur σ again (paper: 0.7, 1, 2)"),
+                   "probability 1/2, swaps with one at an offset in [−δ, δ)², then blur σ again "
+                   "(paper: 0.7, 1, 2)"),
     "motion_blur": (((6, 1.0), (8, 2.0), (10, 3.0), (15, 5.0), (15, 8.0)),
-                    "(radius, σ): one-sided Gaussian streak exp(−i²/2σ²), i = 0 … 2·radius, at a uniform angle "
-                    "in [−45°, 45°] (paper: 10, 3)"),
+                    "(radius, σ): one-sided Gaussian streak exp(−i²/2σ²), i = 0 … 2·radius, at a uniform "
+                    "angle in [−45°, 45°] (paper: 10, 3)"),
     "shear": ((0.2, 0.3, 0.4, 0.6, 0.8),
               "shear angle c (radians, random sign) about the centre: inverse map [[1, −sin c], [0, cos c]] "
               "(scikit-image < 0.19's AffineTransform(shear=c)) (paper: 0.4)"),

@@ -56,7 +56,7 @@ def test_sparsity_robustness_resolves_every_method_to_the_compression_entry():
     from robench.tasks.compression.methods.base import CompressionMethod
     assert SparsityRobustnessTask.method_base is CompressionMethod
     assert registry.tasks.entry("sparsity_robustness").meta["methods_from"] == "compression"
-    assert registry.methods_users("compression") == ["compression", "sparsity_robustness"]
+    assert registry.methods_users("compression") == ["compression", "corruption_robustness", "sparsity_robustness"]
     assert registry.methods_users("robust_training") == ["robust_training"]
     # an unknown name: did-you-mean among the compression methods, naming the task asked for
     message = check_one_line_user_error(lambda: registry.methods.entry("dns-targte", "sparsity_robustness"),
@@ -404,5 +404,5 @@ def test_ls_names_every_task_a_method_runs_in():
     result = CliRunner().invoke(app, ["ls", "methods"])
     assert result.exit_code == 0, result.output
     headings = [line for line in result.output.splitlines() if line.startswith("methods (")]
-    assert "methods (compression, sparsity_robustness):" in headings
+    assert "methods (compression, corruption_robustness, sparsity_robustness):" in headings
     assert not any(h.startswith("methods (sparsity_robustness") for h in headings)  # listed once

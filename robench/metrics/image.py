@@ -4,9 +4,9 @@ Both functions take two float tensors of shape (N, C, H, W) holding images in
 ``[0, data_range]`` and return one value per image, a float64 tensor of shape (N,), on
 the inputs' device. They are pure (no state, no in-place changes to the inputs) and
 differentiable. PSNR takes the difference and its squares in float64: scikit-image's
-value to rounding (measured: below 1e-13 dB). SSIM filters in float32 on the CPU (see
-:func:`ssim`): within 1e-6 of scikit-image's float64 value on natural and random images
-(measured: at most 2e-7 at 512 px), up to 2e-6 on the worst case found (large black and
+value to rounding (measured: below 1e-13 dB). SSIM filters mostly in float32 on the CPU
+(see :func:`ssim`): within 1e-6 of scikit-image's float64 value (measured: at most 1.3e-7
+on noisy natural crops of 32–512 px, 2.5e-7 on the worst case found, large black and
 white areas with faint 8-bit noise); on a GPU it filters in float64 (exact to 1e-12).
 
 Conventions (keyword arguments, defaults first):
@@ -105,18 +105,18 @@ def ssim(x: Any, y: Any, *, data_range: float = 1.0, y_channel: bool = False,
     x, y: (N, C, H, W) float tensors in [0, data_range], at least 11×11 after
     ``crop_border``. Returns a float64 tensor (N,).
 
-    On the CPU the filtering runs in float32 (float64 matrix products are 4× slower, its
-    depthwise convolutions ~50×) on images rescaled to [0, 1], written as s = x + y − 2o
-    and d = x − y (o: each channel's mean over the stripe, which SSIM's variances do not
-    see) so the E[·²] − E[·]² cancellations stay small (:func:`_ssim_formula`): within 1e-6
-    of scikit-image on natural images, up to 2e-6 on large flat black and white areas
-    with faint noise. The separable Gaussian filtering of the four moment maps is two
-    batched products with banded matrices (:func:`_ssim_sums_banded`: several times
-    faster than torch's depthwise convolution there), over stripes of at most
-    ``SSIM_STRIPE_ELEMENTS`` input elements, so memory is bounded for any image size. On
-    other devices, and when an input requires a gradient, it is one grouped depthwise
-    convolution per direction (:func:`_ssim_chunk`), in float64 on a GPU (exact, and
-    never TF32) and float32 on MPS and for gradients on the CPU.
+    On the CPU the images are rescaled to [0, 1] and written as s = x + y − 2o and d = x − y
+    (o: each channel's mean over the stripe, which SSIM's variances do not see), so the
+    E[·²] − E[·]² cancellations stay small (:func:`_ssim_formula`); s and s² go through the
+    first filtering pass in float64, everything else runs in float32 (float64 matrix
+    products are 4× slower, float64 depthwise convolutions ~50×): within 1e-6 of
+    scikit-image (measured: at most 2.5e-7). The separable Gaussian filtering of the four
+    moment maps is two batched products with banded matrices (:func:`_ssim_sums_banded`:
+    several times faster than torch's depthwise convolution there), over stripes of at
+    most ``SSIM_STRIPE_ELEMENTS`` input elements, so memory is bounded for any image
+    size. On other devices, and when an input requires a gradient, it is one grouped
+    depthwise convolution per direction (:func:`_ssim_chunk`), in float64 on a GPU (exact,
+    and never TF32) and in float32 on MPS and for gradients on the CPU (within ~2e-6).
     """
     import torch
 
@@ -131,7 +131,7 @@ def ssim(x: Any, y: Any, *, data_range: float = 1.0, y_channel: bool = False,
     scale = 1.0 / float(data_range)
     differentiable = torch.is_grad_enabled() and (a.requires_grad or b.requires_grad)
     if a.device.type == "cpu" and not differentiable:
-        return _ssim_banded(a, b, _gaussian_taps(a.device).to(torch.float32), scale)
+        return _ssim_banded(a, b, _gaussian_taps(a.device), scale)
     # off the CPU: float64 (cheap on a GPU, and safe from TF32 convolutions), but MPS has none
     dtype = torch.float32 if a.device.type in ("cpu", "mps") else torch.float64
     chunk = max(1, SSIM_CHUNK_ELEMENTS // (c * h * w))
@@ -189,16 +189,18 @@ def _ssim_sums_banded(a: Any, b: Any, offset: Any, window: Any, scale: float) ->
     stripe: whole images or a band of rows with its halo), float64 (n,). ``offset`` (n, C):
     the shift of both images; ``scale``: 1 / data_range.
 
-    The four moment maps of :func:`_ssim_formula` (s, d, s², d²) of every image channel
-    lie side by side as the columns of one wide float32 matrix (rows: image rows, zero
-    padded to whole row blocks; columns: kind, image, channel, image column, zero padded
-    to whole column blocks). Filtering along the rows is one batched product ``G @
-    X[block]`` with the banded (R, R + 10) Gaussian matrix G (:func:`_banded`) over the
-    row blocks; filtering the result along the columns is one batched product ``Y[:, block]
-    @ G'ᵀ`` over the column blocks. That is the 'valid' convolution (scikit-image's
-    reflect-then-crop) with (R + 10) / 11 times its multiply-adds, at matrix-product speed
-    (several times torch's depthwise convolution on the CPU). The padding rows and
-    columns are computed and left out of the sum."""
+    The four moment maps of :func:`_ssim_formula` (s, s², d, d²) of every image channel
+    lie side by side as the columns of one wide matrix (rows: image rows, zero padded to
+    whole row blocks; columns: kind, image, channel, image column, zero padded to whole
+    column blocks; s and s² float64, d and d² float32). Filtering along the rows is one
+    batched product ``G @ X[block]`` per dtype with the banded (R, R + 10) Gaussian matrix
+    G (:func:`_banded`) over the row blocks, into one float32 matrix; filtering that along
+    the columns is one batched product ``Y[:, block] @ G'ᵀ`` over the column blocks. That
+    is the 'valid' convolution (scikit-image's reflect-then-crop) with (R + 10) / 11 times
+    its multiply-adds, at matrix-product speed (several times torch's depthwise
+    convolution on the CPU). The padding rows and columns are computed and left out of
+    the sum. Side by side, not stacked: stacking the maps' rows in one tall matrix makes
+    every row product (16 × 26) @ (26 × W), three times slower (measured)."""
     import torch
 
     n, c, h, w = a.shape
@@ -207,14 +209,21 @@ def _ssim_sums_banded(a: Any, b: Any, offset: Any, window: Any, scale: float) ->
     row_blocks, row_block = _blocks(rows_out, SSIM_BLOCK)
     col_blocks, col_block = _blocks(cols_out, SSIM_BLOCK)
     hp, wx = row_blocks * row_block, col_blocks * col_block + halo  # output rows, input columns
-    k = 4 * n * c
-    moments = torch.empty(hp + halo, 4, n, c, wx, dtype=torch.float32, device=a.device)
-    moments[h:].zero_()
-    moments[:h, ..., w:].zero_()
-    xs, xd, xs2, xd2 = (moments[:h, kind, ..., :w] for kind in range(4))  # (h, n, c, w) views
+    half = 2 * n * c * wx  # columns of the s maps (s, s²), then of the d maps (d, d²)
     rows_first = (2, 0, 1, 3)
+    # s and s² go through the first (row) filtering in float64: float32 rounding of these O(1)
+    # values, whose local mean is then squared and subtracted, is what float32 SSIM loses
+    # most to (measured on noisy 64-px crops: 1.4e-6 of SSIM; 4e-8 with this; 6e-7 with
+    # s alone in float64); d is small, and everything after the first filtering is float32
+    moments_s = torch.empty(hp + halo, 2, n, c, wx, dtype=torch.float64, device=a.device)
+    moments_d = torch.empty(hp + halo, 2, n, c, wx, dtype=torch.float32, device=a.device)
+    for moments in (moments_s, moments_d):
+        moments[h:].zero_()
+        moments[:h, ..., w:].zero_()
+    xs, xs2 = (moments_s[:h, kind, ..., :w] for kind in range(2))  # (h, n, c, w) views
+    xd, xd2 = (moments_d[:h, kind, ..., :w] for kind in range(2))
     torch.add(a.permute(rows_first), b.permute(rows_first), out=xs)  # s = x + y − 2o
-    xs.sub_((2.0 * offset).to(torch.float32).view(n, c, 1))
+    xs.sub_((2.0 * offset).to(torch.float64).view(n, c, 1))
     torch.sub(a.permute(rows_first), b.permute(rows_first), out=xd)  # d = x − y, rounded once
     if scale != 1.0:
         xs.mul_(scale)
@@ -222,16 +231,19 @@ def _ssim_sums_banded(a: Any, b: Any, offset: Any, window: Any, scale: float) ->
     torch.mul(xs, xs, out=xs2)
     torch.mul(xd, xd, out=xd2)
 
+    filtered = torch.empty(row_blocks, row_block, 2 * half, dtype=torch.float32, device=a.device)
     band = _banded(window, row_block)
-    filtered = torch.empty(row_blocks, row_block, k * wx, dtype=torch.float32, device=a.device)
-    torch.bmm(band.expand(row_blocks, -1, -1),
-              moments.view(hp + halo, k * wx).unfold(0, row_block + halo, row_block).transpose(1, 2),
-              out=filtered)
-    band_t = _banded(window, col_block).t().contiguous()
+    rows = moments_s.view(hp + halo, half).unfold(0, row_block + halo, row_block).transpose(1, 2)
+    filtered[..., :half] = torch.bmm(band.expand(row_blocks, -1, -1), rows)
+    band = band.to(torch.float32)
+    rows = moments_d.view(hp + halo, half).unfold(0, row_block + halo, row_block).transpose(1, 2)
+    torch.bmm(band.expand(row_blocks, -1, -1), rows, out=filtered[..., half:])
+    k = 4 * n * c
+    band_t = _banded(window.to(torch.float32), col_block).t().contiguous()
     out = torch.empty(col_blocks, hp * k, col_block, dtype=torch.float32, device=a.device)
     torch.bmm(filtered.view(hp * k, wx).unfold(1, col_block + halo, col_block).transpose(0, 1),
               band_t.expand(col_blocks, -1, -1), out=out)
-    mu_s, mu_d, e_s2, e_d2 = out.view(col_blocks, hp, 4, n, c, col_block)[:, :rows_out].unbind(2)
+    mu_s, e_s2, mu_d, e_d2 = out.view(col_blocks, hp, 4, n, c, col_block)[:, :rows_out].unbind(2)
     shift = (2.0 * scale * offset).to(torch.float32).view(n, c, 1)
     ssim_map = _ssim_formula(mu_s, mu_d, e_s2, e_d2, shift)  # (col_blocks, rows_out, n, c, col_block)
     total = ssim_map.sum(dim=(0, 1), dtype=torch.float64).sum(dim=(1, 2))
@@ -249,12 +261,13 @@ def _ssim_formula(mu_s: Any, mu_d: Any, e_s2: Any, e_d2: Any, shift: Any) -> Any
     Wang et al.'s SSIM = luminance · contrast-structure is, exactly,
     ``(S² − mu_d² + 2 C1) / (S² + mu_d² + 2 C1) · (var_s − var_d + 2 C2) / (var_s + var_d + 2 C2)``
     (as 2 mu_x mu_y = (S² − mu_d²)/2, mu_x² + mu_y² = (S² + mu_d²)/2, 2 cov = (var_s −
-    var_d)/2, var_x + var_y = (var_s + var_d)/2). Why this form: in float32, var_s carries
-    the cancellation error of E[s²] − mu_s² (large where the local mean is far from o),
-    but the contrast-structure term moves by only 2 var_d / (var_s + var_d + 2 C2)² per unit
-    of it, small where x and y are close (what restorations are); d is small there, so
-    var_d and mu_d are precise. The classic form divides the cancellation errors of
-    E[x²+y²] and E[xy] by var + C2 ~ 1e-3 and was ~20× less accurate on black/white halves."""
+    var_d)/2, var_x + var_y = (var_s + var_d)/2). Why this form: var_s carries the
+    cancellation error of E[s²] − mu_s² (large where the local mean is far from o), but
+    the contrast-structure term moves by only 2 var_d / (var_s + var_d + 2 C2)² per unit of
+    it, small where x and y are close (what restorations are); d is small there, so var_d
+    and mu_d are precise in float32. The classic form divides the cancellation errors of
+    E[x²+y²] and E[xy] by var + C2 ~ 1e-3: with float32 filtering it was 10× further from
+    scikit-image on black/white halves with noise (4e-6 against 4e-7)."""
     import torch
 
     c1, c2 = SSIM_K1 ** 2, SSIM_K2 ** 2

@@ -61,6 +61,8 @@ SSIM_CHUNK_ELEMENTS = 1 << 17  # input elements per chunk of the convolution pat
 SSIM_BLOCK = 16
 SSIM_STRIPE_ELEMENTS = 1 << 17
 PSNR_CHUNK_ELEMENTS = 1 << 16  # input elements per float64 difference buffer of psnr (512 kB)
+# Off the CPU (a GPU: no cache to fit, a launch per operator) both work in larger pieces
+GPU_CHUNK_ELEMENTS = 1 << 22
 
 # BasicSR rgb2ycbcr(y_only=True) for RGB in [0, 1]: Y·255 = 65.481 R + 128.553 G + 24.966 B + 16
 BT601_Y_WEIGHTS = (65.481 / 255.0, 128.553 / 255.0, 24.966 / 255.0)
@@ -81,8 +83,9 @@ def psnr(x: Any, y: Any, *, data_range: float = 1.0, y_channel: bool = False,
     n = a.shape[0]
     flat_a, flat_b = a.reshape(n, -1), b.reshape(n, -1)
     per_image = max(1, flat_a.shape[1])
-    rows = max(1, PSNR_CHUNK_ELEMENTS // per_image)  # images per chunk, or one image in
-    cols = min(per_image, PSNR_CHUNK_ELEMENTS)  # column pieces: float64 buffers stay in cache
+    budget = PSNR_CHUNK_ELEMENTS if a.device.type == "cpu" else GPU_CHUNK_ELEMENTS
+    rows = max(1, budget // per_image)  # images per chunk, or one image in
+    cols = min(per_image, budget)  # column pieces: float64 buffers stay in cache
     sums = []
     for i in range(0, n, rows):
         total = 0
@@ -134,7 +137,8 @@ def ssim(x: Any, y: Any, *, data_range: float = 1.0, y_channel: bool = False,
         return _ssim_banded(a, b, _gaussian_taps(a.device), scale)
     # off the CPU: float64 (cheap on a GPU, and safe from TF32 convolutions), but MPS has none
     dtype = torch.float32 if a.device.type in ("cpu", "mps") else torch.float64
-    chunk = max(1, SSIM_CHUNK_ELEMENTS // (c * h * w))
+    budget = SSIM_CHUNK_ELEMENTS if a.device.type == "cpu" else GPU_CHUNK_ELEMENTS
+    chunk = max(1, budget // (c * h * w))
     return torch.cat([_ssim_chunk(a[i:i + chunk], b[i:i + chunk], _gaussian_taps(a.device).to(dtype), scale)
                       for i in range(0, n, chunk)])
 

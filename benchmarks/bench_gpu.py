@@ -185,7 +185,7 @@ def _model(name: str, device: str):
 def attacks(device: str, quick: bool) -> tuple[list[list[str]], list[str]]:
     sizes = {  # model: (batch, PGD steps, APGD steps, repeats, eps)
         "lenet-5": (64, 5, 5, 2, 0.3) if quick else (1000, 40, 100, 5, 0.3),
-        "wrn-28-10": (4, 2, 2, 1, 8 / 255) if quick else (128, 10, 10, 3, 8 / 255),
+        "wrn-28-10": (2, 1, 1, 1, 8 / 255) if quick else (128, 10, 10, 3, 8 / 255),
     }
     rows, skipped = [], []
     for name, size in sizes.items():
@@ -223,8 +223,8 @@ def _attack_rows(name, built, device, batch, pgd_steps, apgd_steps, repeats, eps
             warm_up()
         best = _best(variants, repeats)
         rate = {k: evals / v for k, v in best.items()}
-        rows.append([name, attack, f"{len(x)} ({note})", str(steps), f"{rate['layer']:.0f}",
-                     f"{rate['raw torch']:.0f}", f"{rate['layer'] / rate['raw torch']:.2f}"])
+        rows.append([name, attack, f"{len(x)} ({note})", str(steps), _num(rate["layer"]), _num(rate["raw torch"]),
+                     f"{rate['layer'] / rate['raw torch']:.2f}"])
         print(f"  attacks: {name} {attack}: layer/raw {rate['layer'] / rate['raw torch']:.2f}", flush=True)
     return rows
 
@@ -246,7 +246,7 @@ def _frozen_call(frozen, model, fn):
 
 # -- 3. training fp32 vs bf16 ---------------------------------------------------------------------
 def training(device: str, quick: bool) -> tuple[list[list[str]], list[str]]:
-    sizes = {"lenet-5": (64, 5) if quick else (128, 200), "wrn-28-10": (4, 2) if quick else (128, 30)}
+    sizes = {"lenet-5": (64, 5) if quick else (128, 200), "wrn-28-10": (2, 1) if quick else (128, 30)}
     rows, skipped = [], []
     for name, (batch, steps) in sizes.items():
         built = _model(name, device)
@@ -284,7 +284,7 @@ def _training_row(name, built, device, batch, steps) -> list[str]:
         _synced(lambda: None, device)()
         rate[precision] = steps / (time.perf_counter() - start)
     print(f"  training: {name}: bf16/fp32 {rate['bf16'] / rate['fp32']:.2f}", flush=True)
-    return [name, str(batch), str(steps), f"{rate['fp32']:.1f}", f"{rate['bf16']:.1f}",
+    return [name, str(batch), str(steps), _num(rate["fp32"]), _num(rate["bf16"]),
             f"{rate['bf16'] / rate['fp32']:.2f}"]
 
 
@@ -306,6 +306,11 @@ def equal_metrics(suite: str, device: str, folder: Path) -> list[list[str]]:
 
 
 # -- output -----------------------------------------------------------------------------------------
+def _num(x: float) -> str:
+    """A rate for a table: whole numbers from 100, one decimal from 1, else 3 significant digits."""
+    return f"{x:.0f}" if x >= 100 else f"{x:.1f}" if x >= 1 else f"{x:.3g}"
+
+
 def table(title: str, header: list[str], rows: list[list[str]]) -> None:
     print(f"\n### {title}\n")
     print("| " + " | ".join(header) + " |")
@@ -324,6 +329,8 @@ def main(argv=None) -> int:
                         "--quick: 1,2]")
     parser.add_argument("--equal-suite", default="suites/smoke.yaml", help="suite of the CPU-vs-GPU metrics check")
     parser.add_argument("--only", default=",".join(SECTIONS), help=f"comma-separated sections: {', '.join(SECTIONS)}")
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads of this process (attacks, "
+                        "training) [default: torch's; 1 for --quick on the CPU, steadier on a shared machine]")
     args = parser.parse_args(argv)
     sections = [s.strip() for s in args.only.split(",") if s.strip()]
     unknown = [s for s in sections if s not in SECTIONS]
@@ -340,12 +347,16 @@ def main(argv=None) -> int:
               f"`--quick` runs them on the CPU at small sizes to check the script")
         return 0
     device = args.device if gpu else "cpu"
+    threads = args.threads or (1 if device == "cpu" else None)
+    if threads:
+        torch.set_num_threads(threads)
     name = torch.cuda.get_device_name(torch.device(device)) if gpu else "none"
     workers_list = [int(w) for w in (args.workers or ("1,2" if args.quick else "1,2,4,8")).split(",")]
     suite = args.suite or ("suites/smoke.yaml" if args.quick else "suites/default.yaml")
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"machine: {platform.node()}, {os.cpu_count()} CPU cores (load {load:.1f}), GPU {name}, "
-          f"torch {torch.__version__}, device {device}{', --quick' if args.quick else ''}", flush=True)
+          f"torch {torch.__version__} ({torch.get_num_threads()} threads), device {device}"
+          f"{', --quick' if args.quick else ''}", flush=True)
     with tempfile.TemporaryDirectory(prefix="robench-gpu-") as tmp:
         folder = Path(tmp)
         if "packing" in sections:

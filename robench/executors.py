@@ -240,10 +240,11 @@ def _alive(pid) -> bool:
 
 
 class DeviceRuns:
-    """The robench runs now on each GPU of this machine, seen by every process (pool workers,
-    Dask workers, other drivers): a small JSON file per run (process id, need in bytes, start
-    time) in a folder per device, under the temp folder; an entry whose process is gone is
-    dropped. A lock file per device makes "look at the free memory, then take a place" one step."""
+    """The robench runs on each GPU of this machine, seen by every process (pool workers,
+    Dask workers, other drivers): a small JSON file per run (process id, state ``running`` or
+    ``waiting``, need in bytes, since when) in a folder per device, under the temp folder; an
+    entry whose process is gone is dropped. A lock file per device makes "look at the free
+    memory, then take a place" one step."""
 
     def __init__(self, root: str | Path | None = None):
         uid = getattr(os, "getuid", lambda: "user")()
@@ -272,6 +273,7 @@ class DeviceRuns:
 
     @staticmethod
     def active(folder: Path) -> list[dict]:
+        """The live entries (each with its ``path``); those of dead processes are removed."""
         entries = []
         for path in folder.glob("*.json"):
             try:
@@ -281,13 +283,17 @@ class DeviceRuns:
             if not _alive(entry.get("pid")):
                 path.unlink(missing_ok=True)
                 continue
-            entries.append(entry)
+            entries.append({**entry, "path": path})
         return entries
 
     @staticmethod
-    def enter(folder: Path, need: int, run: str) -> Path:
-        path = folder / f"{os.getpid()}-{uuid.uuid4().hex[:12]}.json"
-        path.write_text(json.dumps({"pid": os.getpid(), "need": int(need), "since": time.time(), "run": run}))
+    def enter(folder: Path, need: int, run: str, state: str = "running", path: Path | None = None) -> Path:
+        """Write (or rewrite, ``path``) this process's entry for ``run``; returns its path."""
+        path = path or folder / f"{os.getpid()}-{uuid.uuid4().hex[:12]}.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"pid": os.getpid(), "state": state, "need": int(need), "since": time.time(),
+                                   "run": run}))
+        os.replace(tmp, path)
         return path
 
 
@@ -310,43 +316,62 @@ def wait_for_memory(device: str, need: int | None, say: Callable[[str], None] | 
     """Wait until a run needing ``need`` bytes (None: unknown, taken as ``min(DEFAULT_GPU_NEED,
     total / 4)``; never more than 90 % of the device) fits on ``device``, then take a place.
 
-    It fits when the free memory (``torch.cuda.mem_get_info``), less what the robench runs
-    started on this GPU in the last ``RAMP_S`` seconds may still allocate (their needs), is
-    at least its need. Until then it polls every ``MEMORY_POLL_S`` seconds, saying once a
-    minute (``say``) that it waits and why. It never deadlocks: after ``MEMORY_TIMEOUT_S``
-    seconds it starts anyway when no other robench run is on that GPU (its out-of-memory
-    error, if any, is then its failed record); while others are, their end frees memory.
-    Where the free memory cannot be read (a fake device) it starts at once."""
+    It fits when the free memory (``torch.cuda.mem_get_info``) is at least its need plus what
+    others may still take: the needs of the robench runs started on this GPU in the last
+    ``RAMP_S`` seconds (they may not have allocated yet) and of the runs that have waited
+    longer than it (first come, first served: a big run is not starved by small ones). Until
+    then it polls every ``MEMORY_POLL_S`` seconds, saying once a minute (``say``) that it
+    waits and why. It never deadlocks: after ``MEMORY_TIMEOUT_S`` seconds it starts anyway
+    when no other robench run is running or waiting ahead of it on that GPU (its
+    out-of-memory error, if any, is then its failed record); while others run, their end
+    frees memory. Where the free memory cannot be read (a fake device) it starts at once."""
     runs = runs or DeviceRuns()
     key = device_key(device)
     start = time.monotonic()
     said = None
-    while True:
-        with runs.locked(key) as folder:
-            others = runs.active(folder)
-            memory = _cuda_call("mem_get_info", device)
-            waited = time.monotonic() - start
-            if memory is None:
-                return MemorySlot(runs.enter(folder, need or 0, run), need, waited)
-            free, total = int(memory[0]), int(memory[1])
-            wanted = int(min(need if need else min(DEFAULT_GPU_NEED, total // 4), 0.9 * total))
-            now = time.time()
-            pending = sum(int(e.get("need", 0)) for e in others if now - float(e.get("since", 0)) < RAMP_S)
-            if free - pending >= wanted:
-                return MemorySlot(runs.enter(folder, wanted, run), wanted, waited)
-            if not others and waited >= MEMORY_TIMEOUT_S:
-                if say:
-                    say(f"starts on {device} without room after waiting {waited:.0f} s (needs ~{format_bytes(wanted)}, "
-                        f"{format_bytes(free)} free, no other robench run there); running out of memory would "
-                        f"store it failed")
-                return MemorySlot(runs.enter(folder, wanted, run), wanted, waited, forced=True)
-        if say and (said is None or time.monotonic() - said >= 60):
-            there = f"{len(others)} other robench run(s) there" if others else "no other robench run there"
-            left = format_bytes(max(0, free - pending))
-            say(f"waits for GPU memory on {device}: needs ~{format_bytes(wanted)}, {left} free ({there}); starts "
-                f"when it fits" + ("" if others else f", or anyway after {MEMORY_TIMEOUT_S:g} s"))
-            said = time.monotonic()
-        time.sleep(MEMORY_POLL_S)
+    mine: Path | None = None  # this run's `waiting` entry, once it waits
+    try:
+        while True:
+            with runs.locked(key) as folder:
+                entries = runs.active(folder)
+                memory = _cuda_call("mem_get_info", device)
+                waited = time.monotonic() - start
+                if memory is None:
+                    place, mine = runs.enter(folder, need or 0, run, path=mine), None
+                    return MemorySlot(place, need, waited)
+                free, total = int(memory[0]), int(memory[1])
+                wanted = int(min(need if need else min(DEFAULT_GPU_NEED, total // 4), 0.9 * total))
+                now = time.time()
+                running = [e for e in entries if e.get("state", "running") == "running"]
+                my_since = next((e["since"] for e in entries if e["path"] == mine), now)
+                ahead = [e for e in entries if e.get("state") == "waiting" and e["path"] != mine
+                         and float(e.get("since", 0)) < my_since]
+                pending = sum(int(e.get("need", 0)) for e in running if now - float(e.get("since", 0)) < RAMP_S)
+                pending += sum(int(e.get("need", 0)) for e in ahead)
+                if free - pending >= wanted:
+                    place, mine = runs.enter(folder, wanted, run, path=mine), None
+                    return MemorySlot(place, wanted, waited)
+                if not running and not ahead and waited >= MEMORY_TIMEOUT_S:
+                    if say:
+                        say(f"starts on {device} without room after waiting {waited:.0f} s (needs "
+                            f"~{format_bytes(wanted)}, {format_bytes(free)} free, no other robench run there); "
+                            f"running out of memory would store it failed")
+                    place, mine = runs.enter(folder, wanted, run, path=mine), None
+                    return MemorySlot(place, wanted, waited, forced=True)
+                if mine is None:
+                    mine = runs.enter(folder, wanted, run, state="waiting")
+            if say and (said is None or time.monotonic() - said >= 60):
+                there = f"{len(running)} other robench run(s) there" if running else "no other robench run there"
+                if ahead:
+                    there += f", {len(ahead)} waiting before it"
+                left = format_bytes(max(0, free - pending))
+                say(f"waits for GPU memory on {device}: needs ~{format_bytes(wanted)}, {left} free ({there}); starts "
+                    f"when it fits" + ("" if running or ahead else f", or anyway after {MEMORY_TIMEOUT_S:g} s"))
+                said = time.monotonic()
+            time.sleep(MEMORY_POLL_S)
+    finally:
+        if mine is not None:  # interrupted while waiting
+            mine.unlink(missing_ok=True)
 
 
 def is_cuda_oom(exc: BaseException) -> bool:
@@ -422,12 +447,20 @@ class MemoryEstimates:
         return estimates
 
 
+def pin_to_gpu(device: str) -> None:
+    """Make ``device`` this process's current CUDA device (what a bare ``cuda`` and libraries
+    that allocate on the current device use). ``cuda`` without an index keeps the current
+    one (torch.cuda.set_device takes only an index); a fake device pins nothing."""
+    import torch
+
+    index = torch.device(device).index
+    if index is not None and not fake_cuda_count():
+        torch.cuda.set_device(index)
+
+
 def _begin_gpu_run(device: str) -> None:
     """Pin this process to the run's GPU and start its peak-memory count afresh."""
-    if not fake_cuda_count():
-        import torch
-
-        torch.cuda.set_device(torch.device(device))
+    pin_to_gpu(device)
     _cuda_call("reset_peak_memory_stats", device)
 
 
@@ -462,7 +495,10 @@ def execute_run(spec_json: str, artifact_root: str, cache_dir: str, plugins: tup
     spec = RunSpec.model_validate_json(spec_json)
     gpu = is_cuda(device)
     fake = fake_cuda_count() if gpu else 0
-    slot = wait_for_memory(device, need_bytes, say, run=spec.id) if gpu else None
+    try:
+        slot = wait_for_memory(device, need_bytes, say, run=spec.id) if gpu else None
+    except OSError:  # no folder for the list of runs per GPU: run without the memory check
+        slot = MemorySlot(None, need_bytes, 0.0)
     try:
         started = time.perf_counter()
         record: dict = {"started_at": _now(), "metrics": {}, "artifacts": {}}
@@ -593,10 +629,8 @@ def _process_worker(conn, plugins: tuple, threads: int, device: str | None = Non
                 os._exit(3)
     threading.Thread(target=watch_parent, daemon=True).start()
     _set_threads(threads)
-    if device and is_cuda(device) and not fake_cuda_count():
-        import torch
-
-        torch.cuda.set_device(torch.device(device))
+    if device and is_cuda(device):
+        pin_to_gpu(device)
     from robench import registry
 
     registry.setup(plugins)

@@ -167,6 +167,21 @@ def test_cli_device_errors_exit_2_and_leave_the_store_alone(tmp_path, cli_env):
     assert not store.exists()
 
 
+def test_a_worker_pins_itself_by_index_only(monkeypatch):
+    """torch.cuda.set_device takes an index: `cuda:1` pins device 1, a bare `cuda` keeps the
+    current device (set_device(torch.device("cuda")) would raise), a fake device pins nothing."""
+    monkeypatch.delenv(executors.FAKE_CUDA_ENV, raising=False)
+    pinned = []
+    monkeypatch.setattr(torch.cuda, "set_device", lambda index: pinned.append(index))
+    executors.pin_to_gpu("cuda:1")
+    executors.pin_to_gpu("cuda")
+    assert pinned == [1]
+    if not torch.cuda.is_available():
+        monkeypatch.setenv(executors.FAKE_CUDA_ENV, "2")
+        executors.pin_to_gpu("cuda:1")
+        assert pinned == [1]
+
+
 def test_workers_are_assigned_to_devices_round_robin():
     assert executors.assign_devices(5, ["cuda:0", "cuda:1"]) == ["cuda:0", "cuda:1", "cuda:0", "cuda:1", "cuda:0"]
     assert executors.assign_devices(2, ["cuda:3", "cuda:1", "cuda:2"]) == ["cuda:3", "cuda:1"]
@@ -287,6 +302,33 @@ def test_a_run_waits_for_memory_while_another_run_holds_it(tmp_path, toy_plugin,
     assert ("waiting toy/mean seed=0: waits for GPU memory on cuda:0: needs ~2.00 GiB, 0 B free "
             "(1 other robench run(s) there); starts when it fits") in err, err
     assert not list(runs.folder(executors.device_key("cuda:0")).glob("*.json"))  # its place is left
+
+
+@no_real_cuda
+def test_a_run_does_not_overtake_a_run_waiting_longer(tmp_path, toy_plugin, fake_gpus, monkeypatch, capsys):
+    """First come, first served: with 4 GiB free, a run needing 2 GiB does not take room that
+    an earlier waiting run (needing 3 GiB) waits for, nor start anyway after the timeout; it
+    runs once that run is served."""
+    memory = FakeMemory(monkeypatch, free=4 * GIB)
+    monkeypatch.setattr(executors, "MEMORY_TIMEOUT_S", 0.1)
+    runs = executors.DeviceRuns()
+    folder = runs.folder(executors.device_key("cuda:0"))
+    earlier = runs.enter(folder, 3 * GIB, "a-big-run", state="waiting")
+
+    def earlier_run_is_served():
+        memory.asked.wait(60)
+        time.sleep(0.5)
+        earlier.unlink()
+    import threading
+    threading.Thread(target=earlier_run_is_served, daemon=True).start()
+    assert _run(tmp_path, ONE_RUN, device="cuda:0", progress=True).done == 1
+    info = api.results(tmp_path / "r.sqlite").iloc[0].provenance
+    assert info["gpu_memory_wait_s"] >= 0.4 and "gpu_started_without_room" not in info
+    assert len(memory.answers) > 5 and set(memory.answers) == {4 * GIB}  # the memory never changed
+    err = " ".join(capsys.readouterr().err.split())
+    assert "needs ~2.00 GiB, 1.00 GiB free (no other robench run there, 1 waiting before it); starts when it fits" \
+        in err, err
+    assert not list(folder.glob("*.json"))  # neither a waiting nor a running entry is left
 
 
 @no_real_cuda

@@ -347,16 +347,14 @@ def main(argv=None) -> int:
               f"`--quick` runs them on the CPU at small sizes to check the script")
         return 0
     device = args.device if gpu else "cpu"
-    threads = args.threads or (1 if device == "cpu" else None)
-    if threads:
-        torch.set_num_threads(threads)
+    threads = args.threads or (1 if device == "cpu" else None)  # this process's, after packing
     name = torch.cuda.get_device_name(torch.device(device)) if gpu else "none"
     workers_list = [int(w) for w in (args.workers or ("1,2" if args.quick else "1,2,4,8")).split(",")]
     suite = args.suite or ("suites/smoke.yaml" if args.quick else "suites/default.yaml")
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"machine: {platform.node()}, {os.cpu_count()} CPU cores (load {load:.1f}), GPU {name}, "
-          f"torch {torch.__version__} ({torch.get_num_threads()} threads), device {device}"
-          f"{', --quick' if args.quick else ''}", flush=True)
+          f"torch {torch.__version__}, device {device}{', --quick' if args.quick else ''}; attacks and training "
+          f"on {threads or torch.get_num_threads()} thread(s)", flush=True)
     with tempfile.TemporaryDirectory(prefix="robench-gpu-") as tmp:
         folder = Path(tmp)
         if "packing" in sections:
@@ -364,6 +362,8 @@ def main(argv=None) -> int:
             table(f"Packing: `{suite}` cold on {device} ({name})",
                   ["workers", "wall", "runs/min", "vs --workers 1", "runs", "GPU utilization", "largest run peak",
                    "memory waits"], rows)
+        if threads:  # packing ran as `robench run` does (threads per run: cores / workers)
+            torch.set_num_threads(threads)
         if "attacks" in sections:
             rows, missed = attacks(device, args.quick)
             skipped += missed

@@ -354,7 +354,10 @@ def test_an_oom_run_fails_in_one_line_and_the_next_run_goes_on(tmp_path, gpu_met
     memory = FakeMemory(monkeypatch, free=7 * GIB)
     events = tmp_path / "events.log"
     monkeypatch.setenv("ROBENCH_TEST_EVENTS", str(events))
-    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: events.open("a").write("empty_cache\n"))
+    def empty_cache():
+        with events.open("a") as log:
+            log.write("empty_cache\n")
+    monkeypatch.setattr(torch.cuda, "empty_cache", empty_cache)
     suite = _suite(tmp_path, """
         suite: oom
         seeds: [0]

@@ -348,6 +348,7 @@ PINNED_IDS = [
     ("suites/papers/stpio.yaml", 18, "0ef9f2eadace70c3"),
     ("suites/smoke.yaml", 2, "1554e641a91fba0a"),
     ("suites/studies/compression-robustness.yaml", 180, "beeab943893916dc"),
+    ("suites/studies/compression-corruptions.yaml", 126, "c940716dccef095b"),
 ]
 
 

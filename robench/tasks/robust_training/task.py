@@ -63,6 +63,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -459,6 +460,11 @@ class RobustTrainingTask(Task):
             rho2 = self.evaluate(vanilla, data, (), PROTOCOL_SEED).rho2()
             x_inf = float(data.test.take(range(p.n_test))[0].flatten(1).abs().amax(1).double().mean())
             eps_ref = float(rho2 * x_inf)
+            if math.isnan(eps_ref):
+                raise UserError(f"robust_training: eps_ref undefined for {p.model} on {p.dataset}: DeepFool found "
+                                f"no adversarial example for any correctly classified one of the {p.n_test} attacked "
+                                f"images within deepfool_steps={p.deepfool_steps}; expected a trained classifier "
+                                f"(raise deepfool_steps or baseline_epochs)")
             if not eps_ref > 0:
                 raise UserError(f"robust_training: eps_ref = 0 for {p.model} on {p.dataset}: the vanilla model "
                                 f"misclassifies all {p.n_test} attacked images (rho2 = 0); expected a "

@@ -75,7 +75,7 @@ def finite(metrics: dict) -> bool:
     return all(isinstance(v, float) and not math.isnan(v) for v in metrics.values())
 
 
-@pytest.mark.slow
+@pytest.mark.paper_scale
 @pytest.mark.parametrize("model", ["tv:resnet18", "wrn-28-10"])
 def test_compression_magnitude_and_inq_finish(model, folders, tmp_path, cache):
     from robench.tasks.compression.task import CompressionTask
@@ -106,7 +106,7 @@ def task_classes(task):
     return range(load_dataset(task.params.dataset, task.params.dataset_root).num_classes)
 
 
-@pytest.mark.slow
+@pytest.mark.paper_scale
 @pytest.mark.parametrize("model", ["tv:resnet18", "wrn-28-10"])
 def test_sparsity_robustness_finishes(model, folders, tmp_path, cache):
     from robench.tasks.sparsity_robustness.task import SparsityRobustnessTask
@@ -118,7 +118,7 @@ def test_sparsity_robustness_finishes(model, folders, tmp_path, cache):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("model", ["tv:resnet18", "wrn-28-10"])
+@pytest.mark.parametrize("model", ["tv:resnet18", pytest.param("wrn-28-10", marks=pytest.mark.paper_scale)])
 def test_robust_training_finishes(model, folders, tmp_path):
     from robench.data import load_dataset
     from robench.tasks.robust_training.task import RobustTrainingTask

@@ -153,7 +153,7 @@ def test_timm_models_use_their_own_mean_and_std():
 
 # (name, parameters at 10 classes, the paper's rounded figure in millions)
 CIFAR_NETS = [("resnet20", 269_722, 0.27), ("resnet56", 853_018, 0.85), ("wrn-28-10", 36_479_194, 36.5),
-              ("vgg16-cifar", 14_728_266, 14.7), ("nin", 966_986, 0.97)]
+              ("vgg16-cifar", 14_728_266, 14.7), ("nin", 966_986, 0.97), ("nin-bn", 969_802, 0.97)]
 
 
 @pytest.mark.parametrize("name, params, paper", CIFAR_NETS)
@@ -165,6 +165,15 @@ def test_cifar_builtins_have_their_papers_parameter_counts(name, params, paper):
     assert model.normalize.mean.flatten().tolist() == pytest.approx(CIFAR10_MEAN)
     if name in ("resnet20", "nin"):  # the small ones: both input sizes (the others: 28 px in the contract)
         assert model.eval()(rgb()).shape == (2, 10) and model(grey()).shape == (2, 10)
+
+
+def test_nin_has_deepdefense_layer_names():
+    nin, with_bn = build_model("nin").state_dict(), build_model("nin-bn").state_dict()
+    convs = ["conv1", "cccp1", "cccp2", "conv2", "cccp3", "cccp4", "conv3", "cccp5", "cccp6"]
+    assert [k for k in nin if k.startswith("net.")] == [f"net.{c}.{w}" for c in convs for w in ("weight", "bias")]
+    assert {k for k in with_bn if "_bn." in k} == {f"net.{c}_bn.{w}" for c in convs[:-1]
+                                                  for w in ("weight", "bias", "running_mean", "running_var",
+                                                            "num_batches_tracked")}
 
 
 def test_wrn_28_10_has_robustbench_key_names():

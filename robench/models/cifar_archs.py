@@ -7,7 +7,7 @@ state dicts load with :func:`robench.models.weights.load_weights`:
 * :class:`CifarResNet` — akamaster/pytorch_resnet_cifar10 (``conv1``, ``bn1``, ``layer1-3``, ``linear``);
 * :class:`WideResNet` — RobustBench's ``WideResNet`` (``conv1``, ``block1-3.layer.N``, ``bn1``, ``fc``);
 * :class:`CifarVGG` — kuangliu/pytorch-cifar's ``VGG`` (``features.N``, ``classifier``);
-* :class:`NIN` — Caffe's layer names for Network in Network (``conv1``, ``cccp1``, ...).
+* :class:`NIN` — DeepDefense's PyTorch NIN (``conv1``, ``cccp1``, ..., ``cccp6``).
 
 Every network ends in a global average pool (or an adaptive one where the original had a
 fixed 8x8 or 1x1 pool: the same result at 32x32), so 28x28 MNIST-sized input runs too.
@@ -172,31 +172,49 @@ class CifarVGG(nn.Module):
 
 
 # -- Network in Network (Lin et al. 2014, CIFAR-10 model; DeepDefense's NIN) ----------------------------
+NIN_LAYERS = (("conv1", 192, 5), ("cccp1", 160, 1), ("cccp2", 96, 1), "max",
+              ("conv2", 192, 5), ("cccp3", 192, 1), ("cccp4", 192, 1), "avg",
+              ("conv3", 192, 3), ("cccp5", 192, 1), ("cccp6", None, 1))
+
+
 class NIN(nn.Module):
-    """Three mlpconv blocks: conv5x5(192)-1x1(160)-1x1(96), max pool 3/2, dropout 0.5;
-    conv5x5(192)-1x1(192)-1x1(192), avg pool 3/2, dropout 0.5; conv3x3(192)-1x1(192)-1x1(classes),
-    global average pool → logits (no ReLU after the last 1x1 conv). ReLU after every other
-    conv; pools in Caffe's ceil mode (32 → 16 → 8). Input (N, 3, H ≥ 6, W ≥ 6), standardized."""
+    """Three mlpconv blocks: conv5x5(192)-1x1(160)-1x1(96), max pool 2/2, dropout 0.5;
+    conv5x5(192)-1x1(192)-1x1(192), avg pool 2/2, dropout 0.5; conv3x3(192)-1x1(192)-1x1(classes),
+    global average pool → logits (no ReLU after ``cccp6``); ReLU after every other conv.
 
-    def __init__(self, num_classes: int = 10, in_channels: int = 3):
+    As DeepDefense's PyTorch NIN (ZiangYan/deepdefense.pytorch ``models/cifar10.py``: the
+    same layer names, 2x2 pools, He-normal weights and zero biases), whose weights come from
+    MatConvNet's ``cnn_cifar_init_nin`` model. With ``batch_norm``, a BatchNorm2d follows every
+    conv but ``cccp6`` (``<conv>_bn``), so the network trains from scratch at robench's baseline
+    learning rate. Input (N, 3, H ≥ 4, W ≥ 4), standardized; 32 → 16 → 8 → 1."""
+
+    def __init__(self, num_classes: int = 10, in_channels: int = 3, batch_norm: bool = False):
         super().__init__()
-
-        def conv(c_in, c_out, k):
-            return nn.Conv2d(c_in, c_out, k, padding=k // 2)
-        self.features = nn.Sequential(OrderedDict([
-            ("conv1", conv(in_channels, 192, 5)), ("relu1", nn.ReLU()),
-            ("cccp1", conv(192, 160, 1)), ("relu_cccp1", nn.ReLU()),
-            ("cccp2", conv(160, 96, 1)), ("relu_cccp2", nn.ReLU()),
-            ("pool1", nn.MaxPool2d(3, 2, ceil_mode=True)), ("drop1", nn.Dropout(0.5)),
-            ("conv2", conv(96, 192, 5)), ("relu2", nn.ReLU()),
-            ("cccp3", conv(192, 192, 1)), ("relu_cccp3", nn.ReLU()),
-            ("cccp4", conv(192, 192, 1)), ("relu_cccp4", nn.ReLU()),
-            ("pool2", nn.AvgPool2d(3, 2, ceil_mode=True)), ("drop2", nn.Dropout(0.5)),
-            ("conv3", conv(192, 192, 3)), ("relu3", nn.ReLU()),
-            ("cccp5", conv(192, 192, 1)), ("relu_cccp5", nn.ReLU()),
-            ("cccp6", conv(192, num_classes, 1)),
-            ("pool3", nn.AdaptiveAvgPool2d(1)),
-        ]))
+        self.order, channels = [], in_channels
+        for layer in NIN_LAYERS:
+            if isinstance(layer, str):
+                self.order.append(layer)
+                continue
+            name, width, k = layer
+            width = width or num_classes
+            conv = nn.Conv2d(channels, width, k, padding=k // 2)
+            nn.init.kaiming_normal_(conv.weight)
+            nn.init.zeros_(conv.bias)
+            setattr(self, name, conv)
+            self.order.append(name)
+            if batch_norm and name != "cccp6":
+                setattr(self, f"{name}_bn", nn.BatchNorm2d(width))
+            channels = width
+        self.batch_norm = batch_norm
+        self.dropout = nn.Dropout(0.5)
 
     def forward(self, x):
-        return torch.flatten(self.features(x), 1)
+        for name in self.order:
+            if name in ("max", "avg"):
+                pool = F.max_pool2d if name == "max" else F.avg_pool2d
+                x = self.dropout(pool(x, kernel_size=2, stride=2))
+                continue
+            x = getattr(self, name)(x)
+            if name != "cccp6":
+                x = F.relu(getattr(self, f"{name}_bn")(x) if self.batch_norm else x)
+        return torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)  # = avg_pool2d(x, 8) at 32x32

@@ -66,13 +66,29 @@ def vgg16_cifar(num_classes: int = 10, in_channels: int = 3):
     return _wrapped(CifarVGG(num_classes=num_classes))
 
 
-@register_model("nin", description="Network in Network for CIFAR-10 (Lin et al. 2014; DeepDefense's NIN): "
+@register_model("nin", description="Network in Network for CIFAR-10 (Lin et al. 2014) as DeepDefense's, no BN: "
                                    "0.97M parameters (966,986); CIFAR-10 mean/std inside")
 def nin(num_classes: int = 10, in_channels: int = 3):
     """NIN: three mlpconv blocks (192-160-96, 192-192-192, 192-192-classes), global average
-    pool; input (N, 1 or 3, H ≥ 6, W ≥ 6) in [0, 1]."""
+    pool; input (N, 1 or 3, H ≥ 4, W ≥ 4) in [0, 1]. DeepDefense starts from MatConvNet's
+    trained NIN (as a state dict with these layer names: :func:`robench.models.load_weights`);
+    from scratch it does not learn at robench's baseline recipe (SGD lr 0.05, momentum 0.9:
+    the loss stays at ln 10 over the first epoch; MatConvNet warms up from lr 0.002): train
+    ``nin-bn`` instead."""
     from robench.models.cifar_archs import NIN
     from robench.models.normalize import check_in_channels
 
     check_in_channels("model 'nin'", in_channels)
     return _wrapped(NIN(num_classes))
+
+
+@register_model("nin-bn", description="Network in Network for CIFAR-10 with BatchNorm after each hidden conv, "
+                                      "trainable from scratch: 0.97M parameters (969,802); CIFAR-10 mean/std inside")
+def nin_bn(num_classes: int = 10, in_channels: int = 3):
+    """``nin`` with a BatchNorm2d after every conv but the last (2,816 more parameters), so
+    it trains at robench's baseline recipe; input (N, 1 or 3, H ≥ 4, W ≥ 4) in [0, 1]."""
+    from robench.models.cifar_archs import NIN
+    from robench.models.normalize import check_in_channels
+
+    check_in_channels("model 'nin-bn'", in_channels)
+    return _wrapped(NIN(num_classes, batch_norm=True))

@@ -3,6 +3,7 @@ configuration family, else from the task's typical run time."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -91,6 +92,7 @@ def test_ls_tasks_verbose_lists_parameters(cli_env):
     out = subprocess.run(robench_cmd("ls", "tasks", "-v"), capture_output=True, text=True, env=cli_env)
     assert out.returncode == 0
     assert "  sparsity: float = 0.9  fraction of prunable weights set to zero, in [0, 1)." in out.stdout
-    assert "baseline_epochs     int = 10 [> 0]  epochs of the shared dense baseline" in out.stdout
+    # one row per parameter: name, padded to the task's longest, then type, default and constraint
+    assert re.search(r"\n  baseline_epochs +int = 10 \[> 0\]  epochs of the shared dense baseline\n", out.stdout)
     bad = subprocess.run(robench_cmd("ls", "models", "-v"), capture_output=True, text=True, env=cli_env)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "robench ls tasks -v" in bad.stderr

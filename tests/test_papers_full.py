@@ -158,7 +158,12 @@ def tiny_suite(path: Path, folder: Path) -> Path:
 
 
 # the cheapest suite end to end in every run; all of them with `pytest -m paper_scale`
-END_TO_END = [pytest.param(p, marks=[] if p.stem == "dns" else [pytest.mark.paper_scale]) for p in SUITES]
+# deepdefense: its MNIST and CIFAR-10 vanilla models, trained 8 epochs on these dozen images,
+# classify too few attacked points for an eps_ref (the protocol refuses; see the issue note)
+KNOWN_GAPS = {"deepdefense": pytest.mark.xfail(reason="tiny vanilla models give eps_ref = 0", strict=True)}
+END_TO_END = [pytest.param(p, marks=[] if p.stem == "dns" else
+                           [pytest.mark.paper_scale, *([KNOWN_GAPS[p.stem]] if p.stem in KNOWN_GAPS else [])])
+              for p in SUITES]
 
 
 @pytest.mark.slow

@@ -114,7 +114,10 @@ class _Reported(list):
 
 
 def _run_once(task_cls, make, folder: Path, device: str = "cpu", params: dict | None = None,
-              label: str | None = None) -> list[Check]:
+              label: str | None = None, may_be_infinite: tuple[str, ...] = ()) -> list[Check]:
+    """One run at the check settings: the primary metric present, every metric a float and
+    finite (or NaN; those ending in ``may_be_infinite`` may also be inf), every declared
+    artifact written."""
     from robench.seeding import seed_everything
     from robench.tasks.base import RunContext, execute
 
@@ -143,7 +146,7 @@ def _run_once(task_cls, make, folder: Path, device: str = "cpu", params: dict | 
         except (TypeError, ValueError):
             problems.append(f"metric {name!r} is {value!r}, not a number")
             continue
-        if math.isinf(value):
+        if math.isinf(value) and not name.endswith(may_be_infinite):
             problems.append(f"metric {name!r} is infinite")
     missing = [rel for rel in (result.artifacts or {}).values() if not (artifacts / rel).exists()]
     if missing:
@@ -153,10 +156,11 @@ def _run_once(task_cls, make, folder: Path, device: str = "cpu", params: dict | 
 
 # -- models ------------------------------------------------------------------------------------
 CLASSIFICATION_TASKS = ("compression", "sparsity_robustness", "robust_training")
-# parameters a model is checked at with the protocol's own default rather than the task's
-# (method) check setting: DeepFool's 10 check steps leave deep BN networks short (ResNet-20
-# needs 11-20 to flip every point), so its median is inf; DeepFool stops once all are flipped
-PROTOCOL_DEFAULTS_FOR_MODELS = {"robust_training": ("deepfool_steps",)}
+# A minimal attack's median norm is inf when more than half the points stay unbroken within
+# its budget (robench.attacks.evaluate). At the tasks' tiny check budgets deep networks get
+# there (ResNet-20: DeepFool at 10 steps; VGG-16: the smoke preset's C&W at 2x20 steps): the
+# attack's budget, not the model's contract, so a model check lets these metrics be inf.
+MAY_BE_INFINITE_FOR_MODELS = ("_median",)
 
 
 def check_model(model: str, task: str | None = None, plugins: tuple = (), run_task: bool = True,
@@ -197,10 +201,9 @@ def check_model(model: str, task: str | None = None, plugins: tuple = (), run_ta
                           "robust_training": "vanilla"}[name]
                 method_cls = registry.methods.get(method, task=name)
                 params = {**task_cls.check_params, "model": model}
-                params.update({key: task_cls.Params.model_fields[key].default
-                               for key in PROTOCOL_DEFAULTS_FOR_MODELS.get(name, ())})
                 checks.extend(_run_once(task_cls, method_cls, folder, device, params,
-                                        label=f"runs through '{name}' ({method}) at its check settings"))
+                                        label=f"runs through '{name}' ({method}) at its check settings",
+                                        may_be_infinite=MAY_BE_INFINITE_FOR_MODELS))
     return tasks, list(checks)
 
 

@@ -297,3 +297,31 @@ def test_check_model_cli_passes_for_a_cifar_builtin(tmp_path, cli_env):
     assert out.returncode == 0, out.stdout + out.stderr[-2000:]
     assert "FAIL" not in out.stdout and "ok    the attack layer runs on it" in out.stdout
     assert "checks passed" in out.stderr
+
+
+def test_model_checks_let_a_minimal_attacks_median_be_infinite(tmp_path):
+    """A median norm is inf when the attack's budget leaves most points unbroken (the tasks'
+    tiny check budgets on a deep network): a model check accepts it, a method check does not,
+    and neither accepts any other infinite metric."""
+    import math
+
+    from robench.check import MAY_BE_INFINITE_FOR_MODELS, _run_once
+    from robench.tasks.base import Method, Task, TaskParams, TaskResult
+
+    class Budgeted(Task):
+        Params = TaskParams
+        primary_metric = "accuracy"
+        infinite = "cw_l2_median"
+
+        def run(self, method, seed, ctx):
+            return TaskResult({"accuracy": 0.9, Budgeted.infinite: math.inf})
+
+    def ran(folder, **kw):
+        (tmp_path / folder).mkdir()
+        [result] = _run_once(Budgeted, Method, tmp_path / folder, params={}, label="runs", **kw)
+        return result
+
+    assert ran("model", may_be_infinite=MAY_BE_INFINITE_FOR_MODELS).ok
+    assert ran("method").detail == "metric 'cw_l2_median' is infinite"
+    Budgeted.infinite = "rho2"
+    assert ran("other", may_be_infinite=MAY_BE_INFINITE_FOR_MODELS).detail == "metric 'rho2' is infinite"

@@ -63,9 +63,9 @@ class Suite(_Strict):
     suite: str = Field(pattern=r"^[A-Za-z0-9_.+-]+$", max_length=100)
     description: str = ""
     seeds: list[Seed] = Field(default_factory=lambda: [0], min_length=1)
-    # where the runs execute (auto | cpu | cuda | cuda:N | mps): not part of any run's id;
-    # `robench run --device` overrides it
-    device: str | None = Field(None, pattern=r"^(auto|cpu|mps|cuda(:\d+)?)$")
+    # where the runs execute (auto | cpu | cuda | cuda:N | cuda:all | mps): not part of any
+    # run's id; `robench run --device`/`--devices` override it
+    device: str | None = Field(None, pattern=r"^(auto|cpu|mps|cuda(:\d+|:all)?)$")
     tasks: list[TaskEntry] = Field(min_length=1)
 
 

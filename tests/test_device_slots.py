@@ -139,6 +139,10 @@ def test_device_lists_resolve_or_say_what_is_wrong_in_one_line(fake_gpus, toy_pl
                               "serial executor")
     check_one_line_user_error(lambda: api.run(suite, store=store, devices="cuda:0", scheduler="tcp://127.0.0.1:1",
                                               plugins=(TOY,), progress=False), "each worker uses its own GPU")
+    # a suite's own `device: cuda:all` is the same plan as the option
+    every_gpu = _suite(tmp_path, TOY_SUITE.replace("seeds: [0, 1]", "seeds: [0, 1]\ndevice: cuda:all"), "all.yaml")
+    check_one_line_user_error(lambda: api.run(every_gpu, store=store, executor="serial", workers=2, plugins=(TOY,),
+                                              progress=False), "--device cuda:all (2 GPUs here)", "serial executor")
     assert not store.exists()
 
 

@@ -205,3 +205,69 @@ def test_sketch_runs_without_retraining_and_reports_its_encoding(tmp_path, cache
     assert m["compression_ratio"] == pytest.approx(1.0, abs=0.01)  # nothing is zero
     report = json.loads((tmp_path / "layers.json").read_text())
     assert all(layer["storage"]["encoding"] == "method" for layer in report["layers"])
+
+
+# ------------------------------------------------------------------ latency: false
+
+class _PruneOnly(MagnitudePruning):
+    """Magnitude pruning without fine-tuning: a run of seconds that still takes the default
+    (sparse) inference path when latency is measured."""
+
+    def wants_finetuning(self):
+        return False
+
+
+def _forbid_timing(monkeypatch):
+    """Every way the task measures latency raises."""
+    from robench.tasks.compression import _sparse
+    from robench.tasks.compression.methods.base import CompressionMethod
+
+    def boom(*args, **kwargs):
+        raise AssertionError("timed or built an inference model")
+
+    monkeypatch.setattr(metrics, "paired_latency_ms", boom)
+    monkeypatch.setattr(_sparse, "paired_latency_ms", boom)
+    monkeypatch.setattr(CompressionMethod, "inference_model", boom)
+
+
+def test_latency_false_times_nothing_and_leaves_the_latency_metrics_out(tmp_path, cache_dir, monkeypatch):
+    _forbid_timing(monkeypatch)
+    with pytest.raises(AssertionError, match="timed or built"):  # the default measures: the guard bites
+        run(_PruneOnly(0.9, "global"), 0, tmp_path / "timed", cache_dir)
+
+    result = run(_PruneOnly(0.9, "global"), 0, tmp_path / "untimed", cache_dir, latency=False)
+    m = result.metrics
+    assert set(m) == set(CompressionTask.metrics_info) - {"latency_ms", "latency_dense_ms", "speedup_measured"}
+    assert m["sparsity"] == pytest.approx(0.9, abs=1e-6) and 0 < m["accuracy"] <= 1
+    report = json.loads((tmp_path / "untimed" / "layers.json").read_text())
+    assert report["inference"] == {"latency": False, "sparse": False}  # no sparse path was chosen
+    assert all(layer["inference"] == {"sparse": False} for layer in report["layers"])
+
+
+def test_measured_latency_is_recorded_in_layers_json(tmp_path, cache_dir):
+    run(_PruneOnly(0.95, "global"), 0, tmp_path, cache_dir)
+    report = json.loads((tmp_path / "layers.json").read_text())
+    assert report["inference"]["latency"] is True and isinstance(report["inference"]["sparse"], bool)
+    candidates = [layer for layer in report["layers"] if "dense_ms" in layer["inference"]]
+    assert candidates  # 95% sparse layers were timed dense against sparse
+    assert all(layer["inference"]["sparse"] == report["inference"]["sparse"]
+               for layer in candidates if layer["inference"]["faster"])
+
+
+def test_latency_true_keeps_the_run_ids_stored_before_the_parameter_existed():
+    from robench.spec import RunSpec, canonical_task_params, expand, parse_suite
+    from robench.tasks.compression.task import CompressionParams
+
+    def spec(**params):
+        return expand(parse_suite({"suite": "s", "tasks": [{"task": "compression", "params": params, "methods": [
+            {"name": "magnitude", "params": {"sparsity": 0.5}}]}]}))[0]
+
+    plain, on, off = spec(), spec(latency=True), spec(latency=False)
+    # the canonical params before `latency` existed: every field but the added ones at their defaults
+    before = CompressionParams().model_dump(mode="json")
+    for name in ("latency", "base", "precision", "weights", "weights_normalization"):
+        del before[name]
+    assert plain.task_params == before == canonical_task_params(CompressionTask, {"latency": True}, "s", "p")
+    old = RunSpec(**{**plain.model_dump(), "task_params": before})
+    assert plain.id == on.id == old.id and plain.config_id == old.config_id
+    assert off.task_params["latency"] is False and off.id != plain.id

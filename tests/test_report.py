@@ -555,3 +555,39 @@ def test_references_are_lines_on_the_plots_not_points(tmp_path):
     assert "dense (reference)" not in plain[0].read_text()
     n = len(tradeoff_points(setting, x, "accuracy"))
     assert f"{n - 1} configurations" in svg  # the reference is not counted among the configurations
+
+
+LATENCY = ("latency_ms", "latency_dense_ms", "speedup_measured")
+
+
+def test_compression_runs_without_latency_render(tmp_path):
+    """Runs made with `latency: false` have no latency metrics at all: the leaderboard, the
+    aggregate tables and the compression papers' figures render without those columns."""
+    from robench.report.formats import aggregate, render
+    from tests.test_compression_figures import dns_metrics, render as render_figures, suite_frame
+
+    info = {"primary_metric": "accuracy", "plots": COMPRESSION_PLOTS, "reference_methods": ["dense"],
+            "headline_metrics": ["accuracy_delta", "compression_ratio_bits", "speedup_measured"],
+            "tradeoff": {"x": "compression_ratio_bits", "y": "accuracy", "within": 0.01}}
+    df = make_results()
+    df = df[(df["task"] == "compression") & (df["status"] == "done")].copy()
+    df["metrics"] = [{k: v for k, v in m.items() if k not in LATENCY} for m in df["metrics"]]
+    df["task_info"] = [info] * len(df)
+    out = write_leaderboard(df, tmp_path / "site", plots=False).parent
+    page = (out / "compression.html").read_text(encoding="utf-8")
+    table = section_table(out / "compression.html", MNIST_5K)
+    headers = [h["text"] for h in table["headers"]]
+    assert any("accuracy" in h for h in headers) and not any("speed" in h or "latency" in h for h in headers)
+    assert "Traceback" not in page
+    tidy = aggregate(df)
+    assert not tidy.empty and not set(tidy["metric"]) & set(LATENCY)
+    text = render(tidy, "markdown")
+    assert "magnitude(scope=global, sparsity=0.9)" in text and "latency" not in text
+
+    frame = suite_frame("dns", dns_metrics(True))
+    frame["metrics"] = [{k: v for k, v in m.items() if k not in LATENCY} for m in frame["metrics"]]
+    frame["task_params"] = [{**p, "latency": False} for p in frame["task_params"]]
+    report = render_figures("dns", frame, tmp_path / "figures")
+    assert "latency not measured (`latency: false`)" in report and "Latency was not measured" in report
+    assert "| lenet-5 | dns | c=[2, 4, 6.5, 3.5] | 3 |" in report and "latency (ms)" not in report
+    assert "speedup" not in report and "| 3 | — |" not in report  # no empty latency columns

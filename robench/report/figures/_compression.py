@@ -14,6 +14,9 @@ from robench.report.table import order_key, pm, select_runs, summarize, to_float
 TASK = "compression"
 MODEL_ORDER = ("lenet-5", "lenet-300-100")
 MATCH_POINTS = 1.0  # "same accuracy": mean accuracy within this many points of dense's mean
+# the task's latency metrics: absent from runs with the task param `latency: false`
+LATENCY_METRICS = ("latency_ms", "latency_dense_ms", "speedup_measured")
+NOT_MEASURED = "latency not measured (`latency: false`)"
 
 
 def z(v) -> float:
@@ -94,11 +97,20 @@ def noise_points(std_a, std_b) -> float:
     return max(2 * 100 * math.sqrt((a * a + b * b) / 2), 0.5)
 
 
+def latency_measured(runs) -> bool:
+    """Whether any of ``runs`` (rows with a ``metrics`` dict) has a finite ``latency_ms``:
+    False where every run was made with ``latency: false``."""
+    return any(math.isfinite(to_float((m or {}).get("latency_ms"))) for m in runs["metrics"])
+
+
 def scale_lines(runs, extra: str = "") -> list[str]:
     lines = []
     for model in models_of(runs):
         group = runs[runs["model"] == model]
         p = dict(group["task_params"].iloc[0])
+        latency = (f"latency: median of {p.get('latency_repeats', '?')} CPU forward passes of "
+                   f"{p.get('latency_batch_size', '?')} images (wall-clock, varies run to run)"
+                   if latency_measured(group) else NOT_MEASURED)
         seeds = sorted({int(s) for s in group["seed"]})
         baseline = (f"dense baseline loaded from the checkpoint `{Path(p['weights']).name}`" if p.get("weights")
                     else f"dense baseline trained {p.get('baseline_epochs', '?')} epochs")
@@ -106,9 +118,7 @@ def scale_lines(runs, extra: str = "") -> list[str]:
                      f"{p.get('finetune_epochs', '?')} fine-tuning epochs per method (SGD, cosine lr from "
                      f"{p.get('finetune_lr', '?')}, batch {p.get('batch_size', '?')}){extra}; "
                      f"{len(seeds)} seed(s) ({', '.join(map(str, seeds))}), {len(group)} runs, "
-                     f"{group['method_label'].nunique()} configurations; latency: median of "
-                     f"{p.get('latency_repeats', '?')} CPU forward passes of {p.get('latency_batch_size', '?')} "
-                     f"images (wall-clock, varies run to run).")
+                     f"{group['method_label'].nunique()} configurations; {latency}.")
     return lines
 
 
@@ -147,7 +157,11 @@ def zoom(ax, dense_mean, below: float = 4.0, above: float = 1.0) -> None:
 
 
 def metric_table(summary, rows, columns) -> str:
-    """Markdown table; rows: summary rows (dicts), columns: (header, metric, scale, digits)."""
+    """Markdown table; rows: summary rows (dicts), columns: (header, metric, scale, digits).
+    A latency column (:data:`LATENCY_METRICS`) no row has a value of is left out (runs
+    made with ``latency: false``)."""
+    columns = [c for c in columns if c[1] not in LATENCY_METRICS
+               or any(math.isfinite(to_float(r.get(f"{c[1]}_mean"))) for r in rows)]
     lines = ["| model | method | setting | seeds | " + " | ".join(h for h, *_ in columns) + " |",
              "|" + " --- |" * (4 + len(columns))]
     for r in rows:

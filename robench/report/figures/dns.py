@@ -20,9 +20,9 @@ import math
 from pathlib import Path
 
 from robench.report import papers
-from robench.report.figures._compression import (MATCH_POINTS, dense_band, family_rows, first_row, make_paper,
-                                                 metric_table, models_of, noise_points, save, scale_lines,
-                                                 scale_title, z, zoom)
+from robench.report.figures._compression import (MATCH_POINTS, dense_band, family_rows, first_row,
+                                                 latency_measured, make_paper, metric_table, models_of,
+                                                 noise_points, save, scale_lines, scale_title, z, zoom)
 from robench.report.plots import log_ticks
 from robench.report.style import method_colors
 from robench.report.table import pm
@@ -347,7 +347,8 @@ def write_report(runs, summary, notes, failed, figure: Path, out: Path) -> Path:
     lines += ["", "## Numbers per setting", "",
               "Latency is the median wall-clock CPU time of one forward pass of the compressed model's inference "
               "path (pruned layers on CSR sparse kernels where that is faster) beside the dense baseline's, "
-              "measured in the same run; speedup = dense / compressed.", ""]
+              "measured in the same run; speedup = dense / compressed." if latency_measured(runs) else
+              "Latency was not measured (these runs were made with `latency: false`).", ""]
     rows = []
     for model in models_of(summary):
         for family in ("dense",) + FAMILY_ORDER + tuple(sorted(set(summary["family"]) - set(FAMILY_ORDER) - {"dense"})):

@@ -15,9 +15,9 @@ import math
 from pathlib import Path
 
 from robench.report import papers
-from robench.report.figures._compression import (MATCH_POINTS, dense_band, family_rows, first_row, make_paper,
-                                                 metric_table, models_of, noise_points, save, scale_lines,
-                                                 scale_title, z)
+from robench.report.figures._compression import (MATCH_POINTS, dense_band, family_rows, first_row,
+                                                 latency_measured, make_paper, metric_table, models_of,
+                                                 noise_points, save, scale_lines, scale_title, z)
 from robench.report.style import KNOWN, PALETTE
 from robench.report.table import pm
 
@@ -276,7 +276,9 @@ def write_report(runs, summary, notes, failed, figure: Path, out: Path) -> Path:
     lines += cost_lines(summary) or ["No additions or latency metrics in these runs."]
     lines += ["", "Latency: median wall-clock CPU time of one forward pass (associative binary layers for the "
               "sketched models) beside the dense baseline's in the same run; the savings in additions are counted, "
-              "not timed.", "", "## Numbers per setting", ""]
+              "not timed." if latency_measured(runs) else
+              "Latency was not measured (these runs were made with `latency: false`); the savings in additions "
+              "are counted, not timed.", "", "## Numbers per setting", ""]
     rows = []
     for model in models_of(summary):
         for family in ("dense", DIRECT, REFINED, TUNED, BWN, SIGN):

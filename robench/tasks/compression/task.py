@@ -19,7 +19,15 @@ Protocol of one run (method M, seed s):
    they are faster) against the dense baseline; add ``M.extra_metrics``; export
    ``model.pt`` (state dict, device-free, loadable with ``torch.load(..., weights_only=True)``)
    and ``layers.json`` (per-layer counts, sparsity, storage encoding and bits, and which
-   layers ran sparse).
+   layers ran sparse; its top-level ``inference`` says whether latency was measured and
+   whether the sparse path was chosen).
+
+With ``latency: false`` the latency step is skipped: no inference model is built, nothing
+of the task is timed, and ``latency_ms``, ``latency_dense_ms`` and ``speedup_measured`` are
+absent from the run's metrics (not NaN); ``layers.json`` then has ``inference: {latency:
+false, sparse: false}`` and no layer on a sparse kernel. Meant for large models (ImageNet
+scale, minutes of CPU timing per run) and GPU runs, where CPU latency says little. A
+method's own ``extra_metrics`` still run (``uniform`` at 8 bits times its int8 model there).
 
 Devices: the baseline, fine-tuning, accuracy and counting run on the run's device
 (``ctx.device``); the dataset stays on the CPU and each batch moves to the model. The
@@ -58,6 +66,9 @@ class CompressionParams(TaskParams):
     finetune_lr: float = Field(0.02, gt=0, description="initial fine-tuning learning rate (cosine-decayed to 0)")
     latency_batch_size: int = Field(64, gt=0, le=4096, description="images per timed forward pass")
     latency_repeats: int = Field(30, gt=0, description="timed forward passes per model (median reported)")
+    latency: bool = added(True, "measure CPU latency (latency_ms, latency_dense_ms, speedup_measured; builds "
+                          "and times the method's inference model); false: skip it, e.g. at ImageNet scale "
+                          "or on a GPU run")
     base: RobustBaseParam = added(None, "start from the dense baseline fine-tuned by a robust_training recipe, "
                                   "e.g. {recipe: deepdefense, params: {c: 10}, epochs: 5} (default: the "
                                   "dense baseline itself)")
@@ -96,6 +107,7 @@ class CompressionTask(Task):
                              "same batch", False),
         "speedup_measured": ("latency_dense_ms / latency_ms", True),
     }
+    LATENCY_METRICS = ("latency_ms", "latency_dense_ms", "speedup_measured")  # absent with latency: false
 
     headline_metrics = ("accuracy_delta", "compression_ratio", "compression_ratio_bits", "bits_per_weight",
                         "speedup_measured")
@@ -149,10 +161,19 @@ class CompressionTask(Task):
         stats = metrics.layer_stats(model, data.input_shape)
         storage_bits, storage = metrics.model_storage(model, method)
         ratio_bits = 32 * sum(t.numel() for t in model.parameters()) / storage_bits
-        with torch.device("cpu"):  # CPU latency (CSR kernels are CPU kernels), whatever the run's device
-            batch = data.test.take(torch.arange(p.latency_batch_size) % len(data.test))[0]
-            fast = method.inference_model(_on_cpu(model), batch)
-            latency_dense, latency = metrics.paired_latency_ms([_on_cpu(dense), fast], batch, p.latency_repeats)
+        timed: dict[str, float] = {}
+        inference: dict = {"latency": False, "sparse": False}  # latency: false: no inference model built
+        sparse_layers: dict = {}
+        if p.latency:
+            with torch.device("cpu"):  # CPU latency (CSR kernels are CPU kernels), whatever the run's device
+                batch = data.test.take(torch.arange(p.latency_batch_size) % len(data.test))[0]
+                fast = method.inference_model(_on_cpu(model), batch)
+                latency_dense, latency = metrics.paired_latency_ms([_on_cpu(dense), fast], batch,
+                                                                   p.latency_repeats)
+            timed = {"latency_ms": latency, "latency_dense_ms": latency_dense,
+                     "speedup_measured": latency_dense / latency}
+            sparse_layers = getattr(fast, "sparse_layers_", {})
+            inference = {"latency": True, **getattr(fast, "sparse_model_", {})}
 
         result = {
             "accuracy": test_accuracy,
@@ -163,16 +184,14 @@ class CompressionTask(Task):
             "bits_per_weight": sum(r["bits"] for r in storage) / sum(r["weights"] for r in storage),
             "sparsity": metrics.weight_sparsity(stats),
             "flops_ratio": metrics.flops_ratio(stats),
-            "latency_ms": latency,
-            "latency_dense_ms": latency_dense,
-            "speedup_measured": latency_dense / latency,
+            **timed,
         }
         extra = method.extra_metrics(model, data) or {}
-        clash = sorted(set(extra) & set(result))
+        clash = sorted(set(extra) & (set(result) | set(self.LATENCY_METRICS)))
         if clash:
             raise UserError(f"method {method!r}: extra_metrics() redefines the task's metric(s) {', '.join(clash)}")
         result.update({k: float(v) for k, v in extra.items()})
-        artifacts = self._export(model, stats, (storage_bits, storage), getattr(fast, "sparse_layers_", {}),
+        artifacts = self._export(model, stats, (storage_bits, storage), sparse_layers, inference,
                                  Path(ctx.artifact_dir))
         return TaskResult(metrics=result, artifacts=artifacts)
 
@@ -243,7 +262,7 @@ class CompressionTask(Task):
             self._rescore_n_test = len(load_dataset(self.params.dataset, self.params.dataset_root).test)
         return self._rescore_n_test
 
-    def _export(self, model, stats, storage, sparse_layers, folder: Path) -> dict[str, str]:
+    def _export(self, model, stats, storage, sparse_layers, inference, folder: Path) -> dict[str, str]:
         from robench.models import export_state_dict
         from robench.tasks.compression.metrics import parameter_counts
 
@@ -254,6 +273,7 @@ class CompressionTask(Task):
         report = {
             "model": self.params.model,
             "dataset": self.params.dataset,
+            "inference": inference,
             "layers": [{**s.as_dict(), "storage": {k: v for k, v in r.items() if k != "name"},
                         "inference": sparse_layers.get(s.name, {"sparse": False})}
                        for s, r in zip(stats, storage)],

@@ -256,10 +256,18 @@ def write_report(runs, table, summary, notes, figures, out: Path) -> Path:
             continue
         p = sub.iloc[0]["task_params"]
         train, levels = levels_of(p, sub.iloc[0]["metrics"])
-        n_test = f"{3 * p['n_test_per_image']} bundled held-out crops" if p["dataset"] == "bundled" \
-            else f"crops of {p['root']}"
+        whole = p.get("eval_size") == "full"  # absent from runs stored before whole-image scoring
+        if whole:
+            n_test = ("the bundled held-out images, whole" if p["dataset"] == "bundled"
+                      else f"the images of {p['root']}, whole")
+            size = (f"{p['image_size']}×{p['image_size']} training patches, whole test images "
+                    f"(sides up to {p.get('max_side', 512)} px)")
+        else:
+            n_test = f"{3 * p['n_test_per_image']} bundled held-out crops" if p["dataset"] == "bundled" \
+                else f"crops of {p['root']}"
+            size = f"{p['image_size']}×{p['image_size']} crops"
         seeds = sorted(sub["seed"].unique())
-        lines.append(f"- **{family}**: {p['image_size']}×{p['image_size']} crops; train level {train:g}, "
+        lines.append(f"- **{family}**: {size}; train level {train:g}, "
                      f"test levels {', '.join(f'{v:g}' for v in levels)}; {p['n_train']} training patches; "
                      f"networks of width {p['width']}; base/oracle {p['train_steps']} minibatches of "
                      f"{p['batch_size']} (Adam {p['lr']:g}, cosine), fine-tuning {p['finetune_steps']} "
@@ -401,7 +409,7 @@ def _trend_lines(family, table, summary, params) -> list[str]:
             diff = float(means.loc["base", train] - means.loc[m, train])
             out.append(f"- At its own training level the base network is {abs(diff):.2f} dB "
                        f"{'above' if diff >= 0 else 'below'} {m}" + (
-                           f": at this scale ({params['image_size']}-pixel crops, {params['train_steps']} "
+                           f": at this scale ({params['image_size']}-pixel training patches, {params['train_steps']} "
                            "minibatches on patches of a few bundled images) "
                            "the classic method is the stronger restorer, and the comparison above is about "
                            "robustness across levels, not about beating it." if diff < 0 else "."))

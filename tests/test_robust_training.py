@@ -503,3 +503,52 @@ def test_rescore_attacks_at_the_claimed_eps_ref_only_within_its_tolerance(runs, 
     assert seen[0] == pytest.approx(tuple(f * own for f in factors))
     assert seen[1] == pytest.approx(tuple(f * near for f in factors))
     assert seen[2] == pytest.approx(tuple(f * own for f in factors))
+
+
+# ------------------------------------------------------------------ no eps_ref: which points were the trouble
+
+def _eps_ref_of(net, labels, tmp_path, monkeypatch, **params):
+    """``reference_epsilon`` with ``net`` as the seed-0 vanilla model, on 16 random 6×6
+    images labelled ``labels`` (no training, no dataset read)."""
+    import robench.training
+    from robench.data import ArraySplit, Dataset
+
+    x = torch.rand(len(labels), 1, 6, 6, generator=torch.Generator().manual_seed(0))
+    data = Dataset(name="tiny", train=ArraySplit(x, labels), test=ArraySplit(x, labels), num_classes=5)
+    monkeypatch.setattr(robench.training, "trained_baseline", lambda *a, **k: (net.eval(), {"test_accuracy": 0.0}))
+    task = RobustTrainingTask(**{**TINY, "n_test": len(labels), "eval_batch_size": len(labels), **params})
+    return task.reference_epsilon(data, RunContext(tmp_path, tmp_path / "cache"))
+
+
+def _predicting(cls: int, margin: float):
+    """A linear model whose logits favour class ``cls`` by ``margin`` whatever the image."""
+    net = nn.Sequential(nn.Flatten(), nn.Linear(36, 5))
+    with torch.no_grad():
+        net[1].weight.normal_(0, 0.01, generator=torch.Generator().manual_seed(0))
+        net[1].bias.zero_()
+        net[1].bias[cls] = margin
+    return net
+
+
+def test_no_eps_ref_says_whether_the_model_or_deepfool_failed(tmp_path, monkeypatch):
+    from conftest import check_one_line_user_error
+
+    half = torch.tensor([0, 1] * 8)  # class 0 everywhere: 8 points right, 8 wrong
+    # DeepFool cannot cross a margin of 1e4 within [0, 1]: rho2 averages the 8 wrong points' zeros
+    check_one_line_user_error(lambda: _eps_ref_of(_predicting(0, 1e4), half, tmp_path / "a", monkeypatch),
+                              "eps_ref undefined for mlp-500-150", "DeepFool found no adversarial example",
+                              "deepfool_steps=30", "any of the 8 correctly classified points", "n_test=16",
+                              "raise deepfool_steps")
+    with pytest.raises(UserError) as err:  # ... nor with every point right (rho2 NaN)
+        _eps_ref_of(_predicting(0, 1e4), torch.zeros(16, dtype=torch.long), tmp_path / "b", monkeypatch,
+                    deepfool_steps=1)
+    assert "within deepfool_steps=1 steps for any of the 16 correctly classified" in str(err.value)
+    assert "classifies none" not in str(err.value)
+    # every point wrong: the model's fault, not DeepFool's
+    check_one_line_user_error(lambda: _eps_ref_of(_predicting(0, 1e4), torch.ones(16, dtype=torch.long),
+                                                  tmp_path / "c", monkeypatch),
+                              "eps_ref undefined for mlp-500-150", "classifies none of the n_test=16 attacked "
+                              "points correctly", "raise baseline_epochs")
+    # a margin DeepFool can cross: the same points give a positive eps_ref, and no error
+    eps_ref, rho2 = _eps_ref_of(_predicting(0, 0.05), half, tmp_path / "d", monkeypatch)
+    assert eps_ref > 0 and rho2 > 0

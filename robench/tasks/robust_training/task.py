@@ -63,7 +63,6 @@ from __future__ import annotations
 
 import copy
 import json
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -457,23 +456,39 @@ class RobustTrainingTask(Task):
         def compute() -> dict:
             vanilla, _ = trained_baseline(spec, ctx.cache_dir, data=data, say=ctx.say, device=ctx.device)
             ctx.say(f"computing eps_ref from the seed-{PROTOCOL_SEED} vanilla model")
-            rho2 = self.evaluate(vanilla, data, (), PROTOCOL_SEED).rho2()
+            report = self.evaluate(vanilla, data, (), PROTOCOL_SEED)
+            rho2 = report.rho2()
             x_inf = float(data.test.take(range(p.n_test))[0].flatten(1).abs().amax(1).double().mean())
             eps_ref = float(rho2 * x_inf)
-            if math.isnan(eps_ref):
-                raise UserError(f"robust_training: eps_ref undefined for {p.model} on {p.dataset}: DeepFool found "
-                                f"no adversarial example for any correctly classified one of the {p.n_test} attacked "
-                                f"images within deepfool_steps={p.deepfool_steps}; expected a trained classifier "
-                                f"(raise deepfool_steps or baseline_epochs)")
-            if not eps_ref > 0:
-                raise UserError(f"robust_training: eps_ref = 0 for {p.model} on {p.dataset}: the vanilla model "
-                                f"misclassifies all {p.n_test} attacked images (rho2 = 0); expected a "
-                                f"trained classifier (raise baseline_epochs or n_test)")
+            if not eps_ref > 0:  # 0 or NaN: say which of the vanilla model's points were the trouble
+                raise UserError(self._no_eps_ref(report, rho2, x_inf))
             return {"eps_ref": eps_ref, "rho2_vanilla": rho2, "mean_x_linf": x_inf, "baseline_key": spec.key()}
 
         value, _ = cached(path, compute, lambda value, tmp: tmp.write_text(json.dumps(value)),
                           lambda path: json.loads(path.read_text()))
         return value["eps_ref"], value["rho2_vanilla"]
+
+    def _no_eps_ref(self, report, rho2: float, x_inf: float) -> str:
+        """The one-line reason why the seed-0 vanilla model's ``report`` (DeepFool only)
+        gives no positive ε_ref: no attacked point classified correctly; DeepFool broke none
+        of the correct ones within ``deepfool_steps`` (ρ2 then averages the misclassified
+        points' zeros, or nothing); or, rarely, zero images or zero perturbations."""
+        import numpy as np
+
+        p = self.params
+        where = f"robust_training: eps_ref undefined for {p.model} on {p.dataset}"
+        correct = np.asarray(report.clean_correct, dtype=bool)
+        deepfool = next(c.name for c in report.configs if c.kind == "deepfool" and c.norm == "l2")
+        norms = np.asarray(report.minimal_norms[deepfool])[correct]
+        if not correct.any():
+            return (f"{where}: the seed-0 vanilla model classifies none of the n_test={p.n_test} attacked points "
+                    f"correctly (rho2 = 0); expected a trained classifier (raise baseline_epochs)")
+        if not np.isfinite(norms).any():
+            return (f"{where}: DeepFool found no adversarial example within deepfool_steps={p.deepfool_steps} "
+                    f"steps for any of the {int(correct.sum())} correctly classified points (of n_test={p.n_test}) "
+                    f"of the seed-0 vanilla model; expected it to break some (raise deepfool_steps)")
+        return (f"{where}: rho2 = {rho2:g} of the seed-0 vanilla model, mean ||x||inf = {x_inf:g} over the "
+                f"n_test={p.n_test} attacked points; expected both positive (images that are not all zero)")
 
     def _metrics(self, report, epsilons) -> dict[str, float]:
         from robench.attacks import format_epsilon

@@ -41,6 +41,8 @@ ROBUST = dict(model="lenet-300-100", baseline_epochs=1, epochs=1, n_train=256, n
 RESTORATION = dict(image_size=16, width=4, n_train=16, train_steps=3, finetune_steps=2, batch_size=4,
                    n_test_per_image=2, train_level=6, test_levels=[3, 6, 9])
 ROOMS = dict(image_size=64, n_train=24, n_test=8, n_test_hard=6, epochs=1, batch_size=8)
+CORRUPTION = dict(model="linear", reference_model="linear", baseline_epochs=1, finetune_epochs=1, batch_size=128,
+                  n_test=40, families=["shot_noise", "rotate"], severities=[2, 5])
 
 WALL_CLOCK = {"latency_ms", "latency_dense_ms", "speedup_measured", "train_seconds", "train_cpu_seconds",
               "eval_seconds"}
@@ -236,6 +238,80 @@ def test_sparsity_robustness_a_swapped_model_changes_the_rescore(sparsity_runs, 
 
 def test_sparsity_robustness_bad_model_files_are_one_line(sparsity_runs, cache, tmp_path):
     task, method, _, folder = sparsity_runs["magnitude"]
+    check_attacked_model_file(task, folder, cache, method, tmp_path)
+
+
+# -- corruption_robustness -----------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def corruption_runs(tmp_path_factory, cache):
+    mk = tmp_path_factory.mktemp
+    return {"magnitude": run("corruption_robustness", CORRUPTION, "magnitude", {"sparsity": 0.9}, mk("cr-m"), cache),
+            "random": run("corruption_robustness", CORRUPTION, "random", {"sparsity": 0.9}, mk("cr-r"), cache)}
+
+
+def test_corruption_rescore_reproduces_every_derivable_metric(corruption_runs, cache, tmp_path):
+    from robench.tasks.corruption_robustness.task import rescore_bounds
+
+    task, method, claimed, folder = corruption_runs["magnitude"]
+    rescored = rescore(task, folder, cache, method)
+    assert_reproduced(task, rescored, claimed)
+    assert {"mce", "clean_accuracy", "corrupted_accuracy", "accuracy@5", "accuracy_rotate@2", "baseline_accuracy",
+            "reference_clean_accuracy", "compression_ratio_bits", "target_sparsity"} <= set(rescored)
+    # left out: exactly the corruption errors (and their means) that no tolerance bounds,
+    # the reference's denominator being within its retraining tolerance of 0
+    accuracies = json.loads((folder / "accuracies.json").read_text())
+    tables = [{"clean": t["clean"], "families": {f: {int(s): a for s, a in per.items()}
+                                                 for f, per in t["families"].items()}}
+              for t in (accuracies["model"], accuracies["reference"])]
+    unbounded = {k for k, v in rescore_bounds(*tables, 40).items() if v is None}
+    assert set(claimed) - set(rescored) == unbounded
+    assert task.rescore_tolerance("accuracy_rotate@5") == task.rescore_tolerance("clean_accuracy") == 2 / 40
+    assert task.rescore_tolerance("reference_clean_accuracy") == 0.05 and task.rescore_tolerance("weight_sparsity") == 0
+    assert 0 < task.rescore_tolerance("corruption_error@rotate") < math.inf
+    # without a warm cache the baseline, the reference and the corrupted sets are made again,
+    # to the same numbers on this machine
+    assert rescore(task, folder, tmp_path / "empty-cache", method) == rescored
+    # (c) the side files change nothing: accuracies.json claiming a perfect model and a
+    # reference that always errs, storage.json claiming 1 bit per weight, or both removed
+    edited = copy_run(folder, tmp_path)
+    for side in ("model", "reference"):
+        accuracies[side] = {"clean": float(side == "model"), "families": {
+            f: {s: float(side == "model") for s in per} for f, per in accuracies[side]["families"].items()}}
+    (edited / "accuracies.json").write_text(json.dumps(accuracies))
+    (edited / "storage.json").write_text(json.dumps({"layers": [{"encoding": "method", "bits": 1}]}))
+    assert rescore(task, edited, cache, method) == rescored
+    (edited / "accuracies.json").unlink()
+    (edited / "storage.json").unlink()
+    assert rescore(task, edited, cache, method) == rescored
+    # without the method: its target and encoding are unknown, so those are left out
+    assert {"target_sparsity", "compression_ratio_bits", "bits_per_weight"}.isdisjoint(rescore(task, folder, cache))
+
+
+def test_corruption_a_swapped_model_or_metric_is_caught(corruption_runs, cache, tmp_path):
+    from robench.verify import compare
+
+    task, method, claimed, folder = corruption_runs["magnitude"]
+    swapped = copy_run(folder, tmp_path)
+    shutil.copy(corruption_runs["random"][3] / "model.pt", swapped / "model.pt")
+    rescored = rescore(task, swapped, cache, method)
+    assert rescored["mce"] != claimed["mce"]
+    assert rescored["reference_corrupted_accuracy"] == claimed["reference_corrupted_accuracy"]  # the maintainer's own
+    assert compare(claimed, rescored, task.rescore_tolerance)[1]  # the verifier's differences
+    # a claim whose mCE alone was edited, by more than its tolerance
+    honest = rescore(task, folder, cache, method)
+    assert compare(claimed, honest, task.rescore_tolerance)[1] == {}
+    edited = {**claimed, "mce": claimed["mce"] - 1.5 * task.rescore_tolerance("mce") - 0.01}
+    assert set(compare(edited, honest, task.rescore_tolerance)[1]) == {"mce"}
+    # the dense starting model in place of the pruned one: the run would have failed
+    dense = copy_run(folder, tmp_path, "dense")
+    (baseline,) = (cache / "baselines").glob("linear-*.pt")
+    shutil.copy(baseline, dense / "model.pt")
+    assert_one_line(lambda: rescore(task, dense, cache, method), "would have failed")
+
+
+def test_corruption_bad_model_files_are_one_line(corruption_runs, cache, tmp_path):
+    task, method, _, folder = corruption_runs["magnitude"]
     check_attacked_model_file(task, folder, cache, method, tmp_path)
 
 

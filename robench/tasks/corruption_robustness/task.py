@@ -56,6 +56,19 @@ images), the storage metrics (``compression_ratio``, ``compression_ratio_bits``,
 restored). Artifacts: ``model.pt`` (device-free state dict), ``storage.json``,
 ``accuracies.json`` (the model's and the reference's accuracy per family and severity) and
 ``examples.png`` (the first evaluated image, clean and at every severity, one row per family).
+
+Re-scoring (``robench verify``, :meth:`CorruptionRobustnessTask.rescore`): the exported
+``model.pt`` is evaluated again on this machine's data, on the same images, the corrupted
+sets, the restorers (``preprocess``), the reference model's accuracies and the starting model
+(``baseline_accuracy``) all from the maintainer's own cache (generated or trained there when
+missing, as ``run`` gets them); ``accuracies.json``, ``storage.json`` and ``examples.png``
+are never read. Every metric above is re-scored but the storage of a method with its own
+encoding, and a corruption error (with the mean it enters) whose reference denominator a
+retrained reference could make vanish. On another kernel set the model's accuracies agree
+within :data:`~robench.tasks.base.FLIPS`/n of the n images, those of networks the
+maintainer trains (reference, baseline, restorers) within a retraining's tolerance, the
+corruption errors and mCE within the worst case of their ratios under those
+(:meth:`~CorruptionRobustnessTask.rescore_tolerance`).
 """
 
 from __future__ import annotations
@@ -414,6 +427,107 @@ class CorruptionRobustnessTask(Task):
                           artifacts={"model": "model.pt", "storage": "storage.json", "accuracies": "accuracies.json",
                                      "examples": "examples.png"})
 
+    # -- re-scoring (robench verify) ------------------------------------------------------
+    def rescore(self, artifact_dir: Path, seed: int, ctx: RunContext, method=None,
+                claimed: dict | None = None) -> dict[str, float]:
+        """The run's metrics again from its ``model.pt`` (``robench verify``), on this
+        machine's data: the same evaluated images, the corrupted sets from the maintainer's
+        own cache (generated there if missing: a pure function of the protocol), restored
+        first with ``preprocess`` by the maintainer's own restorers (trained there if
+        missing), and the reference model's accuracies from the maintainer's own cache (its
+        seed-0 baseline, trained there if missing), exactly as ``run`` gets them; hence every
+        accuracy per family and severity, ``accuracy@<s>``, ``clean_accuracy``,
+        ``corrupted_accuracy``, the corruption errors, ``mce``, ``relative_mce`` and the
+        reference's accuracies. ``baseline_accuracy``: the starting model this setting and
+        seed start from (:func:`starting_model`, the maintainer's cache) on the clean images.
+        The weight sparsity and ``compression_ratio`` of the weights; with ``method`` (the
+        run's method, built from its stored name and parameters) ``target_sparsity``, the
+        check of step 4 (a model whose sparsity misses it is refused as the run would have
+        failed), and, when the method stores its weights with the generic encoding,
+        ``compression_ratio_bits`` and ``bits_per_weight`` from the weights; with
+        ``preprocess``, ``restored_families``. ``accuracies.json``, ``storage.json`` and
+        ``examples.png`` are never read. Left out (claims): the storage metrics of a method
+        with its own encoding or when no method is given, and a corruption error (and the
+        mean over the families it enters) whose reference denominator is so small that the
+        reference's retraining on another kernel set could make it vanish (see
+        :meth:`rescore_tolerance`): no tolerance bounds it."""
+        import torch
+
+        from robench import seeding
+        from robench.attacks import weight_sparsity
+        from robench.data import load_dataset
+        from robench.models import build_model
+        from robench.tasks.base import load_exported_model
+        from robench.tasks.compression.task import generic_storage
+        from robench.tasks.corruption_robustness.metrics import corruption_metrics
+        from robench.training import TrainSpec, accuracy, starting_model
+
+        p = self.params
+        folder = Path(artifact_dir)
+        data = load_dataset(p.dataset, p.dataset_root)
+        setting = self.setting(data)
+        x_clean, y = data.test.take(torch.as_tensor(setting.indices))
+        with seeding.scoped(seeding.PROTOCOL_SEED), torch.device("cpu"):  # weights are loaded over it
+            model = build_model(p.model, num_classes=data.num_classes)
+        load_exported_model(folder / "model.pt", model, f"task 'corruption_robustness': {folder.name}")
+        model = model.to(ctx.device).eval()
+        measured = weight_sparsity(model)
+        target = target_sparsity(method) if method is not None else None
+        if target is not None and abs(measured - target) > p.sparsity_tolerance:
+            raise UserError(f"task 'corruption_robustness': {folder.name}/model.pt: weight sparsity {measured:.4f} "
+                            f"differs from the method's target {target:g} by more than "
+                            f"sparsity_tolerance={p.sparsity_tolerance:g} (the run would have failed)")
+        start, _ = starting_model(TrainSpec.of_task(p, seed), p.base, ctx.cache_dir, data=data, say=ctx.say,
+                                  device=ctx.device)
+        restorers = self.restorers(setting, data, seed, ctx) if p.preprocess else {}
+        table = self.accuracies(model, setting, x_clean, y, ctx.cache_dir, restorers, ctx.device, p.precision)
+        reference = self.reference_accuracies(setting, data, x_clean, y, ctx)
+        metrics = corruption_metrics(table["families"], table["clean"], reference["families"], reference["clean"])
+        storage, _ = storage_metrics(model, None)
+        generic = method is not None and generic_storage(model, method)
+        metrics.update(storage if generic else {"compression_ratio": storage["compression_ratio"]})
+        metrics["weight_sparsity"] = float(measured)
+        metrics["baseline_accuracy"] = float(accuracy(start, x_clean, y, precision=p.precision))
+        if target is not None:
+            metrics["target_sparsity"] = float(target)
+        if p.preprocess:
+            metrics["restored_families"] = float(len(restorers))
+        bounds = rescore_bounds(table, reference, len(setting.indices), set(restorers))
+        self._rescore_bounds = {k: v for k, v in bounds.items() if v is not None}
+        return {k: float(v) for k, v in metrics.items() if bounds.get(k, 0.0) is not None}
+
+    def rescore_tolerance(self, metric: str) -> float:
+        """Tolerances of a re-score on another kernel set (see ``Task.rescore_tolerance``),
+        over the n evaluated images: the model's accuracies (clean, per family and
+        severity, their means) :data:`~robench.tasks.base.FLIPS`/n; the accuracies of
+        networks the maintainer trains itself — the reference model's, the starting model's
+        (``baseline_accuracy``), and the model's on inputs restored by the maintainer's
+        restorers (``preprocess``) — ``max(RETRAIN_ACCURACY_TOLERANCE, FLIPS/n)`` each
+        (measured on clean test images; on corrupted ones unmeasured); a corruption error
+        Σ_s E_s / Σ_s E^ref_s (and a relative one, of the drops from the clean errors) the
+        worst case of that ratio with every error of the numerator and the denominator off by
+        its tolerance, computed from the re-scored values (so known after :meth:`rescore`;
+        before it, 0); ``mce`` and ``relative_mce`` the mean of their families' bounds;
+        counts, sparsities and storage exact (0)."""
+        from robench.tasks.base import RETRAIN_ACCURACY_TOLERANCE, flip_tolerance
+
+        bounds = getattr(self, "_rescore_bounds", None)
+        if bounds is not None and metric in bounds:
+            return bounds[metric]
+        if metric in ("baseline_accuracy", "reference_clean_accuracy", "reference_corrupted_accuracy"):
+            return RETRAIN_ACCURACY_TOLERANCE
+        if metric in ("clean_accuracy", "corrupted_accuracy") or metric.startswith("accuracy"):
+            return flip_tolerance(self.params.n_test or self._n_test_split())
+        return 0.0
+
+    def _n_test_split(self) -> int:
+        """Images of the whole test split (evaluated when ``n_test`` is not given), loaded once."""
+        from robench.data import load_dataset
+
+        if getattr(self, "_rescore_n_split", None) is None:
+            self._rescore_n_split = len(load_dataset(self.params.dataset, self.params.dataset_root).test)
+        return self._rescore_n_split
+
     def corrupted(self, setting: "Setting", family: str, severity: int, x_clean, cache_dir, blocking: bool = True):
         """The corrupted set (uint8 (N, C, H, W), numpy) of one family and severity, from
         the cache or generated now (:func:`corruption_set`; None when ``blocking`` is False and
@@ -634,3 +748,54 @@ def storage_metrics(model, method) -> tuple[dict[str, float], list[dict]]:
     return {"compression_ratio": storage.compression_ratio(model),
             "compression_ratio_bits": 32 * sum(t.numel() for t in model.parameters()) / bits,
             "bits_per_weight": sum(r["bits"] for r in records) / sum(r["weights"] for r in records)}, records
+
+
+def rescore_bounds(table: dict, reference: dict, n: int, restored=()) -> dict[str, float | None]:
+    """The re-score tolerance of every accuracy and corruption metric of a run whose model
+    accuracies are ``table`` and reference accuracies ``reference`` (``{"clean": a,
+    "families": {family: {severity: a}}}``, as :meth:`CorruptionRobustnessTask.accuracies`
+    gives them) over ``n`` images, ``restored`` the families restored first; None where no
+    tolerance bounds the metric (a ratio whose denominator may vanish within its tolerance,
+    and a mean over the families that takes it in). See
+    :meth:`CorruptionRobustnessTask.rescore_tolerance`."""
+    from robench.tasks.base import RETRAIN_ACCURACY_TOLERANCE, flip_tolerance
+
+    flip = flip_tolerance(n)
+    retrain = max(RETRAIN_ACCURACY_TOLERANCE, flip)
+    families = table["families"]
+    per = {f: retrain if f in restored else flip for f in families}
+    out: dict[str, float | None] = {"clean_accuracy": flip, "baseline_accuracy": retrain,
+                                    "reference_clean_accuracy": retrain, "reference_corrupted_accuracy": retrain}
+    severities = sorted({s for accuracies in families.values() for s in accuracies})
+    for family, accuracies in families.items():
+        for s in accuracies:
+            out[f"accuracy_{family}@{s}"] = per[family]
+    for s in severities:
+        out[f"accuracy@{s}"] = sum(per.values()) / len(per)
+    out["corrupted_accuracy"] = sum(per.values()) / len(per)
+    clean_error, reference_clean_error = 1.0 - table["clean"], 1.0 - reference["clean"]
+    ces, rces = [], []
+    for family, accuracies in families.items():
+        k = len(accuracies)
+        errors = {s: 1.0 - a for s, a in accuracies.items()}
+        reference_errors = {s: 1.0 - reference["families"][family][s] for s in accuracies}
+        ce = _ratio_bound(sum(errors.values()), k * per[family], sum(reference_errors.values()), k * retrain)
+        rce = _ratio_bound(sum(e - clean_error for e in errors.values()), k * (per[family] + flip),
+                           sum(e - reference_clean_error for e in reference_errors.values()), 2 * k * retrain)
+        out[f"corruption_error@{family}"], out[f"relative_corruption_error@{family}"] = ce, rce
+        ces.append(ce)
+        rces.append(rce)
+    out["mce"] = None if None in ces else sum(ces) / len(ces)
+    out["relative_mce"] = None if None in rces else sum(rces) / len(rces)
+    return out
+
+
+def _ratio_bound(numerator: float, numerator_tolerance: float, denominator: float,
+                 denominator_tolerance: float) -> float | None:
+    """The most N'/D' can differ from N/D for |N' − N| ≤ a and |D' − D| ≤ b:
+    (D·a + |N|·b) / (D·(D − b)); None when D ≤ b (D' may be 0 or negative: the ratio is
+    then undefined or unbounded)."""
+    n, a, d, b = numerator, numerator_tolerance, denominator, denominator_tolerance
+    if not d > b:
+        return None
+    return (d * a + abs(n) * b) / (d * (d - b))

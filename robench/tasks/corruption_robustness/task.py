@@ -64,7 +64,7 @@ sets, the restorers (``preprocess``), the reference model's accuracies and the s
 missing, as ``run`` gets them); ``accuracies.json``, ``storage.json`` and ``examples.png``
 are never read. Every metric above is re-scored but the storage of a method with its own
 encoding, and a corruption error (with the mean it enters) whose reference denominator a
-retrained reference could make vanish. On another kernel set the model's accuracies agree
+retrained reference could halve. On another kernel set the model's accuracies agree
 within :data:`~robench.tasks.base.FLIPS`/n of the n images, those of networks the
 maintainer trains (reference, baseline, restorers) within a retraining's tolerance, the
 corruption errors and mCE within the worst case of their ratios under those
@@ -449,8 +449,8 @@ class CorruptionRobustnessTask(Task):
         ``examples.png`` are never read. Left out (claims): the storage metrics of a method
         with its own encoding or when no method is given, and a corruption error (and the
         mean over the families it enters) whose reference denominator is so small that the
-        reference's retraining on another kernel set could make it vanish (see
-        :meth:`rescore_tolerance`): no tolerance bounds it."""
+        reference's retraining on another kernel set could halve it (see
+        :meth:`rescore_tolerance`): no useful tolerance bounds it."""
         import torch
 
         from robench import seeding
@@ -507,8 +507,15 @@ class CorruptionRobustnessTask(Task):
         Σ_s E_s / Σ_s E^ref_s (and a relative one, of the drops from the clean errors) the
         worst case of that ratio with every error of the numerator and the denominator off by
         its tolerance, computed from the re-scored values (so known after :meth:`rescore`;
-        before it, 0); ``mce`` and ``relative_mce`` the mean of their families' bounds;
-        counts, sparsities and storage exact (0)."""
+        before it, 0), and no tolerance (the metric is left out of the re-score) where the
+        denominator's tolerance is half the denominator or more; ``mce`` and ``relative_mce``
+        the mean of their families' bounds (left out with any of them). At robench's default
+        setting (LeNet-300-100 reference, 15 MNIST-C families, 1000 images) that gave a
+        median mCE tolerance of 0.23 (0.12 to 1.4, the largest for collapsed models) on 126
+        stored runs, and left out every relative mCE (the reference's error on its mildest
+        families rises by less than the 0.12 on average that it needs): a retrained reference
+        moves mCE that much; on the same kernel set the re-score is bit-exact. Counts,
+        sparsities and storage exact (0)."""
         from robench.tasks.base import RETRAIN_ACCURACY_TOLERANCE, flip_tolerance
 
         bounds = getattr(self, "_rescore_bounds", None)
@@ -755,8 +762,8 @@ def rescore_bounds(table: dict, reference: dict, n: int, restored=()) -> dict[st
     accuracies are ``table`` and reference accuracies ``reference`` (``{"clean": a,
     "families": {family: {severity: a}}}``, as :meth:`CorruptionRobustnessTask.accuracies`
     gives them) over ``n`` images, ``restored`` the families restored first; None where no
-    tolerance bounds the metric (a ratio whose denominator may vanish within its tolerance,
-    and a mean over the families that takes it in). See
+    useful tolerance bounds the metric (a ratio whose denominator may halve within its
+    tolerance, and a mean over the families that takes it in). See
     :meth:`CorruptionRobustnessTask.rescore_tolerance`."""
     from robench.tasks.base import RETRAIN_ACCURACY_TOLERANCE, flip_tolerance
 
@@ -793,9 +800,11 @@ def rescore_bounds(table: dict, reference: dict, n: int, restored=()) -> dict[st
 def _ratio_bound(numerator: float, numerator_tolerance: float, denominator: float,
                  denominator_tolerance: float) -> float | None:
     """The most N'/D' can differ from N/D for |N' − N| ≤ a and |D' − D| ≤ b:
-    (D·a + |N|·b) / (D·(D − b)); None when D ≤ b (D' may be 0 or negative: the ratio is
-    then undefined or unbounded)."""
+    (D·a + |N|·b) / (D·(D − b)); None when D ≤ 2b: D' could then be as small as half of D
+    or less, down to 0 where the ratio is undefined, so the bound says nothing (it grows
+    without limit as D nears b; at 2b the denominator alone may halve or double the
+    ratio)."""
     n, a, d, b = numerator, numerator_tolerance, denominator, denominator_tolerance
-    if not d > b:
+    if not d > 2 * b:
         return None
     return (d * a + abs(n) * b) / (d * (d - b))

@@ -277,7 +277,8 @@ def check(method: str, *, task: str | None = None, params: dict | None = None, p
     return check_method(method, task, params, plugins, run_task, on_check, device)
 
 
-BENCHMARK_METHODS = {"compression": ["dense"], "sparsity_robustness": ["magnitude"], "robust_training": ["vanilla"]}
+BENCHMARK_METHODS = {"compression": ["dense"], "sparsity_robustness": ["magnitude"], "robust_training": ["vanilla"],
+                     "corruption_robustness": ["dense"]}
 # the built-in models a user's model is ranked beside, per dataset shape (same settings, same seeds)
 BENCHMARK_PEERS = {"mnist-5k": ["linear", "lenet-300-100", "lenet-5"], "mnist": ["linear", "lenet-300-100", "lenet-5"],
                    "cifar10": ["cifar-convnet"]}
@@ -296,7 +297,8 @@ def benchmark(model, *, task: str, methods: list[str] | None = None, seeds: list
     (the default) the model contract is checked first (``robench check --model``): a model
     that fails it is one line naming the failed check, and nothing runs or is stored.
     ``task`` then runs with ``methods`` (default: the task's reference: compression
-    ``dense``, sparsity_robustness ``magnitude``, robust_training ``vanilla``) and the other
+    ``dense``, sparsity_robustness ``magnitude``, robust_training ``vanilla``,
+    corruption_robustness ``dense``) and the other
     ``params`` (task or method parameters, as ``robench run --param``), in this process.
 
     Returns the frame of the model's runs (see :func:`results`); with ``compare``, the same

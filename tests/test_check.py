@@ -168,3 +168,19 @@ def test_cli_full_check_passes_and_a_failing_one_exits_1(plugin, cli_env, tmp_pa
                              env=cli_env, cwd=tmp_path, timeout=60)
     assert unknown.returncode == 2 and unknown.stderr.count("\n") == 1 and "unknown method" in unknown.stderr
     assert not list(tmp_path.glob(".robench/results.sqlite"))  # nothing stored
+
+
+def test_check_model_covers_corruption_robustness(one_thread):
+    """`robench check --model NAME` runs corruption_robustness too: its tiny run (two
+    families, one severity, 40 images, no fine-tuning) passes on LeNet-5; a task that takes
+    no model is refused in one line naming the classification tasks."""
+    from robench.check import CLASSIFICATION_TASKS, MODEL_CHECK_RUNS, check_model
+
+    assert "corruption_robustness" in CLASSIFICATION_TASKS and set(MODEL_CHECK_RUNS) == set(CLASSIFICATION_TASKS)
+    tasks, checks = check_model("lenet-5", task="corruption_robustness")
+    failed = [f"{c.name}: {c.detail}" for c in checks if not c.ok]
+    assert tasks == ["corruption_robustness"] and not failed, failed
+    assert "runs through 'corruption_robustness' (magnitude) at its check settings" in [c.name for c in checks]
+    with pytest.raises(UserError, match="classification tasks .*corruption_robustness") as info:
+        check_model("lenet-5", task="room_layout")
+    assert "\n" not in str(info.value)

@@ -103,6 +103,51 @@ def test_tiny_suite_end_to_end(store):
 
 
 @pytest.mark.slow
+def test_verify_rescores_the_claims_and_catches_tampering(store, tmp_path):
+    """The tiny suite's bundle verifies in a fresh store (baseline, reference and corrupted
+    sets made again there: the maintainer's own); the same bundle with the dense run's
+    model.pt replaced by the pruned run's and the pruned run's mCE edited, its checksums
+    recomputed as a knowing attacker would, does not."""
+    import hashlib
+    import zipfile
+
+    import robench
+
+    runs = _runs(store)
+    honest = tmp_path / "honest.zip"
+    robench.export(honest, store / "results.sqlite")
+    with zipfile.ZipFile(honest) as zf:
+        members = {n: zf.read(n) for n in zf.namelist()}
+    dense, pruned = runs["dense"].id, runs["magnitude"].id
+    members[f"artifacts/{dense}/model.pt"] = members[f"artifacts/{pruned}/model.pt"]
+    claims = json.loads(members["runs.json"])
+    for claim in claims:
+        if claim["id"] == pruned:
+            claim["metrics"]["mce"] = claim["primary_value"] = 0.2 * claim["metrics"]["mce"]
+    members["runs.json"] = json.dumps(claims).encode()
+    manifest = json.loads(members["manifest.json"])
+    manifest["files"] = {n: hashlib.sha256(d).hexdigest() for n, d in members.items() if n != "manifest.json"}
+    members["manifest.json"] = json.dumps(manifest).encode()
+    forged = tmp_path / "forged.zip"
+    with zipfile.ZipFile(forged, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    target = tmp_path / "b" / "results.sqlite"
+    robench.import_bundle(honest, target)
+    robench.import_bundle(forged, target)
+    origin = "bundle:" + hashlib.sha256(forged.read_bytes()).hexdigest()
+    verdicts = {(v.origin == origin, v.run_id): v for v in robench.verify(target)}
+    for run_id in (dense, pruned):
+        verdict = verdicts[False, run_id]
+        assert verdict.status == "verified", verdict
+        assert {"mce", "clean_accuracy", "corrupted_accuracy", "accuracy_rotate@5", "baseline_accuracy",
+                "reference_clean_accuracy", "weight_sparsity"} <= set(verdict.rescored)
+    swapped, edited = verdicts[True, dense], verdicts[True, pruned]
+    assert swapped.status == "unverified" and {"weight_sparsity", "compression_ratio"} <= set(swapped.differences)
+    assert edited.status == "unverified" and set(edited.differences) == {"mce"}
+
+
+@pytest.mark.slow
 def test_corrupted_sets_are_cached_with_checksums_and_match_the_generator(store):
     """One file per (dataset, family, severity, seed), 8-bit, verified, equal to corrupt()."""
     from robench.cache import verified
@@ -193,6 +238,29 @@ def test_robench_check_covers_the_task():
     names = [c.name for c in checks]
     assert "reaches its sparsity 0.5 (within 0.01)" in names
     assert any("runs through 'corruption_robustness'" in n for n in names)
+
+
+def test_benchmark_a_model_on_corruptions(tmp_path):
+    """`robench.benchmark(model, task="corruption_robustness")` runs the task's reference
+    method (dense) on the model and returns its runs with the primary metric, mCE; the
+    command line gives the same run back from the store."""
+    from typer.testing import CliRunner
+
+    import robench
+    from robench.cli import app
+
+    tiny = {**{k: v for k, v in TINY.items() if k != "model"}, "families": ["rotate"], "severities": [3],
+            "finetune_epochs": 0}
+    store = tmp_path / "r.sqlite"
+    frame = robench.benchmark("linear", task="corruption_robustness", store=store, progress=False, **tiny)
+    assert len(frame) == 1 and frame.iloc[0]["status"] == "done" and frame.iloc[0]["method"] == "dense"
+    assert frame.iloc[0]["primary_metric"] == "mce" and frame.iloc[0]["primary_value"] == frame.iloc[0]["metrics.mce"]
+    assert 0 < frame.iloc[0]["metrics.mce"] < math.inf
+    params = [a for k, v in tiny.items() for a in ("--param", f"{k}={json.dumps(v)}")]
+    out = CliRunner().invoke(app, ["benchmark", "--model", "linear", "--task", "corruption_robustness", "--no-compare",
+                                   "--store", str(store), "--quiet", *params])
+    assert out.exit_code == 0, out.output
+    assert frame.iloc[0]["id"] in out.output and "mce" in out.output
 
 
 @pytest.mark.slow

@@ -102,49 +102,74 @@ def test_tiny_suite_end_to_end(store):
         assert (store / "artifacts" / runs["magnitude"].id / name).is_file()
 
 
-@pytest.mark.slow
-def test_verify_rescores_the_claims_and_catches_tampering(store, tmp_path):
-    """The tiny suite's bundle verifies in a fresh store (baseline, reference and corrupted
-    sets made again there: the maintainer's own); the same bundle with the dense run's
-    model.pt replaced by the pruned run's and the pruned run's mCE edited, its checksums
-    recomputed as a knowing attacker would, does not."""
+def _forge(bundle, path, models=None, edit=None):
+    """``bundle`` with artifacts/<id>/model.pt replaced (``models``: id → id of the file to
+    copy) and its claims edited by ``edit(claim)``, the checksums recomputed as a knowing
+    attacker would."""
     import hashlib
     import zipfile
 
-    import robench
-
-    runs = _runs(store)
-    honest = tmp_path / "honest.zip"
-    robench.export(honest, store / "results.sqlite")
-    with zipfile.ZipFile(honest) as zf:
+    with zipfile.ZipFile(bundle) as zf:
         members = {n: zf.read(n) for n in zf.namelist()}
-    dense, pruned = runs["dense"].id, runs["magnitude"].id
-    members[f"artifacts/{dense}/model.pt"] = members[f"artifacts/{pruned}/model.pt"]
+    for target, source in (models or {}).items():
+        members[f"artifacts/{target}/model.pt"] = members[f"artifacts/{source}/model.pt"]
     claims = json.loads(members["runs.json"])
     for claim in claims:
-        if claim["id"] == pruned:
-            claim["metrics"]["mce"] = claim["primary_value"] = 0.2 * claim["metrics"]["mce"]
+        if edit is not None:
+            edit(claim)
     members["runs.json"] = json.dumps(claims).encode()
     manifest = json.loads(members["manifest.json"])
     manifest["files"] = {n: hashlib.sha256(d).hexdigest() for n, d in members.items() if n != "manifest.json"}
     members["manifest.json"] = json.dumps(manifest).encode()
-    forged = tmp_path / "forged.zip"
-    with zipfile.ZipFile(forged, "w") as zf:
+    with zipfile.ZipFile(path, "w") as zf:
         for name, data in members.items():
             zf.writestr(name, data)
+    return path
+
+
+@pytest.mark.slow
+def test_verify_rescores_the_claims_and_catches_tampering(store, tmp_path):
+    """The tiny suite's bundle verifies in a fresh store (baseline, reference and corrupted
+    sets made again there: the maintainer's own, the same on this kernel set); the dense
+    run's model.pt replaced by the pruned run's, or the pruned run's mCE edited, is
+    unverified; a claim whose reference's accuracies differ from the maintainer's (as one
+    retrained on another kernel set) has its mCE claimed only: skipped."""
+    import hashlib
+
+    from robench import api  # robench.verify is also a module's name: once imported, the attribute is the module
+
+    runs = _runs(store)
+    dense, pruned = runs["dense"].id, runs["magnitude"].id
+    honest = tmp_path / "honest.zip"
+    api.export(honest, store / "results.sqlite")
+
+    def edit_mce(claim):
+        if claim["id"] == pruned:
+            claim["metrics"]["mce"] = claim["primary_value"] = 0.5 * claim["metrics"]["mce"]
+
+    def other_reference(claim):
+        if claim["id"] == pruned:
+            claim["metrics"]["reference_corrupted_accuracy"] += 0.02
+    bundles = {"honest": honest, "forged": _forge(honest, tmp_path / "forged.zip", {dense: pruned}, edit_mce),
+               "elsewhere": _forge(honest, tmp_path / "elsewhere.zip", edit=other_reference)}
     target = tmp_path / "b" / "results.sqlite"
-    robench.import_bundle(honest, target)
-    robench.import_bundle(forged, target)
-    origin = "bundle:" + hashlib.sha256(forged.read_bytes()).hexdigest()
-    verdicts = {(v.origin == origin, v.run_id): v for v in robench.verify(target)}
+    for bundle in bundles.values():
+        api.import_bundle(bundle, target)
+    origins = {"bundle:" + hashlib.sha256(b.read_bytes()).hexdigest(): name for name, b in bundles.items()}
+    verdicts = {(origins[v.origin], v.run_id): v for v in api.verify(target)}
     for run_id in (dense, pruned):
-        verdict = verdicts[False, run_id]
+        verdict = verdicts["honest", run_id]
         assert verdict.status == "verified", verdict
-        assert {"mce", "clean_accuracy", "corrupted_accuracy", "accuracy_rotate@5", "baseline_accuracy",
-                "reference_clean_accuracy", "weight_sparsity"} <= set(verdict.rescored)
-    swapped, edited = verdicts[True, dense], verdicts[True, pruned]
+        assert {"mce", "corruption_error@rotate", "clean_accuracy", "corrupted_accuracy", "accuracy_rotate@5",
+                "baseline_accuracy", "reference_clean_accuracy", "weight_sparsity"} <= set(verdict.rescored)
+    swapped, edited = verdicts["forged", dense], verdicts["forged", pruned]
     assert swapped.status == "unverified" and {"weight_sparsity", "compression_ratio"} <= set(swapped.differences)
     assert edited.status == "unverified" and set(edited.differences) == {"mce"}
+    elsewhere = verdicts["elsewhere", pruned]
+    assert elsewhere.status == "skipped" and "mce" in elsewhere.note and not elsewhere.differences
+    assert {"mce", "corruption_error@rotate", "reference_corrupted_accuracy"} <= set(elsewhere.claimed)
+    assert {"clean_accuracy", "accuracy_rotate@5", "reference_clean_accuracy"} <= set(elsewhere.rescored)
+    assert verdicts["elsewhere", dense].status == "verified"
 
 
 @pytest.mark.slow

@@ -63,12 +63,15 @@ sets, the restorers (``preprocess``), the reference model's accuracies and the s
 (``baseline_accuracy``) all from the maintainer's own cache (generated or trained there when
 missing, as ``run`` gets them); ``accuracies.json``, ``storage.json`` and ``examples.png``
 are never read. Every metric above is re-scored but the storage of a method with its own
-encoding, and a corruption error (with the mean it enters) whose reference denominator a
-retrained reference could halve. On another kernel set the model's accuracies agree
-within :data:`~robench.tasks.base.FLIPS`/n of the n images, those of networks the
-maintainer trains (reference, baseline, restorers) within a retraining's tolerance, the
-corruption errors and mCE within the worst case of their ratios under those
-(:meth:`~CorruptionRobustnessTask.rescore_tolerance`).
+encoding, and, where the claim's reference is not the maintainer's (its clean and
+corrupted accuracies differ from the maintainer's: another kernel set retrains another
+reference, which on corrupted images is another model), the metrics that depend on the
+reference's corrupted accuracies: the corruption errors, ``mce``, ``relative_mce`` and
+``reference_corrupted_accuracy`` (the verdict is then ``skipped``: mCE claimed only). The
+model's accuracies agree within :data:`~robench.tasks.base.FLIPS`/n of the n images (those
+on restored inputs, and the clean accuracies of the reference and the starting model,
+within a retraining's tolerance), the corruption errors and mCE within what those
+tolerances move them (:meth:`~CorruptionRobustnessTask.rescore_tolerance`).
 """
 
 from __future__ import annotations
@@ -447,10 +450,17 @@ class CorruptionRobustnessTask(Task):
         ``compression_ratio_bits`` and ``bits_per_weight`` from the weights; with
         ``preprocess``, ``restored_families``. ``accuracies.json``, ``storage.json`` and
         ``examples.png`` are never read. Left out (claims): the storage metrics of a method
-        with its own encoding or when no method is given, and a corruption error (and the
-        mean over the families it enters) whose reference denominator is so small that the
-        reference's retraining on another kernel set could halve it (see
-        :meth:`rescore_tolerance`): no useful tolerance bounds it."""
+        with its own encoding or when no method is given, and, unless the claim's reference
+        is the maintainer's (``claimed``'s ``reference_clean_accuracy`` and
+        ``reference_corrupted_accuracy`` equal to the re-scored ones, as on the same kernel
+        set, which retrains the same reference), every metric of the reference's corrupted
+        accuracies: the corruption errors, ``mce``, ``relative_mce`` and
+        ``reference_corrupted_accuracy``. A reference retrained on other kernels is another
+        model on the corrupted sets (see :meth:`rescore_tolerance`), so its mCE is another
+        number, not the claim's re-scored: the verdict is then ``skipped`` (primary metric
+        claimed only), never a verified mCE nobody reproduced. Taking the claim's reference
+        numbers as the test only ever makes the re-score stricter: a claim that matches them
+        must match the maintainer's mCE within the model's own tolerance."""
         import torch
 
         from robench import seeding
@@ -492,7 +502,9 @@ class CorruptionRobustnessTask(Task):
             metrics["target_sparsity"] = float(target)
         if p.preprocess:
             metrics["restored_families"] = float(len(restorers))
-        bounds = rescore_bounds(table, reference, len(setting.indices), set(restorers))
+        mine = ("reference_clean_accuracy", "reference_corrupted_accuracy")  # to the last bit
+        same_reference = claimed is not None and all(claimed.get(k) == metrics[k] for k in mine)
+        bounds = rescore_bounds(table, reference, len(setting.indices), set(restorers), same_reference)
         self._rescore_bounds = {k: v for k, v in bounds.items() if v is not None}
         return {k: float(v) for k, v in metrics.items() if bounds.get(k, 0.0) is not None}
 
@@ -502,26 +514,27 @@ class CorruptionRobustnessTask(Task):
         severity, their means) :data:`~robench.tasks.base.FLIPS`/n; the accuracies of
         networks the maintainer trains itself — the reference model's, the starting model's
         (``baseline_accuracy``), and the model's on inputs restored by the maintainer's
-        restorers (``preprocess``) — ``max(RETRAIN_ACCURACY_TOLERANCE, FLIPS/n)`` each
-        (measured on clean test images; on corrupted ones unmeasured); a corruption error
-        Σ_s E_s / Σ_s E^ref_s (and a relative one, of the drops from the clean errors) the
-        worst case of that ratio with every error of the numerator and the denominator off by
-        its tolerance, computed from the re-scored values (so known after :meth:`rescore`;
-        before it, 0), and no tolerance (the metric is left out of the re-score) where the
-        denominator's tolerance is half the denominator or more; ``mce`` and ``relative_mce``
-        the mean of their families' bounds (left out with any of them). At robench's default
-        setting (LeNet-300-100 reference, 15 MNIST-C families, 1000 images) that gave a
-        median mCE tolerance of 0.23 (0.12 to 1.4, the largest for collapsed models) on 126
-        stored runs, and left out every relative mCE (the reference's error on its mildest
-        families rises by less than the 0.12 on average that it needs): a retrained reference
-        moves mCE that much; on the same kernel set the re-score is bit-exact. Counts,
-        sparsities and storage exact (0)."""
+        restorers (``preprocess``; unmeasured) — ``max(RETRAIN_ACCURACY_TOLERANCE, FLIPS/n)``
+        each. The reference's corrupted accuracies are re-scored only when they are the
+        claim's (:meth:`rescore`), so exactly (0); a corruption error Σ_s E_s / Σ_s E^ref_s
+        then moves only with the model's errors: Σ_s tolerance / Σ_s E^ref_s (a relative one
+        with the clean error's too, over the reference's summed drop), ``mce`` and
+        ``relative_mce`` the mean of their defined families' (computed from the re-scored
+        values: known after :meth:`rescore`; before it, 0). Why not a tolerance for a
+        retrained reference: the retraining tolerance is measured on clean images, and on
+        corrupted ones a retrained reference is another model. A LeNet-5 reference (2
+        epochs, mnist-5k, 1000 images) retrained under ATen's default kernels
+        (``tests/test_kernels.py``'s other kernel set) moved by 0.009 clean but by 0.035 to
+        0.082 on fog's five severities (shot noise, rotate, spatter: at most 0.011), and
+        fog's CE from 1.43 to 1.61 (a worst-case bound from 0.03 per set allowed 0.12; one
+        wide enough for such moves leaves most families unbounded). Counts, sparsities and
+        storage exact (0)."""
         from robench.tasks.base import RETRAIN_ACCURACY_TOLERANCE, flip_tolerance
 
         bounds = getattr(self, "_rescore_bounds", None)
         if bounds is not None and metric in bounds:
             return bounds[metric]
-        if metric in ("baseline_accuracy", "reference_clean_accuracy", "reference_corrupted_accuracy"):
+        if metric in ("baseline_accuracy", "reference_clean_accuracy"):
             return RETRAIN_ACCURACY_TOLERANCE
         if metric in ("clean_accuracy", "corrupted_accuracy") or metric.startswith("accuracy"):
             return flip_tolerance(self.params.n_test or self._n_test_split())
@@ -757,13 +770,15 @@ def storage_metrics(model, method) -> tuple[dict[str, float], list[dict]]:
             "bits_per_weight": sum(r["bits"] for r in records) / sum(r["weights"] for r in records)}, records
 
 
-def rescore_bounds(table: dict, reference: dict, n: int, restored=()) -> dict[str, float | None]:
+def rescore_bounds(table: dict, reference: dict, n: int, restored=(), same_reference: bool = True
+                   ) -> dict[str, float | None]:
     """The re-score tolerance of every accuracy and corruption metric of a run whose model
     accuracies are ``table`` and reference accuracies ``reference`` (``{"clean": a,
     "families": {family: {severity: a}}}``, as :meth:`CorruptionRobustnessTask.accuracies`
-    gives them) over ``n`` images, ``restored`` the families restored first; None where no
-    useful tolerance bounds the metric (a ratio whose denominator may halve within its
-    tolerance, and a mean over the families that takes it in). See
+    gives them) over ``n`` images, ``restored`` the families restored first. None: left out
+    of the re-score, which is every metric of the reference's corrupted accuracies (the
+    corruption errors, their means, ``reference_corrupted_accuracy``) unless
+    ``same_reference`` (the claim's reference is the maintainer's). See
     :meth:`CorruptionRobustnessTask.rescore_tolerance`."""
     from robench.tasks.base import RETRAIN_ACCURACY_TOLERANCE, flip_tolerance
 
@@ -772,7 +787,8 @@ def rescore_bounds(table: dict, reference: dict, n: int, restored=()) -> dict[st
     families = table["families"]
     per = {f: retrain if f in restored else flip for f in families}
     out: dict[str, float | None] = {"clean_accuracy": flip, "baseline_accuracy": retrain,
-                                    "reference_clean_accuracy": retrain, "reference_corrupted_accuracy": retrain}
+                                    "reference_clean_accuracy": retrain,
+                                    "reference_corrupted_accuracy": 0.0 if same_reference else None}
     severities = sorted({s for accuracies in families.values() for s in accuracies})
     for family, accuracies in families.items():
         for s in accuracies:
@@ -780,31 +796,27 @@ def rescore_bounds(table: dict, reference: dict, n: int, restored=()) -> dict[st
     for s in severities:
         out[f"accuracy@{s}"] = sum(per.values()) / len(per)
     out["corrupted_accuracy"] = sum(per.values()) / len(per)
-    clean_error, reference_clean_error = 1.0 - table["clean"], 1.0 - reference["clean"]
-    ces, rces = [], []
+    reference_clean_error = 1.0 - reference["clean"]
+    ces, rces = [], []  # (tolerance, defined) per family
     for family, accuracies in families.items():
         k = len(accuracies)
-        errors = {s: 1.0 - a for s, a in accuracies.items()}
-        reference_errors = {s: 1.0 - reference["families"][family][s] for s in accuracies}
-        ce = _ratio_bound(sum(errors.values()), k * per[family], sum(reference_errors.values()), k * retrain)
-        rce = _ratio_bound(sum(e - clean_error for e in errors.values()), k * (per[family] + flip),
-                           sum(e - reference_clean_error for e in reference_errors.values()), 2 * k * retrain)
-        out[f"corruption_error@{family}"], out[f"relative_corruption_error@{family}"] = ce, rce
+        reference_errors = [1.0 - reference["families"][family][s] for s in accuracies]
+        ce = _ratio_bound(k * per[family], sum(reference_errors))
+        rce = _ratio_bound(k * (per[family] + flip), sum(e - reference_clean_error for e in reference_errors))
         ces.append(ce)
         rces.append(rce)
-    out["mce"] = None if None in ces else sum(ces) / len(ces)
-    out["relative_mce"] = None if None in rces else sum(rces) / len(rces)
+        out[f"corruption_error@{family}"] = ce[0] if same_reference else None
+        out[f"relative_corruption_error@{family}"] = rce[0] if same_reference else None
+    for name, bounds in (("mce", ces), ("relative_mce", rces)):
+        defined = [tolerance for tolerance, ok in bounds if ok]
+        out[name] = None if not same_reference else sum(defined) / len(defined) if defined else 0.0
     return out
 
 
-def _ratio_bound(numerator: float, numerator_tolerance: float, denominator: float,
-                 denominator_tolerance: float) -> float | None:
-    """The most N'/D' can differ from N/D for |N' − N| ≤ a and |D' − D| ≤ b:
-    (D·a + |N|·b) / (D·(D − b)); None when D ≤ 2b: D' could then be as small as half of D
-    or less, down to 0 where the ratio is undefined, so the bound says nothing (it grows
-    without limit as D nears b; at 2b the denominator alone may halve or double the
-    ratio)."""
-    n, a, d, b = numerator, numerator_tolerance, denominator, denominator_tolerance
-    if not d > 2 * b:
-        return None
-    return (d * a + abs(n) * b) / (d * (d - b))
+def _ratio_bound(numerator_tolerance: float, denominator: float) -> tuple[float, bool]:
+    """(tolerance, defined) of a ratio N/D whose numerator is off by at most
+    ``numerator_tolerance`` and whose denominator D is exact: a/D; when D ≤ 0 the ratio is
+    NaN (:mod:`.metrics`) on both sides, tolerance 0."""
+    if denominator > 0:
+        return numerator_tolerance / denominator, True
+    return 0.0, False

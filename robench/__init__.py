@@ -11,6 +11,9 @@ Register your own method or model with the decorators re-exported here. Importin
 package is cheap: torch is imported only when something runs.
 """
 
+import sys
+import types
+
 from robench.errors import UserError
 from robench.registry import register_dataset, register_method, register_model, register_task
 
@@ -28,3 +31,19 @@ def __getattr__(name):
         from robench import api
         return getattr(api, name)
     raise AttributeError(f"module 'robench' has no attribute {name!r}")
+
+
+class _Package(types.ModuleType):
+    """``robench.check`` and ``robench.verify`` are API functions and also submodules: importing
+    the submodule binds it as the package's attribute, which would shadow the function from
+    then on (``robench.verify(...)``: "module object is not callable"). The API names always
+    give the function; ``from robench.check import ...`` reads ``sys.modules`` and is unaffected."""
+
+    def __getattribute__(self, name):
+        value = super().__getattribute__(name)
+        if name in _API and isinstance(value, types.ModuleType):
+            return __getattr__(name)  # the lazy re-export above
+        return value
+
+
+sys.modules[__name__].__class__ = _Package

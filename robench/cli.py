@@ -408,7 +408,8 @@ def export_(run_ids: Optional[List[str]] = typer.Argument(None, help="run ids (u
 
 @app.command("benchmark")
 def benchmark_(model: str = typer.Option(..., "--model", help="registered model name (yours via --plugin)"),
-               task: str = typer.Option(..., "--task", "-t", help="compression | sparsity_robustness | robust_training"),
+               task: str = typer.Option(..., "--task", "-t", help="compression | sparsity_robustness | robust_training | "
+                                                                "corruption_robustness"),
                seeds: str = typer.Option("0", "--seeds", help="comma-separated seeds"),
                param: Optional[List[str]] = typer.Option(None, "--param", "-p", help="key=value for the task or method"),
                method: Optional[List[str]] = typer.Option(None, "--method", "-m", help="method(s) [default: the "

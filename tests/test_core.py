@@ -318,3 +318,18 @@ def test_builtin_module_imported_before_listing_is_not_a_duplicate():
             "assert e.load() is d.Dense and e.doc.startswith('Reference'); print('ok')")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
+
+
+def test_api_names_stay_functions_after_their_submodules_are_imported():
+    """robench.check and robench.verify are API functions and submodules of the same name:
+    importing the submodule must not shadow the function (a second call used to fail with
+    "module object is not callable")."""
+    import importlib
+
+    import robench
+    from robench import api
+
+    for name in ("check", "verify"):
+        module = importlib.import_module(f"robench.{name}")
+        assert getattr(robench, name) is getattr(api, name) and callable(getattr(robench, name))
+        assert module.__name__ == f"robench.{name}"  # the module itself is still importable

@@ -261,6 +261,23 @@ def model_storage(model: nn.Module, method=None) -> tuple[int, list[dict]]:
     return total, records
 
 
+def storage_metrics(model: nn.Module, method=None) -> tuple[dict[str, float], list[dict]]:
+    """The storage accounting of ``model`` as the tasks report it (``method``'s own encoding
+    where it declares one; None: the generic encoding): ``compression_ratio``,
+    ``compression_ratio_bits``, ``bits_per_weight``, and the per-layer records."""
+    bits, records = model_storage(model, method)
+    return {"compression_ratio": compression_ratio(model),
+            "compression_ratio_bits": FLOAT_BITS * sum(t.numel() for t in model.parameters()) / bits,
+            "bits_per_weight": sum(r["bits"] for r in records) / sum(r["weights"] for r in records)}, records
+
+
+def target_sparsity(method) -> float | None:
+    """The ``sparsity`` parameter of a method that has one (the fraction of zero weights
+    it is asked for), else None."""
+    value = method.get_params().get("sparsity") if hasattr(method, "get_params") else None
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
 __all__ = [
     "CSRConv2d",
     "CSRLinear",
@@ -272,6 +289,8 @@ __all__ = [
     "paired_latency_ms",
     "parameter_counts",
     "sparse_inference_model",
+    "storage_metrics",
+    "target_sparsity",
     "weight_sparsity",
     "weight_storage",
 ]

@@ -121,15 +121,7 @@ class CompressionTask(Task):
     @classmethod
     def conformance(cls, make_method, folder):
         """The method contract on a tiny LeNet-5 and random data (see methods/base.py)."""
-        from robench.tasks.compression import metrics
-        from robench.tasks.contract import guarded, step_hook_checks, tiny_classification_data
-
-        checks, out = step_hook_checks("compresses a tiny LeNet-5 (prepare, step hooks, finalize)", "lenet-5",
-                                       tiny_classification_data(), make_method)
-        if out is not None:
-            checks.append(guarded("storage accounting (compression_ratio_bits)",
-                                  lambda: metrics.model_storage(out, make_method()))[0])
-        return checks
+        return method_conformance(make_method, "lenet-5", "compresses a tiny LeNet-5 (prepare, step hooks, finalize)")
 
     def prerequisites(self, method, seed):
         """The dense baseline of this seed, trained once."""
@@ -142,20 +134,11 @@ class CompressionTask(Task):
 
         from robench.data import load_dataset
         from robench.tasks.compression import metrics
-        from robench.training import TrainSpec, accuracy, finetune_with_hooks, starting_model
+        from robench.training import accuracy
 
         p = self.params
         data = load_dataset(p.dataset, p.dataset_root)
-        spec = TrainSpec.of_task(p, seed)
-        dense, info = starting_model(spec, p.base, ctx.cache_dir, data=data, say=ctx.say, device=ctx.device)
-        model = copy.deepcopy(dense)
-
-        ctx.say(f"fine-tuning {method!r} for {p.finetune_epochs} epochs")
-        model = finetune_with_hooks(model, data, method, epochs=p.finetune_epochs, batch_size=p.batch_size,
-                                    lr=p.finetune_lr, seed=seed, precision=p.precision)
-        if not isinstance(model, torch.nn.Module):
-            raise UserError(f"method {method!r}: finalize() returned {type(model).__name__}; expected the model")
-        model.eval()
+        dense, info, model = compress(p, method, data, seed, ctx)
 
         test_accuracy = accuracy(model, data.test, precision=p.precision)
         stats = metrics.layer_stats(model, data.input_shape)
@@ -305,3 +288,62 @@ def _on_cpu(model):
     """``model`` itself when it is on the CPU, else a CPU copy (the run's model stays put)."""
     tensors = [*model.parameters(), *model.buffers()]
     return model if all(t.device.type == "cpu" for t in tensors) else copy.deepcopy(model).cpu()
+
+
+def method_conformance(make_method, model: str, label: str, sparsity_tolerance: float | None = None) -> list:
+    """The compression-method contract, shared by the tasks that take these methods: on a tiny
+    ``model`` and random data, the method (as fine-tuning hooks) keeps the model's parameter
+    objects, returns the model and is deterministic for a seed (``label`` names that check);
+    its storage is counted; with ``sparsity_tolerance``, a method with a ``sparsity``
+    parameter reaches it within that tolerance."""
+    from robench.attacks import weight_sparsity
+    from robench.tasks.compression import metrics
+    from robench.tasks.contract import Check, guarded, step_hook_checks, tiny_classification_data
+
+    checks, out = step_hook_checks(label, model, tiny_classification_data(), make_method)
+    if out is None:
+        return checks
+    checks.append(guarded("storage accounting (compression_ratio_bits)",
+                          lambda: metrics.model_storage(out, make_method()))[0])
+    target = metrics.target_sparsity(make_method())
+    if sparsity_tolerance is not None and target is not None:
+        check, measured = guarded(f"reaches its sparsity {target:g} (within {sparsity_tolerance:g})",
+                                  lambda: weight_sparsity(out))
+        if measured is not None:
+            check = Check(check.name, abs(measured - target) <= sparsity_tolerance,
+                          f"measured weight sparsity {measured:.4f}")
+        checks.append(check)
+    return checks
+
+
+def compress(p, method: CompressionMethod, data, seed: int, ctx: RunContext):
+    """The compression protocol's steps, shared by the tasks that take these methods: the
+    starting model of ``seed`` (``p.base``: the dense baseline or a robust base, from the
+    cache), and a copy of it compressed by ``method`` as the fine-tuning hooks of
+    ``p.finetune_epochs`` epochs (SGD, ``p.finetune_lr`` cosine-decayed, ``p.batch_size``,
+    ``p.precision``), in eval mode. Returns ``(start, info, model)``."""
+    import torch
+
+    from robench.training import TrainSpec, finetune_with_hooks, starting_model
+
+    spec = TrainSpec.of_task(p, seed)
+    start, info = starting_model(spec, p.base, ctx.cache_dir, data=data, say=ctx.say, device=ctx.device)
+    ctx.say(f"compressing with {method!r}, fine-tuning {p.finetune_epochs} epochs")
+    model = finetune_with_hooks(copy.deepcopy(start), data, method, epochs=p.finetune_epochs,
+                                batch_size=p.batch_size, lr=p.finetune_lr, seed=seed, precision=p.precision)
+    if not isinstance(model, torch.nn.Module):
+        raise UserError(f"method {method!r}: finalize() returned {type(model).__name__}; expected the model")
+    return start, info, model.eval()
+
+
+def reached_sparsity(method: CompressionMethod, model, tolerance: float) -> tuple[float | None, float]:
+    """``(target, measured)``: the method's ``sparsity`` parameter (None without one) and the
+    model's measured weight sparsity; a UserError when they differ by more than ``tolerance``."""
+    from robench.attacks import weight_sparsity
+    from robench.tasks.compression.metrics import target_sparsity
+
+    target, measured = target_sparsity(method), weight_sparsity(model)
+    if target is not None and abs(measured - target) > tolerance:
+        raise UserError(f"method {method!r}: measured weight sparsity {measured:.4f} differs from the "
+                        f"target {target:g} by more than sparsity_tolerance={tolerance:g}")
+    return target, measured

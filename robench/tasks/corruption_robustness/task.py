@@ -76,7 +76,6 @@ tolerances move them (:meth:`~CorruptionRobustnessTask.rescore_tolerance`).
 
 from __future__ import annotations
 
-import copy
 import functools
 import hashlib
 import json
@@ -275,25 +274,11 @@ class CorruptionRobustnessTask(Task):
         the model's parameter objects, returns the model and is deterministic for a seed;
         its storage is counted; a method with a ``sparsity`` parameter reaches it within
         the default ``sparsity_tolerance``."""
-        from robench.attacks import weight_sparsity
-        from robench.tasks.compression import metrics
-        from robench.tasks.contract import Check, guarded, step_hook_checks, tiny_classification_data
+        from robench.tasks.compression.task import method_conformance
 
-        checks, out = step_hook_checks("compresses a tiny LeNet-300-100 (prepare, fine-tuning, finalize)",
-                                       "lenet-300-100", tiny_classification_data(), make_method)
-        if out is None:
-            return checks
-        checks.append(guarded("storage accounting (compression_ratio_bits)",
-                              lambda: metrics.model_storage(out, make_method()))[0])
-        target, tolerance = target_sparsity(make_method()), CorruptionParams().sparsity_tolerance
-        if target is not None:
-            check, measured = guarded(f"reaches its sparsity {target:g} (within {tolerance:g})",
-                                      lambda: weight_sparsity(out))
-            if measured is not None:
-                check = Check(check.name, abs(measured - target) <= tolerance,
-                              f"measured weight sparsity {measured:.4f}")
-            checks.append(check)
-        return checks
+        return method_conformance(make_method, "lenet-300-100",
+                                  "compresses a tiny LeNet-300-100 (prepare, fine-tuning, finalize)",
+                                  CorruptionParams().sparsity_tolerance)
 
     # -- the setting ------------------------------------------------------------------
     def setting(self, data) -> "Setting":
@@ -361,10 +346,11 @@ class CorruptionRobustnessTask(Task):
     def run(self, method: CompressionMethod, seed: int, ctx: RunContext) -> TaskResult:
         import torch
 
-        from robench.attacks import weight_sparsity
         from robench.data import load_dataset
         from robench.models import export_state_dict
-        from robench.training import TrainSpec, accuracy, finetune_with_hooks, starting_model
+        from robench.tasks.compression.metrics import storage_metrics
+        from robench.tasks.compression.task import compress, reached_sparsity
+        from robench.training import accuracy
 
         p = self.params
         data = load_dataset(p.dataset, p.dataset_root)
@@ -385,20 +371,8 @@ class CorruptionRobustnessTask(Task):
             self.corrupted(setting, family, severity, x_clean, ctx.cache_dir)
 
         # -- 3-4. starting model, compressed and fine-tuned ---------------------------------
-        spec = TrainSpec.of_task(p, seed)
-        start, _ = starting_model(spec, p.base, ctx.cache_dir, data=data, say=ctx.say, device=ctx.device)
-        model = copy.deepcopy(start)
-        ctx.say(f"compressing with {method!r}, fine-tuning {p.finetune_epochs} epochs")
-        model = finetune_with_hooks(model, data, method, epochs=p.finetune_epochs, batch_size=p.batch_size,
-                                    lr=p.finetune_lr, seed=seed, precision=p.precision)
-        if not isinstance(model, torch.nn.Module):
-            raise UserError(f"method {method!r}: finalize() returned {type(model).__name__}; expected the model")
-        model.eval()
-        target = target_sparsity(method)
-        measured = weight_sparsity(model)
-        if target is not None and abs(measured - target) > p.sparsity_tolerance:
-            raise UserError(f"method {method!r}: measured weight sparsity {measured:.4f} differs from the "
-                            f"target {target:g} by more than sparsity_tolerance={p.sparsity_tolerance:g}")
+        start, _, model = compress(p, method, data, seed, ctx)
+        target, measured = reached_sparsity(method, model, p.sparsity_tolerance)
         storage, records = storage_metrics(model, method)
 
         # -- 5-6. restore (optional), classify, normalize by the reference -----------------
@@ -468,6 +442,7 @@ class CorruptionRobustnessTask(Task):
         from robench.data import load_dataset
         from robench.models import build_model
         from robench.tasks.base import load_exported_model
+        from robench.tasks.compression.metrics import storage_metrics, target_sparsity
         from robench.tasks.compression.task import generic_storage
         from robench.tasks.corruption_robustness.metrics import corruption_metrics
         from robench.training import TrainSpec, accuracy, starting_model
@@ -751,23 +726,6 @@ def _build_set(params, family: str, severity: int, cache_dir, device) -> list[Pa
     x_clean, _ = data.test.take(torch.as_tensor(setting.indices))
     task.corrupted(setting, family, severity, x_clean, cache_dir)
     return [Path(cache_dir) / set_path(task.set_key(setting, family, severity))]
-
-
-def target_sparsity(method) -> float | None:
-    """The ``sparsity`` parameter of a method that has one, else None."""
-    value = method.get_params().get("sparsity") if hasattr(method, "get_params") else None
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
-
-
-def storage_metrics(model, method) -> tuple[dict[str, float], list[dict]]:
-    """The ``compression`` task's storage accounting of ``model`` with ``method``'s encoding:
-    ``compression_ratio``, ``compression_ratio_bits``, ``bits_per_weight``, and per-layer records."""
-    from robench.tasks.compression import metrics as storage
-
-    bits, records = storage.model_storage(model, method)
-    return {"compression_ratio": storage.compression_ratio(model),
-            "compression_ratio_bits": 32 * sum(t.numel() for t in model.parameters()) / bits,
-            "bits_per_weight": sum(r["bits"] for r in records) / sum(r["weights"] for r in records)}, records
 
 
 def rescore_bounds(table: dict, reference: dict, n: int, restored=(), same_reference: bool = True

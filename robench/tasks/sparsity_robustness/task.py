@@ -60,7 +60,6 @@ Primary metric: ``rho2``.
 
 from __future__ import annotations
 
-import copy
 import json
 import math
 from pathlib import Path
@@ -227,25 +226,11 @@ class SparsityRobustnessTask(Task):
         the model's parameter objects, returns the model and is deterministic for a seed;
         its storage is counted; a method with a ``sparsity`` parameter reaches it within
         the default ``sparsity_tolerance``."""
-        from robench.attacks import weight_sparsity
-        from robench.tasks.compression import metrics
-        from robench.tasks.contract import Check, guarded, step_hook_checks, tiny_classification_data
+        from robench.tasks.compression.task import method_conformance
 
-        checks, out = step_hook_checks("compresses a tiny LeNet-300-100 (prepare, fine-tuning, finalize)",
-                                       "lenet-300-100", tiny_classification_data(), make_method)
-        if out is None:
-            return checks
-        checks.append(guarded("storage accounting (compression_ratio_bits)",
-                              lambda: metrics.model_storage(out, make_method()))[0])
-        target, tolerance = target_sparsity(make_method()), SparsityRobustnessParams().sparsity_tolerance
-        if target is not None:
-            sparsity_check, measured = guarded(f"reaches its sparsity {target:g} (within {tolerance:g})",
-                                               lambda: weight_sparsity(out))
-            if measured is not None:
-                sparsity_check = Check(sparsity_check.name, abs(measured - target) <= tolerance,
-                                       f"measured weight sparsity {measured:.4f}")
-            checks.append(sparsity_check)
-        return checks
+        return method_conformance(make_method, "lenet-300-100",
+                                  "compresses a tiny LeNet-300-100 (prepare, fine-tuning, finalize)",
+                                  SparsityRobustnessParams().sparsity_tolerance)
 
     def prerequisites(self, method, seed):
         """The starting model of this seed (dense baseline or robust base), trained once."""
@@ -257,12 +242,12 @@ class SparsityRobustnessTask(Task):
         import torch
 
         from robench import seeding
-        from robench.attacks import weight_sparsity
         from robench.attacks.evaluate import (_check_autoattack_inputs, _check_bounds, _check_inputs_in_bounds,
                                               _check_logits)
         from robench.data import load_dataset
         from robench.models import build_model, export_state_dict
-        from robench.training import TrainSpec, finetune_with_hooks, starting_model
+        from robench.tasks.compression.metrics import storage_metrics
+        from robench.tasks.compression.task import compress, reached_sparsity
 
         p = self.params
         configs = _configs(p.attack_preset, p.exclude_attacks, p.attacks)
@@ -289,25 +274,12 @@ class SparsityRobustnessTask(Task):
             raise UserError(f"model {p.model!r}: outputs {classes} logits but dataset {p.dataset!r} "
                             f"has {data.num_classes} classes")
 
-        # -- 2. the starting model: shared dense baseline or robust base -------------------
-        spec = TrainSpec.of_task(p, seed)
-        start, info = starting_model(spec, p.base, ctx.cache_dir, data=data, say=ctx.say, device=ctx.device)
-        model = copy.deepcopy(start)
-
-        # -- 3. compress and fine-tune (the compression task's protocol) -------------------
-        ctx.say(f"compressing with {method!r}, fine-tuning {p.finetune_epochs} epochs")
-        model = finetune_with_hooks(model, data, method, epochs=p.finetune_epochs, batch_size=p.batch_size,
-                                    lr=p.finetune_lr, seed=seed, precision=p.precision)
-        if not isinstance(model, torch.nn.Module):
-            raise UserError(f"method {method!r}: finalize() returned {type(model).__name__}; expected the model")
-        model.eval()
+        # -- 2-3. the starting model (shared dense baseline or robust base), compressed and
+        # fine-tuned with the compression task's protocol ----------------------------------
+        start, info, model = compress(p, method, data, seed, ctx)
 
         # -- 4. did the method produce the requested sparsity? what does it store? ---------
-        target = target_sparsity(method)
-        measured = weight_sparsity(model)
-        if target is not None and abs(measured - target) > p.sparsity_tolerance:
-            raise UserError(f"method {method!r}: measured weight sparsity {measured:.4f} differs from the "
-                            f"target {target:g} by more than sparsity_tolerance={p.sparsity_tolerance:g}")
+        target, measured = reached_sparsity(method, model, p.sparsity_tolerance)
         storage, records = storage_metrics(model, method)
 
         # -- 5. attack and export ----------------------------------------------------------
@@ -344,6 +316,7 @@ class SparsityRobustnessTask(Task):
         from robench.data import load_dataset
         from robench.models import build_model
         from robench.tasks.base import load_exported_model
+        from robench.tasks.compression.metrics import storage_metrics, target_sparsity
         from robench.tasks.compression.task import generic_storage
         from robench.training import TrainSpec, starting_model
 
@@ -423,22 +396,3 @@ class SparsityRobustnessTask(Task):
         metrics.update(weight_sparsity=weight_sparsity(model), test_accuracy=test_accuracy,
                        clean_accuracy=test_accuracy)
         return {k: float(v) for k, v in metrics.items()}, report
-
-
-def target_sparsity(method) -> float | None:
-    """The ``sparsity`` parameter of a method that has one (the fraction of zero weights
-    it is asked for), else None."""
-    value = method.get_params().get("sparsity") if hasattr(method, "get_params") else None
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
-
-
-def storage_metrics(model, method) -> tuple[dict[str, float], list[dict]]:
-    """The ``compression`` task's storage accounting of ``model`` (``method``'s own
-    encoding where it declares one; None: the generic encoding): ``compression_ratio``,
-    ``compression_ratio_bits``, ``bits_per_weight``, and the per-layer records."""
-    from robench.tasks.compression import metrics as storage
-
-    bits, records = storage.model_storage(model, method)
-    return {"compression_ratio": storage.compression_ratio(model),
-            "compression_ratio_bits": 32 * sum(t.numel() for t in model.parameters()) / bits,
-            "bits_per_weight": sum(r["bits"] for r in records) / sum(r["weights"] for r in records)}, records

@@ -45,11 +45,20 @@ class TrainSpec:
     # digest, not its path), and whether its network takes raw [0, 1] input ("none")
     weights: str = ""
     weights_normalization: str = "model"
+    # "load": the checkpoint is the baseline; "new": it initializes all but the classifier head
+    # (new, the model's own seeded initialization) and the baseline is fine-tuned for `epochs`
+    weights_head: str = "load"
+
+    def __post_init__(self):
+        if self.weights_head not in ("load", "new") or (self.weights_head == "new" and not self.weights):
+            from robench.errors import UserError
+            raise UserError(f"baseline {self.model}: weights_head={self.weights_head!r}; expected 'load', or "
+                            f"'new' with weights: PATH")
 
     def key(self) -> str:
         fields = asdict(self)
         for name, default in (("components", ""), ("precision", "fp32"), ("weights", ""),
-                              ("weights_normalization", "model")):
+                              ("weights_normalization", "model"), ("weights_head", "load")):
             if fields[name] == default:
                 del fields[name]
         if self.weights:
@@ -60,7 +69,8 @@ class TrainSpec:
     @classmethod
     def of_task(cls, params, seed: int) -> "TrainSpec":
         """The baseline of a classification task's run: its params' model, dataset,
-        dataset_root and baseline_epochs, at the run's seed (the same file for every task)."""
+        dataset_root and baseline_epochs (and precision, weights, weights_normalization and
+        weights_head where it has them), at the run's seed (the same file for every task)."""
         from robench import registry
 
         registry.load_builtins()
@@ -73,7 +83,8 @@ class TrainSpec:
         return cls(model=params.model, dataset=params.dataset, epochs=params.baseline_epochs, seed=seed,
                    dataset_root=params.dataset_root, components=",".join(parts),
                    precision=getattr(params, "precision", "fp32"), weights=getattr(params, "weights", None) or "",
-                   weights_normalization=getattr(params, "weights_normalization", "model"))
+                   weights_normalization=getattr(params, "weights_normalization", "model"),
+                   weights_head=getattr(params, "weights_head", "load"))
 
 
 def file_digest(path: str) -> str:
@@ -320,7 +331,9 @@ def accuracy(model, data, y=None, batch_size: int = 1000, precision: str = "fp32
 def trained_baseline(spec: TrainSpec, cache_dir: str | Path, data=None, say=None, device="cpu"):
     """Return ``(model, info)``: the dense model trained by ``spec`` (on ``device``), or loaded
     from the checkpoint ``spec.weights`` (:func:`robench.models.weights.load_weights`), from
-    the cache if present.
+    the cache if present. With ``spec.weights_head == "new"`` the checkpoint initializes all
+    but the classifier head (kept at the seeded build's initialization) and the model is then
+    trained as any baseline (``spec.epochs``, the same recipe): fine-tuning.
 
     ``data`` (a :class:`robench.data.Splits`) avoids reloading the dataset when the caller
     has it. ``info`` holds the cache path, test accuracy and whether it was cached. The
@@ -344,19 +357,23 @@ def trained_baseline(spec: TrainSpec, cache_dir: str | Path, data=None, say=None
         return model.to(device)
 
     def train():
-        if spec.weights:  # the user's checkpoint is the baseline: loaded, not trained
-            from robench.models.weights import load_weights
+        from robench.models.weights import load_weights
 
+        new_head = spec.weights_head == "new"
+        normalization = None if spec.weights_normalization == "model" else spec.weights_normalization
+        if spec.weights and not new_head:  # the user's checkpoint is the baseline: loaded, not trained
             if say:
                 say(f"baseline {spec.model}: weights from {spec.weights}")
             with seeding.scoped(spec.seed):
                 model = build()
-            normalization = None if spec.weights_normalization == "model" else spec.weights_normalization
             return load_weights(model, os.path.expanduser(spec.weights), normalization=normalization)
         if say:
-            say(f"training baseline {spec.model} on {spec.dataset} (seed {spec.seed})")
+            start = f", body from {spec.weights}, new head" if new_head else ""
+            say(f"training baseline {spec.model} on {spec.dataset} (seed {spec.seed}{start})")
         with seeding.scoped(spec.seed):
             model = build()
+            if new_head:  # transfer learning: the checkpoint's body, the model's own head, then trained
+                load_weights(model, os.path.expanduser(spec.weights), normalization=normalization, new_head=True)
             fit(model, data.train, epochs=spec.epochs, batch_size=spec.batch_size,
                 optimizer=make_sgd(model, spec.lr, spec.momentum, spec.weight_decay), seed=spec.seed,
                 precision=spec.precision)

@@ -15,6 +15,10 @@ built-ins: a :class:`~robench.models.normalize.NormalizedModel`) holds the netwo
 network (torchvision's, RobustBench's) lacks both, and loads into ``net.`` with the model's
 own normalizer kept. A file that does not fit the model is one line naming the file, the
 first missing or unexpected key (or the first shape that differs) and what was expected.
+
+Transfer learning (``new_head=True``): the checkpoint initializes all but the model's
+classifier head (:func:`classifier_head`), which keeps the model's own initialization; an
+ImageNet ResNet-18 (1000 outputs) thus starts a 10-class CIFAR-10 model.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ PREFIXES = ("module.", "model.")  # DataParallel's, a wrapper's: stripped when e
 AUX_HEADS = ("aux1.", "aux2.", "AuxLogits.")
 
 
-def load_weights(model, path: str | Path, *, normalization=None):
+def load_weights(model, path: str | Path, *, normalization=None, new_head: bool = False):
     """Load the checkpoint at ``path`` into ``model`` (in place) and return ``model``.
 
     ``normalization`` (models with their normalizer inside only): None keeps the model's
@@ -38,12 +42,22 @@ def load_weights(model, path: str | Path, *, normalization=None):
     CIFAR-10 models); ``(mean, std)``, one value per channel, sets them. Raises a one-line
     UserError for a missing or unreadable file, a file that holds no state dict, and keys or
     shapes that do not fit ``model``.
+
+    ``new_head=True``: the tensors of the model's classifier head (:func:`classifier_head`:
+    its last ``nn.Linear``, else its last ``nn.Conv2d``) keep the model's own initialization;
+    the checkpoint's tensors of the same names are ignored whatever their shape (or may be
+    absent). Every other key must fit exactly, as without it.
     """
     import torch
 
     path = Path(path)
     target = model.state_dict()
     wrapped = _normalizer_keys(target)
+    name, module = classifier_head(model)
+    head = tuple(f"{name}.{k}" if name else k for k in module.state_dict()) if module is not None else ()
+    if new_head and not head:
+        raise UserError(f"weights {path}: new_head=True, but the model has no nn.Linear or nn.Conv2d layer "
+                        f"(expected a classifier whose last such layer is its head)")
     if normalization is not None:  # checked first: a refused call leaves the model as it was
         if not wrapped:
             raise UserError(f"weights {path}: normalization={normalization!r} given, but the model has no "
@@ -51,7 +65,10 @@ def load_weights(model, path: str | Path, *, normalization=None):
         mean, std = _normalization_values(normalization, model, path)
     state = _read(path)
     mapped = _best_mapping(state, target, wrapped)
-    _check_fit(path, mapped, target, wrapped)
+    if new_head:
+        for key in head:
+            mapped.pop(key, None)  # the model's own head: the checkpoint's is ignored
+    _check_fit(path, mapped, target, wrapped, keep=head if new_head else (), head=head)
     model.load_state_dict(mapped, strict=False)  # missing: only the normalizer and BN counters (checked)
     if normalization is not None:
         with torch.no_grad():
@@ -59,6 +76,23 @@ def load_weights(model, path: str | Path, *, normalization=None):
                 buffer = model.get_buffer(key)
                 buffer.copy_(torch.as_tensor(value, dtype=buffer.dtype).reshape(buffer.shape))
     return model
+
+
+def classifier_head(model):
+    """``(name, module)`` of ``model``'s classifier head: its last ``nn.Linear`` in
+    registration order (``named_modules``), or, when it has none, its last ``nn.Conv2d``
+    (NIN's and SqueezeNet's 1×1 classifiers); ``("", None)`` when it has neither. The rule
+    assumes the head is registered last, as in torchvision's, timm's and robench's models."""
+    import torch.nn as nn
+
+    found = ("", None)
+    for kind in (nn.Linear, nn.Conv2d):
+        for name, module in model.named_modules():
+            if isinstance(module, kind):
+                found = (name, module)
+        if found[1] is not None:
+            return found
+    return found
 
 
 def _read(path: Path) -> dict:
@@ -137,11 +171,14 @@ def _best_mapping(state: dict, target: dict, wrapped) -> dict:
     return best
 
 
-def _check_fit(path: Path, mapped: dict, target: dict, wrapped) -> None:
+def _check_fit(path: Path, mapped: dict, target: dict, wrapped, keep=(), head=()) -> None:
+    """Raise the one-line error for the first key or shape of ``mapped`` that does not fit
+    ``target``; ``keep``: keys of the model left as they are (a new head), never missing;
+    ``head``: the classifier head's keys (a shape error there suggests a new head)."""
     from robench.models.normalize import NET_PREFIX
 
     def optional(key: str) -> bool:  # kept from the model when the checkpoint lacks them
-        return key in wrapped or key.endswith("num_batches_tracked")
+        return key in wrapped or key in keep or key.endswith("num_batches_tracked")
 
     def aux_head(key: str) -> bool:
         bare = key[len(NET_PREFIX):] if wrapped and key.startswith(NET_PREFIX) else key
@@ -162,8 +199,10 @@ def _check_fit(path: Path, mapped: dict, target: dict, wrapped) -> None:
                         f"no such parameter or buffer){more}")
     for key, value in mapped.items():
         if tuple(value.shape) != tuple(target[key].shape):
+            hint = "; a new classifier head on the checkpoint's body: weights_head: new (new_head=True)" \
+                if key in head else ""
             raise UserError(f"weights {path}: does not fit the model: {key!r} has shape {_shape(value)}, the model "
-                            f"expects {_shape(target[key])} (a different num_classes, width or architecture?)")
+                            f"expects {_shape(target[key])} (a different num_classes, width or architecture?){hint}")
 
 
 def _shape(tensor) -> str:

@@ -69,6 +69,24 @@ def weights_normalization_param() -> Any:
                  "CIFAR built-ins); none: the checkpoint's network takes raw [0, 1] input (most RobustBench models)")
 
 
+def _head_needs_weights(value: str, info) -> str:
+    if value == "new" and not info.data.get("weights"):
+        raise ValueError("'new' starts a new classifier head on a checkpoint's body; expected "
+                         "weights: PATH beside it")
+    return value
+
+
+# A task's `weights_head` parameter: "load" (the checkpoint is the whole baseline) or "new" (the
+# checkpoint initializes the body, the classifier head is new; needs `weights`, declared before it)
+WeightsHead = Annotated[Literal["load", "new"], AfterValidator(_head_needs_weights)]
+
+
+def weights_head_param() -> Any:
+    return added("load", "load: the checkpoint is the whole baseline, loaded and not trained; new: it initializes "
+                 "all but the classifier head (the last Linear, else the last Conv2d), which is new, and the "
+                 "baseline is fine-tuned for baseline_epochs (transfer learning, e.g. ImageNet weights on CIFAR-10)")
+
+
 def registered(kind: str, default: Any, description: str = "") -> Any:
     """A task parameter that names a registered model or dataset (``kind``: "models" or
     "datasets"): suite expansion checks the name against the registry (with a did-you-mean

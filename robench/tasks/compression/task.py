@@ -49,8 +49,9 @@ from pydantic import Field
 
 from robench.errors import UserError
 from robench.registry import register_task
-from robench.tasks.base import (Precision, RobustBaseParam, RunContext, Task, TaskParams, TaskResult, added,
-                                precision_param, registered, weights_normalization_param, weights_param)
+from robench.tasks.base import (Precision, RobustBaseParam, RunContext, Task, TaskParams, TaskResult, WeightsHead,
+                                added, precision_param, registered, weights_head_param, weights_normalization_param,
+                                weights_param)
 from robench.tasks.compression.methods.base import CompressionMethod
 
 
@@ -75,6 +76,7 @@ class CompressionParams(TaskParams):
     precision: Precision = precision_param()
     weights: Optional[str] = weights_param()
     weights_normalization: Literal["model", "none"] = weights_normalization_param()
+    weights_head: WeightsHead = weights_head_param()
 
 
 @register_task("compression")

@@ -87,8 +87,9 @@ from pydantic import Field, field_validator, model_validator
 
 from robench.errors import UserError
 from robench.registry import register_task
-from robench.tasks.base import (Precision, RobustBaseParam, RunContext, Task, TaskParams, TaskResult, added,
-                                precision_param, registered, weights_normalization_param, weights_param)
+from robench.tasks.base import (Precision, RobustBaseParam, RunContext, Task, TaskParams, TaskResult, WeightsHead,
+                                added, precision_param, registered, weights_head_param, weights_normalization_param,
+                                weights_param)
 from robench.tasks.compression.methods.base import CompressionMethod
 from robench.tasks.corruption_robustness import corruptions
 from robench.tasks.corruption_robustness import restore as restoring
@@ -136,6 +137,7 @@ class CorruptionParams(TaskParams):
     precision: Precision = precision_param()
     weights: Optional[str] = weights_param()
     weights_normalization: Literal["model", "none"] = weights_normalization_param()
+    weights_head: WeightsHead = weights_head_param()
     preprocess: Optional[str] = Field(None, description="restore each corrupted input with this restoration_spectrum "
                                       "method first (dlnet, base, spectrum-ft, biharmonic, ...); corruptions "
                                       "without a matching degradation family are classified as they are")

@@ -72,8 +72,8 @@ from pydantic import Field, field_validator
 
 from robench.errors import UserError
 from robench.registry import register_task
-from robench.tasks.base import (Precision, RunContext, Task, TaskParams, TaskResult, added, registered,
-                                weights_normalization_param, weights_param)
+from robench.tasks.base import (Precision, RunContext, Task, TaskParams, TaskResult, WeightsHead, added,
+                                registered, weights_head_param, weights_normalization_param, weights_param)
 from robench.tasks.robust_training.methods.base import RobustTrainingRecipe
 from robench.training import TrainSpec
 
@@ -112,6 +112,7 @@ class RobustTrainingParams(TaskParams):
                                  "gradients)")
     weights: Optional[str] = weights_param()
     weights_normalization: Literal["model", "none"] = weights_normalization_param()
+    weights_head: WeightsHead = weights_head_param()
 
     @field_validator("fgs_factors")
     @classmethod

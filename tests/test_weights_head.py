@@ -105,7 +105,6 @@ def test_a_compression_run_fine_tunes_the_checkpoints_body_with_a_new_head(tmp_p
     assert result.metrics["baseline_accuracy"] > 0.5  # trained: 10 classes from a 7-class body
     # cached: a second run does not train the baseline again
     given.clear()
-    CompressionTask(**task.params.model_dump()).prerequisites(method, 2)
     spec = training.TrainSpec.of_task(task.params, 2)
     assert spec.weights_head == "new" and training.trained_baseline(spec, tmp_path / "cache")[1]["cached"]
     assert not given

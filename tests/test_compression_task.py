@@ -265,7 +265,7 @@ def test_latency_true_keeps_the_run_ids_stored_before_the_parameter_existed():
     plain, on, off = spec(), spec(latency=True), spec(latency=False)
     # the canonical params before `latency` existed: every field but the added ones at their defaults
     before = CompressionParams().model_dump(mode="json")
-    for name in ("latency", "base", "precision", "weights", "weights_normalization"):
+    for name in ("latency", "base", "precision", "weights", "weights_normalization", "weights_head"):
         del before[name]
     assert plain.task_params == before == canonical_task_params(CompressionTask, {"latency": True}, "s", "p")
     old = RunSpec(**{**plain.model_dump(), "task_params": before})

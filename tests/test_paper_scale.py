@@ -75,8 +75,7 @@ def finite(metrics: dict) -> bool:
     return all(isinstance(v, float) and not math.isnan(v) for v in metrics.values())
 
 
-@pytest.mark.paper_scale
-@pytest.mark.parametrize("model", ["tv:resnet18", "wrn-28-10"])
+@pytest.mark.parametrize("model", ["tv:resnet18", pytest.param("wrn-28-10", marks=pytest.mark.paper_scale)])
 def test_compression_magnitude_and_inq_finish(model, folders, tmp_path, cache):
     from robench.tasks.compression.task import CompressionTask
 
@@ -106,8 +105,7 @@ def task_classes(task):
     return range(load_dataset(task.params.dataset, task.params.dataset_root).num_classes)
 
 
-@pytest.mark.paper_scale
-@pytest.mark.parametrize("model", ["tv:resnet18", "wrn-28-10"])
+@pytest.mark.parametrize("model", ["tv:resnet18", pytest.param("wrn-28-10", marks=pytest.mark.paper_scale)])
 def test_sparsity_robustness_finishes(model, folders, tmp_path, cache):
     from robench.tasks.sparsity_robustness.task import SparsityRobustnessTask
 

@@ -190,8 +190,10 @@ def tiny_suite(path: Path, folder: Path) -> Path:
     return out
 
 
-# the cheapest suite end to end in every run (no 224 px network); all of them with `pytest -m paper_scale`
-END_TO_END = [pytest.param(p, marks=[] if p.stem == "dlnet" else [pytest.mark.paper_scale]) for p in SUITES]
+# the cheapest suites end to end in every run (under 30 s each on the 2-core machine: dlnet, dns,
+# stpio); all of them with `pytest -m paper_scale` (about 7 min there, the WRN-28-10 runs included)
+IN_EVERY_RUN = {"dlnet", "dns", "stpio"}
+END_TO_END = [pytest.param(p, marks=[] if p.stem in IN_EVERY_RUN else [pytest.mark.paper_scale]) for p in SUITES]
 
 
 @pytest.mark.slow

@@ -87,3 +87,38 @@ def check_one_line_user_error(fn, *words):
     for word in words:
         assert word in message, (word, message)
     return message
+
+
+# -- bundles as an attacker edits them (test_bundle, test_corruption_task) ----------------------
+def bundle_members(bundle: Path) -> dict[str, bytes]:
+    import zipfile
+
+    with zipfile.ZipFile(bundle) as zf:
+        return {n: zf.read(n) for n in zf.namelist()}
+
+
+def write_bundle(members: dict[str, bytes], path: Path, checksums: bool = True) -> Path:
+    """A bundle of ``members``; ``checksums``: the manifest's checksums recomputed (an edit
+    made to look like the original)."""
+    import hashlib
+    import json
+    import zipfile
+
+    members = dict(members)
+    if checksums:
+        manifest = json.loads(members["manifest.json"])
+        manifest["files"] = {n: hashlib.sha256(d).hexdigest() for n, d in members.items() if n != "manifest.json"}
+        members["manifest.json"] = json.dumps(manifest).encode()
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return path
+
+
+def edit_bundle_runs(members: dict[str, bytes], edit) -> dict[str, bytes]:
+    import json
+
+    runs = json.loads(members["runs.json"])
+    for run in runs:
+        edit(run)
+    return {**members, "runs.json": json.dumps(runs).encode()}

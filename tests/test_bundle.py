@@ -7,11 +7,11 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import bundle_members as _members, edit_bundle_runs as _edit_runs, write_bundle as _write
 
 from robench.errors import UserError
 
@@ -45,32 +45,6 @@ def source(tmp_path_factory):
     bundle = root / "runs.zip"
     api.export(bundle, store, suite="tiny-publish")
     return store, bundle
-
-
-def _members(bundle: Path) -> dict[str, bytes]:
-    with zipfile.ZipFile(bundle) as zf:
-        return {n: zf.read(n) for n in zf.namelist()}
-
-
-def _write(members: dict[str, bytes], path: Path, checksums: bool = True) -> Path:
-    """A bundle of ``members``; ``checksums``: the manifest's checksums recomputed (an edit
-    made to look like the original)."""
-    members = dict(members)
-    if checksums:
-        manifest = json.loads(members["manifest.json"])
-        manifest["files"] = {n: hashlib.sha256(d).hexdigest() for n, d in members.items() if n != "manifest.json"}
-        members["manifest.json"] = json.dumps(manifest).encode()
-    with zipfile.ZipFile(path, "w") as zf:
-        for name, data in members.items():
-            zf.writestr(name, data)
-    return path
-
-
-def _edit_runs(members: dict[str, bytes], edit) -> dict[str, bytes]:
-    runs = json.loads(members["runs.json"])
-    for run in runs:
-        edit(run)
-    return {**members, "runs.json": json.dumps(runs).encode()}
 
 
 def _npz(data: bytes, change) -> bytes:

@@ -15,7 +15,7 @@ import pytest
 
 from robench.tasks.corruption_robustness.metrics import (corruption_error, corruption_metrics, mean_defined,
                                                          relative_corruption_error)
-from tests.conftest import robench_cmd
+from tests.conftest import bundle_members, edit_bundle_runs, robench_cmd, write_bundle
 
 FAMILIES = ["shot_noise", "rotate", "impulse_noise"]
 TINY = {"model": "linear", "reference_model": "linear", "baseline_epochs": 1, "finetune_epochs": 1,
@@ -106,25 +106,12 @@ def _forge(bundle, path, models=None, edit=None):
     """``bundle`` with artifacts/<id>/model.pt replaced (``models``: id → id of the file to
     copy) and its claims edited by ``edit(claim)``, the checksums recomputed as a knowing
     attacker would."""
-    import hashlib
-    import zipfile
-
-    with zipfile.ZipFile(bundle) as zf:
-        members = {n: zf.read(n) for n in zf.namelist()}
+    members = bundle_members(bundle)
     for target, source in (models or {}).items():
         members[f"artifacts/{target}/model.pt"] = members[f"artifacts/{source}/model.pt"]
-    claims = json.loads(members["runs.json"])
-    for claim in claims:
-        if edit is not None:
-            edit(claim)
-    members["runs.json"] = json.dumps(claims).encode()
-    manifest = json.loads(members["manifest.json"])
-    manifest["files"] = {n: hashlib.sha256(d).hexdigest() for n, d in members.items() if n != "manifest.json"}
-    members["manifest.json"] = json.dumps(manifest).encode()
-    with zipfile.ZipFile(path, "w") as zf:
-        for name, data in members.items():
-            zf.writestr(name, data)
-    return path
+    if edit is not None:
+        members = edit_bundle_runs(members, edit)
+    return write_bundle(members, path)
 
 
 @pytest.mark.slow

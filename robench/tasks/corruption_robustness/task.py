@@ -352,7 +352,6 @@ class CorruptionRobustnessTask(Task):
         from robench.models import export_state_dict
         from robench.tasks.compression.metrics import storage_metrics
         from robench.tasks.compression.task import compress, reached_sparsity
-        from robench.training import accuracy
 
         p = self.params
         data = load_dataset(p.dataset, p.dataset_root)
@@ -387,12 +386,7 @@ class CorruptionRobustnessTask(Task):
 
         metrics = corruption_metrics(table["families"], table["clean"], reference["families"], reference["clean"])
         metrics.update(storage)
-        metrics["weight_sparsity"] = float(measured)
-        metrics["baseline_accuracy"] = float(accuracy(start, x_clean, y, precision=p.precision))
-        if target is not None:
-            metrics["target_sparsity"] = float(target)
-        if p.preprocess:
-            metrics["restored_families"] = float(len(restorers))
+        self._add_model_metrics(metrics, start, measured, target, x_clean, y, restorers)
 
         folder = Path(ctx.artifact_dir)
         folder.mkdir(parents=True, exist_ok=True)
@@ -407,6 +401,20 @@ class CorruptionRobustnessTask(Task):
                                      "examples": "examples.png"})
 
     # -- re-scoring (robench verify) ------------------------------------------------------
+    def _add_model_metrics(self, metrics: dict, start, measured: float, target: float | None, x_clean, y,
+                           restorers: dict) -> None:
+        """The metrics of the compressed model beside its corruption metrics, the same in
+        :meth:`run` and :meth:`rescore`: weight sparsity (and the method's target), the
+        starting model's clean accuracy, how many families were restored."""
+        from robench.training import accuracy
+
+        metrics["weight_sparsity"] = float(measured)
+        metrics["baseline_accuracy"] = float(accuracy(start, x_clean, y, precision=self.params.precision))
+        if target is not None:
+            metrics["target_sparsity"] = float(target)
+        if self.params.preprocess:
+            metrics["restored_families"] = float(len(restorers))
+
     def rescore(self, artifact_dir: Path, seed: int, ctx: RunContext, method=None,
                 claimed: dict | None = None) -> dict[str, float]:
         """The run's metrics again from its ``model.pt`` (``robench verify``), on this
@@ -447,7 +455,7 @@ class CorruptionRobustnessTask(Task):
         from robench.tasks.compression.metrics import storage_metrics, target_sparsity
         from robench.tasks.compression.task import generic_storage
         from robench.tasks.corruption_robustness.metrics import corruption_metrics
-        from robench.training import TrainSpec, accuracy, starting_model
+        from robench.training import TrainSpec, starting_model
 
         p = self.params
         folder = Path(artifact_dir)
@@ -473,12 +481,7 @@ class CorruptionRobustnessTask(Task):
         storage, _ = storage_metrics(model, None)
         generic = method is not None and generic_storage(model, method)
         metrics.update(storage if generic else {"compression_ratio": storage["compression_ratio"]})
-        metrics["weight_sparsity"] = float(measured)
-        metrics["baseline_accuracy"] = float(accuracy(start, x_clean, y, precision=p.precision))
-        if target is not None:
-            metrics["target_sparsity"] = float(target)
-        if p.preprocess:
-            metrics["restored_families"] = float(len(restorers))
+        self._add_model_metrics(metrics, start, measured, target, x_clean, y, restorers)
         mine = ("reference_clean_accuracy", "reference_corrupted_accuracy")  # to the last bit
         same_reference = claimed is not None and all(claimed.get(k) == metrics[k] for k in mine)
         bounds = rescore_bounds(table, reference, len(setting.indices), set(restorers), same_reference)

@@ -266,9 +266,15 @@ def storage_metrics(model: nn.Module, method=None) -> tuple[dict[str, float], li
     where it declares one; None: the generic encoding): ``compression_ratio``,
     ``compression_ratio_bits``, ``bits_per_weight``, and the per-layer records."""
     bits, records = model_storage(model, method)
+    return storage_ratios(model, bits, records), records
+
+
+def storage_ratios(model: nn.Module, bits: float, records: list[dict]) -> dict[str, float]:
+    """``compression_ratio``, ``compression_ratio_bits`` and ``bits_per_weight`` of ``model``
+    from its storage accounting (``bits, records = model_storage(model, method)``)."""
     return {"compression_ratio": compression_ratio(model),
             "compression_ratio_bits": FLOAT_BITS * sum(t.numel() for t in model.parameters()) / bits,
-            "bits_per_weight": sum(r["bits"] for r in records) / sum(r["weights"] for r in records)}, records
+            "bits_per_weight": sum(r["bits"] for r in records) / sum(r["weights"] for r in records)}
 
 
 def target_sparsity(method) -> float | None:
@@ -290,6 +296,7 @@ __all__ = [
     "parameter_counts",
     "sparse_inference_model",
     "storage_metrics",
+    "storage_ratios",
     "target_sparsity",
     "weight_sparsity",
     "weight_storage",

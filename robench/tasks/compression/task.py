@@ -145,7 +145,6 @@ class CompressionTask(Task):
         test_accuracy = accuracy(model, data.test, precision=p.precision)
         stats = metrics.layer_stats(model, data.input_shape)
         storage_bits, storage = metrics.model_storage(model, method)
-        ratio_bits = 32 * sum(t.numel() for t in model.parameters()) / storage_bits
         timed: dict[str, float] = {}
         inference: dict = {"latency": False, "sparse": False}  # latency: false: no inference model built
         sparse_layers: dict = {}
@@ -164,9 +163,7 @@ class CompressionTask(Task):
             "accuracy": test_accuracy,
             "baseline_accuracy": info["test_accuracy"],
             "accuracy_delta": test_accuracy - info["test_accuracy"],
-            "compression_ratio": metrics.compression_ratio(model),
-            "compression_ratio_bits": ratio_bits,
-            "bits_per_weight": sum(r["bits"] for r in storage) / sum(r["weights"] for r in storage),
+            **metrics.storage_ratios(model, storage_bits, storage),
             "sparsity": metrics.weight_sparsity(stats),
             "flops_ratio": metrics.flops_ratio(stats),
             **timed,
@@ -218,9 +215,8 @@ class CompressionTask(Task):
                "compression_ratio": metrics.compression_ratio(model),
                "sparsity": metrics.weight_sparsity(stats), "flops_ratio": metrics.flops_ratio(stats)}
         if method is not None and generic_storage(model, method):
-            storage_bits, storage = metrics.model_storage(model, None)
-            out["compression_ratio_bits"] = 32 * sum(t.numel() for t in model.parameters()) / storage_bits
-            out["bits_per_weight"] = sum(r["bits"] for r in storage) / sum(r["weights"] for r in storage)
+            ratios, _ = metrics.storage_metrics(model, None)
+            out["compression_ratio_bits"], out["bits_per_weight"] = ratios["compression_ratio_bits"], ratios["bits_per_weight"]
         return out
 
     def rescore_tolerance(self, metric: str) -> float:

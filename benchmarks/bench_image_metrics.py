@@ -1,4 +1,4 @@
-"""Batched torch PSNR/SSIM (robench.metrics.image) vs a per-image scikit-image loop.
+"""Batched PSNR/SSIM (robench.metrics.image) vs a per-image scikit-image loop.
 
 Run: python benchmarks/bench_image_metrics.py [--sizes 24,32,64,128,256,512] [--n auto]
      [--threads 1,all] [--repeats 5] [--device cpu|cuda] [--profile]
@@ -6,15 +6,17 @@ Run: python benchmarks/bench_image_metrics.py [--sizes 24,32,64,128,256,512] [--
 For each image side it prints the best-of-repeats wall time per image of both (the two
 are timed alternately, so a busy machine slows both alike), the largest disagreement, and
 the speed ratio (target: batched >= 10x faster). scikit-image runs one image at a time on
-one thread (scipy.ndimage's filters are single-threaded); torch runs on ``--threads``
-threads (each count in the list is a separate row; "all" = every core torch sees), or on
-the GPU with ``--device cuda`` (timed with synchronisation; scikit-image stays on the
-CPU). The images are real RGB crops of scikit-image's bundled photographs with Gaussian
-noise (sigma 0.05), float32 in [0, 1]. The restoration task scores 24x24 crops in the
-default suite, 32x32 in the dlnet paper suite, and whole images (Set5/Set14/BSD100: 256
-to 512 px a side) with eval_size=full. A measurement, not a test: it asserts agreement
-(|dPSNR| <= 1e-6 dB, |dSSIM| <= 1e-6), never a time. ``--profile`` prints where the
-batched time goes at the largest side (torch.profiler, per operator).
+one thread (scipy.ndimage's filters are single-threaded); robench runs on ``--threads``
+threads (torch.set_num_threads, which its CPU kernels follow; each count in the list is a
+separate row; "all" = every core torch sees), or on the GPU with ``--device cuda`` (timed
+with synchronisation; scikit-image stays on the CPU). The images are real RGB crops of
+scikit-image's bundled photographs with Gaussian noise (sigma 0.05), float32 in [0, 1].
+The restoration task scores 24x24 crops in the default suite, 32x32 in the dlnet paper
+suite, and whole images (Set5/Set14/BSD100: 256 to 512 px a side) with eval_size=full.
+A measurement, not a test: it asserts agreement (|dPSNR| <= 1e-6 dB, |dSSIM| <= 1e-6),
+never a time. ``--profile`` prints where the batched time goes at the largest side
+(torch.profiler, per torch operator: the GPU path's convolutions and PSNR; the compiled
+CPU passes are not operators).
 
 Before issue 23 (2-core machine, idle, 1 torch thread, 64 images; SSIM filtered by torch's
 depthwise convolution, PSNR reduced over float32 squares):
@@ -23,37 +25,21 @@ depthwise convolution, PSNR reduced over float32 squares):
         24      1.33       43.88  32.9x    (whole batch of 64)
        128     70.15      205.19   2.9x
 
-Issue 23 (2026-12-07, the same machine but busy, load 7-10, 1 thread; the code before and
-after in one session; benchmarks/RESULTS.md has the full table and a profile):
-
-      side  before  now    skimage ms/img   max|dSSIM| before -> now
-        24   65.6x  57.5x     3.2            5.4e-08 -> 4.2e-08
-       128    3.8x   2.9x    11.2            4.8e-07 -> 5.2e-08
-       256    3.2x   2.9x    40              2.6e-07 -> 3.9e-08
-       512    3.7x   3.6x   200              4.2e-07 -> 1.9e-08
-
-The 10x target at 256 and 512 px is not met on this CPU. What changed, and why:
-
-- PSNR: ``.square().mean(dtype=float64)`` of float32 takes a slow mixed-dtype reduction
-  (about 2 ms per 256x256 RGB image). Each image's difference is now taken in float64
-  (both inputs cast first: mixed float64-float32 arithmetic is another slow path) in
-  64k-element pieces and reduced by a dot product: about 0.3 ms, and scikit-image's value
-  to rounding (was 1e-7 dB off).
-- SSIM on the CPU filters the four moment maps with two batched matrix products with
-  banded (16 x 26) Gaussian matrices, the maps side by side (MKL runs these at 20-27 GMAC/s
-  here, torch's depthwise convolution at 1-4, with the bands' 2.4x redundant multiply-adds
-  counted against the products), in stripes of at most 128k input elements.
-- The SSIM formula is written in s = x + y and d = x - y (robench.metrics.image
-  ._ssim_formula), and s and s^2 go through the first filtering pass in float64: float32
-  SSIM was up to 1.4e-6 off on noisy natural 64-px crops and 1.2e-5 on black/white halves
-  with 8-bit noise; now at most 1.3e-7 and 2.5e-7. That float64 pass is a quarter of the
-  time: all-float32 banded filtering was 1.2x faster in CPU time at 256-512 px, but outside
-  the 1e-6 agreement.
-- Tried and not kept: stacking every map's rows in one tall matrix (every row product then
-  (16 x 26) @ (26 x W): three times slower), a loop of per-block matrix products instead of
-  one batched product, band sizes 8, 12, 24 and 32 (16 was as fast as any), stripes of
-  32k-1M elements (128k-256k best), float64 for s alone (6e-7 off). Before issue 23:
-  single-channel and channels-first convolutions, torch.compile (~15% after a 20 s compile).
+Issue 23, first pass (2026-12-07, busy machine): PSNR reduced by float64 dot products
+(scikit-image's value to rounding; was 1e-7 dB off) and SSIM filtered by batched products
+with banded Gaussian matrices, s = x + y and d = x - y, s in float64: 3-4x on one thread,
+4-6x on two (idle), short of 10x; its profile showed a dozen memory-bound eager passes
+per map. Second pass: PSNR and SSIM on the CPU are compiled float64 passes
+(robench.metrics.image_kernels, numba). PSNR's squared error is one vectorized sum per
+image. SSIM reads each input row once, in strips of 96 output columns: its four moments
+(x, y, x^2 + y^2, xy) are filtered along the row into a ring of the last 12 rows, two
+output rows at a time are filtered down the columns from those 12, and the SSIM formula is
+summed on the spot, so everything stays in cache; planes and bands of rows go to
+torch.get_num_threads() threads. The values are scikit-image's float64 ones to rounding
+(max |dSSIM| ~2e-14, was 5e-8). First version of the kernel (five moments, a ring of 11
+rows, one output row at a time, the formula's division kept scalar by numba's Python
+zero-division check): 5.5-7x on one thread at 256-512 px; this one 9.6-12x.
+benchmarks/RESULTS.md has the tables.
 """
 
 from __future__ import annotations
@@ -176,7 +162,7 @@ def main() -> None:
     where = torch.cuda.get_device_name(torch.device(args.device)) if args.device.startswith("cuda") else "cpu"
     print(f"torch {torch.__version__} on {where}; {os.cpu_count()} cores; load {os.getloadavg()[0]:.2f}; "
           f"scikit-image: one image at a time, 1 thread")
-    print(f"{'side':>5} {'n':>3} {'threads':>7} {'torch ms/img':>12} {'skimage ms/img':>14} {'ratio':>7} "
+    print(f"{'side':>5} {'n':>3} {'threads':>7} {'robench ms/img':>14} {'skimage ms/img':>14} {'ratio':>7} "
           f"{'max|dPSNR| dB':>13} {'max|dSSIM|':>10}")
     for count in threads:
         torch.set_num_threads(count)
@@ -185,7 +171,7 @@ def main() -> None:
             r = measure(n, size, args.repeats, args.device)
             label = f"{count}" if args.device == "cpu" else args.device
             note = f"  <- {TASK_SIZES[size]}" if size in TASK_SIZES else ""
-            print(f"{size:>5} {n:>3} {label:>7} {1e3 * r['torch']:>12.3f} {1e3 * r['skimage']:>14.2f} "
+            print(f"{size:>5} {n:>3} {label:>7} {1e3 * r['torch']:>14.3f} {1e3 * r['skimage']:>14.2f} "
                   f"{r['skimage'] / r['torch']:>6.1f}x {r['psnr_gap']:>13.1e} {r['ssim_gap']:>10.1e}{note}",
                   flush=True)
     print(f"load at the end: {os.getloadavg()[0]:.2f}")

@@ -4,10 +4,9 @@ Both functions take two float tensors of shape (N, C, H, W) holding images in
 ``[0, data_range]`` and return one value per image, a float64 tensor of shape (N,), on
 the inputs' device. They are pure (no state, no in-place changes to the inputs) and
 differentiable. PSNR takes the difference and its squares in float64: scikit-image's
-value to rounding (measured: below 1e-13 dB). SSIM filters mostly in float32 on the CPU
-(see :func:`ssim`): within 1e-6 of scikit-image's float64 value (measured: at most 1.3e-7
-on noisy natural crops of 32–512 px, 2.5e-7 on the worst case found, large black and
-white areas with faint 8-bit noise); on a GPU it filters in float64 (exact to 1e-12).
+value to rounding (measured: below 1e-13 dB). SSIM filters in float64 on the CPU (a
+compiled kernel, see :func:`ssim`) and on a GPU: scikit-image's float64 value to 1e-12;
+its gradient path filters in float32 (within ~2e-6).
 
 Conventions (keyword arguments, defaults first):
 
@@ -54,12 +53,6 @@ SSIM_TRUNCATE = 3.5  # scikit-image's choice: radius int(3.5 * 1.5 + 0.5) = 5, a
 SSIM_K1 = 0.01
 SSIM_K2 = 0.03
 SSIM_CHUNK_ELEMENTS = 1 << 17  # input elements per chunk of the convolution path (~1.5 MB of moment maps)
-# The CPU path filters with banded matrices (see _ssim_sums_banded): output blocks of about
-# SSIM_BLOCK rows/columns per matrix product, and at most SSIM_STRIPE_ELEMENTS input
-# elements (images × channels × rows × columns) per stripe, so memory stays bounded
-# (~60 bytes per element) whatever the image size and the maps stay in cache.
-SSIM_BLOCK = 16
-SSIM_STRIPE_ELEMENTS = 1 << 17
 PSNR_CHUNK_ELEMENTS = 1 << 16  # input elements per float64 difference buffer of psnr (512 kB)
 # Off the CPU (a GPU: no cache to fit, a launch per operator) both work in larger pieces
 GPU_CHUNK_ELEMENTS = 1 << 22
@@ -75,7 +68,9 @@ def psnr(x: Any, y: Any, *, data_range: float = 1.0, y_channel: bool = False,
 
     x, y: (N, C, H, W) float tensors in [0, data_range] (which is the reference does not
     matter: PSNR is symmetric). Returns a float64 tensor (N,), at most ``PSNR_MAX_DB``.
-    The MSE is accumulated in float64.
+    The squared error is accumulated in float64: on the CPU (no gradient needed) by one
+    compiled pass per image (:mod:`robench.metrics.image_kernels`) on
+    ``torch.get_num_threads()`` threads, elsewhere by float64 dot products in chunks.
     """
     import torch
 
@@ -83,7 +78,26 @@ def psnr(x: Any, y: Any, *, data_range: float = 1.0, y_channel: bool = False,
     n = a.shape[0]
     flat_a, flat_b = a.reshape(n, -1), b.reshape(n, -1)
     per_image = max(1, flat_a.shape[1])
-    budget = PSNR_CHUNK_ELEMENTS if a.device.type == "cpu" else GPU_CHUNK_ELEMENTS
+    differentiable = torch.is_grad_enabled() and (a.requires_grad or b.requires_grad)
+    if a.device.type == "cpu" and not differentiable:
+        from robench.metrics.image_kernels import squared_error_sums
+
+        total = torch.from_numpy(squared_error_sums(flat_a.detach().numpy(), flat_b.detach().numpy(),
+                                                    threads=torch.get_num_threads()))
+    else:
+        total = _squared_error_sums(flat_a, flat_b)
+    mse = total / per_image / float(data_range) ** 2
+    return -10.0 * torch.log10(mse.clamp_min(MSE_FLOOR_RELATIVE))
+
+
+def _squared_error_sums(flat_a: Any, flat_b: Any) -> Any:
+    """Σ (a − b)² per row of (N, L) tensors in float64, by float64 dot products over chunks
+    (the differentiable path, and the one off the CPU)."""
+    import torch
+
+    n, per_image = flat_a.shape
+    per_image = max(1, per_image)
+    budget = PSNR_CHUNK_ELEMENTS if flat_a.device.type == "cpu" else GPU_CHUNK_ELEMENTS
     rows = max(1, budget // per_image)  # images per chunk, or one image in
     cols = min(per_image, budget)  # column pieces: float64 buffers stay in cache
     sums = []
@@ -96,9 +110,7 @@ def psnr(x: Any, y: Any, *, data_range: float = 1.0, y_channel: bool = False,
                     - flat_b[i:i + rows, j:j + cols].to(torch.float64))
             total = total + torch.linalg.vecdot(diff, diff)
         sums.append(total)
-    total = torch.cat(sums) if sums else torch.zeros(0, dtype=torch.float64, device=a.device)
-    mse = total / per_image / float(data_range) ** 2
-    return -10.0 * torch.log10(mse.clamp_min(MSE_FLOOR_RELATIVE))
+    return torch.cat(sums) if sums else torch.zeros(0, dtype=torch.float64, device=flat_a.device)
 
 
 def ssim(x: Any, y: Any, *, data_range: float = 1.0, y_channel: bool = False,
@@ -108,18 +120,13 @@ def ssim(x: Any, y: Any, *, data_range: float = 1.0, y_channel: bool = False,
     x, y: (N, C, H, W) float tensors in [0, data_range], at least 11×11 after
     ``crop_border``. Returns a float64 tensor (N,).
 
-    On the CPU the images are rescaled to [0, 1] and written as s = x + y − 2o and d = x − y
-    (o: each channel's mean over the stripe, which SSIM's variances do not see), so the
-    E[·²] − E[·]² cancellations stay small (:func:`_ssim_formula`); s and s² go through the
-    first filtering pass in float64, everything else runs in float32 (float64 matrix
-    products are 4× slower, float64 depthwise convolutions ~50×): within 1e-6 of
-    scikit-image (measured: at most 2.5e-7). The separable Gaussian filtering of the four
-    moment maps is two batched products with banded matrices (:func:`_ssim_sums_banded`:
-    several times faster than torch's depthwise convolution there), over stripes of at
-    most ``SSIM_STRIPE_ELEMENTS`` input elements, so memory is bounded for any image
-    size. On other devices, and when an input requires a gradient, it is one grouped
-    depthwise convolution per direction (:func:`_ssim_chunk`), in float64 on a GPU (exact,
-    and never TF32) and in float32 on MPS and for gradients on the CPU (within ~2e-6).
+    On the CPU (no gradient needed) it is one compiled float64 pass per image plane
+    (:mod:`robench.metrics.image_kernels`, numba): scikit-image's value on float64 input to
+    rounding (measured: below 1e-14), the planes and bands of rows shared among
+    ``torch.get_num_threads()`` threads. On other devices, and when an input requires a
+    gradient, it is one grouped depthwise convolution per direction (:func:`_ssim_chunk`),
+    in float64 on a GPU (exact, and never TF32) and in float32 on MPS and for gradients on
+    the CPU (within ~2e-6).
     """
     import torch
 
@@ -134,127 +141,17 @@ def ssim(x: Any, y: Any, *, data_range: float = 1.0, y_channel: bool = False,
     scale = 1.0 / float(data_range)
     differentiable = torch.is_grad_enabled() and (a.requires_grad or b.requires_grad)
     if a.device.type == "cpu" and not differentiable:
-        return _ssim_banded(a, b, _gaussian_taps(a.device), scale)
+        from robench.metrics.image_kernels import ssim_planes
+
+        planes = ssim_planes(a.detach().reshape(n * c, h, w).numpy(), b.detach().reshape(n * c, h, w).numpy(),
+                             scale, SSIM_K1 ** 2, SSIM_K2 ** 2, threads=torch.get_num_threads())
+        return torch.from_numpy(planes).view(n, c).mean(dim=1)
     # off the CPU: float64 (cheap on a GPU, and safe from TF32 convolutions), but MPS has none
     dtype = torch.float32 if a.device.type in ("cpu", "mps") else torch.float64
     budget = SSIM_CHUNK_ELEMENTS if a.device.type == "cpu" else GPU_CHUNK_ELEMENTS
     chunk = max(1, budget // (c * h * w))
     return torch.cat([_ssim_chunk(a[i:i + chunk], b[i:i + chunk], _gaussian_taps(a.device).to(dtype), scale)
                       for i in range(0, n, chunk)])
-
-
-def _ssim_banded(a: Any, b: Any, window: Any, scale: float) -> Any:
-    """SSIM of (N, C, H, W) images → float64 (N,), by :func:`_ssim_sums_banded` over chunks
-    of images (small images) or stripes of output rows (large ones) of at most
-    ``SSIM_STRIPE_ELEMENTS`` input elements each (plus the window's halo)."""
-    import torch
-
-    n, c, h, w = a.shape
-    halo = window.numel() - 1
-    rows_out, cols_out = h - halo, w - halo
-    per_image = c * h * w
-    images = max(1, SSIM_STRIPE_ELEMENTS // per_image)
-    stripe = rows_out if images > 1 else max(SSIM_BLOCK, SSIM_STRIPE_ELEMENTS // (c * w) - halo)
-    totals = []
-    for i in range(0, n, images):
-        j = min(n, i + images)
-        total = 0
-        for top in range(0, rows_out, stripe):
-            bottom = min(rows_out, top + stripe) + halo
-            part_a, part_b = a[i:j, :, top:bottom], b[i:j, :, top:bottom]
-            # the shift of both images: each channel's mean over the stripe (the more local, the
-            # smaller the float32 cancellations; any constant per window gives the same SSIM)
-            offset = part_a.mean(dim=(2, 3))
-            total = total + _ssim_sums_banded(part_a, part_b, offset, window, scale)
-        totals.append(total)
-    return torch.cat(totals) / (c * rows_out * cols_out)
-
-
-def _blocks(length: int, target: int) -> tuple[int, int]:
-    """(number of blocks, block size) covering ``length`` with blocks of about ``target``."""
-    count = -(-length // target)
-    return count, -(-length // count)
-
-
-def _banded(window: Any, rows: int) -> Any:
-    """(rows, rows + taps − 1): row i holds the window at columns i … i + taps − 1, zeros
-    elsewhere, so ``G @ X[k : k + rows + taps − 1]`` is the 'valid' filtering of rows k …
-    k + rows − 1 of X along its first axis."""
-    import torch
-
-    taps = window.numel()
-    band = torch.zeros(rows, rows + taps - 1, dtype=window.dtype, device=window.device)
-    band.as_strided((rows, taps), (rows + taps, 1)).copy_(window.expand(rows, taps))
-    return band
-
-
-def _ssim_sums_banded(a: Any, b: Any, offset: Any, window: Any, scale: float) -> Any:
-    """Sum over channels and 'valid' pixels of the SSIM map of n images (n, C, h, w) (a
-    stripe: whole images or a band of rows with its halo), float64 (n,). ``offset`` (n, C):
-    the shift of both images; ``scale``: 1 / data_range.
-
-    The four moment maps of :func:`_ssim_formula` (s, s², d, d²) of every image channel
-    lie side by side as the columns of one wide matrix (rows: image rows, zero padded to
-    whole row blocks; columns: kind, image, channel, image column, zero padded to whole
-    column blocks; s and s² float64, d and d² float32). Filtering along the rows is one
-    batched product ``G @ X[block]`` per dtype with the banded (R, R + 10) Gaussian matrix
-    G (:func:`_banded`) over the row blocks, into one float32 matrix; filtering that along
-    the columns is one batched product ``Y[:, block] @ G'ᵀ`` over the column blocks. That
-    is the 'valid' convolution (scikit-image's reflect-then-crop) with (R + 10) / 11 times
-    its multiply-adds, at matrix-product speed (several times torch's depthwise
-    convolution on the CPU). The padding rows and columns are computed and left out of
-    the sum. Side by side, not stacked: stacking the maps' rows in one tall matrix makes
-    every row product (16 × 26) @ (26 × W), three times slower (measured)."""
-    import torch
-
-    n, c, h, w = a.shape
-    halo = window.numel() - 1
-    rows_out, cols_out = h - halo, w - halo
-    row_blocks, row_block = _blocks(rows_out, SSIM_BLOCK)
-    col_blocks, col_block = _blocks(cols_out, SSIM_BLOCK)
-    hp, wx = row_blocks * row_block, col_blocks * col_block + halo  # output rows, input columns
-    half = 2 * n * c * wx  # columns of the s maps (s, s²), then of the d maps (d, d²)
-    rows_first = (2, 0, 1, 3)
-    # s and s² go through the first (row) filtering in float64: float32 rounding of these O(1)
-    # values, whose local mean is then squared and subtracted, is what float32 SSIM loses
-    # most to (measured on noisy 64-px crops: 1.4e-6 of SSIM; 4e-8 with this; 6e-7 with
-    # s alone in float64); d is small, and everything after the first filtering is float32
-    moments_s = torch.empty(hp + halo, 2, n, c, wx, dtype=torch.float64, device=a.device)
-    moments_d = torch.empty(hp + halo, 2, n, c, wx, dtype=torch.float32, device=a.device)
-    for moments in (moments_s, moments_d):
-        moments[h:].zero_()
-        moments[:h, ..., w:].zero_()
-    xs, xs2 = (moments_s[:h, kind, ..., :w] for kind in range(2))  # (h, n, c, w) views
-    xd, xd2 = (moments_d[:h, kind, ..., :w] for kind in range(2))
-    torch.add(a.permute(rows_first), b.permute(rows_first), out=xs)  # s = x + y − 2o
-    xs.sub_((2.0 * offset).to(torch.float64).view(n, c, 1))
-    torch.sub(a.permute(rows_first), b.permute(rows_first), out=xd)  # d = x − y, rounded once
-    if scale != 1.0:
-        xs.mul_(scale)
-        xd.mul_(scale)
-    torch.mul(xs, xs, out=xs2)
-    torch.mul(xd, xd, out=xd2)
-
-    filtered = torch.empty(row_blocks, row_block, 2 * half, dtype=torch.float32, device=a.device)
-    band = _banded(window, row_block)
-    rows = moments_s.view(hp + halo, half).unfold(0, row_block + halo, row_block).transpose(1, 2)
-    filtered[..., :half] = torch.bmm(band.expand(row_blocks, -1, -1), rows)
-    band = band.to(torch.float32)
-    rows = moments_d.view(hp + halo, half).unfold(0, row_block + halo, row_block).transpose(1, 2)
-    torch.bmm(band.expand(row_blocks, -1, -1), rows, out=filtered[..., half:])
-    k = 4 * n * c
-    band_t = _banded(window.to(torch.float32), col_block).t().contiguous()
-    out = torch.empty(col_blocks, hp * k, col_block, dtype=torch.float32, device=a.device)
-    torch.bmm(filtered.view(hp * k, wx).unfold(1, col_block + halo, col_block).transpose(0, 1),
-              band_t.expand(col_blocks, -1, -1), out=out)
-    mu_s, e_s2, mu_d, e_d2 = out.view(col_blocks, hp, 4, n, c, col_block)[:, :rows_out].unbind(2)
-    shift = (2.0 * scale * offset).to(torch.float32).view(n, c, 1)
-    ssim_map = _ssim_formula(mu_s, mu_d, e_s2, e_d2, shift)  # (col_blocks, rows_out, n, c, col_block)
-    total = ssim_map.sum(dim=(0, 1), dtype=torch.float64).sum(dim=(1, 2))
-    valid_last = cols_out - (col_blocks - 1) * col_block
-    if valid_last < col_block:  # the last column block's padding columns
-        total = total - ssim_map[-1, ..., valid_last:].sum(dim=(0, 2, 3), dtype=torch.float64)
-    return total
 
 
 def _ssim_formula(mu_s: Any, mu_d: Any, e_s2: Any, e_d2: Any, shift: Any) -> Any:

@@ -552,3 +552,33 @@ def test_no_eps_ref_says_whether_the_model_or_deepfool_failed(tmp_path, monkeypa
     # a margin DeepFool can cross: the same points give a positive eps_ref, and no error
     eps_ref, rho2 = _eps_ref_of(_predicting(0, 0.05), half, tmp_path / "d", monkeypatch)
     assert eps_ref > 0 and rho2 > 0
+
+
+def test_a_fixed_eps_ref_is_the_budget_for_every_model(tmp_path, monkeypatch):
+    """`eps_ref: 0.1` (RobustBench's convention: one ε for every model): the attacks run at
+    fgs_factors × 0.1; the seed-0 vanilla model is neither a prerequisite of a seed-1 run nor
+    used (no DeepFool calibration, no eps_ref_rho2_vanilla); rescore attacks at the same
+    budgets. At its default (null) the parameter stays out of the run ids stored before it."""
+    from robench.spec import canonical_task_params
+
+    torch.set_num_threads(1)
+    params = {**TINY, "n_test": 8, "deepfool_steps": 5, "attack_preset": None}
+    fixed = RobustTrainingTask(**params, eps_ref=0.1)
+    assert "eps_ref" not in canonical_task_params(RobustTrainingTask, params, "test", "params")
+    assert canonical_task_params(RobustTrainingTask, {**params, "eps_ref": 0.1}, "test", "params")["eps_ref"] == 0.1
+    assert len(fixed.prerequisites(Vanilla(), 1)) == 1
+    assert len(RobustTrainingTask(**params).prerequisites(Vanilla(), 1)) == 2
+    monkeypatch.setattr(RobustTrainingTask, "reference_epsilon", lambda *a: pytest.fail("calibrated eps_ref"))
+    folder, ctx = tmp_path / "run", RunContext(artifact_dir=tmp_path / "run", cache_dir=tmp_path / "cache")
+    folder.mkdir()
+    m = fixed.run(Vanilla(), 1, ctx).metrics
+    assert m["eps_ref"] == 0.1 and "eps_ref_rho2_vanilla" not in m
+    assert {f"fgs_accuracy@{f}" for f in ("0.2x", "0.5x", "1x")} <= set(m)
+    budgets = sorted(float(k.split("@")[1]) for k in m if k.startswith("accuracy_under_fgsm_linf@"))  # ε-named twins
+    assert budgets == pytest.approx([0.02, 0.05, 0.1])
+    rescored = fixed.rescore(folder, 1, ctx)
+    assert rescored["eps_ref"] == 0.1 and "eps_ref_rho2_vanilla" not in rescored
+    per_budget = [k for k in rescored if k.endswith("x")]
+    assert per_budget and all(rescored[k] == m[k] for k in per_budget)
+    with pytest.raises(Exception, match="eps_ref"):
+        RobustTrainingTask(eps_ref=0.0)

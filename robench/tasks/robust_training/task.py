@@ -49,6 +49,9 @@ so ``eps_ref = rho2_vanilla``. The paper derives its reference ε from the vanil
 ρ2 too, but we could not confirm its exact conversion; this one is ours. It is
 computed once, cached under ``<cache_dir>/robust_training/`` (:func:`robench.cache.cached`),
 and recorded as the metric ``eps_ref`` (with ``eps_ref_rho2_vanilla``, the ρ2 it came from).
+With the parameter ``eps_ref`` set, that number is the budget instead, the same for every
+model (RobustBench's convention: models compared at one ε, e.g. 0.3 on MNIST, 8/255 on
+CIFAR-10): the seed-0 vanilla model is then not needed, nor ``eps_ref_rho2_vanilla`` reported.
 
 ``rescore`` re-attacks an exported ``model.pt`` on the same points at the budgets of the
 maintainer's own ε_ref (never those of ``eval.json``) and returns the deterministic metrics,
@@ -93,6 +96,10 @@ class RobustTrainingParams(TaskParams):
     deepfool_steps: int = Field(50, gt=0, description="L2 DeepFool iterations for rho2 (foolbox)")
     pgd_steps: int = Field(20, gt=0, description="l-inf PGD iterations (step 2.5*eps/steps, random start)")
     fgs_factors: tuple[float, ...] = Field((0.2, 0.5, 1.0), description="FGS/PGD budgets as multiples of eps_ref")
+    eps_ref: Optional[float] = added(None, "a fixed l-inf eps_ref in [0, 1] pixel units (e.g. 0.3 for MNIST, "
+                                     "8/255 for CIFAR-10, RobustBench's), the same for every model; null: "
+                                     "calibrated by DeepFool on the seed-0 vanilla model (the paper's protocol)",
+                                     gt=0, le=1)
     attack_preset: str | None = Field(
         "autoattack-fast", description="robench.attacks preset whose l-inf fixed-eps attacks also run at the "
                                        "same budgets (null: FGS and PGD only)")
@@ -280,7 +287,7 @@ class RobustTrainingTask(Task):
 
         p = self.params
         data = self.data()
-        eps_ref, rho2_vanilla = self.reference_epsilon(data, ctx)
+        calibration = self.calibrated_epsilon(data, ctx)
         vanilla, info = trained_baseline(self._spec(seed), ctx.cache_dir, data=data, say=ctx.say,
                                          device=ctx.device)
         model = copy.deepcopy(vanilla)
@@ -295,11 +302,12 @@ class RobustTrainingTask(Task):
         model.eval()
 
         ctx.say(f"attacking the fine-tuned model ({p.eval_split} split)")
+        eps_ref = calibration["eps_ref"]
         epsilons = tuple(f * eps_ref for f in p.fgs_factors)
         metrics, report = self.score(model, data, epsilons, seed)
         metrics.update({
             f"baseline_{p.eval_split}_accuracy": info["test_accuracy"],  # the view's test slot: see data()
-            "eps_ref": eps_ref, "eps_ref_rho2_vanilla": rho2_vanilla,
+            **calibration,
             "train_seconds": train_wall, "train_cpu_seconds": train_cpu,
             "eval_seconds": float(report.meta["seconds_total"]),
         })
@@ -337,19 +345,20 @@ class RobustTrainingTask(Task):
             model = build_model(p.model, num_classes=data.num_classes)
         load_exported_model(folder / "model.pt", model, f"task 'robust_training': {folder.name}")
         model = model.to(ctx.device).eval()
-        eps_ref, rho2_vanilla = self.reference_epsilon(data, ctx)
+        calibration = self.calibrated_epsilon(data, ctx)
+        eps_ref = calibration["eps_ref"]
         _, info = trained_baseline(self._spec(seed), ctx.cache_dir, data=data, say=ctx.say, device=ctx.device)
         budget = eps_ref
         theirs = (claimed or {}).get("eps_ref")
-        if isinstance(theirs, (int, float)) and abs(theirs - eps_ref) <= self.rescore_tolerance("eps_ref"):
+        if p.eps_ref is None and isinstance(theirs, (int, float)) and \
+                abs(theirs - eps_ref) <= self.rescore_tolerance("eps_ref"):
             # the claim's ε_ref is the protocol's within the retraining tolerance (checked here):
             # attack at its budgets, so the per-budget metrics compare across kernel sets
             budget = float(theirs)
         epsilons = tuple(f * budget for f in p.fgs_factors)
         metrics = self.score(model, data, epsilons, seed)[0]
         metrics = {k: v for k, v in metrics.items() if not _epsilon_named(k)}
-        metrics.update({f"baseline_{p.eval_split}_accuracy": info["test_accuracy"],
-                        "eps_ref": eps_ref, "eps_ref_rho2_vanilla": rho2_vanilla})
+        metrics.update({f"baseline_{p.eval_split}_accuracy": info["test_accuracy"], **calibration})
         return metrics
 
     def rescore_tolerance(self, metric: str) -> float:
@@ -403,12 +412,12 @@ class RobustTrainingTask(Task):
         return metrics, report
 
     def prerequisites(self, method, seed):
-        """The vanilla baselines of this seed and of seed 0 (ε_ref), trained once."""
+        """The vanilla baselines of this seed and of seed 0 (ε_ref, unless fixed), trained once."""
         import functools
 
         from robench.training import baseline_path, baseline_prerequisite
 
-        specs = [self._spec(s) for s in dict.fromkeys((seed, 0))]
+        specs = [self._spec(s) for s in dict.fromkeys((seed,) if self.params.eps_ref is not None else (seed, 0))]
         if self.params.eval_split == "test":
             return [baseline_prerequisite(spec) for spec in specs]
         return [(baseline_path(spec), functools.partial(_build_held_out_baseline, spec)) for spec in specs]
@@ -439,6 +448,14 @@ class RobustTrainingTask(Task):
         p = self.params
         x, y = data.test.take(range(p.n_test))
         return evaluate_robustness(model, x, y, self.attacks(epsilons), batch_size=p.eval_batch_size, seed=seed)
+
+    def calibrated_epsilon(self, data, ctx: RunContext) -> dict[str, float]:
+        """The run's ε_ref as metrics: ``{"eps_ref": the fixed one}`` with ``eps_ref`` set,
+        else ``eps_ref`` and ``eps_ref_rho2_vanilla`` from :meth:`reference_epsilon`."""
+        if self.params.eps_ref is not None:
+            return {"eps_ref": float(self.params.eps_ref)}
+        eps_ref, rho2_vanilla = self.reference_epsilon(data, ctx)
+        return {"eps_ref": eps_ref, "eps_ref_rho2_vanilla": rho2_vanilla}
 
     def reference_epsilon(self, data, ctx: RunContext) -> tuple[float, float]:
         """(eps_ref, rho2 of the PROTOCOL_SEED vanilla model), computed once and cached (see

@@ -67,14 +67,15 @@ def vgg16_cifar(num_classes: int = 10, in_channels: int = 3):
 
 
 @register_model("nin", description="Network in Network for CIFAR-10 (Lin et al. 2014) as DeepDefense's, no BN: "
-                                   "0.97M parameters (966,986); CIFAR-10 mean/std inside")
+                                   "0.97M parameters (966,986); CIFAR-10 mean/std inside", version="2")
 def nin(num_classes: int = 10, in_channels: int = 3):
     """NIN: three mlpconv blocks (192-160-96, 192-192-192, 192-192-classes), global average
     pool; input (N, 1 or 3, H ≥ 4, W ≥ 4) in [0, 1]. DeepDefense starts from MatConvNet's
-    trained NIN (as a state dict with these layer names: :func:`robench.models.load_weights`);
-    from scratch it does not learn at robench's baseline recipe (SGD lr 0.05, momentum 0.9:
-    the loss stays at ln 10 over the first epoch; MatConvNet warms up from lr 0.002): train
-    ``nin-bn`` instead."""
+    trained NIN (as a state dict with these layer names: :func:`robench.models.load_weights`).
+    From scratch, at robench's baseline recipe (SGD lr 0.05, momentum 0.9), it learns only
+    slowly (mnist-5k: 41 % after three epochs; MatConvNet warms up from lr 0.002), and only
+    because its head starts at 0.1× He-normal (version 2; version 1 died in the first
+    epoch): train ``nin-bn`` from scratch."""
     from robench.models.cifar_archs import NIN
     from robench.models.normalize import check_in_channels
 

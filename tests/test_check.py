@@ -184,3 +184,27 @@ def test_check_model_covers_corruption_robustness(one_thread):
     with pytest.raises(UserError, match="classification tasks .*corruption_robustness") as info:
         check_model("lenet-5", task="room_layout")
     assert "\n" not in str(info.value)
+
+
+def test_a_deep_models_check_runs_robust_training_at_a_fixed_eps_ref(one_thread):
+    """The model checks' runs read mnist-check (500 training images) and robust_training's
+    attacks run at a fixed eps_ref: ResNet-20's one-epoch baseline there is a near-constant
+    classifier that DeepFool cannot cross, and a calibrated eps_ref was refused (the check's
+    budget, not the model's contract)."""
+    from robench.check import MODEL_CHECK_DATASET, MODEL_CHECK_RUNS, check_model
+
+    assert MODEL_CHECK_DATASET == "mnist-check" and MODEL_CHECK_RUNS["robust_training"][1]["eps_ref"] > 0
+    tasks, checks = check_model("resnet20", task="robust_training")
+    failed = [f"{c.name}: {c.detail}" for c in checks if not c.ok]
+    assert tasks == ["robust_training"] and not failed, failed
+
+
+@pytest.mark.paper_scale
+def test_nin_passes_every_model_check():
+    """NIN without BatchNorm (DeepDefense's, the one built-in that does not train well from
+    scratch) through every model check. About a minute on two cores."""
+    from robench.check import check_model
+
+    _, checks = check_model("nin")
+    failed = [f"{c.name}: {c.detail}" for c in checks if not c.ok]
+    assert len(checks) >= 19 and not failed, failed

@@ -34,6 +34,22 @@ def test_mnist_5k_is_a_fixed_stratified_split():
     assert not any(r.numpy().tobytes() in train_rows for r in a.test_x.flatten(1))
 
 
+def test_mnist_check_is_a_class_interleaved_head_of_mnist_5k():
+    """`robench check --model`'s data: per digit the first 50 training and 10 test images of
+    mnist-5k, interleaved so that any prefix (the attacked points are the first n_test)
+    holds every digit; the same images and labels as mnist-5k's; no root taken."""
+    small, full = load_dataset("mnist-check"), load_dataset("mnist-5k")
+    assert small.train_x.shape == (500, 1, 28, 28) and small.test_x.shape == (100, 1, 28, 28)
+    for xs, ys, ref_x, ref_y in ((small.train_x, small.train_y, full.train_x, full.train_y),
+                                 (small.test_x, small.test_y, full.test_x, full.test_y)):
+        assert ys[:10].tolist() == list(range(10)) and ys.tolist() == list(range(10)) * (len(ys) // 10)
+        for digit in (0, 7):  # the first images of that digit in mnist-5k's order
+            first = ref_x[ref_y == digit][:len(ys) // 10]
+            assert torch.equal(xs[ys == digit], first)
+    with pytest.raises(UserError, match="'mnist-check' is embedded and takes no root"):
+        load_dataset("mnist-check", root="/data")
+
+
 def test_real_mnist_loader_reads_idx_files(tmp_path):
     raw = tmp_path / "MNIST" / "raw"
     raw.mkdir(parents=True)

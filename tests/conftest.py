@@ -122,3 +122,29 @@ def edit_bundle_runs(members: dict[str, bytes], edit) -> dict[str, bytes]:
     for run in runs:
         edit(run)
     return {**members, "runs.json": json.dumps(runs).encode()}
+
+
+def head_favouring(model: str, num_classes: int, label: int, path: Path, *, margin: float | None = None,
+                   images=None) -> str:
+    """A checkpoint of the untrained ``model`` (seed 0) whose head (its last Linear or Conv2d)
+    favours ``label``: by ``margin``, or, given ``images`` (all of that label), by just enough
+    that each is classified as ``label``, plus half the logits' spread. Either way a margin
+    DeepFool can cross: what robust_training's eps_ref needs of a starting model, where tiny
+    data and a few epochs leave a trained one predicting a single class (eps_ref = 0)."""
+    import torch
+    from torch import nn
+
+    from robench.models import build_model
+
+    torch.manual_seed(0)
+    net = build_model(model, num_classes=num_classes).eval()
+    head = [m for m in net.modules() if isinstance(m, (nn.Linear, nn.Conv2d))][-1]
+    with torch.no_grad():
+        if margin is None:
+            logits = net(images)
+            others = torch.cat([logits[:, :label], logits[:, label + 1:]], dim=1)
+            gap = (others.max(1).values - logits[:, label]).max()
+            margin = float(gap.clamp_min(0) + 0.5 * logits.std().clamp_min(1e-3))
+        head.bias[label] += margin
+    torch.save(net.state_dict(), path)
+    return str(path)

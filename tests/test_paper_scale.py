@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import math
 import pickle
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from conftest import check_one_line_user_error
+from conftest import check_one_line_user_error, head_favouring
 from robench.tasks.base import RunContext
 
 FGSM_ONLY = ({"kind": "fgsm", "norm": "linf", "epsilons": [0.03]},)
@@ -46,23 +45,6 @@ def decode_here(monkeypatch):
 def cache(tmp_path_factory):
     """One cache for the module: each model's baseline is trained once."""
     return tmp_path_factory.mktemp("cache")
-
-
-def head_favouring(model: str, classes: int, label: int, margin: float, path: Path) -> Path:
-    """A checkpoint of the untrained ``model`` whose last layer favours ``label`` by ``margin``:
-    every attacked point of a split of that label is classified correctly, by a margin DeepFool
-    can cross (robust_training's eps_ref needs both)."""
-    from torch import nn
-
-    from robench.models import build_model
-
-    torch.manual_seed(0)
-    net = build_model(model, num_classes=classes)
-    head = [m for m in net.modules() if isinstance(m, nn.Linear)][-1]
-    with torch.no_grad():
-        head.bias[label] += margin
-    torch.save(net.state_dict(), path)
-    return path
 
 
 def method(task: str, name: str, **params):
@@ -123,8 +105,8 @@ def test_robust_training_finishes(model, folders, tmp_path):
 
     data = load_dataset(**{"name": folders[model]["dataset"], "root": folders[model]["dataset_root"]})
     label = int(data.test.take([0])[1])
-    weights = head_favouring(model, data.num_classes, label, {"tv:resnet18": 2.0, "wrn-28-10": 0.5}[model],
-                             tmp_path / "head.pth")
+    weights = head_favouring(model, data.num_classes, label, tmp_path / "head.pth",
+                             margin={"tv:resnet18": 2.0, "wrn-28-10": 0.5}[model])
     task = RobustTrainingTask(model=model, **folders[model], weights=str(weights), epochs=1, batch_size=4,
                               n_test=1, deepfool_steps=5, pgd_steps=1, attack_preset=None, preset_factors=None,
                               eval_batch_size=1)

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import ROOT, check_one_line_user_error
+from conftest import ROOT, check_one_line_user_error, head_favouring
 
 SUITES = sorted((ROOT / "suites" / "papers-full").glob("*.yaml"))
 FIGURES = {"dns": "dns", "inq": "inq", "sketching": "sketching", "sparse-robustness": "sparse-robustness",
@@ -142,30 +142,14 @@ PICK = {"dns": "magnitude", "inq": "inq", "sketching": "sketch", "sparsity_robus
 
 
 def favouring_weights(model: str, dataset: str, root: str, out: Path) -> str:
-    """A checkpoint of the untrained ``model`` whose head favours class 0 just enough that the
-    test images of class 0 are classified correctly, by a margin DeepFool can cross.
-
-    What the deepdefense suite's MNIST and CIFAR-10 tasks start from here instead of their
-    trained vanilla models: a dozen tiny images and a few epochs leave those predicting one
-    class, whose points DeepFool cannot move (eps_ref = 0, which the protocol refuses)."""
-    import torch
-    from torch import nn
-
+    """What the deepdefense suite's MNIST and CIFAR-10 tasks start from here instead of their
+    trained vanilla models: the untrained ``model`` with a head favouring class 0 just enough
+    for its test images (:func:`conftest.head_favouring`)."""
     from robench.data import load_dataset
-    from robench.models import build_model
 
     data = load_dataset(dataset, root)
-    torch.manual_seed(0)
-    net = build_model(model, num_classes=data.num_classes).eval()
-    with torch.no_grad():
-        logits = net(data.test.x[data.test.y == 0])
-        gap = (logits[:, 1:].max(1).values - logits[:, 0]).max()
-        spread = logits.std().clamp_min(1e-3)
-        head = [m for m in net.modules() if isinstance(m, (nn.Linear, nn.Conv2d))][-1]
-        head.bias[0] += gap.clamp_min(0) + 0.5 * spread
-    path = out / f"{model}-{dataset}-favouring.pt"
-    torch.save(net.state_dict(), path)
-    return str(path)
+    return head_favouring(model, data.num_classes, 0, out / f"{model}-{dataset}-favouring.pt",
+                          images=data.test.x[data.test.y == 0])
 
 
 def tiny_suite(path: Path, folder: Path) -> Path:

@@ -38,7 +38,7 @@ summed on the spot, so everything stays in cache; planes and bands of rows go to
 torch.get_num_threads() threads. The values are scikit-image's float64 ones to rounding
 (max |dSSIM| ~2e-14, was 5e-8). First version of the kernel (five moments, a ring of 11
 rows, one output row at a time, the formula's division kept scalar by numba's Python
-zero-division check): 5.5-7x on one thread at 256-512 px; this one 9.6-12x.
+zero-division check): 5.5-7x on one thread at 256-512 px; this one 9.1-12x (11-18x on two).
 benchmarks/RESULTS.md has the tables.
 """
 

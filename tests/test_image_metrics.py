@@ -226,8 +226,27 @@ def test_cpu_kernel_matches_skimage_at_any_size(shape):
                                    rtol=0, atol=tol)
 
 
+@pytest.fixture
+def pools(monkeypatch):
+    """Threads for any amount of work (the kernels otherwise keep small batches on one
+    thread), and a count of the thread pools the kernels start."""
+    import concurrent.futures
+
+    from robench.metrics import image_kernels
+
+    started = []
+
+    class Counted(concurrent.futures.ThreadPoolExecutor):
+        def __init__(self, workers, *args, **kwargs):
+            started.append(workers)
+            super().__init__(workers, *args, **kwargs)
+    monkeypatch.setattr(image_kernels, "MIN_ELEMENTS_PER_THREAD", 1)
+    monkeypatch.setattr(concurrent.futures, "ThreadPoolExecutor", Counted)
+    return started
+
+
 @pytest.mark.parametrize("shape", [(1, 1, 300, 29), (2, 3, 120, 64), (1, 2, 11, 11)])
-def test_cpu_kernel_gives_the_same_value_on_any_number_of_threads(shape):
+def test_cpu_kernel_gives_the_same_value_on_any_number_of_threads(shape, pools):
     """The work is cut into bands of output rows per plane (each re-reads its 10-row halo)
     and shared among threads: one grayscale image on 4 threads is cut in 4 bands; the
     value is the one-thread value to rounding."""
@@ -239,11 +258,31 @@ def test_cpu_kernel_gives_the_same_value_on_any_number_of_threads(shape):
     y = noisy(x, 0.1, 1.0, rng).astype(np.float32)
     planes_x, planes_y = x.reshape(-1, *shape[2:]), y.reshape(-1, *shape[2:])
     one = ssim_planes(planes_x, planes_y, 1.0, SSIM_K1 ** 2, SSIM_K2 ** 2, threads=1)
+    assert pools == []
     for threads in (2, 3, 4):
         np.testing.assert_allclose(ssim_planes(planes_x, planes_y, 1.0, SSIM_K1 ** 2, SSIM_K2 ** 2, threads=threads),
                                    one, rtol=0, atol=1e-14)
+    assert max(pools) >= 2
     _, ref_ssim = reference(x, y.astype(np.float64), 1.0)
     np.testing.assert_allclose(one.reshape(shape[:2]).mean(axis=1), ref_ssim, rtol=0, atol=1e-12)
+
+
+def test_psnr_gives_the_same_value_on_any_number_of_threads(pools):
+    """PSNR's squared error is cut into pieces of ≥ 64k elements per image that threads
+    share: a single 300×300 RGB image (four pieces) on 1–4 threads is scikit-image's value."""
+    rng = np.random.default_rng(5)
+    x = rng.random((1, 3, 300, 300)).astype(np.float32)
+    y = noisy(x, 0.05, 1.0, rng).astype(np.float32)
+    ref_psnr, _ = reference(x.astype(np.float64), y.astype(np.float64), 1.0)
+    before = torch.get_num_threads()
+    try:
+        for threads in (1, 2, 3, 4):
+            torch.set_num_threads(threads)
+            np.testing.assert_allclose(psnr(torch.from_numpy(x), torch.from_numpy(y)).numpy(), ref_psnr,
+                                       rtol=0, atol=1e-10)
+    finally:
+        torch.set_num_threads(before)
+    assert sorted(set(pools)) == [2, 3, 4]
 
 
 @pytest.mark.parametrize("data_range", [1.0, 255.0])

@@ -119,11 +119,15 @@ def _ssim_sums(a, b, scale, c1, c2, items, out):
         out[k] = total
 
 
-def _split(kernel: Any, items: np.ndarray, threads: int, *args: Any) -> np.ndarray:
-    """``kernel(*args, items, out)`` over ``items`` (k, 3), shared among ``threads`` threads
-    in contiguous runs of items (the kernels release the GIL): the k sums."""
+MIN_ELEMENTS_PER_THREAD = 1 << 18  # below this a thread costs more to start than it saves
+
+
+def _split(kernel: Any, items: np.ndarray, threads: int, elements: int, *args: Any) -> np.ndarray:
+    """``kernel(*args, items, out)`` over ``items`` (k, 3), shared among up to ``threads``
+    threads in contiguous runs of items (the kernels release the GIL), one per
+    ``MIN_ELEMENTS_PER_THREAD`` of the ``elements`` read: the k sums."""
     sums = np.zeros(len(items))
-    runs = min(max(1, int(threads)), len(items))
+    runs = min(max(1, int(threads)), len(items), max(1, elements // MIN_ELEMENTS_PER_THREAD))
     if runs <= 1:
         kernel(*args, items, sums)
         return sums
@@ -151,7 +155,7 @@ def ssim_planes(a: np.ndarray, b: np.ndarray, scale: float, c1: float, c2: float
     bands = max(1, min(-(-max(1, int(threads)) // planes), rows_out // (4 * TAPS)))
     edges = np.linspace(0, rows_out, bands + 1).astype(np.int64)
     items = np.array([(p, edges[i], edges[i + 1]) for p in range(planes) for i in range(bands)], dtype=np.int64)
-    sums = _split(_ssim_sums, items, threads, a, b, scale, c1, c2)
+    sums = _split(_ssim_sums, items, threads, a.size, a, b, scale, c1, c2)
     return np.bincount(items[:, 0], weights=sums, minlength=planes) / (rows_out * cols_out)
 
 
@@ -178,5 +182,5 @@ def squared_error_sums(a: np.ndarray, b: np.ndarray, threads: int = 1) -> np.nda
     edges = np.linspace(0, length, pieces + 1).astype(np.int64)
     items = np.array([(i, edges[j], edges[j + 1]) for i in range(n) for j in range(pieces)],
                      dtype=np.int64).reshape(-1, 3)
-    sums = _split(_squared_error_sums, items, threads, a, b)
+    sums = _split(_squared_error_sums, items, threads, a.size, a, b)
     return np.bincount(items[:, 0], weights=sums, minlength=n)

@@ -250,17 +250,18 @@ def test_cpu_kernel_gives_the_same_value_on_any_number_of_threads(shape, pools):
     """The work is cut into bands of output rows per plane (each re-reads its 10-row halo)
     and shared among threads: one grayscale image on 4 threads is cut in 4 bands; the
     value is the one-thread value to rounding."""
-    from robench.metrics.image import SSIM_K1, SSIM_K2
+    from robench.metrics.image import SSIM_K1, SSIM_K2, _gaussian_taps
     from robench.metrics.image_kernels import ssim_planes
 
     rng = np.random.default_rng(len(shape) + shape[2])
     x = rng.random(shape)
     y = noisy(x, 0.1, 1.0, rng).astype(np.float32)
     planes_x, planes_y = x.reshape(-1, *shape[2:]), y.reshape(-1, *shape[2:])
-    one = ssim_planes(planes_x, planes_y, 1.0, SSIM_K1 ** 2, SSIM_K2 ** 2, threads=1)
+    window = _gaussian_taps("cpu").numpy()
+    one = ssim_planes(planes_x, planes_y, window, 1.0, SSIM_K1 ** 2, SSIM_K2 ** 2, threads=1)
     assert pools == []
     for threads in (2, 3, 4):
-        np.testing.assert_allclose(ssim_planes(planes_x, planes_y, 1.0, SSIM_K1 ** 2, SSIM_K2 ** 2, threads=threads),
+        np.testing.assert_allclose(ssim_planes(planes_x, planes_y, window, 1.0, SSIM_K1 ** 2, SSIM_K2 ** 2, threads=threads),
                                    one, rtol=0, atol=1e-14)
     assert max(pools) >= 2
     _, ref_ssim = reference(x, y.astype(np.float64), 1.0)

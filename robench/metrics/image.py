@@ -144,7 +144,8 @@ def ssim(x: Any, y: Any, *, data_range: float = 1.0, y_channel: bool = False,
         from robench.metrics.image_kernels import ssim_planes
 
         planes = ssim_planes(a.detach().reshape(n * c, h, w).numpy(), b.detach().reshape(n * c, h, w).numpy(),
-                             scale, SSIM_K1 ** 2, SSIM_K2 ** 2, threads=torch.get_num_threads())
+                             _gaussian_taps("cpu").numpy(), scale, SSIM_K1 ** 2, SSIM_K2 ** 2,
+                             threads=torch.get_num_threads())
         return torch.from_numpy(planes).view(n, c).mean(dim=1)
     # off the CPU: float64 (cheap on a GPU, and safe from TF32 convolutions), but MPS has none
     dtype = torch.float32 if a.device.type in ("cpu", "mps") else torch.float64

@@ -29,20 +29,13 @@ from typing import Any
 import numba
 import numpy as np
 
-from robench.metrics.image import _gaussian_taps
-
-WINDOW = _gaussian_taps("cpu").numpy()  # float64
-TAPS = len(WINDOW)
-if TAPS != 11:  # the sums below are written out for 11 taps
-    raise ImportError(f"robench.metrics.image_kernels is written for an 11-tap window; SSIM_SIGMA and "
-                      f"SSIM_TRUNCATE give {TAPS}")
-W0, W1, W2, W3, W4, W5 = (float(v) for v in WINDOW[:6])  # symmetric: WINDOW[10 - i] == WINDOW[i]
+TAPS = 11  # the window's length: the sums below are written out for it (symmetric, 6 weights)
 STRIP = 96  # output columns per strip: the ring of row-filtered rows (12 × 4 × 96 doubles) stays in L1/L2
 RING = TAPS + 1  # two output rows at a time read 12 input rows
 
 
 @numba.njit(inline="always")
-def _filtered_row(a, b, p, r, c0, iw, sw, scale, mom, dst):
+def _filtered_row(a, b, window, p, r, c0, iw, sw, scale, mom, dst):
     """Row r of plane p, input columns c0 … c0 + iw: its four moments (x, y, x² + y², xy)
     into ``mom`` (4, ≥ iw), each filtered along the row into ``dst`` (4, ≥ sw)."""
     for j in range(iw):
@@ -52,6 +45,7 @@ def _filtered_row(a, b, p, r, c0, iw, sw, scale, mom, dst):
         mom[1, j] = y
         mom[2, j] = x * x + y * y
         mom[3, j] = x * y
+    W0, W1, W2, W3, W4, W5 = window[0], window[1], window[2], window[3], window[4], window[5]
     for m in range(4):
         for j in range(sw):
             dst[m, j] = (W0 * (mom[m, j] + mom[m, j + 10]) + W1 * (mom[m, j + 1] + mom[m, j + 9])
@@ -72,11 +66,12 @@ def _ssim_row_sum(col, sw, c1, c2):
 
 
 @numba.njit(nogil=True, fastmath=True, boundscheck=False, error_model="numpy", cache=True)
-def _ssim_sums(a, b, scale, c1, c2, items, out):
+def _ssim_sums(a, b, window, scale, c1, c2, items, out):
     """For each item (plane p, output rows [r0, r1)) of ``items`` (k, 3): the sum of the
     SSIM map over those rows of plane p of ``a``/``b`` (P, H, W), values times ``scale``,
     into ``out[k]``."""
     wo = a.shape[2] - TAPS + 1
+    W0, W1, W2, W3, W4, W5 = window[0], window[1], window[2], window[3], window[4], window[5]
     ring = np.empty((RING, 4, STRIP))  # row-filtered moments, input row r0 + i in slot i % RING
     mom = np.empty((4, STRIP + TAPS - 1))
     col = np.empty((4, STRIP))
@@ -88,13 +83,13 @@ def _ssim_sums(a, b, scale, c1, c2, items, out):
             sw = min(STRIP, wo - c0)  # output columns of this strip
             iw = sw + TAPS - 1
             for i in range(TAPS - 1):
-                _filtered_row(a, b, p, r0 + i, c0, iw, sw, scale, mom, ring[i % RING])
+                _filtered_row(a, b, window, p, r0 + i, c0, iw, sw, scale, mom, ring[i % RING])
             for t in range(r0, r1, 2):  # output rows t and t + 1: input rows t … t + 11
                 i = t - r0
-                _filtered_row(a, b, p, t + 10, c0, iw, sw, scale, mom, ring[(i + 10) % RING])
+                _filtered_row(a, b, window, p, t + 10, c0, iw, sw, scale, mom, ring[(i + 10) % RING])
                 pair = t + 1 < r1
                 if pair:
-                    _filtered_row(a, b, p, t + 11, c0, iw, sw, scale, mom, ring[(i + 11) % RING])
+                    _filtered_row(a, b, window, p, t + 11, c0, iw, sw, scale, mom, ring[(i + 11) % RING])
                 s0, s1, s2, s3 = i % RING, (i + 1) % RING, (i + 2) % RING, (i + 3) % RING
                 s4, s5, s6, s7 = (i + 4) % RING, (i + 5) % RING, (i + 6) % RING, (i + 7) % RING
                 s8, s9, s10, s11 = (i + 8) % RING, (i + 9) % RING, (i + 10) % RING, (i + 11) % RING
@@ -142,11 +137,14 @@ def _split(kernel: Any, items: np.ndarray, threads: int, elements: int, *args: A
     return sums
 
 
-def ssim_planes(a: np.ndarray, b: np.ndarray, scale: float, c1: float, c2: float,
+def ssim_planes(a: np.ndarray, b: np.ndarray, window: np.ndarray, scale: float, c1: float, c2: float,
                 threads: int = 1) -> np.ndarray:
     """Mean SSIM map of each plane of a, b (P, H, W) float32 or float64, H and W ≥ 11
-    ('valid' window positions only): float64 (P,). ``threads``: how many threads share the
-    work, in bands of output rows."""
+    ('valid' window positions only), filtered by the symmetric 11-tap ``window``: float64
+    (P,). ``threads``: how many threads share the work, in bands of output rows."""
+    window = np.ascontiguousarray(window, dtype=np.float64)
+    if window.shape != (TAPS,) or not np.array_equal(window, window[::-1]):
+        raise ValueError(f"ssim_planes: the window has shape {window.shape}; expected a symmetric ({TAPS},) window")
     a, b = np.ascontiguousarray(a), np.ascontiguousarray(b)
     planes, h, w = a.shape
     rows_out, cols_out = h - TAPS + 1, w - TAPS + 1
@@ -155,7 +153,7 @@ def ssim_planes(a: np.ndarray, b: np.ndarray, scale: float, c1: float, c2: float
     bands = max(1, min(-(-max(1, int(threads)) // planes), rows_out // (4 * TAPS)))
     edges = np.linspace(0, rows_out, bands + 1).astype(np.int64)
     items = np.array([(p, edges[i], edges[i + 1]) for p in range(planes) for i in range(bands)], dtype=np.int64)
-    sums = _split(_ssim_sums, items, threads, a.size, a, b, scale, c1, c2)
+    sums = _split(_ssim_sums, items, threads, a.size, a, b, window, scale, c1, c2)
     return np.bincount(items[:, 0], weights=sums, minlength=planes) / (rows_out * cols_out)
 
 

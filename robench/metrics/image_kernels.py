@@ -3,23 +3,24 @@
 PSNR's squared error is one vectorized float64 sum per image (exact differences of
 float32 inputs), cut into pieces that threads share.
 
-SSIM is one pass per image plane. scikit-image computes SSIM as five Gaussian-filtered maps (x, y, x², y², xy), each a
-separate pass over a whole image, and then a dozen elementwise passes for the formula.
-Here each plane is read once, in strips of ``STRIP`` output columns: per input row, four
-moments (x, y, x² + y², xy: the formula needs only the sum of the two variances) are
-filtered along the row into a ring of the last 12 filtered rows; two output rows at a
-time are filtered down the columns from those 12 rows, the SSIM formula is evaluated
-on them and summed. The ring stays in the L1/L2 caches and everything is float64, so the
-values are scikit-image's on float64 input to rounding (measured: below 1e-14);
-benchmarks/bench_image_metrics.py measures the speed against scikit-image's loop
-(benchmarks/RESULTS.md).
+SSIM is one pass per image plane. scikit-image computes SSIM as five Gaussian-filtered
+maps (x, y, x², y², xy), each a separate pass over a whole image, and then a dozen
+elementwise passes for the formula. Here each plane is read once, in strips of ``STRIP``
+output columns: per input row, four moments (x, y, x² + y², xy: the formula needs only
+the sum of the two variances) are filtered along the row into a ring of the last 12
+filtered rows; two output rows at a time are filtered down the columns from those 12
+rows, the SSIM formula is evaluated on them and summed. The ring stays in the L1/L2
+caches and everything is float64, so the values are scikit-image's on float64 input to
+rounding (measured: below 1e-14); benchmarks/bench_image_metrics.py measures the speed
+against scikit-image's loop (benchmarks/RESULTS.md).
 
-The window is scipy's Gaussian at σ = 1.5 truncated at 3.5 σ (11 taps), symmetric, so
-each filtered value is 6 multiplies and 10 adds, written out below so that the compiler
-vectorizes the loops over a row (``error_model="numpy"``: no Python zero-division check,
-which would keep the division scalar). Work is split into (plane, band of output rows)
-items that threads take in turn (the kernel releases the GIL); a batch of one grayscale
-image still uses every thread.
+The window (the caller's: :mod:`robench.metrics.image` passes scipy's Gaussian at σ =
+1.5 truncated at 3.5 σ) has 11 taps and is symmetric, so each filtered value is 6
+multiplies and 10 adds, written out below so that the compiler vectorizes the loops over
+a row (``error_model="numpy"``: no Python zero-division check, which would keep the
+division scalar). Work is split into (plane, band of output rows) items that threads
+take in turn (the kernel releases the GIL): one large grayscale image uses every thread,
+and a batch with under ``MIN_ELEMENTS_PER_THREAD`` elements per thread stays on one.
 """
 
 from __future__ import annotations
